@@ -1,0 +1,26 @@
+#include "vmm/log.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <string>
+
+namespace ember::log {
+namespace {
+std::atomic<Level> g_level{Level::info};
+}
+
+void set_level(Level level) noexcept { g_level.store(level, std::memory_order_relaxed); }
+bool enabled(Level level) noexcept { return level >= g_level.load(std::memory_order_relaxed); }
+
+void write(Level level, std::string_view message) noexcept {
+    static constexpr std::string_view prefix[] = {"ember: debug: ", "ember: ", "ember: warning: ",
+                                                  "ember: error: "};
+    std::string line;
+    line.reserve(message.size() + 24);
+    line.append(prefix[static_cast<int>(level)]).append(message).push_back('\n');
+    // One write(2) per line so lines from several threads never interleave.
+    [[maybe_unused]] auto n = ::write(STDERR_FILENO, line.data(), line.size());
+}
+
+} // namespace ember::log
