@@ -1,0 +1,58 @@
+// What a virtio device model provides to its transport, and what the
+// transport gives the device when the driver sets DRIVER_OK.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "devices/virtio/virtqueue.h"
+#include "vmm/guest_memory.h"
+#include "vmm/unique_fd.h"
+
+namespace ember {
+
+// The device's way back to the driver, implemented by the transport. Safe to
+// call from the device's I/O thread: atomics and an eventfd write only.
+class DeviceSignals {
+public:
+    // Sets InterruptStatus "used buffer" and signals the irqfd (§4.2.2).
+    virtual void used_buffer_notification() noexcept = 0;
+    // Sets DEVICE_NEEDS_RESET (§2.1.2) and raises a configuration change
+    // interrupt when the driver is running. `why` is logged.
+    virtual void needs_reset(std::string_view why) noexcept = 0;
+
+protected:
+    ~DeviceSignals() = default;
+};
+
+struct ActivationContext {
+    const GuestMemory& memory;
+    uint64_t features;                 // negotiated: offered & accepted
+    std::span<const QueueState> queues; // one per device queue; validated when ready
+    std::span<const EventFd> notify;   // one per queue: the guest's kicks
+    DeviceSignals& signals;
+};
+
+class VirtioDevice {
+public:
+    virtual ~VirtioDevice() = default;
+    virtual std::string_view name() const = 0;
+    virtual uint32_t device_id() const = 0;
+    // Offered features, including VERSION_1 and the ring features.
+    virtual uint64_t device_features() const = 0;
+    // Device configuration space (§4.2.2 offset 0x100+). Bytes beyond the
+    // structure read as 0; the device ignores writes it does not support.
+    virtual void read_config(uint64_t offset, std::span<uint8_t> data) const = 0;
+    virtual void write_config(uint64_t offset, std::span<const uint8_t> data) = 0;
+    virtual uint16_t queue_count() const = 0;
+    virtual uint16_t queue_max_size(uint16_t index) const = 0;
+    // DRIVER_OK: start processing. Throws ember::Error when the device cannot
+    // start; the transport then asks the driver for a reset.
+    virtual void activate(const ActivationContext& ctx) = 0;
+    // Status 0 or VMM shutdown: stop processing and forget the queues. Returns
+    // only when the device no longer touches guest memory.
+    virtual void reset() noexcept = 0;
+};
+
+} // namespace ember
