@@ -41,6 +41,13 @@ Disk Disk::open(const std::string& path, const DiskOptions& o) {
     if (o.direct) flags |= O_DIRECT;
     if (o.create) flags |= O_CREAT;
 
+    // Judge the kind of file before opening it, so that a directory or a
+    // character device gets a plain answer rather than an errno from open().
+    if (struct stat st {}; ::stat(path.c_str(), &st) == 0 && !S_ISBLK(st.st_mode) &&
+                           !S_ISREG(st.st_mode))
+        throw SetupError(fmt::format("{}: not a block device or regular file{}", path,
+                                     S_ISDIR(st.st_mode) ? " (it is a directory)" : ""));
+
     int fd = ::open(path.c_str(), flags, 0644);
     if (fd < 0) {
         const int err = errno;
