@@ -161,11 +161,11 @@ ki_pack_cpio() {
   mv "$out.tmp" "$out"
 }
 
-# Prints a hash of the given files' contents and names (cache keys).
+# Prints a hash of the given files' contents and base names (cache keys).
 ki_hash_files() {
   local f
   for f in "$@"; do
-    printf '%s\n' "$f"
+    printf '%s\n' "${f##*/}"
     sha256sum <"$f"
   done | sha256sum | cut -c1-16
 }

@@ -1,0 +1,138 @@
+# Helpers for ember's end-to-end scenarios. POSIX sh: scenarios run under
+# BusyBox sh inside the nested sandbox's L1 and under bash/dash on a KVM host.
+#
+# The runner (tests/e2e/run-scenarios.sh) gives every scenario:
+#   EMBER    the ember binary
+#   IMAGES   directory with <flavour>/vmlinuz and <flavour>/initramfs.cpio.gz
+#            (flavours: cloud, generic; built by guest-images/build)
+#   WORK     this scenario's own empty directory; logs kept after the run
+#            (in the sandbox it is on the 9p share, so the host sees it)
+#   SCRATCH  this scenario's own empty directory on a local filesystem (tmpfs
+#            in L1): put disk images here, not in WORK
+#   E2E_DIR  the directory holding this file
+# A scenario does `. "$E2E_DIR/lib.sh"`, then reports each check with
+# `pass NAME` or `fail NAME REASON` (one line each: "EMBER-TEST PASS NAME",
+# "EMBER-TEST FAIL NAME: REASON"). A scenario that reports nothing counts as
+# one failure, and so does one that is killed by its timeout.
+
+# Default guest command line of the test initramfs. ember's --cmdline
+# replaces its default, so this repeats it; `quiet` keeps boot fast under TCG
+# (every console byte is a VM exit).
+GUEST_CMDLINE=${GUEST_CMDLINE:-"console=ttyS0 reboot=k panic=1 quiet"}
+# Guest RAM for test boots.
+GUEST_MEM=${GUEST_MEM:-512M}
+
+# guest_cmdline NAME: the command line that makes the test initramfs run
+# /tests/NAME.sh (tests/e2e/guest/NAME.sh) and power off.
+guest_cmdline() {
+  echo "$GUEST_CMDLINE ember.run=$1"
+}
+
+# run_ember LOG TIMEOUT ARG...: runs "$EMBER ARG..." with stdin from
+# /dev/null, its stdout (the guest console) in $WORK/LOG.out and its stderr in
+# $WORK/LOG.err. Sets RC (exit status; 124 for a timeout), TIMED_OUT (yes|no),
+# ELAPSED (seconds), OUT and ERR (the two file names). Never fails itself.
+run_ember() {
+  _log=$1
+  _tmo=$2
+  shift 2
+  OUT="$WORK/$_log.out"
+  ERR="$WORK/$_log.err"
+  echo "e2e: ember $*" >"$WORK/$_log.cmd"
+  _t0=$(date +%s)
+  # BusyBox timeout exits 143 on expiry, coreutils 124: normalise below.
+  timeout "$_tmo" "$EMBER" "$@" </dev/null >"$OUT" 2>"$ERR"
+  RC=$?
+  ELAPSED=$(($(date +%s) - _t0))
+  TIMED_OUT=no
+  if [ "$RC" = 124 ] || { [ "$RC" = 143 ] && [ "$ELAPSED" -ge "$_tmo" ]; }; then
+    RC=124
+    TIMED_OUT=yes
+  fi
+  echo "e2e: $_log: rc=$RC after ${ELAPSED}s"
+}
+
+# boot_guest LOG FLAVOUR CPUS SCRIPT [EXTRA ARG...]: boots the test guest of
+# FLAVOUR with CPUS vcpus running /tests/SCRIPT.sh, console on stdout.
+boot_guest() {
+  _log=$1
+  _flavour=$2
+  _cpus=$3
+  _script=$4
+  shift 4
+  run_ember "$_log" "${BOOT_TIMEOUT:-150}" run \
+    --kernel "$IMAGES/$_flavour/vmlinuz" --initrd "$IMAGES/$_flavour/initramfs.cpio.gz" \
+    --cpus "$_cpus" --mem "$GUEST_MEM" --console stdio \
+    --cmdline "$(guest_cmdline "$_script")" "$@"
+}
+
+# Each expectation returns 0 when it holds; otherwise it sets REASON (the first
+# unmet expectation since the last pass/fail) and returns 1, so checks chain:
+#   if expect_rc 0 && expect_stdout 'READY cpus=2'; then pass x; else fail x "$REASON"; fi
+REASON=
+
+_unmet() {
+  [ -n "$REASON" ] || REASON=$1
+  return 1
+}
+
+expect_rc() {
+  [ "$TIMED_OUT" = no ] || _unmet "ember timed out after ${ELAPSED}s (expected exit status $1)" || return 1
+  [ "$RC" = "$1" ] || _unmet "ember exited with $RC, expected $1"
+}
+
+expect_rc_nonzero() {
+  [ "$TIMED_OUT" = no ] || _unmet "ember timed out after ${ELAPSED}s (expected a non-zero exit)" || return 1
+  [ "$RC" != 0 ] || _unmet "ember exited with 0, expected non-zero"
+}
+
+# expect_stdout / expect_stderr / expect_log ERE: the pattern occurs in the
+# console output / ember's stderr / either.
+expect_stdout() {
+  grep -a -q -E -- "$1" "$OUT" || _unmet "console output lacks /$1/"
+}
+
+expect_stderr() {
+  grep -a -q -E -- "$1" "$ERR" || _unmet "stderr lacks /$1/"
+}
+
+expect_log() {
+  cat "$OUT" "$ERR" | grep -a -q -E -- "$1" || _unmet "output lacks /$1/"
+}
+
+expect_no_log() {
+  ! cat "$OUT" "$ERR" | grep -a -q -E -- "$1" || _unmet "output unexpectedly has /$1/"
+}
+
+# expect_stderr_i ERE: case-insensitive stderr match.
+expect_stderr_i() {
+  grep -a -q -i -E -- "$1" "$ERR" || _unmet "stderr lacks /$1/ (any case)"
+}
+
+pass() {
+  echo "EMBER-TEST PASS $1"
+  REASON=
+}
+
+# fail NAME REASON: reports the failure after the tail of the last ember run
+# (lines starting "    | ", which tests/e2e/run shows with the result).
+fail() {
+  if [ -n "${OUT:-}" ] && [ -f "$OUT" ]; then
+    {
+      echo "$1: last run: $(cat "${OUT%.out}.cmd" 2>/dev/null)"
+      echo "rc=$RC timed_out=$TIMED_OUT elapsed=${ELAPSED}s"
+      echo "--- console (stdout) tail:"
+      tail -n 25 "$OUT" | tr -d '\r'
+      echo "--- stderr tail:"
+      tail -n 15 "$ERR"
+    } | sed 's/^/    | /'
+  fi
+  echo "EMBER-TEST FAIL $1: ${2:-unspecified}"
+  REASON=
+}
+
+# check NAME: pass or fail NAME according to the expectations chained before it.
+#   expect_rc 0 && expect_stdout x; check NAME
+check() {
+  if [ -z "$REASON" ]; then pass "$1"; else fail "$1" "$REASON"; fi
+}

@@ -1,0 +1,32 @@
+#!/bin/sh
+# e2e-timeout: 60
+# ember's command line: --help and --version succeed; bad input exits with
+# status 2 and a message that says what is wrong. No guest boots here.
+. "$E2E_DIR/lib.sh"
+
+kernel="$IMAGES/cloud/vmlinuz"
+
+run_ember version 20 --version
+expect_rc 0 && expect_log '[0-9]+\.[0-9]+\.[0-9]+'
+check cli-version
+
+run_ember help 20 --help
+expect_rc 0 && expect_log 'run'
+check cli-help
+
+run_ember unknown-flag 20 run --kernel "$kernel" --no-such-flag
+expect_rc 2 && expect_stderr 'no-such-flag'
+check cli-unknown-flag
+
+missing="$WORK/not-there/vmlinuz"
+run_ember missing-kernel 20 run --kernel "$missing"
+expect_rc 2 && expect_stderr "$missing"
+check cli-missing-kernel
+
+run_ember no-kernel 20 run
+expect_rc 2 && expect_stderr_i 'kernel'
+check cli-no-kernel
+
+run_ember cpus-zero 20 run --kernel "$kernel" --cpus 0
+expect_rc 2 && expect_stderr_i 'cpus'
+check cli-cpus-zero
