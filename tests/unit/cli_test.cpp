@@ -1,0 +1,77 @@
+#include <doctest/doctest.h>
+
+#include "vmm/cli.h"
+
+using namespace ember;
+
+namespace {
+Command parse(std::vector<std::string> args) {
+    args.insert(args.begin(), "ember");
+    return parse_command_line(args);
+}
+} // namespace
+
+TEST_CASE("CLI: run with every option") {
+    auto c = parse({"run", "--kernel", "/proc/self/exe", "--cmdline", "console=ttyS0 quiet", "--cpus", "2", "--mem",
+                    "1G", "--disk", "/tmp/a.img,readonly", "--disk", "/tmp/b.img", "--console", "file:/tmp/c.log",
+                    "--virtio-cmdline"});
+    auto& r = std::get<RunRequest>(c);
+    CHECK(r.config.kernel == "/proc/self/exe");
+    CHECK(r.config.cmdline == "console=ttyS0 quiet");
+    CHECK(r.config.cpus == 2);
+    CHECK(r.config.mem_bytes == (1ULL << 30));
+    CHECK(r.config.disks.size() == 2);
+    CHECK(r.config.console.kind == ConsoleSpec::Kind::file);
+    CHECK(r.config.console.path == "/tmp/c.log");
+    CHECK(r.config.virtio_cmdline);
+}
+
+TEST_CASE("CLI: defaults") {
+    auto& r = std::get<RunRequest>(parse({"run", "--kernel", "/proc/self/exe"}));
+    CHECK(r.config.cpus == 1);
+    CHECK(r.config.mem_bytes == kDefaultMemBytes);
+    CHECK(r.config.cmdline == kDefaultCmdline);
+    CHECK(r.config.console.kind == ConsoleSpec::Kind::stdio);
+    CHECK_FALSE(r.config.initrd.has_value());
+}
+
+TEST_CASE("CLI: help and version") {
+    CHECK(std::holds_alternative<HelpRequest>(parse({"--help"})));
+    CHECK(std::get<HelpRequest>(parse({"--help"})).text.find("run") != std::string::npos);
+    CHECK(std::holds_alternative<HelpRequest>(parse({"run", "--help"})));
+    CHECK(std::holds_alternative<VersionRequest>(parse({"--version"})));
+}
+
+TEST_CASE("CLI: bad usage names the offending value") {
+    CHECK_THROWS_AS(parse({}), UsageError);
+    CHECK_THROWS_AS(parse({"run"}), UsageError); // --kernel is required
+    CHECK_THROWS_WITH_AS(parse({"run", "--kernel", "/nonexistent/vmlinuz"}),
+                         doctest::Contains("/nonexistent/vmlinuz"), UsageError);
+    CHECK_THROWS_WITH_AS(parse({"run", "--kernel", "/tmp"}), doctest::Contains("directory"), UsageError);
+    CHECK_THROWS_WITH_AS(parse({"run", "--kernel", "/proc/self/exe", "--initrd", "/nonexistent/initrd"}),
+                         doctest::Contains("/nonexistent/initrd"), UsageError);
+    CHECK_THROWS_WITH_AS(parse({"run", "--kernel", "/proc/self/exe", "--cpus", "0"}), doctest::Contains("--cpus 0"),
+                         UsageError);
+    CHECK_THROWS_AS(parse({"run", "--kernel", "/proc/self/exe", "--cpus", "255"}), UsageError);
+    CHECK_THROWS_AS(parse({"run", "--kernel", "/proc/self/exe", "--cpus", "two"}), UsageError);
+    CHECK_THROWS_WITH_AS(parse({"run", "--kernel", "/proc/self/exe", "--mem", "12X"}), doctest::Contains("12X"),
+                         UsageError);
+    CHECK_THROWS_WITH_AS(parse({"run", "--kernel", "/proc/self/exe", "--mem", "16M"}),
+                         doctest::Contains("at least"), UsageError);
+    CHECK_THROWS_WITH_AS(parse({"run", "--kernel", "/proc/self/exe", "--console", "tty"}), doctest::Contains("tty"),
+                         UsageError);
+    CHECK_THROWS_WITH_AS(parse({"run", "--kernel", "/proc/self/exe", "--bogus"}), doctest::Contains("--bogus"),
+                         UsageError);
+    CHECK_THROWS_AS(parse({"fly"}), UsageError);
+}
+
+TEST_CASE("sizes: suffixes and limits") {
+    CHECK(parse_size("512M", "--mem") == (512ULL << 20));
+    CHECK(parse_size("2G", "--mem") == (2ULL << 30));
+    CHECK(parse_size("64K", "--mem") == (64ULL << 10));
+    CHECK(parse_size("256", "--mem") == (256ULL << 20));
+    CHECK_THROWS_AS(parse_size("", "--mem"), UsageError);
+    CHECK_THROWS_AS(parse_size("0", "--mem"), UsageError);
+    CHECK_THROWS_AS(parse_size("-1G", "--mem"), UsageError);
+    CHECK_THROWS_AS(parse_size("99999999999T", "--mem"), UsageError);
+}

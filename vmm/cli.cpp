@@ -1,0 +1,109 @@
+#include "vmm/cli.h"
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <charconv>
+#include <filesystem>
+
+#include "vmm/console.h"
+
+namespace ember {
+namespace {
+
+constexpr const char* kVersion = "ember 0.1.0";
+
+void require_file(const std::string& path, const char* option) {
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec))
+        throw UsageError(fmt::format("{} {}: no such file", option, path));
+    if (std::filesystem::is_directory(path, ec))
+        throw UsageError(fmt::format("{} {}: is a directory, not a file", option, path));
+}
+
+} // namespace
+
+uint64_t parse_size(std::string_view text, std::string_view option) {
+    uint64_t value = 0;
+    const auto* end = text.data() + text.size();
+    auto [p, ec] = std::from_chars(text.data(), end, value);
+    if (ec != std::errc{} || p == text.data())
+        throw UsageError(fmt::format("{} {}: not a size (use e.g. 512M or 2G)", option, text));
+    std::string_view suffix(p, static_cast<size_t>(end - p));
+    unsigned shift = 20; // plain numbers are MiB, like Firecracker's mem_size_mib
+    if (suffix == "K" || suffix == "k" || suffix == "KiB") shift = 10;
+    else if (suffix == "M" || suffix == "m" || suffix == "MiB" || suffix.empty()) shift = 20;
+    else if (suffix == "G" || suffix == "g" || suffix == "GiB") shift = 30;
+    else if (suffix == "T" || suffix == "t" || suffix == "TiB") shift = 40;
+    else throw UsageError(fmt::format("{} {}: unknown size suffix '{}' (use K, M, G or T)", option, text, suffix));
+    if (value == 0 || value > (UINT64_MAX >> shift))
+        throw UsageError(fmt::format("{} {}: size out of range", option, text));
+    return value << shift;
+}
+
+Command parse_command_line(const std::vector<std::string>& args) {
+    CLI::App app{"ember: a minimal KVM virtual machine monitor", "ember"};
+    app.require_subcommand(0, 1);
+    bool version = false;
+    app.add_flag("--version", version, "print the version and exit");
+
+    auto* run = app.add_subcommand("run", "boot a guest kernel");
+    std::string kernel, initrd, cmdline = kDefaultCmdline, mem = "512M", console = "stdio";
+    uint32_t cpus = 1;
+    std::vector<std::string> disks;
+    bool virtio_cmdline = false, verbose = false;
+    run->add_option("--kernel", kernel, "guest kernel: bzImage or ELF vmlinux")->required();
+    run->add_option("--initrd", initrd, "initial ramdisk");
+    run->add_option("--cmdline", cmdline, "kernel command line (replaces the default)")
+        ->default_str(kDefaultCmdline);
+    run->add_option("--cpus", cpus, "number of vcpus (1-254)")->default_val(1);
+    run->add_option("--mem", mem, "guest memory, e.g. 512M or 2G")->default_str("512M");
+    run->add_option("--disk", disks, "virtio block device PATH[,readonly][,id=NAME] (repeatable)");
+    run->add_option("--console", console, "guest serial console: stdio, none or file:PATH")->default_str("stdio");
+    run->add_flag("--virtio-cmdline", virtio_cmdline,
+                  "also describe virtio-mmio devices with virtio_mmio.device= (for custom kernels)");
+    run->add_flag("-v,--verbose", verbose, "log debug messages");
+
+    std::vector<std::string> rev(args.rbegin(), args.rend());
+    if (!rev.empty()) rev.pop_back(); // program name
+    try {
+        app.parse(rev);
+    } catch (const CLI::CallForHelp&) {
+        return HelpRequest{app.help()};
+    } catch (const CLI::CallForAllHelp&) {
+        return HelpRequest{app.help("", CLI::AppFormatMode::All)};
+    } catch (const CLI::ParseError& e) {
+        throw UsageError(e.what());
+    }
+    if (version) return VersionRequest{};
+    if (!run->parsed()) throw UsageError("no command given; try 'ember run --kernel PATH' or 'ember --help'");
+
+    RunRequest r;
+    r.verbose = verbose;
+    auto& c = r.config;
+    require_file(kernel, "--kernel");
+    c.kernel = kernel;
+    if (!initrd.empty()) {
+        require_file(initrd, "--initrd");
+        c.initrd = initrd;
+    }
+    c.cmdline = cmdline;
+    if (cpus < 1 || cpus > kMaxCpus) throw UsageError(fmt::format("--cpus {}: must be between 1 and {}", cpus, kMaxCpus));
+    c.cpus = cpus;
+    c.mem_bytes = parse_size(mem, "--mem");
+    if (c.mem_bytes < kMinMemBytes)
+        throw UsageError(fmt::format("--mem {}: a guest needs at least {} MiB", mem, kMinMemBytes >> 20));
+    if (c.mem_bytes % 4096 != 0) throw UsageError(fmt::format("--mem {}: must be a multiple of 4 KiB", mem));
+    c.disks = disks;
+    try {
+        c.console = parse_console_spec(console);
+    } catch (const Error& e) {
+        throw UsageError(e.what());
+    }
+    c.virtio_cmdline = virtio_cmdline;
+    return r;
+}
+
+const char* version_string() { return kVersion; }
+
+} // namespace ember

@@ -1,0 +1,38 @@
+// Command-line parsing for the `ember` binary (README "Command line").
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "vmm/errors.h"
+#include "vmm/vm_config.h"
+
+namespace ember {
+
+// Bad usage: the process exits with status 2 after printing the message.
+class UsageError : public Error {
+public:
+    using Error::Error;
+};
+
+struct HelpRequest {
+    std::string text;
+};
+struct VersionRequest {};
+struct RunRequest {
+    VmConfig config;
+    bool verbose = false;
+};
+
+using Command = std::variant<HelpRequest, VersionRequest, RunRequest>;
+
+// Parses argv (without argv[0] semantics: args[0] is the program name).
+// Throws UsageError with a message naming the offending value.
+Command parse_command_line(const std::vector<std::string>& args);
+
+// "512M", "2G", "1024K", "4096" (MiB when there is no suffix). Throws UsageError.
+uint64_t parse_size(std::string_view text, std::string_view option);
+
+} // namespace ember

@@ -1,0 +1,123 @@
+#include "vmm/vcpu_thread.h"
+
+#include <signal.h>
+
+#include <fmt/format.h>
+
+#include "vmm/errors.h"
+#include "vmm/log.h"
+
+namespace ember {
+
+int VcpuThread::kick_signal() noexcept { return SIGRTMIN; }
+
+void VcpuThread::install_kick_handler() {
+    struct sigaction sa{};
+    sa.sa_handler = [](int) {};
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0; // no SA_RESTART: KVM_RUN must return EINTR
+    if (::sigaction(kick_signal(), &sa, nullptr) != 0) throw_errno("sigaction(vcpu kick)");
+}
+
+VcpuThread::~VcpuThread() {
+    stop();
+    join();
+}
+
+void VcpuThread::start() {
+    thread_ = std::thread([this] {
+        pthread_setname_np(pthread_self(), fmt::format("vcpu{}", vcpu_->id()).c_str());
+        try {
+            loop();
+        } catch (const std::exception& e) {
+            exits_.report(ExitReason::error, fmt::format("vcpu {}: {}", vcpu_->id(), e.what()));
+        }
+    });
+}
+
+void VcpuThread::stop() {
+    stop_.store(true, std::memory_order_release);
+    if (vcpu_) {
+        // immediate_exit covers the window between the stop_ check and the
+        // KVM_RUN ioctl; the signal covers a vcpu already inside the guest.
+        __atomic_store_n(&vcpu_->run_data()->immediate_exit, 1, __ATOMIC_RELEASE);
+    }
+    if (thread_.joinable()) ::pthread_kill(thread_.native_handle(), kick_signal());
+}
+
+void VcpuThread::join() {
+    if (thread_.joinable()) thread_.join();
+}
+
+void VcpuThread::loop() {
+    // Only the kick signal may interrupt this thread; everything else is the
+    // main thread's business.
+    sigset_t set;
+    sigfillset(&set);
+    sigdelset(&set, kick_signal());
+    for (int s : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) sigdelset(&set, s);
+    pthread_sigmask(SIG_SETMASK, &set, nullptr);
+
+    while (!stop_.load(std::memory_order_acquire)) {
+        if (!vcpu_->run()) continue; // interrupted: re-check stop_
+        handle_exit();
+    }
+}
+
+void VcpuThread::handle_exit() {
+    kvm_run* run = vcpu_->run_data();
+    switch (run->exit_reason) {
+    case KVM_EXIT_IO: {
+        auto* base = reinterpret_cast<uint8_t*>(run) + run->io.data_offset;
+        for (uint32_t i = 0; i < run->io.count; ++i) {
+            std::span<uint8_t> data(base + i * run->io.size, run->io.size);
+            if (run->io.direction == KVM_EXIT_IO_OUT) pio_.write(run->io.port, data);
+            else pio_.read(run->io.port, data);
+        }
+        return;
+    }
+    case KVM_EXIT_MMIO: {
+        const uint32_t len = std::min<uint32_t>(run->mmio.len, sizeof run->mmio.data);
+        std::span<uint8_t> data(run->mmio.data, len);
+        if (run->mmio.is_write) mmio_.write(run->mmio.phys_addr, data);
+        else mmio_.read(run->mmio.phys_addr, data);
+        return;
+    }
+    case KVM_EXIT_HLT:
+        // With the in-kernel LAPIC, HLT only exits if the guest halted with
+        // interrupts off: nothing can wake it.
+        exits_.report(ExitReason::poweroff, fmt::format("vcpu {} halted with interrupts disabled", vcpu_->id()));
+        stop_.store(true);
+        return;
+    case KVM_EXIT_SHUTDOWN:
+        // Triple fault: how a PC resets when nothing else works.
+        exits_.report(ExitReason::reboot, "triple fault");
+        stop_.store(true);
+        return;
+    case KVM_EXIT_SYSTEM_EVENT:
+        if (run->system_event.type == KVM_SYSTEM_EVENT_RESET) exits_.report(ExitReason::reboot);
+        else exits_.report(ExitReason::poweroff);
+        stop_.store(true);
+        return;
+    case KVM_EXIT_INTR:
+        return;
+    case KVM_EXIT_FAIL_ENTRY:
+        exits_.report(ExitReason::error,
+                      fmt::format("vcpu {}: KVM could not enter the guest (hardware reason {:#x})", vcpu_->id(),
+                                  run->fail_entry.hardware_entry_failure_reason));
+        stop_.store(true);
+        return;
+    case KVM_EXIT_INTERNAL_ERROR:
+        exits_.report(ExitReason::error, fmt::format("vcpu {}: KVM internal error, suberror {}", vcpu_->id(),
+                                                     run->internal.suberror));
+        stop_.store(true);
+        return;
+    default:
+        exits_.report(ExitReason::error,
+                      fmt::format("vcpu {}: unexpected KVM exit reason {}", vcpu_->id(), run->exit_reason));
+        stop_.store(true);
+        return;
+    }
+}
+
+} // namespace ember

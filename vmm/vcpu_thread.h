@@ -1,0 +1,46 @@
+// One thread per vcpu running KVM_RUN and dispatching PIO/MMIO exits to the
+// buses. Stopping uses immediate_exit plus a signal, so a vcpu in the guest or
+// about to enter it leaves KVM_RUN promptly.
+#pragma once
+
+#include <pthread.h>
+
+#include <atomic>
+#include <memory>
+#include <thread>
+
+#include "devices/io_bus.h"
+#include "vmm/exit_monitor.h"
+#include "vmm/kvm.h"
+
+namespace ember {
+
+class VcpuThread final {
+public:
+    VcpuThread(std::unique_ptr<KvmVcpu> vcpu, const IoBus& pio, const IoBus& mmio, ExitMonitor& exits)
+        : vcpu_(std::move(vcpu)), pio_(pio), mmio_(mmio), exits_(exits) {}
+    ~VcpuThread();
+
+    KvmVcpu& vcpu() noexcept { return *vcpu_; }
+    void start();
+    // Makes the thread leave KVM_RUN and end. Safe from any thread.
+    void stop();
+    void join();
+
+    // The kick signal; its handler does nothing, it only interrupts KVM_RUN.
+    static int kick_signal() noexcept;
+    static void install_kick_handler();
+
+private:
+    void loop();
+    void handle_exit();
+
+    std::unique_ptr<KvmVcpu> vcpu_;
+    const IoBus& pio_;
+    const IoBus& mmio_;
+    ExitMonitor& exits_;
+    std::atomic<bool> stop_{false};
+    std::thread thread_;
+};
+
+} // namespace ember

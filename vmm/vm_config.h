@@ -1,0 +1,31 @@
+// Everything needed to build a VM, as a plain value (the CLI fills it; the
+// embedding API will too).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "vmm/console.h"
+
+namespace ember {
+
+inline constexpr const char* kDefaultCmdline = "console=ttyS0 reboot=k panic=1";
+inline constexpr uint64_t kDefaultMemBytes = 512ULL << 20;
+inline constexpr uint64_t kMinMemBytes = 32ULL << 20;
+inline constexpr uint32_t kMaxCpus = 254; // one IOAPIC, 8-bit APIC IDs, 0xff is broadcast
+
+struct VmConfig {
+    std::filesystem::path kernel;
+    std::optional<std::filesystem::path> initrd;
+    std::string cmdline = kDefaultCmdline;
+    uint32_t cpus = 1;
+    uint64_t mem_bytes = kDefaultMemBytes;
+    std::vector<std::string> disks; // --disk specs, parsed by the block device
+    ConsoleSpec console;
+    bool virtio_cmdline = false; // also describe virtio-mmio devices on the command line
+};
+
+} // namespace ember
