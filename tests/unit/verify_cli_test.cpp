@@ -2,6 +2,7 @@
 // flush log, check-image after damage, and the usage/setup error paths.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <csignal>
@@ -102,7 +103,7 @@ constexpr uint64_t kHalf = kBlocks / 2;
 
 // Writes a 1 MiB file with seed 99, three passes; returns its path.
 std::string written_image(const TempDir& dir, CaptureConsole& console) {
-    const std::string path = dir.file("disk.img");
+    std::string path = dir.file("disk.img");
     REQUIRE(run(console, {"write-verify", "--device", path, "--size", "1M", "--create", "--seed",
                           "99", "--flush-every", "64", "--log-flushes"}) == 0);
     return path;
@@ -318,6 +319,27 @@ TEST_CASE("write-verify --continuous: cycles, progress lines, and a stop request
     CHECK(timed.last().starts_with("VERIFY PASS blocks=64 "));
 }
 
+TEST_CASE("write-verify: the read-back of a cycle names a block damaged behind its back") {
+    TempDir dir;
+    const std::string path = dir.file("disk.img");
+    const WriteSequence seq{21, 64};
+    const auto rewritten = seq.pass_order(1);
+    // A block that cycle 2 does not rewrite, so it must still hold generation 1.
+    uint64_t victim = 0;
+    while (std::find(rewritten.begin(), rewritten.end(), victim) != rewritten.end()) ++victim;
+    CaptureConsole console;
+    console.on_line = [&](const std::string& l) {
+        if (l.starts_with("VERIFY PROGRESS cycle=1 ")) flip_byte(path, victim * kBlockSize + 3000);
+    };
+    CHECK(run(console, {"write-verify", "--device", path, "--size", "256K", "--create", "--seed", "21",
+                        "--cycles", "2"}) == kExitFail);
+    CHECK(console.starting("VERIFY PROGRESS cycle=1 ")[0].find(" errors=0") != std::string::npos);
+    CHECK(console.starting("VERIFY PROGRESS cycle=2 ")[0].find(" errors=1") != std::string::npos);
+    CHECK(console.last() == fmt::format("VERIFY FAIL 1 errors; first: block={} expected gen=1 got bad "
+                                        "checksum (header says gen=1) [offset {}]",
+                                        victim, victim * kBlockSize));
+}
+
 TEST_CASE("write-verify: write errors are reported with errno and offset, and the run fails") {
     TempDir dir;
     const std::string path = dir.file("disk.img");
@@ -330,7 +352,7 @@ TEST_CASE("write-verify: write errors are reported with errno and offset, and th
     REQUIRE(::getrlimit(RLIMIT_FSIZE, &old) == 0);
     auto* old_handler = std::signal(SIGXFSZ, SIG_IGN);
     struct rlimit limit = old;
-    limit.rlim_cur = 128 * 1024;
+    limit.rlim_cur = rlim_t{128} * 1024;
     REQUIRE(::setrlimit(RLIMIT_FSIZE, &limit) == 0);
     CaptureConsole console;
     const int rc = run(console, {"write-verify", "--device", path, "--seed", "2", "--passes", "1"});
