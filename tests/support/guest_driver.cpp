@@ -49,7 +49,8 @@ ChainBuilder& ChainBuilder::indirect(bool on) {
 
 GuestDriver::GuestDriver(const GuestMemory& mem, VirtioMmioTransport& transport,
                          DriverOptions options)
-    : mem_(mem), transport_(transport), options_(options), heap_next_(options.heap_base.value) {}
+    : mem_(mem), transport_(transport), options_(options), heap_next_(options.heap_base.value),
+      heap_floor_(options.heap_base.value) {}
 
 uint32_t GuestDriver::read32(uint64_t offset) {
     uint32_t v = 0;
@@ -116,6 +117,7 @@ void GuestDriver::setup_queue(uint16_t index) {
     avail_idx_ = kicked_idx_ = last_used_ = 0;
     // One indirect table slot per head, each able to hold `size` descriptors.
     indirect_area_ = alloc(uint64_t{size} * size * sizeof(VirtqDesc), 16);
+    heap_floor_ = heap_next_;
 }
 
 void GuestDriver::driver_ok() {
@@ -203,6 +205,14 @@ void GuestDriver::set_avail_idx_raw(uint16_t idx) {
 
 void GuestDriver::set_avail_flags(uint16_t flags) {
     mem_.store_release<uint16_t>(queue_.avail_ring, flags);
+}
+
+void GuestDriver::set_used_event(uint16_t idx) {
+    mem_.store_release<uint16_t>(GuestAddress{queue_.avail_ring.value + 4 + 2ull * queue_.size}, idx);
+}
+
+uint16_t GuestDriver::avail_event() const {
+    return mem_.load_acquire<uint16_t>(GuestAddress{queue_.used_ring.value + 4 + 8ull * queue_.size});
 }
 
 uint16_t GuestDriver::used_idx() const {

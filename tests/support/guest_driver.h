@@ -89,7 +89,8 @@ public:
 
     // --- Guest memory --------------------------------------------------------
     GuestAddress alloc(uint64_t len, uint64_t align = 16);
-    void free_all() noexcept { heap_next_ = options_.heap_base.value; }
+    // Forgets every buffer allocated since the queue was set up.
+    void free_all() noexcept { heap_next_ = heap_floor_; }
     const GuestMemory& memory() const noexcept { return mem_; }
 
     // --- Requests ------------------------------------------------------------
@@ -119,6 +120,9 @@ public:
     void push_avail_raw(uint16_t head);
     void set_avail_idx_raw(uint16_t idx);
     void set_avail_flags(uint16_t flags);
+    // EVENT_IDX fields: used_event (driver's) and avail_event (device's).
+    void set_used_event(uint16_t idx);
+    uint16_t avail_event() const;
     uint16_t used_idx() const;
     const QueueState& queue() const noexcept { return queue_; }
     uint64_t kicks() const noexcept { return kicks_; }
@@ -133,6 +137,7 @@ private:
     uint64_t features_{0};
     QueueState queue_{};
     uint64_t heap_next_{0};
+    uint64_t heap_floor_{0};
     GuestAddress indirect_area_{};
     std::vector<uint16_t> free_;
     std::vector<std::vector<uint16_t>> chain_descs_; // per head: descriptors it uses

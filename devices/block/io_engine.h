@@ -1,0 +1,51 @@
+// Host I/O for the block I/O thread: io_uring (many requests in flight) or a
+// synchronous fallback. One engine per I/O thread, used from that thread only.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+#include <vector>
+
+namespace ember {
+
+struct HostIo {
+    enum class Op : uint8_t { read, write, flush };
+    Op op;
+    uint64_t offset;
+    std::span<const iovec> iov; // must stay valid until the completion
+    uint64_t cookie;
+};
+
+struct HostCompletion {
+    uint64_t cookie;
+    int64_t result; // bytes transferred, or -errno
+};
+
+class IoEngine {
+public:
+    virtual ~IoEngine() = default;
+    virtual std::string_view name() const = 0;
+    // Queues one operation; nothing reaches the host before submit() (the
+    // sync engine runs it at once). Capacity is the depth given at creation.
+    virtual void enqueue(const HostIo& io) = 0;
+    virtual void submit() = 0;
+    // Appends finished operations; never blocks.
+    virtual void reap(std::vector<HostCompletion>& out) = 0;
+    // Blocks until every submitted operation finished, appending them.
+    virtual void drain(std::vector<HostCompletion>& out) = 0;
+    // Readable when completions may be waiting; -1 when none ever wait
+    // (every completion is available right after submit()).
+    virtual int completion_fd() const noexcept = 0;
+    virtual size_t in_flight() const noexcept = 0;
+};
+
+// Throws SystemError when io_uring is unavailable (old kernel, seccomp,
+// io_uring_disabled); the caller falls back to the sync engine.
+std::unique_ptr<IoEngine> make_uring_engine(int fd, unsigned depth);
+std::unique_ptr<IoEngine> make_sync_engine(int fd);
+
+} // namespace ember

@@ -1,0 +1,73 @@
+#include "devices/block/virtio_block.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "vmm/log.h"
+
+namespace ember {
+
+using namespace virtio;
+using namespace virtio::blk;
+
+VirtioBlock::VirtioBlock(BlockDisk disk, uint16_t queue_size)
+    : disk_(std::move(disk)), queue_size_(queue_size) {
+    if (queue_size_ < 4 || queue_size_ > kMaxQueueSize || (queue_size_ & (queue_size_ - 1)) != 0)
+        throw Error(fmt::format("virtio-blk queue size {} is not a power of two in [4, {}]",
+                                queue_size_, kMaxQueueSize));
+    name_ = fmt::format("virtio-blk {}", disk_.path());
+    features_ = kFeatureVersion1 | kFeatureRingEventIdx | kFeatureRingIndirectDesc |
+                kFeatureSizeMax | kFeatureSegMax | kFeatureBlkSize | kFeatureFlush;
+    // A read-only disk offers RO and neither DISCARD nor WRITE_ZEROES.
+    features_ |= disk_.readonly() ? kFeatureRo : (kFeatureDiscard | kFeatureWriteZeroes);
+
+    config_.capacity = disk_.sectors();
+    config_.size_max = 1u << 20;
+    // Header and status take two descriptors of the longest chain (§5.2.4).
+    config_.seg_max = queue_size_ - 2u;
+    // The logical block size; O_DIRECT may need more than 512.
+    config_.blk_size = disk_.direct() ? std::max<uint32_t>(disk_.offset_align(), 512) : 512;
+    config_.num_queues = 1;
+    config_.max_discard_sectors = limits_.max_discard_sectors;
+    config_.max_discard_seg = limits_.max_discard_seg;
+    config_.discard_sector_alignment = 4096 / 512; // file systems punch whole blocks
+    config_.max_write_zeroes_sectors = limits_.max_write_zeroes_sectors;
+    config_.max_write_zeroes_seg = limits_.max_write_zeroes_seg;
+    config_.write_zeroes_may_unmap = 1;
+}
+
+VirtioBlock::~VirtioBlock() { reset(); }
+
+void VirtioBlock::read_config(uint64_t offset, std::span<uint8_t> data) const {
+    const auto* bytes = reinterpret_cast<const uint8_t*>(&config_);
+    for (size_t i = 0; i < data.size(); ++i)
+        data[i] = offset + i < sizeof config_ ? bytes[offset + i] : 0;
+}
+
+void VirtioBlock::write_config(uint64_t offset, std::span<const uint8_t> data) {
+    // Only `writeback` is writable, and only with CONFIG_WCE, not offered.
+    log::debug("{}: ignored config write of {} bytes at {:#x}", name_, data.size(), offset);
+}
+
+void VirtioBlock::activate(const ActivationContext& ctx) {
+    reset();
+    if (ctx.queues.empty() || !ctx.queues[0].ready)
+        throw Error(fmt::format("{}: DRIVER_OK without a ready request queue", name_));
+    io_ = std::make_unique<BlockIoThread>(BlockIoThread::Params{
+        disk_, ctx.memory, ctx.queues[0], ctx.notify[0].fd(), ctx.signals, ctx.features, limits_,
+        stats_, observer_});
+    log::debug("{}: activated, queue size {}, engine {}", name_, ctx.queues[0].size,
+               io_->engine_name());
+}
+
+void VirtioBlock::reset() noexcept { io_.reset(); }
+
+BlockStatsSnapshot VirtioBlock::stats() const noexcept {
+    auto ld = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+    return {ld(stats_.requests),   ld(stats_.bad_requests),  ld(stats_.host_errors),
+            ld(stats_.bytes_read), ld(stats_.bytes_written), ld(stats_.interrupts)};
+}
+
+} // namespace ember

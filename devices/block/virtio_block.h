@@ -1,0 +1,70 @@
+// virtio-blk (virtio 1.2 §5.2): one request queue served by its own I/O thread.
+//
+//   auto disk = ember::BlockDisk::open(ember::parse_disk_spec("disk.img,id=root"));
+//   auto dev = std::make_shared<ember::VirtioMmioTransport>(
+//       mem, std::make_unique<ember::VirtioBlock>(std::move(disk)), ember::EventFd{});
+//   // KVM_IRQFD: dev->interrupt_event().fd(); KVM_IOEVENTFD: dev->notify_event(0).fd()
+//   dev->shutdown(); // before exit (the destructor also does it)
+#pragma once
+
+#include <array>
+#include <memory>
+#include <string>
+
+#include "devices/block/block_disk.h"
+#include "devices/block/block_io_thread.h"
+#include "devices/block/block_request.h"
+#include "devices/block/virtio_blk_spec.h"
+#include "devices/virtio/virtio_device.h"
+
+namespace ember {
+
+struct BlockStatsSnapshot {
+    uint64_t requests;
+    uint64_t bad_requests;
+    uint64_t host_errors;
+    uint64_t bytes_read;
+    uint64_t bytes_written;
+    uint64_t interrupts;
+};
+
+class VirtioBlock final : public VirtioDevice {
+public:
+    // `queue_size`: the queue's maximum (QueueNumMax), a power of two <= 256.
+    explicit VirtioBlock(BlockDisk disk, uint16_t queue_size = kMaxQueueSize);
+    ~VirtioBlock() override;
+
+    std::string_view name() const override { return name_; }
+    uint32_t device_id() const override { return virtio::kDeviceIdBlock; }
+    uint64_t device_features() const override { return features_; }
+    void read_config(uint64_t offset, std::span<uint8_t> data) const override;
+    void write_config(uint64_t offset, std::span<const uint8_t> data) override;
+    uint16_t queue_count() const override { return 1; }
+    uint16_t queue_max_size(uint16_t index) const override { return index == 0 ? queue_size_ : 0; }
+    void activate(const ActivationContext& ctx) override;
+    void reset() noexcept override;
+
+    // For the in-flight region (next issue): observe pops and published
+    // batches. Takes effect at the next activation.
+    void set_queue_observer(QueueObserver* observer) noexcept { observer_ = observer; }
+
+    const BlockDisk& disk() const noexcept { return disk_; }
+    const virtio::blk::Config& config() const noexcept { return config_; }
+    BlockStatsSnapshot stats() const noexcept;
+    // "io_uring" or "sync" while running, "" when not activated.
+    std::string_view engine() const noexcept { return io_ ? io_->engine_name() : ""; }
+    bool running() const noexcept { return io_ != nullptr; }
+
+private:
+    BlockDisk disk_;
+    uint16_t queue_size_;
+    uint64_t features_{0};
+    BlockLimits limits_{};
+    virtio::blk::Config config_{};
+    std::string name_;
+    BlockStats stats_;
+    QueueObserver* observer_{nullptr};
+    std::unique_ptr<BlockIoThread> io_;
+};
+
+} // namespace ember

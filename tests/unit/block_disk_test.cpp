@@ -1,0 +1,120 @@
+// --disk parsing and disk image validation: every mistake is a clear error
+// naming the bad part or the path, before the guest starts.
+#include <doctest/doctest.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "devices/block/block_disk.h"
+#include "devices/block/disk_spec.h"
+#include "tests/support/block_rig.h"
+
+using namespace ember;
+using namespace ember::testing;
+
+namespace {
+std::string error_of(auto&& f) {
+    try {
+        f();
+    } catch (const Error& e) {
+        return e.what();
+    }
+    return "";
+}
+bool contains(const std::string& s, std::string_view part) { return s.find(part) != std::string::npos; }
+} // namespace
+
+TEST_CASE("parse_disk_spec: path alone gets the defaults") {
+    const auto s = parse_disk_spec("/var/disk.img");
+    CHECK(s.path == "/var/disk.img");
+    CHECK_FALSE(s.readonly);
+    CHECK(s.id.empty());
+    CHECK(s.cache == DiskSpec::Cache::writeback);
+    CHECK(s.engine == DiskSpec::Engine::uring);
+}
+
+TEST_CASE("parse_disk_spec: every option") {
+    const auto s = parse_disk_spec("d.img,readonly,id=root-disk,cache=none,engine=sync");
+    CHECK(s.path == "d.img");
+    CHECK(s.readonly);
+    CHECK(s.id == "root-disk");
+    CHECK(s.cache == DiskSpec::Cache::none);
+    CHECK(s.engine == DiskSpec::Engine::sync);
+    CHECK(parse_disk_spec("d.img,cache=writeback,engine=uring").engine == DiskSpec::Engine::uring);
+}
+
+TEST_CASE("parse_disk_spec: errors name the bad part") {
+    CHECK(contains(error_of([] { parse_disk_spec(""); }), "path is missing"));
+    CHECK(contains(error_of([] { parse_disk_spec(",readonly"); }), "path is missing"));
+    CHECK(contains(error_of([] { parse_disk_spec("d.img,rw"); }), "unknown option 'rw'"));
+    CHECK(contains(error_of([] { parse_disk_spec("d.img,cache=unsafe"); }), "cache 'unsafe'"));
+    CHECK(contains(error_of([] { parse_disk_spec("d.img,engine=aio"); }), "engine 'aio'"));
+    CHECK(contains(error_of([] { parse_disk_spec("d.img,id=123456789012345678901"); }),
+                   "1 to 20 bytes"));
+    CHECK(contains(error_of([] { parse_disk_spec("d.img,id="); }), "1 to 20 bytes"));
+    CHECK(contains(error_of([] { parse_disk_spec("d.img,readonly,readonly"); }), "given twice"));
+    CHECK(contains(error_of([] { parse_disk_spec("d.img,"); }), "unknown option ''"));
+    CHECK_THROWS_AS(parse_disk_spec("d.img,id"), DiskSpecError);
+    CHECK(parse_disk_spec("d.img,id=12345678901234567890").id.size() == 20);
+}
+
+TEST_CASE("BlockDisk::open: bad files are clear errors naming the path") {
+    SUBCASE("missing") {
+        const auto e = error_of([] { BlockDisk::open(parse_disk_spec("/nonexistent/ember.img")); });
+        CHECK(contains(e, "/nonexistent/ember.img"));
+        CHECK(contains(e, "does not exist"));
+    }
+    SUBCASE("a directory") {
+        CHECK(contains(error_of([] { BlockDisk::open(parse_disk_spec("/tmp")); }), "is a directory"));
+    }
+    SUBCASE("zero size") {
+        TempFile f(0);
+        const auto e = error_of([&] { BlockDisk::open(parse_disk_spec(f.path())); });
+        CHECK(contains(e, f.path()));
+        CHECK(contains(e, "empty"));
+    }
+    SUBCASE("size not a multiple of 512") {
+        TempFile f(1000);
+        CHECK(contains(error_of([&] { BlockDisk::open(parse_disk_spec(f.path())); }),
+                       "not a multiple of 512"));
+    }
+    SUBCASE("not a file") {
+        CHECK(contains(error_of([] { BlockDisk::open(parse_disk_spec("/dev/null")); }),
+                       "neither a regular file nor a block device"));
+    }
+    SUBCASE("id longer than 20 bytes") {
+        TempFile f(4096);
+        DiskSpec s;
+        s.path = f.path();
+        s.id = std::string(21, 'x');
+        CHECK(contains(error_of([&] { BlockDisk::open(s); }), "longer than 20 bytes"));
+    }
+    SUBCASE("unreadable (as a non-root user)") {
+        TempFile f(4096);
+        ::chmod(f.path().c_str(), 0);
+        if (::geteuid() != 0) {
+            CHECK(contains(error_of([&] { BlockDisk::open(parse_disk_spec(f.path())); }),
+                           "cannot be opened"));
+        } else {
+            // Root bypasses file permissions; the open then succeeds.
+            CHECK_NOTHROW(BlockDisk::open(parse_disk_spec(f.path())));
+        }
+    }
+}
+
+TEST_CASE("BlockDisk::open: size, id and flags of a good image") {
+    TempFile f(1 << 20, "good-name-longer-than-twenty");
+    const auto d = BlockDisk::open(parse_disk_spec(f.path()));
+    CHECK(d.sectors() == 2048);
+    CHECK(d.size_bytes() == 1 << 20);
+    CHECK(d.id().size() == 20);
+    CHECK(f.path().find(d.id()) != std::string::npos); // a prefix of the file name
+    CHECK_FALSE(d.readonly());
+    const auto ro = BlockDisk::open(parse_disk_spec(f.path() + ",readonly,id=abc,cache=none"));
+    CHECK(ro.readonly());
+    CHECK(ro.direct());
+    CHECK(ro.id() == "abc");
+    CHECK(ro.offset_align() % 512 == 0);
+}
