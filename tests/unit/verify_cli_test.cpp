@@ -312,6 +312,16 @@ TEST_CASE("write-verify --continuous: cycles, progress lines, and a stop request
     CHECK(stopped.starting("VERIFY FLUSHED").size() == 1);
     CHECK(stopped.last() == "VERIFY PASS blocks=64 writes=16 reads=64 flushes=1");
 
+    // The same stop request ends a passes-mode run early, verified just as well.
+    stop = false;
+    CaptureConsole passes;
+    passes.on_line = stopped.on_line;
+    CHECK(run(passes, {"write-verify", "--device", path, "--size", "256K", "--seed", "5", "--passes",
+                       "3", "--flush-every", "8", "--log-flushes"},
+              &stop) == kExitPass);
+    CHECK(passes.starting("VERIFY PROGRESS pass=").size() == 1);
+    CHECK(passes.last() == "VERIFY PASS blocks=64 writes=8 reads=64 flushes=1");
+
     CaptureConsole timed;
     CHECK(run(timed, {"write-verify", "--device", path, "--size", "256K", "--duration", "0.05"}) ==
           kExitPass);

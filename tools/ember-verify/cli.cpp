@@ -37,10 +37,12 @@ back and checks each block against the generation it must hold.
                       end of every pass
   --log-flushes       after each successful fdatasync print
                       VERIFY FLUSHED seed=S size=BYTES writes=W
-  --continuous        repeat cycles (one pass, flush, read-verify) until
-                      SIGINT/SIGTERM, then verify and report
+  --continuous        repeat cycles (one pass, flush, read-verify of the whole
+                      region) until SIGINT/SIGTERM
   --duration SECONDS  continuous, ending after SECONDS (steady clock)
   --cycles N          continuous, ending after N cycles
+SIGINT/SIGTERM stop the writes at the next flush; what was written is then
+verified and reported as usual (a second signal kills the program).
 
 check-image: checks an image file or device after a crash: every block must hold
 at least the generation given by the first W writes of run S (the writes=W of the

@@ -9,8 +9,8 @@
 
 namespace {
 
-// Raised by SIGINT/SIGTERM: a continuous run stops issuing writes, verifies what
-// it wrote and prints its result. A lock-free atomic store is async-signal-safe.
+// Raised by SIGINT/SIGTERM: the run stops issuing writes, verifies what it wrote
+// and prints its result. A lock-free atomic store is async-signal-safe.
 std::atomic<bool> g_stop{false};
 static_assert(std::atomic<bool>::is_always_lock_free);
 
@@ -38,7 +38,9 @@ int main(int argc, char** argv) {
     struct sigaction action {};
     action.sa_handler = on_stop_signal;
     sigemptyset(&action.sa_mask);
-    // No SA_RESTART needed: the I/O loops retry EINTR themselves.
+    // No SA_RESTART needed: the I/O loops retry EINTR themselves. SA_RESETHAND:
+    // a second signal takes the default action, so a stuck run can still be killed.
+    action.sa_flags = SA_RESETHAND;
     sigaction(SIGINT, &action, nullptr);
     sigaction(SIGTERM, &action, nullptr);
 

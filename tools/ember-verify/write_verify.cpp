@@ -68,19 +68,20 @@ private:
 
     void run_passes() {
         for (uint64_t pass = 0; pass < options_.passes; ++pass) {
-            write_pass(pass, /*stoppable=*/false);
+            const bool complete = write_pass(pass);
             console_.line(fmt::format("VERIFY PROGRESS pass={}/{} gen={} writes={} flushes={} "
                                       "errors={}",
                                       pass + 1, options_.passes,
                                       WriteSequence::generation_of_pass(pass), writes_, flushes_,
                                       errors_.count()));
+            if (!complete) break;
         }
         read_verify();
     }
 
     void run_continuous() {
         for (uint64_t cycle = 0;; ++cycle) {
-            const bool complete = write_pass(cycle, /*stoppable=*/true);
+            const bool complete = write_pass(cycle);
             read_verify();
             console_.line(fmt::format("VERIFY PROGRESS cycle={} gen={} writes={} reads={} "
                                       "flushes={} errors={}",
@@ -93,20 +94,24 @@ private:
     }
 
     bool should_stop() const {
+        // Relaxed is enough: the flag carries no data, and the signal handler that
+        // sets it runs on some thread of this process at an arbitrary point anyway.
         if (options_.stop != nullptr && options_.stop->load(std::memory_order_relaxed)) return true;
         return deadline_ && std::chrono::steady_clock::now() >= *deadline_;
     }
 
     // Writes pass `pass` in batches of flush_every, draining and flushing after
-    // each batch. Returns false when a stop condition cut the pass short.
-    bool write_pass(uint64_t pass, bool stoppable) {
+    // each batch. Returns false when a stop request (or the --duration deadline)
+    // cut the pass short; the stop is only looked at between batches, so what was
+    // written is always flushed and then verified.
+    bool write_pass(uint64_t pass) {
         const std::vector<uint32_t> order = sequence_.pass_order(pass);
         const uint64_t start = sequence_.pass_start(pass);
         const uint64_t generation = WriteSequence::generation_of_pass(pass);
         std::vector<std::pair<uint64_t, std::string>> failures;
         std::mutex failures_mutex;
         for (uint64_t pos = 0; pos < order.size();) {
-            if (stoppable && should_stop()) return false;
+            if (should_stop()) return false;
             const uint64_t batch = std::min<uint64_t>(options_.flush_every, order.size() - pos);
             pool_.run(batch, [&](uint64_t i, unsigned worker) {
                 const uint64_t block = order[pos + i];

@@ -25,8 +25,8 @@ struct WriteVerifyOptions {
     bool continuous{false};    // cycles of (pass, flush, read-verify) until a stop condition
     double duration_seconds{0}; // continuous: stop after this long (0 = no limit)
     uint64_t cycles{0};        // continuous: stop after this many cycles (0 = no limit)
-    // Continuous: set asynchronously (SIGINT/SIGTERM) to finish the current cycle
-    // early, verify what was written and print the result.
+    // Set asynchronously (SIGINT/SIGTERM): stop writing at the next batch
+    // boundary, flush, verify what was written and print the result.
     const std::atomic<bool>* stop{nullptr};
 };
 
