@@ -72,12 +72,12 @@ TEST_CASE("AML NameString: root, parent prefixes, dual and multi name paths (§2
 }
 
 TEST_CASE("AML integers pick the shortest encoding (§20.2.3)") {
-    CHECK(aml::integer(0) == Bytes{0x00});                   // ZeroOp
-    CHECK(aml::integer(1) == Bytes{0x01});                   // OneOp
-    CHECK(aml::integer(UINT64_MAX) == Bytes{0xFF});          // OnesOp (64-bit DSDT)
-    CHECK(aml::integer(2) == Bytes{0x0A, 0x02});             // BytePrefix
+    CHECK(aml::integer(0) == Bytes{0x00});          // ZeroOp
+    CHECK(aml::integer(1) == Bytes{0x01});          // OneOp
+    CHECK(aml::integer(UINT64_MAX) == Bytes{0xFF}); // OnesOp (64-bit DSDT)
+    CHECK(aml::integer(2) == Bytes{0x0A, 0x02});    // BytePrefix
     CHECK(aml::integer(0xFF) == Bytes{0x0A, 0xFF});
-    CHECK(aml::integer(0x100) == Bytes{0x0B, 0x00, 0x01});   // WordPrefix
+    CHECK(aml::integer(0x100) == Bytes{0x0B, 0x00, 0x01}); // WordPrefix
     CHECK(aml::integer(0xFFFF) == Bytes{0x0B, 0xFF, 0xFF});
     CHECK(aml::integer(0x1'0000) == Bytes{0x0C, 0x00, 0x00, 0x01, 0x00}); // DWordPrefix
     CHECK(aml::integer(0xFFFF'FFFF) == Bytes{0x0C, 0xFF, 0xFF, 0xFF, 0xFF});
@@ -88,8 +88,7 @@ TEST_CASE("AML integers pick the shortest encoding (§20.2.3)") {
 }
 
 TEST_CASE("AML strings are StringPrefix, ASCII, NUL (§20.2.3)") {
-    CHECK(aml::string("LNRO0005") ==
-          Bytes{0x0D, 'L', 'N', 'R', 'O', '0', '0', '0', '5', 0x00});
+    CHECK(aml::string("LNRO0005") == Bytes{0x0D, 'L', 'N', 'R', 'O', '0', '0', '0', '5', 0x00});
     CHECK(aml::string("") == Bytes{0x0D, 0x00});
     CHECK_THROWS_AS(aml::string(std::string_view("a\0b", 3)), Error);
     CHECK_THROWS_AS(aml::string("\x80"), Error);
@@ -162,9 +161,9 @@ TEST_CASE("Resource descriptors (§6.4.2, §6.4.3)") {
     CHECK_THROWS_AS(aml::memory32_fixed(true, 0xFFFF'F000, 0x2000), Error);
     // Extended Interrupt Descriptor §6.4.3.6: 0x89, length 6, flags (bit 0
     // consumer, bit 1 edge, bit 2 active-low, bit 3 shared), count 1, GSI.
-    CHECK(aml::interrupt(5, aml::Trigger::Edge, aml::Polarity::ActiveHigh,
-                         aml::Sharing::Exclusive) ==
-          Bytes{0x89, 0x06, 0x00, 0x03, 0x01, 0x05, 0x00, 0x00, 0x00});
+    CHECK(
+        aml::interrupt(5, aml::Trigger::Edge, aml::Polarity::ActiveHigh, aml::Sharing::Exclusive) ==
+        Bytes{0x89, 0x06, 0x00, 0x03, 0x01, 0x05, 0x00, 0x00, 0x00});
     CHECK(aml::interrupt(0x123, aml::Trigger::Level, aml::Polarity::ActiveLow,
                          aml::Sharing::Shared) ==
           Bytes{0x89, 0x06, 0x00, 0x0D, 0x01, 0x23, 0x01, 0x00, 0x00});
@@ -180,17 +179,19 @@ TEST_CASE("A complete COM1 device encodes as ASL compilers do") {
     // Derivation: _HID Name = 10 bytes; resource data 8 + 3 + 2 = 13, Buffer content
     // 2 + 13 = 15, PkgLength 16; _CRS Name = 5 + 17 = 22; Device content
     // 4 + 10 + 22 = 36, PkgLength 37 = 0x25.
+    // clang-format off
     const Bytes expected{
-        0x5B, 0x82, 0x25, 'C', 'O', 'M', '1',                              // Device (COM1)
-        0x08, '_', 'H', 'I', 'D', 0x0C, 0x41, 0xD0, 0x05, 0x01,            // Name (_HID, ...)
-        0x08, '_', 'C', 'R', 'S', 0x11, 0x10, 0x0A, 0x0D,                  // Name (_CRS, Buffer
-        0x47, 0x01, 0xF8, 0x03, 0xF8, 0x03, 0x01, 0x08,                    //   IO
-        0x22, 0x10, 0x00,                                                  //   IRQNoFlags {4}
-        0x79, 0x00};                                                       //   End Tag
-    const Bytes com1 = aml::device(
-        "COM1", {aml::name("_HID", aml::eisa_id_object("PNP0501")),
-                 aml::name("_CRS", aml::resource_template({aml::io(0x3f8, 0x3f8, 1, 8),
-                                                           aml::irq_no_flags(4)}))});
+        0x5B, 0x82, 0x25, 'C', 'O', 'M', '1',                   // Device (COM1)
+        0x08, '_', 'H', 'I', 'D', 0x0C, 0x41, 0xD0, 0x05, 0x01, // Name (_HID, EisaId)
+        0x08, '_', 'C', 'R', 'S', 0x11, 0x10, 0x0A, 0x0D,       // Name (_CRS, Buffer (13)
+        0x47, 0x01, 0xF8, 0x03, 0xF8, 0x03, 0x01, 0x08,         //   IO
+        0x22, 0x10, 0x00,                                       //   IRQNoFlags {4}
+        0x79, 0x00};                                            //   End Tag
+    // clang-format on
+    const Bytes com1 =
+        aml::device("COM1", {aml::name("_HID", aml::eisa_id_object("PNP0501")),
+                             aml::name("_CRS", aml::resource_template({aml::io(0x3f8, 0x3f8, 1, 8),
+                                                                       aml::irq_no_flags(4)}))});
     CHECK(com1 == expected);
 }
 

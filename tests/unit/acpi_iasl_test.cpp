@@ -35,7 +35,8 @@ std::string find_iasl() {
 uint64_t le(const Bytes& b, size_t off, size_t width) {
     REQUIRE(off + width <= b.size());
     uint64_t v = 0;
-    for (size_t i = 0; i < width; ++i) v |= uint64_t{b[off + i]} << (8 * i);
+    for (size_t i = 0; i < width; ++i)
+        v |= uint64_t{b[off + i]} << (8 * i);
     return v;
 }
 
@@ -76,10 +77,11 @@ std::string round_trip(const std::string& iasl, const fs::path& dir, const std::
                        const Bytes& table) {
     const fs::path dat = dir / (name + ".dat");
     std::ofstream(dat, std::ios::binary)
-        .write(reinterpret_cast<const char*>(table.data()), static_cast<std::streamsize>(table.size()));
+        .write(reinterpret_cast<const char*>(table.data()),
+               static_cast<std::streamsize>(table.size()));
 
-    const std::string dis = fmt::format("cd '{}' && '{}' -d {}.dat > {}-d.log 2>&1", dir.string(),
-                                        iasl, name, name);
+    const std::string dis =
+        fmt::format("cd '{}' && '{}' -d {}.dat > {}-d.log 2>&1", dir.string(), iasl, name, name);
     REQUIRE_MESSAGE(std::system(dis.c_str()) == 0, read_text(dir / (name + "-d.log")));
     const std::string dis_log = read_text(dir / (name + "-d.log"));
     const std::string dsl = read_text(dir / (name + ".dsl"));
@@ -134,7 +136,8 @@ TEST_CASE("iasl disassembles and recompiles every table to the same bytes") {
             CHECK(dsl.find("EisaId (\"PNP0303\")") != std::string::npos);
             CHECK(dsl.find("Name (_HID, \"QEMU0001\")") != std::string::npos);
             size_t devices = 0;
-            for (size_t at = 0; (at = dsl.find("Name (_HID, \"LNRO0005\")", at)) != std::string::npos; ++at)
+            for (size_t at = 0;
+                 (at = dsl.find("Name (_HID, \"LNRO0005\")", at)) != std::string::npos; ++at)
                 ++devices;
             CHECK(devices == slots);
             if (slots > 0)

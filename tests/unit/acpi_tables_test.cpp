@@ -28,7 +28,8 @@ constexpr uint64_t kLoad = p::kAcpiTablesAddr;
 uint64_t le(std::span<const uint8_t> b, size_t off, size_t width) {
     REQUIRE(off + width <= b.size());
     uint64_t v = 0;
-    for (size_t i = 0; i < width; ++i) v |= uint64_t{b[off + i]} << (8 * i);
+    for (size_t i = 0; i < width; ++i)
+        v |= uint64_t{b[off + i]} << (8 * i);
     return v;
 }
 
@@ -106,9 +107,9 @@ TEST_CASE("RSDP: ACPI 2.0 form at offset 0 with both checksums (§5.2.5.3)") {
     CHECK(sum(std::span(blob).first(20)) == 0);        // ACPI 1.0 checksum
     CHECK(sum(std::span(blob).first(kRsdpSize)) == 0); // extended checksum
     CHECK(text(blob, 9, 6) == "EMBER ");
-    CHECK(blob[15] == 2);                 // revision
-    CHECK(le(blob, 16, 4) == 0);          // no RSDT
-    CHECK(le(blob, 20, 4) == kRsdpSize);  // length
+    CHECK(blob[15] == 2);                // revision
+    CHECK(le(blob, 16, 4) == 0);         // no RSDT
+    CHECK(le(blob, 20, 4) == kRsdpSize); // length
     // Linux's legacy scan (acpi_find_root_pointer) looks at 16-byte steps in
     // 0xE0000..0xFFFFF: the blob must start on such a step and end below 1 MiB.
     CHECK(kLoad % 16 == 0);
@@ -147,12 +148,12 @@ TEST_CASE("FADT: revision 6, hardware-reduced, reset and sleep registers (§5.2.
     const Tables t = walk(with_slots(1, 1));
     const auto f = t.fadt;
     REQUIRE(f.size() == 276);
-    CHECK(f[8] == 6);                  // major revision
-    CHECK(f[131] == 4);                // minor revision (ACPI 6.4)
-    CHECK(le(f, 36, 4) == 0);          // FIRMWARE_CTRL: no FACS
-    CHECK(le(f, 40, 4) == 0);          // DSDT: only X_DSDT is used
-    CHECK(le(f, 46, 2) == 0);          // SCI_INT: none in hardware-reduced mode
-    CHECK(le(f, 132, 8) == 0);         // X_FIRMWARE_CTRL
+    CHECK(f[8] == 6);          // major revision
+    CHECK(f[131] == 4);        // minor revision (ACPI 6.4)
+    CHECK(le(f, 36, 4) == 0);  // FIRMWARE_CTRL: no FACS
+    CHECK(le(f, 40, 4) == 0);  // DSDT: only X_DSDT is used
+    CHECK(le(f, 46, 2) == 0);  // SCI_INT: none in hardware-reduced mode
+    CHECK(le(f, 132, 8) == 0); // X_FIRMWARE_CTRL
     // IAPC_BOOT_ARCH (Table 5.11): bit 1 8042, bit 2 VGA Not Present, bit 5 CMOS
     // RTC Not Present; bit 0 (LPC/ISA legacy devices) clear.
     CHECK(le(f, 109, 2) == 0x0026);
@@ -211,8 +212,13 @@ TEST_CASE("DSDT: \\_S5, COM1, i8042, pvpanic, one LNRO0005 per slot (§5.2.11.1)
         const auto d = t.dsdt;
         CHECK(d[8] == 2); // revision 2: 64-bit integers
         // Name (_S5, Package (4) {5, 5, Zero, Zero}) comes first.
-        const Bytes s5{0x08, '_', 'S', '5', '_', 0x12, 0x08, 0x04, 0x0A, p::kSleepTypeS5,
-                       0x0A, p::kSleepTypeS5, 0x00, 0x00};
+        const Bytes s5{0x08, '_',
+                       'S',  '5',
+                       '_',  0x12,
+                       0x08, 0x04,
+                       0x0A, p::kSleepTypeS5,
+                       0x0A, p::kSleepTypeS5,
+                       0x00, 0x00};
         CHECK(Bytes(d.begin() + 36, d.begin() + 50) == s5);
         // Then Scope (\_SB) spanning the rest of the table: the PkgLength (two
         // bytes here, §20.2.4) counts everything after the ScopeOp.
@@ -223,15 +229,24 @@ TEST_CASE("DSDT: \\_S5, COM1, i8042, pvpanic, one LNRO0005 per slot (§5.2.11.1)
         CHECK(Bytes(d.begin() + 53, d.begin() + 58) == Bytes{0x5C, '_', 'S', 'B', '_'});
 
         // COM1 exactly as derived by hand in acpi_aml_test.cpp.
-        const Bytes com1{0x5B, 0x82, 0x25, 'C', 'O', 'M', '1', 0x08, '_', 'H', 'I', 'D', 0x0C,
-                         0x41, 0xD0, 0x05, 0x01, 0x08, '_', 'C', 'R', 'S', 0x11, 0x10, 0x0A, 0x0D,
-                         0x47, 0x01, 0xF8, 0x03, 0xF8, 0x03, 0x01, 0x08, 0x22, 0x10, 0x00, 0x79,
-                         0x00};
+        // clang-format off
+        const Bytes com1{
+            0x5B, 0x82, 0x25, 'C', 'O', 'M', '1',
+            0x08, '_', 'H', 'I', 'D', 0x0C, 0x41, 0xD0, 0x05, 0x01,
+            0x08, '_', 'C', 'R', 'S', 0x11, 0x10, 0x0A, 0x0D,
+            0x47, 0x01, 0xF8, 0x03, 0xF8, 0x03, 0x01, 0x08,
+            0x22, 0x10, 0x00,
+            0x79, 0x00};
+        // clang-format on
         CHECK(contains(d, com1));
         // i8042: EisaId PNP0303, data port then command port, IRQ 1.
-        const Bytes kbd_crs{0x47, 0x01, 0x60, 0x00, 0x60, 0x00, 0x01, 0x01,
-                            0x47, 0x01, 0x64, 0x00, 0x64, 0x00, 0x01, 0x01,
-                            0x22, 0x02, 0x00, 0x79, 0x00};
+        // clang-format off
+        const Bytes kbd_crs{
+            0x47, 0x01, 0x60, 0x00, 0x60, 0x00, 0x01, 0x01, // IO (Decode16, 0x60, 0x60, 1, 1)
+            0x47, 0x01, 0x64, 0x00, 0x64, 0x00, 0x01, 0x01, // IO (Decode16, 0x64, 0x64, 1, 1)
+            0x22, 0x02, 0x00,                               // IRQNoFlags () {1}
+            0x79, 0x00};
+        // clang-format on
         CHECK(contains(d, Bytes{0x08, '_', 'H', 'I', 'D', 0x0C, 0x41, 0xD0, 0x03, 0x03}));
         CHECK(contains(d, kbd_crs));
         // pvpanic: _HID "QEMU0001", one port at 0x505.
@@ -246,14 +261,15 @@ TEST_CASE("DSDT: \\_S5, COM1, i8042, pvpanic, one LNRO0005 per slot (§5.2.11.1)
             const auto gsi = static_cast<uint8_t>(p::kVirtioFirstGsi + i);
             // Device (V00i) { Name (_HID, "LNRO0005") Name (_UID, i) Name (_CRS, ...) }:
             // content 4 + 15 + 6 + 32 = 57 -> PkgLength 58 = 0x3A.
-            const Bytes dev{0x5B, 0x82, 0x3A, 'V', '0', '0', static_cast<uint8_t>('0' + i),
-                            0x08, '_', 'H', 'I', 'D', 0x0D, 'L', 'N', 'R', 'O', '0', '0', '0', '5',
-                            0x00,
-                            0x08, '_', 'U', 'I', 'D',
-                            // _UID: ZeroOp, OneOp, or BytePrefix i
-                            };
+            // clang-format off
+            const Bytes dev{
+                0x5B, 0x82, 0x3A, 'V', '0', '0', static_cast<uint8_t>('0' + i),
+                0x08, '_', 'H', 'I', 'D', 0x0D, 'L', 'N', 'R', 'O', '0', '0', '0', '5', 0x00,
+                0x08, '_', 'U', 'I', 'D'}; // followed by ZeroOp, OneOp, or BytePrefix i
+            // clang-format on
             Bytes expected = dev;
-            if (i <= 1) expected.push_back(static_cast<uint8_t>(i));
+            if (i <= 1)
+                expected.push_back(static_cast<uint8_t>(i));
             else {
                 // BytePrefix i is one byte longer than Zero/One: PkgLength 59.
                 expected[2] = 0x3B;
@@ -266,8 +282,7 @@ TEST_CASE("DSDT: \\_S5, COM1, i8042, pvpanic, one LNRO0005 per slot (§5.2.11.1)
                             static_cast<uint8_t>(base >> 8), static_cast<uint8_t>(base >> 16),
                             static_cast<uint8_t>(base >> 24), 0x00, 0x10, 0x00, 0x00,
                             // Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive) {gsi}
-                            0x89, 0x06, 0x00, 0x03, 0x01, gsi, 0x00, 0x00, 0x00,
-                            0x79, 0x00};
+                            0x89, 0x06, 0x00, 0x03, 0x01, gsi, 0x00, 0x00, 0x00, 0x79, 0x00};
             expected.insert(expected.end(), crs.begin(), crs.end());
             CHECK(contains(d, expected));
         }

@@ -24,13 +24,15 @@ namespace p = ember::platform;
 uint64_t le(std::span<const uint8_t> b, size_t off, size_t width) {
     if (off + width > b.size()) throw ember::Error("ACPI blob is truncated");
     uint64_t v = 0;
-    for (size_t i = 0; i < width; ++i) v |= uint64_t{b[off + i]} << (8 * i);
+    for (size_t i = 0; i < width; ++i)
+        v |= uint64_t{b[off + i]} << (8 * i);
     return v;
 }
 
 void write(const fs::path& path, std::span<const uint8_t> bytes) {
     std::ofstream out(path, std::ios::binary);
-    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    out.write(reinterpret_cast<const char*>(bytes.data()),
+              static_cast<std::streamsize>(bytes.size()));
     if (!out) throw ember::Error(fmt::format("cannot write {}", path.string()));
     fmt::print("{:<12} {:5} bytes\n", path.filename().string(), bytes.size());
 }
@@ -59,8 +61,8 @@ int main(int argc, char** argv) {
     try {
         ember::acpi::PlatformConfig config{.cpus = cpus, .virtio_mmio = {}};
         for (uint32_t i = 0; i < virtio; ++i)
-            config.virtio_mmio.push_back(
-                {p::kVirtioMmioBase + i * p::kVirtioMmioSize, p::kVirtioMmioSize, p::kVirtioFirstGsi + i});
+            config.virtio_mmio.push_back({p::kVirtioMmioBase + i * p::kVirtioMmioSize,
+                                          p::kVirtioMmioSize, p::kVirtioFirstGsi + i});
         const auto blob = ember::acpi::build_tables(config, p::kAcpiTablesAddr);
         const std::span<const uint8_t> all(blob);
         fs::create_directories(outdir);

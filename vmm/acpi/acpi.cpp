@@ -19,7 +19,9 @@ namespace {
 constexpr uint64_t kAlignment = 16;
 constexpr uint64_t kMmioLimit = uint64_t{1} << 32;
 
-uint64_t align_up(uint64_t value) { return (value + kAlignment - 1) & ~(kAlignment - 1); }
+uint64_t align_up(uint64_t value) {
+    return (value + kAlignment - 1) & ~(kAlignment - 1);
+}
 
 void validate(const PlatformConfig& config, uint64_t load_address, size_t max_size) {
     if (config.cpus == 0 || config.cpus > kMaxCpus)
@@ -36,8 +38,9 @@ void validate(const PlatformConfig& config, uint64_t load_address, size_t max_si
     for (const auto& slot : config.virtio_mmio) {
         // Memory32Fixed (§6.4.3.4) holds a 32-bit base and length.
         if (slot.size == 0 || slot.size > kMmioLimit || slot.base > kMmioLimit - slot.size)
-            throw Error(fmt::format("virtio-mmio window {:#x}+{:#x} must be non-empty and below 4 GiB",
-                                    slot.base, slot.size));
+            throw Error(
+                fmt::format("virtio-mmio window {:#x}+{:#x} must be non-empty and below 4 GiB",
+                            slot.base, slot.size));
         if (slot.gsi >= platform::kIoApicPins)
             throw Error(fmt::format("virtio-mmio GSI {} is beyond the IOAPIC's {} pins", slot.gsi,
                                     platform::kIoApicPins));

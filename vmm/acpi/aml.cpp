@@ -12,12 +12,14 @@ void append(Bytes& out, std::span<const uint8_t> bytes) {
 }
 
 void append_le(Bytes& out, uint64_t value, size_t width) {
-    for (size_t i = 0; i < width; ++i) out.push_back(static_cast<uint8_t>(value >> (8 * i)));
+    for (size_t i = 0; i < width; ++i)
+        out.push_back(static_cast<uint8_t>(value >> (8 * i)));
 }
 
 Bytes concat(const std::vector<Bytes>& parts) {
     Bytes out;
-    for (const auto& part : parts) append(out, part);
+    for (const auto& part : parts)
+        append(out, part);
     return out;
 }
 
@@ -30,8 +32,12 @@ Bytes with_pkg_length(std::span<const uint8_t> opcode, const Bytes& body) {
     return out;
 }
 
-bool is_lead_char(char c) { return (c >= 'A' && c <= 'Z') || c == '_'; }
-bool is_name_char(char c) { return is_lead_char(c) || (c >= '0' && c <= '9'); }
+bool is_lead_char(char c) {
+    return (c >= 'A' && c <= 'Z') || c == '_';
+}
+bool is_name_char(char c) {
+    return is_lead_char(c) || (c >= '0' && c <= '9');
+}
 
 // Small resource data type header (§6.4.2): bit 7 clear, item name in bits 6-3,
 // length of the data that follows in bits 2-0.
@@ -113,7 +119,8 @@ Bytes name_string(std::string_view path) {
         out.push_back(kMultiNamePrefix);
         out.push_back(static_cast<uint8_t>(segs.size()));
     }
-    for (const auto& seg : segs) append(out, seg);
+    for (const auto& seg : segs)
+        append(out, seg);
     return out;
 }
 
@@ -179,9 +186,12 @@ uint32_t eisa_id(std::string_view id) {
     for (size_t i = 3; i < 7; ++i) {
         const char c = id[i];
         uint32_t digit = 0;
-        if (c >= '0' && c <= '9') digit = static_cast<uint32_t>(c - '0');
-        else if (c >= 'A' && c <= 'F') digit = static_cast<uint32_t>(c - 'A' + 10);
-        else throw bad();
+        if (c >= '0' && c <= '9')
+            digit = static_cast<uint32_t>(c - '0');
+        else if (c >= 'A' && c <= 'F')
+            digit = static_cast<uint32_t>(c - 'A' + 10);
+        else
+            throw bad();
         product = (product << 4) | digit;
     }
     // Bytes in memory: vendor high, vendor low, product high, product low.
@@ -189,7 +199,9 @@ uint32_t eisa_id(std::string_view id) {
     return __builtin_bswap32(big_endian);
 }
 
-Bytes eisa_id_object(std::string_view id) { return integer(eisa_id(id)); }
+Bytes eisa_id_object(std::string_view id) {
+    return integer(eisa_id(id));
+}
 
 Bytes name(std::string_view path, const Bytes& object) {
     Bytes out{kNameOp};
@@ -229,7 +241,8 @@ Bytes return_value(const Bytes& object) {
 }
 
 Bytes io(uint16_t min, uint16_t max, uint8_t alignment, uint8_t length) {
-    if (min > max) throw Error(fmt::format("IO descriptor: minimum {:#x} above maximum {:#x}", min, max));
+    if (min > max)
+        throw Error(fmt::format("IO descriptor: minimum {:#x} above maximum {:#x}", min, max));
     // Item 0x08, 7 data bytes; information bit 0 = 1: the device decodes 16 bits.
     Bytes out{small_tag(0x08, 7), 0x01};
     append_le(out, min, 2);

@@ -38,8 +38,8 @@ inline constexpr uint8_t kMethodOp = 0x14;
 inline constexpr uint8_t kDualNamePrefix = 0x2E;
 inline constexpr uint8_t kMultiNamePrefix = 0x2F;
 inline constexpr uint8_t kExtOpPrefix = 0x5B;
-inline constexpr uint8_t kDeviceOp = 0x82; // after kExtOpPrefix
-inline constexpr uint8_t kRootChar = 0x5C;   // '\'
+inline constexpr uint8_t kDeviceOp = 0x82;     // after kExtOpPrefix
+inline constexpr uint8_t kRootChar = 0x5C;     // '\'
 inline constexpr uint8_t kParentPrefix = 0x5E; // '^'
 inline constexpr uint8_t kReturnOp = 0xA4;
 

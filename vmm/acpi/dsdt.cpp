@@ -22,13 +22,15 @@ constexpr uint8_t kDsdtRevision = 2;
 // acpi_hw_extended_sleep writes SLP_TYPa to the sleep control register; there is
 // no PM1b block, so SLP_TYPb only repeats it.
 Bytes s5_object() {
-    return aml::name("_S5_", aml::package({aml::integer(p::kSleepTypeS5),
-                                           aml::integer(p::kSleepTypeS5), aml::integer(0),
-                                           aml::integer(0)}));
+    return aml::name("_S5_",
+                     aml::package({aml::integer(p::kSleepTypeS5), aml::integer(p::kSleepTypeS5),
+                                   aml::integer(0), aml::integer(0)}));
 }
 
 // A byte-wide legacy port, decoded on all 16 address bits.
-Bytes port(uint16_t base, uint8_t length) { return aml::io(base, base, 1, length); }
+Bytes port(uint16_t base, uint8_t length) {
+    return aml::io(base, base, 1, length);
+}
 
 // The 16550 UART on COM1; Linux's 8250_pnp driver claims PNP0501.
 Bytes com1() {
@@ -52,8 +54,9 @@ Bytes i8042() {
 // pvpanic, described as QEMU's pvpanic-isa does (one I/O port); Linux's
 // pvpanic-mmio driver matches "QEMU0001" and accepts an I/O resource.
 Bytes pvpanic() {
-    return aml::device("PEVT", {aml::name("_HID", aml::string("QEMU0001")),
-                                aml::name("_CRS", aml::resource_template({port(p::kPvPanicPort, 1)}))});
+    return aml::device("PEVT",
+                       {aml::name("_HID", aml::string("QEMU0001")),
+                        aml::name("_CRS", aml::resource_template({port(p::kPvPanicPort, 1)}))});
 }
 
 // A virtio-mmio transport (Linux drivers/virtio/virtio_mmio.c matches LNRO0005).

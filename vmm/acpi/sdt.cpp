@@ -8,12 +8,14 @@ namespace ember::acpi {
 
 uint8_t checksum_byte(std::span<const uint8_t> bytes) {
     uint8_t sum = 0;
-    for (uint8_t b : bytes) sum = static_cast<uint8_t>(sum + b);
+    for (uint8_t b : bytes)
+        sum = static_cast<uint8_t>(sum + b);
     return static_cast<uint8_t>(0x100 - sum);
 }
 
 void TableWriter::le(uint64_t v, size_t width) {
-    for (size_t i = 0; i < width; ++i) bytes_.push_back(static_cast<uint8_t>(v >> (8 * i)));
+    for (size_t i = 0; i < width; ++i)
+        bytes_.push_back(static_cast<uint8_t>(v >> (8 * i)));
 }
 
 void TableWriter::ascii(std::string_view text, size_t width) {

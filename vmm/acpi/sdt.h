@@ -17,7 +17,7 @@ inline constexpr size_t kSdtChecksumOffset = 9;
 
 // Identification every ember table carries; Linux prints it at boot
 // ("ACPI: FACP 0x... 000114 (v06 EMBER  EMBERVM  00000001 EMBR 00000001)").
-inline constexpr std::string_view kOemId = "EMBER ";       // 6 bytes
+inline constexpr std::string_view kOemId = "EMBER ";        // 6 bytes
 inline constexpr std::string_view kOemTableId = "EMBERVM "; // 8 bytes
 inline constexpr uint32_t kOemRevision = 1;
 inline constexpr std::string_view kCreatorId = "EMBR"; // 4 bytes
@@ -40,21 +40,23 @@ uint8_t checksum_byte(std::span<const uint8_t> bytes);
 
 // Appends little-endian fields to a growing table.
 class TableWriter final {
-public:
+  public:
     void u8(uint8_t v) { bytes_.push_back(v); }
     void u16(uint16_t v) { le(v, 2); }
     void u32(uint32_t v) { le(v, 4); }
     void u64(uint64_t v) { le(v, 8); }
     // Exactly `width` bytes of `text`, padded with spaces; longer text is a bug.
     void ascii(std::string_view text, size_t width);
-    void bytes(std::span<const uint8_t> data) { bytes_.insert(bytes_.end(), data.begin(), data.end()); }
+    void bytes(std::span<const uint8_t> data) {
+        bytes_.insert(bytes_.end(), data.begin(), data.end());
+    }
     void zeros(size_t count) { bytes_.resize(bytes_.size() + count, 0); }
     void gas(const GenericAddress& address);
 
     size_t size() const { return bytes_.size(); }
     std::vector<uint8_t>& data() { return bytes_; }
 
-private:
+  private:
     void le(uint64_t v, size_t width);
     std::vector<uint8_t> bytes_;
 };

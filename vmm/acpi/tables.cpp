@@ -47,7 +47,8 @@ std::vector<uint8_t> build_rsdp(uint64_t xsdt_address) {
 
 std::vector<uint8_t> build_xsdt(std::span<const uint64_t> table_addresses) {
     TableWriter t = begin_sdt("XSDT", kXsdtRevision);
-    for (uint64_t address : table_addresses) t.u64(address);
+    for (uint64_t address : table_addresses)
+        t.u64(address);
     return finish_sdt(std::move(t));
 }
 
@@ -56,17 +57,17 @@ std::vector<uint8_t> build_fadt(uint64_t dsdt_address) {
     // fixed-hardware field (PM1/PM2/GPE blocks, PM timer, SCI_INT, SMI_CMD, C-state
     // latencies) is ignored by OSPM (§5.2.9), so they stay zero.
     TableWriter t = begin_sdt("FACP", kFadtRevision);
-    t.u32(0);              // 36 FIRMWARE_CTRL: no FACS (optional in HW-reduced mode)
-    t.u32(0);              // 40 DSDT: X_DSDT below supersedes it
-    t.u8(0);               // 44 reserved
-    t.u8(0);               // 45 Preferred_PM_Profile: unspecified
-    t.u16(0);              // 46 SCI_INT: no SCI
-    t.u32(0);              // 48 SMI_CMD: no SMM, ACPI is always enabled
-    t.zeros(4);            // 52 ACPI_ENABLE, ACPI_DISABLE, S4BIOS_REQ, PSTATE_CNT
-    t.zeros(8 * 4);        // 56 PM1a/b EVT, PM1a/b CNT, PM2 CNT, PM TMR, GPE0, GPE1 blocks
-    t.zeros(8);            // 88 block lengths, GPE1_BASE, CST_CNT
-    t.zeros(4 * 2);        // 96 P_LVL2_LAT, P_LVL3_LAT, FLUSH_SIZE, FLUSH_STRIDE
-    t.zeros(5);            // 104 DUTY_OFFSET, DUTY_WIDTH, DAY_ALRM, MON_ALRM, CENTURY
+    t.u32(0);       // 36 FIRMWARE_CTRL: no FACS (optional in HW-reduced mode)
+    t.u32(0);       // 40 DSDT: X_DSDT below supersedes it
+    t.u8(0);        // 44 reserved
+    t.u8(0);        // 45 Preferred_PM_Profile: unspecified
+    t.u16(0);       // 46 SCI_INT: no SCI
+    t.u32(0);       // 48 SMI_CMD: no SMM, ACPI is always enabled
+    t.zeros(4);     // 52 ACPI_ENABLE, ACPI_DISABLE, S4BIOS_REQ, PSTATE_CNT
+    t.zeros(8 * 4); // 56 PM1a/b EVT, PM1a/b CNT, PM2 CNT, PM TMR, GPE0, GPE1 blocks
+    t.zeros(8);     // 88 block lengths, GPE1_BASE, CST_CNT
+    t.zeros(4 * 2); // 96 P_LVL2_LAT, P_LVL3_LAT, FLUSH_SIZE, FLUSH_STRIDE
+    t.zeros(5);     // 104 DUTY_OFFSET, DUTY_WIDTH, DAY_ALRM, MON_ALRM, CENTURY
     // 109 IAPC_BOOT_ARCH: Linux (arch/x86/kernel/acpi/boot.c, acpi_parse_fadt)
     // marks the i8042 "firmware absent" unless the 8042 flag is set, then the
     // i8042 driver gives up when PNP finds nothing; VGA_NOT_PRESENT sets
@@ -80,7 +81,7 @@ std::vector<uint8_t> build_fadt(uint64_t dsdt_address) {
     // RESET_REG_SUP makes acpi_reboot() (drivers/acpi/reboot.c) write RESET_VALUE.
     t.u32(kFadtHwReducedAcpi | kFadtResetRegSup | kFadtPwrButton | kFadtSlpButton);
     t.gas(io_register(platform::kAcpiResetPort)); // 116 RESET_REG
-    t.u8(platform::kAcpiResetValue);             // 128 RESET_VALUE
+    t.u8(platform::kAcpiResetValue);              // 128 RESET_VALUE
     t.u16(0);                                     // 129 ARM_BOOT_ARCH
     t.u8(kFadtMinorVersion);                      // 131 FADT Minor Version
     t.u64(0);                                     // 132 X_FIRMWARE_CTRL
@@ -97,8 +98,8 @@ std::vector<uint8_t> build_fadt(uint64_t dsdt_address) {
 
 std::vector<uint8_t> build_madt(uint32_t cpus) {
     if (cpus == 0 || cpus > kMaxCpus)
-        throw Error(fmt::format("cannot describe {} vcpus in the MADT: 1 to {} are supported",
-                                cpus, kMaxCpus));
+        throw Error(fmt::format("cannot describe {} vcpus in the MADT: 1 to {} are supported", cpus,
+                                kMaxCpus));
     TableWriter t = begin_sdt("APIC", kMadtRevision);
     t.u32(static_cast<uint32_t>(platform::kLocalApicAddr));
     // Flags: PCAT_COMPAT clear. Interrupts reach the guest through the IOAPIC only:
@@ -108,11 +109,11 @@ std::vector<uint8_t> build_madt(uint32_t cpus) {
     t.u32(0);
     for (uint32_t cpu = 0; cpu < cpus; ++cpu) {
         // Processor Local APIC structure (§5.2.12.2).
-        t.u8(0);                          // type
-        t.u8(8);                          // length
+        t.u8(0);                         // type
+        t.u8(8);                         // length
         t.u8(static_cast<uint8_t>(cpu)); // ACPI Processor UID
         t.u8(static_cast<uint8_t>(cpu)); // APIC ID: KVM gives vcpu N APIC ID N
-        t.u32(1);                         // flags: Enabled
+        t.u32(1);                        // flags: Enabled
     }
     // I/O APIC structure (§5.2.12.3). No Interrupt Source Overrides: the ISA IRQs
     // in use (1, 4) map 1:1 to GSIs with ISA's edge/active-high default, which is

@@ -11,12 +11,12 @@
 namespace ember::acpi {
 
 inline constexpr size_t kRsdpSize = 36;
-inline constexpr size_t kFadtSize = 276; // revision 6 (ACPI 6.0 and later)
+inline constexpr size_t kFadtSize = 276;  // revision 6 (ACPI 6.0 and later)
 inline constexpr uint32_t kMaxCpus = 254; // xAPIC IDs 0-254; 255 is broadcast
 
 // FADT Flags (§5.2.9, Table 5.10).
-inline constexpr uint32_t kFadtPwrButton = 1u << 4;  // no fixed-feature power button
-inline constexpr uint32_t kFadtSlpButton = 1u << 5;  // no fixed-feature sleep button
+inline constexpr uint32_t kFadtPwrButton = 1u << 4; // no fixed-feature power button
+inline constexpr uint32_t kFadtSlpButton = 1u << 5; // no fixed-feature sleep button
 inline constexpr uint32_t kFadtResetRegSup = 1u << 10;
 inline constexpr uint32_t kFadtHwReducedAcpi = 1u << 20;
 // FADT IA-PC Boot Architecture Flags (§5.2.9.3, Table 5.11).
