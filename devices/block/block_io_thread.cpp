@@ -103,8 +103,9 @@ void BlockIoThread::arm_completions() {
                               [this](const std::error_code& ec) {
                                   if (ec) return;
                                   drain_eventfd(completion_sd_.native_handle());
-                                  reap_host();
-                                  publish();
+                                  // Reaps, publishes, and picks up requests
+                                  // the driver added without a kick.
+                                  process_avail();
                                   arm_completions();
                               });
 }
@@ -117,6 +118,14 @@ void BlockIoThread::process_avail() {
             for (;;) {
                 while (auto chain = queue_.pop()) start(std::move(*chain));
                 engine_->submit();
+                reap_host(); // page-cache hits often complete inside submit
+                // With host I/O in flight its completion wakes this thread,
+                // which then looks at the ring anyway: spare the driver its
+                // kicks (one eventfd round trip per request at high depth).
+                if (engine_->in_flight() > 0) {
+                    queue_.suppress_notifications();
+                    break;
+                }
                 if (!queue_.enable_notifications()) break;
             }
         } catch (const VirtqueueError& e) {

@@ -45,13 +45,23 @@ public:
             return;
         }
         switch (io.op) {
+        // One buffer (the common 4 KiB case): the non-vectored opcodes skip
+        // the iovec import.
         case HostIo::Op::read:
-            io_uring_prep_readv(sqe, fd_, io.iov.data(), static_cast<unsigned>(io.iov.size()),
-                                io.offset);
+            if (io.iov.size() == 1)
+                io_uring_prep_read(sqe, fd_, io.iov[0].iov_base, static_cast<unsigned>(io.iov[0].iov_len),
+                                   io.offset);
+            else
+                io_uring_prep_readv(sqe, fd_, io.iov.data(), static_cast<unsigned>(io.iov.size()),
+                                    io.offset);
             break;
         case HostIo::Op::write:
-            io_uring_prep_writev(sqe, fd_, io.iov.data(), static_cast<unsigned>(io.iov.size()),
-                                 io.offset);
+            if (io.iov.size() == 1)
+                io_uring_prep_write(sqe, fd_, io.iov[0].iov_base, static_cast<unsigned>(io.iov[0].iov_len),
+                                    io.offset);
+            else
+                io_uring_prep_writev(sqe, fd_, io.iov.data(), static_cast<unsigned>(io.iov.size()),
+                                     io.offset);
             break;
         case HostIo::Op::flush: io_uring_prep_fsync(sqe, fd_, IORING_FSYNC_DATASYNC); break;
         }

@@ -228,11 +228,23 @@ bool Virtqueue::publish_used() {
     return needs_interrupt();
 }
 
+void Virtqueue::suppress_notifications() {
+    if (broken_) return;
+    if (state_.event_idx) {
+        mem_.store_release<uint16_t>(avail_event_addr(),
+                                     static_cast<uint16_t>(state_.next_avail - 1));
+    } else {
+        mem_.store_release<uint16_t>(state_.used_ring, virtio::kUsedFlagNoNotify);
+    }
+}
+
 bool Virtqueue::enable_notifications() {
     if (broken_) return false;
     if (state_.event_idx) {
         // §2.7.10: "kick me once avail.idx passes next_avail".
         mem_.store_release<uint16_t>(avail_event_addr(), state_.next_avail);
+    } else {
+        mem_.store_release<uint16_t>(state_.used_ring, 0);
     }
     // Full fence: avail_event must be visible before we re-read avail.idx;
     // pairs with the driver's virtio_mb() between bumping avail.idx and

@@ -1,0 +1,253 @@
+// bench-blk: 4 KiB random read/write IOPS of the virtio-blk device model,
+// driven natively by the software guest driver (no KVM), next to fio with
+// io_uring on the same file in the same run.
+//
+//   bench-blk [--file PATH] [--size MiB] [--seconds N] [--qd 1,32] [--rw randread,randwrite]
+//             [--cache writeback,none] [--engine uring|sync] [--poll] [--no-fio] [--repeat N]
+//
+// Virtual disks are noisy: --repeat N alternates ember and fio N times per
+// case and reports the medians.
+//
+// The device runs on its own I/O thread exactly as under KVM; the driver
+// thread plays the guest. By default it sleeps on the irq eventfd between
+// completions (a halted vcpu); --poll spins on used.idx instead (a busy one).
+#include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "devices/block/block_disk.h"
+#include "devices/block/disk_spec.h"
+#include "devices/block/virtio_blk_spec.h"
+#include "devices/block/virtio_block.h"
+#include "devices/virtio/mmio_transport.h"
+#include "tests/support/guest_driver.h"
+#include "vmm/errors.h"
+
+using namespace ember;
+using namespace ember::testing;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Options {
+    std::string file;
+    uint64_t size_mib{512};
+    double seconds{3};
+    std::vector<unsigned> qds{1, 32};
+    std::vector<std::string> rws{"randread", "randwrite"};
+    std::vector<std::string> caches{"writeback", "none"};
+    std::string engine{"uring"};
+    bool poll{false};
+    bool fio{true};
+    unsigned repeat{1};
+};
+
+std::vector<std::string> split(const std::string& s) {
+    std::vector<std::string> out;
+    size_t start = 0;
+    for (;;) {
+        const size_t comma = s.find(',', start);
+        out.push_back(s.substr(start, comma - start));
+        if (comma == std::string::npos) return out;
+        start = comma + 1;
+    }
+}
+
+[[noreturn]] void usage(const char* why) {
+    std::fprintf(stderr,
+                 "bench-blk: %s\nusage: bench-blk [--file PATH] [--size MiB] [--seconds N] "
+                 "[--qd 1,32] [--rw randread,randwrite] [--cache writeback,none] "
+                 "[--engine uring|sync] [--poll] [--no-fio] [--repeat N]\n",
+                 why);
+    std::exit(2);
+}
+
+Options parse(int argc, char** argv) {
+    Options o;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        auto value = [&]() -> std::string {
+            if (i + 1 >= argc) usage(("missing value for " + a).c_str());
+            return argv[++i];
+        };
+        if (a == "--file") o.file = value();
+        else if (a == "--size") o.size_mib = std::stoull(value());
+        else if (a == "--seconds") o.seconds = std::stod(value());
+        else if (a == "--qd") {
+            o.qds.clear();
+            for (const auto& q : split(value())) o.qds.push_back(static_cast<unsigned>(std::stoul(q)));
+        } else if (a == "--rw") o.rws = split(value());
+        else if (a == "--cache") o.caches = split(value());
+        else if (a == "--engine") o.engine = value();
+        else if (a == "--poll") o.poll = true;
+        else if (a == "--no-fio") o.fio = false;
+        else if (a == "--repeat") o.repeat = static_cast<unsigned>(std::stoul(value()));
+        else usage(("unknown argument " + a).c_str());
+    }
+    for (auto q : o.qds)
+        if (q == 0 || q > 80) usage("--qd values must be in [1, 80] (3 descriptors per request)");
+    for (const auto& r : o.rws)
+        if (r != "randread" && r != "randwrite") usage("--rw takes randread and/or randwrite");
+    return o;
+}
+
+// Fills the file with non-zero data so reads are real reads.
+void prepare_file(const std::string& path, uint64_t size) {
+    FILE* f = std::fopen(path.c_str(), "wb");
+    if (f == nullptr) throw Error(fmt::format("cannot create {}: {}", path, std::strerror(errno)));
+    std::vector<uint8_t> chunk(1 << 20);
+    std::mt19937_64 rng(1);
+    for (auto& b : chunk) b = static_cast<uint8_t>(rng());
+    for (uint64_t done = 0; done < size; done += chunk.size())
+        if (std::fwrite(chunk.data(), 1, chunk.size(), f) != chunk.size())
+            throw Error(fmt::format("cannot write {}", path));
+    std::fclose(f);
+}
+
+double run_ember(const Options& o, bool direct, bool write, unsigned qd) {
+    GuestMemory mem = GuestMemory::flat(32 << 20);
+    DiskSpec spec = parse_disk_spec(o.file);
+    spec.cache = direct ? DiskSpec::Cache::none : DiskSpec::Cache::writeback;
+    spec.engine = o.engine == "sync" ? DiskSpec::Engine::sync : DiskSpec::Engine::uring;
+    auto disk = BlockDisk::open(spec);
+    const uint64_t blocks = disk.size_bytes() / 4096;
+    VirtioMmioTransport dev(mem, std::make_unique<VirtioBlock>(std::move(disk)), EventFd{});
+    GuestDriver d(mem, dev);
+    d.init();
+    struct Slot {
+        GuestAddress hdr;
+        Chain chain;
+    };
+    std::vector<Slot> slots(qd);
+    for (auto& s : slots) {
+        s.hdr = d.alloc(16);
+        s.chain.buffers = {{s.hdr, 16, false}, {d.alloc(4096, 4096), 4096, !write}, {d.alloc(1), 1, true}};
+    }
+    std::vector<int> slot_of_head(256, -1);
+    std::mt19937_64 rng(7);
+    const uint32_t type = write ? virtio::blk::kTypeOut : virtio::blk::kTypeIn;
+    auto issue = [&](int si) {
+        auto& s = slots[static_cast<size_t>(si)];
+        mem.write(s.hdr, virtio::blk::RequestHeader{type, 0, (rng() % blocks) * 8});
+        slot_of_head[d.submit(s.chain)] = si;
+    };
+    const auto start = Clock::now();
+    const auto end = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.seconds));
+    uint64_t completed = 0;
+    bool stopping = false;
+    for (unsigned i = 0; i < qd; ++i) issue(static_cast<int>(i));
+    d.kick();
+    std::vector<int> finished;
+    finished.reserve(qd);
+    while (d.outstanding() > 0) {
+        auto used = d.reap();
+        if (used.empty()) {
+            if (!o.poll) d.wait_interrupt(std::chrono::milliseconds(1000));
+            continue;
+        }
+        finished.clear();
+        for (const auto& e : used) {
+            if (mem.read<uint8_t>(slots[static_cast<size_t>(slot_of_head[e.id])].chain.buffers[2].addr) != 0)
+                throw Error("a benchmark request failed");
+            finished.push_back(std::exchange(slot_of_head[e.id], -1));
+        }
+        completed += used.size();
+        if (!stopping && (completed & 63) < used.size()) stopping = Clock::now() >= end;
+        if (!stopping) {
+            for (int si : finished) issue(si);
+            d.kick();
+        }
+    }
+    const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+    dev.shutdown();
+    return static_cast<double>(completed) / elapsed;
+}
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? -1 : v[v.size() / 2];
+}
+
+double run_fio(const Options& o, bool direct, bool write, unsigned qd) {
+    const std::string out_path = o.file + ".fio.json";
+    const std::string cmd = fmt::format(
+        "fio --name=bench --filename={} --size={}M --ioengine=io_uring --rw={} --bs=4k "
+        "--iodepth={} --direct={} --time_based --runtime={}s --ramp_time=0 --numjobs=1 "
+        "--randrepeat=0 --norandommap --output-format=json --output={} >/dev/null 2>&1",
+        o.file, o.size_mib, write ? "randwrite" : "randread", qd, direct ? 1 : 0,
+        std::max(1.0, o.seconds), out_path);
+    if (std::system(cmd.c_str()) != 0) return -1;
+    FILE* f = std::fopen(out_path.c_str(), "rb");
+    if (f == nullptr) return -1;
+    std::string text;
+    char buf[4096];
+    size_t n = 0;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+    std::fclose(f);
+    ::unlink(out_path.c_str());
+    try {
+        const auto j = nlohmann::json::parse(text);
+        return j["jobs"][0][write ? "write" : "read"]["iops"].get<double>();
+    } catch (const std::exception&) {
+        return -1;
+    }
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    Options o = parse(argc, argv);
+    bool own_file = false;
+    try {
+        if (o.file.empty()) {
+            o.file = fmt::format("/var/tmp/ember-bench-blk-{}.img", ::getpid());
+            own_file = true;
+        }
+        std::fprintf(stderr, "bench-blk: preparing %s (%llu MiB)\n", o.file.c_str(),
+                     static_cast<unsigned long long>(o.size_mib));
+        if (own_file) prepare_file(o.file, o.size_mib << 20);
+        if (o.fio && std::system("fio --version >/dev/null 2>&1") != 0) {
+            std::fprintf(stderr, "bench-blk: fio not found; running without it\n");
+            o.fio = false;
+        }
+        std::printf("%-10s %-6s %-10s %4s %12s %12s %7s\n", "rw", "bs", "cache", "qd", "ember IOPS",
+                    "fio IOPS", "ratio");
+        for (const auto& cache : o.caches) {
+            const bool direct = cache == "none";
+            for (const auto& rw : o.rws) {
+                const bool write = rw == "randwrite";
+                for (unsigned qd : o.qds) {
+                    std::vector<double> e, f;
+                    for (unsigned i = 0; i < std::max(1u, o.repeat); ++i) {
+                        e.push_back(run_ember(o, direct, write, qd));
+                        if (o.fio) f.push_back(run_fio(o, direct, write, qd));
+                    }
+                    const double ember = median(e);
+                    const double fio = o.fio ? median(f) : -1;
+                    std::printf("%-10s %-6s %-10s %4u %12.0f %12s %7s\n", rw.c_str(), "4k",
+                                cache.c_str(), qd, ember,
+                                fio > 0 ? fmt::format("{:.0f}", fio).c_str() : "-",
+                                fio > 0 ? fmt::format("{:.2f}", ember / fio).c_str() : "-");
+                    std::fflush(stdout);
+                }
+            }
+        }
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "bench-blk: %s\n", e.what());
+        if (own_file) ::unlink(o.file.c_str());
+        return 1;
+    }
+    if (own_file) ::unlink(o.file.c_str());
+    return 0;
+}
