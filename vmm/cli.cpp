@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "vmm/console.h"
+#include "vmm/platform.h"
 
 namespace ember {
 namespace {
@@ -58,7 +59,7 @@ Command parse_command_line(const std::vector<std::string>& args) {
         ->default_str(kDefaultCmdline);
     run->add_option("--cpus", cpus, "number of vcpus (1-254)")->default_val(1);
     run->add_option("--mem", mem, "guest memory, e.g. 512M or 2G")->default_str("512M");
-    run->add_option("--disk", disks, "virtio block device PATH[,readonly][,id=NAME] (repeatable)");
+    run->add_option("--disk", disks, "virtio block device PATH[,readonly][,id=NAME][,cache=writeback|none][,engine=uring|sync] (repeatable, up to 8)");
     run->add_option("--console", console, "guest serial console: stdio, none or file:PATH")->default_str("stdio");
     run->add_flag("--virtio-cmdline", virtio_cmdline,
                   "also describe virtio-mmio devices with virtio_mmio.device= (for custom kernels)");
@@ -94,7 +95,16 @@ Command parse_command_line(const std::vector<std::string>& args) {
     if (c.mem_bytes < kMinMemBytes)
         throw UsageError(fmt::format("--mem {}: a guest needs at least {} MiB", mem, kMinMemBytes >> 20));
     if (c.mem_bytes % 4096 != 0) throw UsageError(fmt::format("--mem {}: must be a multiple of 4 KiB", mem));
-    c.disks = disks;
+    if (disks.size() > platform::kMaxVirtioDevices)
+        throw UsageError(fmt::format("--disk: {} disks given, ember supports at most {}", disks.size(),
+                                     platform::kMaxVirtioDevices));
+    for (const auto& d : disks) {
+        try {
+            c.disks.push_back(parse_disk_spec(d));
+        } catch (const DiskSpecError& e) {
+            throw UsageError(fmt::format("--disk {}: {}", d, e.what()));
+        }
+    }
     try {
         c.console = parse_console_spec(console);
     } catch (const Error& e) {

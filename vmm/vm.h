@@ -6,6 +6,8 @@
 
 #include "devices/io_bus.h"
 #include "devices/serial.h"
+#include "devices/virtio/mmio_transport.h"
+#include "vmm/acpi/acpi.h"
 #include "vmm/console.h"
 #include "vmm/exit_monitor.h"
 #include "vmm/guest_memory.h"
@@ -30,7 +32,7 @@ private:
     void setup_memory();
     void setup_devices();
     void load_guest();
-    void setup_vcpus();
+    void setup_disks();
     void shutdown();
 
     VmConfig config_;
@@ -43,6 +45,8 @@ private:
     IoBus mmio_{"MMIO"};
     EventFd serial_irq_;
     std::shared_ptr<Serial> serial_;
+    std::vector<std::shared_ptr<VirtioMmioTransport>> virtio_;
+    std::vector<acpi::VirtioMmioSlot> virtio_slots_;
     std::vector<std::unique_ptr<VcpuThread>> vcpus_;
 };
 

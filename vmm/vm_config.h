@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "devices/block/disk_spec.h"
 #include "vmm/console.h"
 
 namespace ember {
@@ -23,7 +24,7 @@ struct VmConfig {
     std::string cmdline = kDefaultCmdline;
     uint32_t cpus = 1;
     uint64_t mem_bytes = kDefaultMemBytes;
-    std::vector<std::string> disks; // --disk specs, parsed by the block device
+    std::vector<DiskSpec> disks;
     ConsoleSpec console;
     bool virtio_cmdline = false; // also describe virtio-mmio devices on the command line
 };

@@ -20,14 +20,18 @@ TEST_CASE("CLI: run with every option") {
     CHECK(r.config.cmdline == "console=ttyS0 quiet");
     CHECK(r.config.cpus == 2);
     CHECK(r.config.mem_bytes == (1ULL << 30));
-    CHECK(r.config.disks.size() == 2);
+    REQUIRE(r.config.disks.size() == 2);
+    CHECK(r.config.disks[0].path == "/tmp/a.img");
+    CHECK(r.config.disks[0].readonly);
+    CHECK_FALSE(r.config.disks[1].readonly);
     CHECK(r.config.console.kind == ConsoleSpec::Kind::file);
     CHECK(r.config.console.path == "/tmp/c.log");
     CHECK(r.config.virtio_cmdline);
 }
 
 TEST_CASE("CLI: defaults") {
-    auto& r = std::get<RunRequest>(parse({"run", "--kernel", "/proc/self/exe"}));
+    auto c = parse({"run", "--kernel", "/proc/self/exe"});
+    auto& r = std::get<RunRequest>(c);
     CHECK(r.config.cpus == 1);
     CHECK(r.config.mem_bytes == kDefaultMemBytes);
     CHECK(r.config.cmdline == kDefaultCmdline);
@@ -63,6 +67,14 @@ TEST_CASE("CLI: bad usage names the offending value") {
     CHECK_THROWS_WITH_AS(parse({"run", "--kernel", "/proc/self/exe", "--bogus"}), doctest::Contains("--bogus"),
                          UsageError);
     CHECK_THROWS_AS(parse({"fly"}), UsageError);
+    CHECK_THROWS_WITH_AS(parse({"run", "--kernel", "/proc/self/exe", "--disk", "/tmp/a.img,cache=fast"}),
+                         doctest::Contains("cache=fast"), UsageError);
+    std::vector<std::string> nine{"run", "--kernel", "/proc/self/exe"};
+    for (int i = 0; i < 9; ++i) {
+        nine.push_back("--disk");
+        nine.push_back("/tmp/d" + std::to_string(i));
+    }
+    CHECK_THROWS_WITH_AS(parse(nine), doctest::Contains("at most 8"), UsageError);
 }
 
 TEST_CASE("sizes: suffixes and limits") {
