@@ -7,9 +7,10 @@
 #include <string_view>
 
 #include "tools/ember-verify/block_format.h"
-#include "tools/ember-verify/crc32c.h"
+#include "vmm/crc32c.h"
 
 using namespace ember::verify;
+using ember::crc32c;
 
 namespace {
 

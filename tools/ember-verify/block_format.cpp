@@ -4,7 +4,7 @@
 
 #include <fmt/format.h>
 
-#include "tools/ember-verify/crc32c.h"
+#include "vmm/crc32c.h"
 #include "tools/ember-verify/prng.h"
 
 namespace ember::verify {

@@ -1,8 +1,8 @@
-#include "tools/ember-verify/crc32c.h"
+#include "vmm/crc32c.h"
 
 #include <array>
 
-namespace ember::verify {
+namespace ember {
 namespace {
 
 constexpr uint32_t kReflectedPoly = 0x82F63B78u;
@@ -45,4 +45,4 @@ uint32_t crc32c(uint32_t crc, std::span<const uint8_t> data) noexcept {
     return ~c;
 }
 
-} // namespace ember::verify
+} // namespace ember

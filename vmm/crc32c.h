@@ -6,10 +6,10 @@
 #include <cstdint>
 #include <span>
 
-namespace ember::verify {
+namespace ember {
 
 // Extends `crc` (the value returned by a previous call, or 0 to start) over `data`.
 // crc32c(crc32c(0, a), b) == crc32c(0, a ++ b).
 uint32_t crc32c(uint32_t crc, std::span<const uint8_t> data) noexcept;
 
-} // namespace ember::verify
+} // namespace ember
