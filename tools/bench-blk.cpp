@@ -81,19 +81,30 @@ Options parse(int argc, char** argv) {
             if (i + 1 >= argc) usage(("missing value for " + a).c_str());
             return argv[++i];
         };
-        if (a == "--file") o.file = value();
-        else if (a == "--size") o.size_mib = std::stoull(value());
-        else if (a == "--seconds") o.seconds = std::stod(value());
+        if (a == "--file")
+            o.file = value();
+        else if (a == "--size")
+            o.size_mib = std::stoull(value());
+        else if (a == "--seconds")
+            o.seconds = std::stod(value());
         else if (a == "--qd") {
             o.qds.clear();
-            for (const auto& q : split(value())) o.qds.push_back(static_cast<unsigned>(std::stoul(q)));
-        } else if (a == "--rw") o.rws = split(value());
-        else if (a == "--cache") o.caches = split(value());
-        else if (a == "--engine") o.engine = value();
-        else if (a == "--poll") o.poll = true;
-        else if (a == "--no-fio") o.fio = false;
-        else if (a == "--repeat") o.repeat = static_cast<unsigned>(std::stoul(value()));
-        else usage(("unknown argument " + a).c_str());
+            for (const auto& q : split(value()))
+                o.qds.push_back(static_cast<unsigned>(std::stoul(q)));
+        } else if (a == "--rw")
+            o.rws = split(value());
+        else if (a == "--cache")
+            o.caches = split(value());
+        else if (a == "--engine")
+            o.engine = value();
+        else if (a == "--poll")
+            o.poll = true;
+        else if (a == "--no-fio")
+            o.fio = false;
+        else if (a == "--repeat")
+            o.repeat = static_cast<unsigned>(std::stoul(value()));
+        else
+            usage(("unknown argument " + a).c_str());
     }
     for (auto q : o.qds)
         if (q == 0 || q > 80) usage("--qd values must be in [1, 80] (3 descriptors per request)");
@@ -108,7 +119,8 @@ void prepare_file(const std::string& path, uint64_t size) {
     if (f == nullptr) throw Error(fmt::format("cannot create {}: {}", path, std::strerror(errno)));
     std::vector<uint8_t> chunk(1 << 20);
     std::mt19937_64 rng(1);
-    for (auto& b : chunk) b = static_cast<uint8_t>(rng());
+    for (auto& b : chunk)
+        b = static_cast<uint8_t>(rng());
     for (uint64_t done = 0; done < size; done += chunk.size())
         if (std::fwrite(chunk.data(), 1, chunk.size(), f) != chunk.size())
             throw Error(fmt::format("cannot write {}", path));
@@ -132,7 +144,8 @@ double run_ember(const Options& o, bool direct, bool write, unsigned qd) {
     std::vector<Slot> slots(qd);
     for (auto& s : slots) {
         s.hdr = d.alloc(16);
-        s.chain.buffers = {{s.hdr, 16, false}, {d.alloc(4096, 4096), 4096, !write}, {d.alloc(1), 1, true}};
+        s.chain.buffers = {
+            {s.hdr, 16, false}, {d.alloc(4096, 4096), 4096, !write}, {d.alloc(1), 1, true}};
     }
     std::vector<int> slot_of_head(256, -1);
     std::mt19937_64 rng(7);
@@ -143,10 +156,12 @@ double run_ember(const Options& o, bool direct, bool write, unsigned qd) {
         slot_of_head[d.submit(s.chain)] = si;
     };
     const auto start = Clock::now();
-    const auto end = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.seconds));
+    const auto end = start + std::chrono::duration_cast<Clock::duration>(
+                                 std::chrono::duration<double>(o.seconds));
     uint64_t completed = 0;
     bool stopping = false;
-    for (unsigned i = 0; i < qd; ++i) issue(static_cast<int>(i));
+    for (unsigned i = 0; i < qd; ++i)
+        issue(static_cast<int>(i));
     d.kick();
     std::vector<int> finished;
     finished.reserve(qd);
@@ -158,14 +173,16 @@ double run_ember(const Options& o, bool direct, bool write, unsigned qd) {
         }
         finished.clear();
         for (const auto& e : used) {
-            if (mem.read<uint8_t>(slots[static_cast<size_t>(slot_of_head[e.id])].chain.buffers[2].addr) != 0)
+            if (mem.read<uint8_t>(
+                    slots[static_cast<size_t>(slot_of_head[e.id])].chain.buffers[2].addr) != 0)
                 throw Error("a benchmark request failed");
             finished.push_back(std::exchange(slot_of_head[e.id], -1));
         }
         completed += used.size();
         if (!stopping && (completed & 63) < used.size()) stopping = Clock::now() >= end;
         if (!stopping) {
-            for (int si : finished) issue(si);
+            for (int si : finished)
+                issue(si);
             d.kick();
         }
     }
@@ -181,19 +198,20 @@ double median(std::vector<double> v) {
 
 double run_fio(const Options& o, bool direct, bool write, unsigned qd) {
     const std::string out_path = o.file + ".fio.json";
-    const std::string cmd = fmt::format(
-        "fio --name=bench --filename={} --size={}M --ioengine=io_uring --rw={} --bs=4k "
-        "--iodepth={} --direct={} --time_based --runtime={}s --ramp_time=0 --numjobs=1 "
-        "--randrepeat=0 --norandommap --output-format=json --output={} >/dev/null 2>&1",
-        o.file, o.size_mib, write ? "randwrite" : "randread", qd, direct ? 1 : 0,
-        std::max(1.0, o.seconds), out_path);
+    const std::string cmd =
+        fmt::format("fio --name=bench --filename={} --size={}M --ioengine=io_uring --rw={} --bs=4k "
+                    "--iodepth={} --direct={} --time_based --runtime={}s --ramp_time=0 --numjobs=1 "
+                    "--randrepeat=0 --norandommap --output-format=json --output={} >/dev/null 2>&1",
+                    o.file, o.size_mib, write ? "randwrite" : "randread", qd, direct ? 1 : 0,
+                    std::max(1.0, o.seconds), out_path);
     if (std::system(cmd.c_str()) != 0) return -1;
     FILE* f = std::fopen(out_path.c_str(), "rb");
     if (f == nullptr) return -1;
     std::string text;
     char buf[4096];
     size_t n = 0;
-    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0)
+        text.append(buf, n);
     std::fclose(f);
     ::unlink(out_path.c_str());
     try {

@@ -15,6 +15,8 @@
 
 #include <fmt/format.h>
 
+#include "vmm/platform.h"
+
 namespace ember {
 
 namespace {
@@ -45,7 +47,8 @@ BlockDisk BlockDisk::open(const DiskSpec& spec) {
     if (!fd) {
         const int err = errno;
         if (err == EINVAL && (flags & O_DIRECT) != 0)
-            fail(path, "its file system does not support O_DIRECT (cache=none); use cache=writeback");
+            fail(path,
+                 "its file system does not support O_DIRECT (cache=none); use cache=writeback");
         if ((err == EACCES || err == EROFS || err == EPERM) && !spec.readonly)
             fail(path, fmt::format("cannot be opened for writing: {} (add ,readonly to use it "
                                    "read-only)",
@@ -102,7 +105,8 @@ int BlockDisk::write_zeroes(uint64_t offset, uint64_t len, bool may_unmap) const
     // Fallback: write zeroes. Aligned for O_DIRECT; offsets and lengths are
     // whole sectors already.
     constexpr size_t kChunk = 1 << 20;
-    std::unique_ptr<void, decltype(&std::free)> zeroes(std::aligned_alloc(4096, kChunk), &std::free);
+    std::unique_ptr<void, decltype(&std::free)> zeroes(std::aligned_alloc(4096, kChunk),
+                                                       &std::free);
     if (!zeroes) return -ENOMEM;
     std::memset(zeroes.get(), 0, kChunk);
     while (len > 0) {
@@ -117,6 +121,26 @@ int BlockDisk::write_zeroes(uint64_t offset, uint64_t len, bool may_unmap) const
         len -= static_cast<uint64_t>(w);
     }
     return 0;
+}
+
+std::vector<BlockDisk> open_disks(std::span<const DiskSpec> specs) {
+    if (specs.size() > platform::kMaxVirtioDevices)
+        throw Error(fmt::format("{} disks given; ember supports at most {}", specs.size(),
+                                platform::kMaxVirtioDevices));
+    std::vector<BlockDisk> disks;
+    std::vector<std::pair<dev_t, ino_t>> seen;
+    for (const auto& spec : specs) {
+        disks.push_back(BlockDisk::open(spec));
+        struct stat st {};
+        if (::fstat(disks.back().fd(), &st) != 0)
+            fail(spec.path, fmt::format("cannot be examined: {}", std::strerror(errno)));
+        const auto key =
+            S_ISBLK(st.st_mode) ? std::pair{st.st_rdev, ino_t{0}} : std::pair{st.st_dev, st.st_ino};
+        if (std::find(seen.begin(), seen.end(), key) != seen.end())
+            fail(spec.path, "is given as a disk more than once");
+        seen.push_back(key);
+    }
+    return disks;
 }
 
 } // namespace ember

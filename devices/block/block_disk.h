@@ -3,8 +3,10 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "devices/block/disk_spec.h"
 #include "vmm/unique_fd.h"
@@ -14,7 +16,7 @@ namespace ember {
 inline constexpr uint64_t kSectorSize = 512; // virtio 1.2 §5.2.6: sectors are 512 bytes
 
 class BlockDisk final {
-public:
+  public:
     // Throws ember::Error naming the path: missing, unreadable, a directory,
     // zero size, size not a multiple of 512, O_DIRECT unsupported.
     static BlockDisk open(const DiskSpec& spec);
@@ -39,7 +41,7 @@ public:
     int discard(uint64_t offset, uint64_t len) const noexcept;
     int write_zeroes(uint64_t offset, uint64_t len, bool may_unmap) const noexcept;
 
-private:
+  private:
     BlockDisk(DiskSpec spec, UniqueFd fd, uint64_t size, std::string id);
     DiskSpec spec_;
     UniqueFd fd_;
@@ -48,5 +50,10 @@ private:
     uint32_t mem_align_{512};
     uint32_t offset_align_{512};
 };
+
+// Opens every --disk in order (the guest sees them in this order). Throws
+// ember::Error for more than platform::kMaxVirtioDevices disks or for one
+// image given twice (two devices writing one file would corrupt it).
+std::vector<BlockDisk> open_disks(std::span<const DiskSpec> specs);
 
 } // namespace ember

@@ -45,10 +45,9 @@ std::unique_ptr<IoEngine> make_engine(const BlockDisk& disk, unsigned depth) {
 } // namespace
 
 BlockIoThread::BlockIoThread(const Params& p)
-    : disk_(p.disk), mem_(p.memory), signals_(p.signals), features_(p.features),
-      limits_(p.limits), stats_(p.stats), queue_(p.memory, p.queue),
-      engine_(make_engine(p.disk, p.queue.size)), requests_(p.queue.size),
-      notify_sd_(io_, dup_or_throw(p.notify_fd, "queue notify eventfd")),
+    : disk_(p.disk), mem_(p.memory), signals_(p.signals), features_(p.features), limits_(p.limits),
+      stats_(p.stats), queue_(p.memory, p.queue), engine_(make_engine(p.disk, p.queue.size)),
+      requests_(p.queue.size), notify_sd_(io_, dup_or_throw(p.notify_fd, "queue notify eventfd")),
       completion_sd_(io_), stop_sd_(io_, dup_or_throw(stop_event_.fd(), "stop eventfd")) {
     queue_.set_observer(p.observer);
     completions_.reserve(p.queue.size);
@@ -58,7 +57,9 @@ BlockIoThread::BlockIoThread(const Params& p)
     ::pthread_setname_np(thread_.native_handle(), "ember-blk-io");
 }
 
-BlockIoThread::~BlockIoThread() { stop(); }
+BlockIoThread::~BlockIoThread() {
+    stop();
+}
 
 void BlockIoThread::stop() noexcept {
     if (!thread_.joinable()) return;
@@ -116,7 +117,8 @@ void BlockIoThread::process_avail() {
     if (!queue_.broken()) {
         try {
             for (;;) {
-                while (auto chain = queue_.pop()) start(std::move(*chain));
+                while (auto chain = queue_.pop())
+                    start(std::move(*chain));
                 engine_->submit();
                 reap_host(); // page-cache hits often complete inside submit
                 // With host I/O in flight its completion wakes this thread,
@@ -156,7 +158,8 @@ void BlockIoThread::submit_host(BlockRequest& req) {
 void BlockIoThread::reap_host() {
     completions_.clear();
     engine_->reap(completions_);
-    for (const auto& c : completions_) host_done(c);
+    for (const auto& c : completions_)
+        host_done(c);
     if (resubmit_) {
         resubmit_ = false;
         engine_->submit();
@@ -169,8 +172,12 @@ void BlockIoThread::host_done(const HostCompletion& c) {
         const auto n = stats_.host_errors.fetch_add(1, std::memory_order_relaxed);
         if (n < 10 || n % 1000 == 0)
             log::warn("virtio-blk {}: host {} at offset {} failed: {} ({} host errors so far)",
-                      disk_.path(), req.op == HostIo::Op::read ? "read" : req.op == HostIo::Op::write ? "write" : "flush",
-                      req.offset + req.done, c.result < 0 ? std::strerror(static_cast<int>(-c.result)) : "end of file",
+                      disk_.path(),
+                      req.op == HostIo::Op::read    ? "read"
+                      : req.op == HostIo::Op::write ? "write"
+                                                    : "flush",
+                      req.offset + req.done,
+                      c.result < 0 ? std::strerror(static_cast<int>(-c.result)) : "end of file",
                       n + 1);
         complete(req, kStatusIoErr);
         return;
@@ -220,8 +227,8 @@ void BlockIoThread::complete(BlockRequest& req, uint8_t status) {
 // signal-masked section and the in-flight region slot in around them.
 void BlockIoThread::publish() {
     if (queue_.pending_used() == 0) return;
-    queue_.write_used_elements(); // 1. used elements
-    queue_.publish_used_idx();    // 2. release-store used.idx
+    queue_.write_used_elements();   // 1. used elements
+    queue_.publish_used_idx();      // 2. release-store used.idx
     if (queue_.needs_interrupt()) { // §2.7.10: once per batch
         stats_.interrupts.fetch_add(1, std::memory_order_relaxed);
         signals_.used_buffer_notification(); // 3. InterruptStatus, 4. irqfd

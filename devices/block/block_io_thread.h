@@ -38,7 +38,7 @@ struct BlockStats {
 };
 
 class BlockIoThread final {
-public:
+  public:
     struct Params {
         const BlockDisk& disk;
         const GuestMemory& memory;
@@ -61,7 +61,7 @@ public:
     void stop() noexcept;
     std::string_view engine_name() const noexcept { return engine_->name(); }
 
-private:
+  private:
     void run() noexcept;
     void arm_notify();
     void arm_completions();

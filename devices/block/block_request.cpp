@@ -89,12 +89,14 @@ std::optional<uint8_t> discard_or_zero(BlockRequest& req, const GuestMemory& mem
     const uint64_t bytes = readable - sizeof(RequestHeader);
     const uint64_t count = bytes / sizeof(DiscardWriteZeroes);
     const uint32_t max_seg = zeroes ? limits.max_write_zeroes_seg : limits.max_discard_seg;
-    const uint32_t max_sectors = zeroes ? limits.max_write_zeroes_sectors : limits.max_discard_sectors;
-    if (bytes == 0 || bytes % sizeof(DiscardWriteZeroes) != 0 || count > max_seg) return kStatusIoErr;
+    const uint32_t max_sectors =
+        zeroes ? limits.max_write_zeroes_sectors : limits.max_discard_sectors;
+    if (bytes == 0 || bytes % sizeof(DiscardWriteZeroes) != 0 || count > max_seg)
+        return kStatusIoErr;
     if (disk.readonly()) return kStatusIoErr;
     std::vector<DiscardWriteZeroes> ranges(count);
-    gather(req.chain, sizeof(RequestHeader),
-           {reinterpret_cast<uint8_t*>(ranges.data()), bytes}, mem);
+    gather(req.chain, sizeof(RequestHeader), {reinterpret_cast<uint8_t*>(ranges.data()), bytes},
+           mem);
     for (const auto& r : ranges) {
         // §5.2.6.2: unmap on DISCARD, or any reserved flag, is UNSUPP.
         const uint32_t allowed = zeroes ? kWriteZeroesFlagUnmap : 0;
@@ -182,7 +184,8 @@ std::optional<uint8_t> prepare_block_request(BlockRequest& req, const GuestMemor
         if (writable != 1) return kStatusIoErr;
         return discard_or_zero(req, mem, disk, limits, readable);
     }
-    default: return kStatusUnsupp;
+    default:
+        return kStatusUnsupp;
     }
 }
 

@@ -34,8 +34,8 @@ struct BlockRequest {
     DescriptorChain chain;
     uint32_t type{0};
     HostIo::Op op{HostIo::Op::read};
-    uint64_t offset{0}; // bytes into the disk
-    uint64_t length{0}; // data bytes
+    uint64_t offset{0};           // bytes into the disk
+    uint64_t length{0};           // data bytes
     std::vector<iovec> iov;       // what the engine reads into / writes from
     std::vector<iovec> guest_iov; // the guest buffers, when `iov` is a bounce buffer
     uint64_t done{0};             // bytes transferred so far (short transfers resume)

@@ -21,7 +21,8 @@ DiskSpec parse_disk_spec(std::string_view text) {
         const auto key = part.substr(0, eq);
         const auto value = eq == std::string_view::npos ? std::string_view{} : part.substr(eq + 1);
         auto once = [&](bool& seen) {
-            if (seen) throw DiskSpecError(fmt::format("disk '{}': option '{}' given twice", text, key));
+            if (seen)
+                throw DiskSpecError(fmt::format("disk '{}': option '{}' given twice", text, key));
             seen = true;
         };
         if (part == "readonly") {
@@ -35,18 +36,22 @@ DiskSpec parse_disk_spec(std::string_view text) {
             spec.id = std::string(value);
         } else if (key == "cache" && eq != std::string_view::npos) {
             once(seen_cache);
-            if (value == "writeback") spec.cache = DiskSpec::Cache::writeback;
-            else if (value == "none") spec.cache = DiskSpec::Cache::none;
+            if (value == "writeback")
+                spec.cache = DiskSpec::Cache::writeback;
+            else if (value == "none")
+                spec.cache = DiskSpec::Cache::none;
             else
                 throw DiskSpecError(fmt::format(
                     "disk '{}': cache '{}' is not one of writeback, none", text, value));
         } else if (key == "engine" && eq != std::string_view::npos) {
             once(seen_engine);
-            if (value == "uring") spec.engine = DiskSpec::Engine::uring;
-            else if (value == "sync") spec.engine = DiskSpec::Engine::sync;
+            if (value == "uring")
+                spec.engine = DiskSpec::Engine::uring;
+            else if (value == "sync")
+                spec.engine = DiskSpec::Engine::sync;
             else
-                throw DiskSpecError(fmt::format(
-                    "disk '{}': engine '{}' is not one of uring, sync", text, value));
+                throw DiskSpecError(
+                    fmt::format("disk '{}': engine '{}' is not one of uring, sync", text, value));
         } else {
             throw DiskSpecError(fmt::format(
                 "disk '{}': unknown option '{}' (known: readonly, id=NAME, cache=writeback|none, "

@@ -25,7 +25,7 @@ struct DiskSpec {
 
 // A --disk value that cannot be parsed; the message names the bad part.
 class DiskSpecError : public Error {
-public:
+  public:
     using Error::Error;
 };
 

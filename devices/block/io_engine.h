@@ -26,7 +26,7 @@ struct HostCompletion {
 };
 
 class IoEngine {
-public:
+  public:
     virtual ~IoEngine() = default;
     virtual std::string_view name() const = 0;
     // Queues one operation; nothing reaches the host before submit() (the

@@ -10,7 +10,7 @@ namespace ember {
 
 namespace {
 class SyncEngine final : public IoEngine {
-public:
+  public:
     explicit SyncEngine(int fd) : fd_(fd) {}
     std::string_view name() const override { return "sync"; }
 
@@ -28,7 +28,9 @@ public:
             } while (r < 0 && errno == EINTR);
             break;
         }
-        case HostIo::Op::flush: r = ::fdatasync(fd_); break;
+        case HostIo::Op::flush:
+            r = ::fdatasync(fd_);
+            break;
         }
         done_.push_back(HostCompletion{io.cookie, r < 0 ? -errno : r});
     }
@@ -41,12 +43,14 @@ public:
     int completion_fd() const noexcept override { return -1; }
     size_t in_flight() const noexcept override { return 0; }
 
-private:
+  private:
     int fd_;
     std::vector<HostCompletion> done_;
 };
 } // namespace
 
-std::unique_ptr<IoEngine> make_sync_engine(int fd) { return std::make_unique<SyncEngine>(fd); }
+std::unique_ptr<IoEngine> make_sync_engine(int fd) {
+    return std::make_unique<SyncEngine>(fd);
+}
 
 } // namespace ember

@@ -14,7 +14,7 @@ namespace ember {
 
 namespace {
 class UringEngine final : public IoEngine {
-public:
+  public:
     UringEngine(int fd, unsigned depth) : fd_(fd) {
         if (const int r = io_uring_queue_init(depth, &ring_, 0); r < 0)
             throw SystemError("io_uring_queue_init", -r);
@@ -49,21 +49,23 @@ public:
         // the iovec import.
         case HostIo::Op::read:
             if (io.iov.size() == 1)
-                io_uring_prep_read(sqe, fd_, io.iov[0].iov_base, static_cast<unsigned>(io.iov[0].iov_len),
-                                   io.offset);
+                io_uring_prep_read(sqe, fd_, io.iov[0].iov_base,
+                                   static_cast<unsigned>(io.iov[0].iov_len), io.offset);
             else
                 io_uring_prep_readv(sqe, fd_, io.iov.data(), static_cast<unsigned>(io.iov.size()),
                                     io.offset);
             break;
         case HostIo::Op::write:
             if (io.iov.size() == 1)
-                io_uring_prep_write(sqe, fd_, io.iov[0].iov_base, static_cast<unsigned>(io.iov[0].iov_len),
-                                    io.offset);
+                io_uring_prep_write(sqe, fd_, io.iov[0].iov_base,
+                                    static_cast<unsigned>(io.iov[0].iov_len), io.offset);
             else
                 io_uring_prep_writev(sqe, fd_, io.iov.data(), static_cast<unsigned>(io.iov.size()),
                                      io.offset);
             break;
-        case HostIo::Op::flush: io_uring_prep_fsync(sqe, fd_, IORING_FSYNC_DATASYNC); break;
+        case HostIo::Op::flush:
+            io_uring_prep_fsync(sqe, fd_, IORING_FSYNC_DATASYNC);
+            break;
         }
         io_uring_sqe_set_data64(sqe, io.cookie);
         ++queued_;
@@ -111,7 +113,7 @@ public:
     int completion_fd() const noexcept override { return event_.fd(); }
     size_t in_flight() const noexcept override { return in_flight_ + queued_; }
 
-private:
+  private:
     int fd_;
     io_uring ring_{};
     EventFd event_;

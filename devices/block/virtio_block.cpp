@@ -38,7 +38,9 @@ VirtioBlock::VirtioBlock(BlockDisk disk, uint16_t queue_size)
     config_.write_zeroes_may_unmap = 1;
 }
 
-VirtioBlock::~VirtioBlock() { reset(); }
+VirtioBlock::~VirtioBlock() {
+    reset();
+}
 
 void VirtioBlock::read_config(uint64_t offset, std::span<uint8_t> data) const {
     const auto* bytes = reinterpret_cast<const uint8_t*>(&config_);
@@ -55,14 +57,16 @@ void VirtioBlock::activate(const ActivationContext& ctx) {
     reset();
     if (ctx.queues.empty() || !ctx.queues[0].ready)
         throw Error(fmt::format("{}: DRIVER_OK without a ready request queue", name_));
-    io_ = std::make_unique<BlockIoThread>(BlockIoThread::Params{
-        disk_, ctx.memory, ctx.queues[0], ctx.notify[0].fd(), ctx.signals, ctx.features, limits_,
-        stats_, observer_});
+    io_ = std::make_unique<BlockIoThread>(
+        BlockIoThread::Params{disk_, ctx.memory, ctx.queues[0], ctx.notify[0].fd(), ctx.signals,
+                              ctx.features, limits_, stats_, observer_});
     log::debug("{}: activated, queue size {}, engine {}", name_, ctx.queues[0].size,
                io_->engine_name());
 }
 
-void VirtioBlock::reset() noexcept { io_.reset(); }
+void VirtioBlock::reset() noexcept {
+    io_.reset();
+}
 
 BlockStatsSnapshot VirtioBlock::stats() const noexcept {
     auto ld = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };

@@ -29,7 +29,7 @@ struct BlockStatsSnapshot {
 };
 
 class VirtioBlock final : public VirtioDevice {
-public:
+  public:
     // `queue_size`: the queue's maximum (QueueNumMax), a power of two <= 256.
     explicit VirtioBlock(BlockDisk disk, uint16_t queue_size = kMaxQueueSize);
     ~VirtioBlock() override;
@@ -55,7 +55,7 @@ public:
     std::string_view engine() const noexcept { return io_ ? io_->engine_name() : ""; }
     bool running() const noexcept { return io_ != nullptr; }
 
-private:
+  private:
     BlockDisk disk_;
     uint16_t queue_size_;
     uint64_t features_{0};

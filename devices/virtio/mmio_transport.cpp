@@ -11,9 +11,15 @@ namespace ember {
 using namespace virtio;
 
 namespace {
-uint32_t low(uint64_t v) { return static_cast<uint32_t>(v); }
-uint32_t high(uint64_t v) { return static_cast<uint32_t>(v >> 32); }
-void set_low(GuestAddress& a, uint32_t v) { a.value = (a.value & ~0xffffffffull) | v; }
+uint32_t low(uint64_t v) {
+    return static_cast<uint32_t>(v);
+}
+uint32_t high(uint64_t v) {
+    return static_cast<uint32_t>(v >> 32);
+}
+void set_low(GuestAddress& a, uint32_t v) {
+    a.value = (a.value & ~0xffffffffull) | v;
+}
 void set_high(GuestAddress& a, uint32_t v) {
     a.value = (a.value & 0xffffffffull) | (static_cast<uint64_t>(v) << 32);
 }
@@ -29,7 +35,9 @@ VirtioMmioTransport::VirtioMmioTransport(const GuestMemory& mem,
     queues_.resize(n);
 }
 
-VirtioMmioTransport::~VirtioMmioTransport() { shutdown(); }
+VirtioMmioTransport::~VirtioMmioTransport() {
+    shutdown();
+}
 
 void VirtioMmioTransport::shutdown() noexcept {
     std::lock_guard lock(regs_mutex_);
@@ -82,20 +90,29 @@ void VirtioMmioTransport::read(uint64_t offset, std::span<uint8_t> data) {
 
 uint32_t VirtioMmioTransport::read_register(uint64_t offset) {
     switch (offset) {
-    case mmio::kMagicValue: return mmio::kMagic;
-    case mmio::kVersion: return mmio::kVersion2;
-    case mmio::kDeviceId: return device_->device_id();
-    case mmio::kVendorId: return mmio::kVendor;
+    case mmio::kMagicValue:
+        return mmio::kMagic;
+    case mmio::kVersion:
+        return mmio::kVersion2;
+    case mmio::kDeviceId:
+        return device_->device_id();
+    case mmio::kVendorId:
+        return mmio::kVendor;
     // Lock-free: read by the guest's interrupt handler on any vcpu.
-    case mmio::kInterruptStatus: return interrupt_status();
-    case mmio::kStatus: return status();
-    case mmio::kConfigGeneration: return 0; // the block config never changes
+    case mmio::kInterruptStatus:
+        return interrupt_status();
+    case mmio::kStatus:
+        return status();
+    case mmio::kConfigGeneration:
+        return 0; // the block config never changes
     // §4.2.2: no shared memory regions: the length of any region reads as -1.
     case mmio::kShmLenLow:
     case mmio::kShmLenHigh:
     case mmio::kShmBaseLow:
-    case mmio::kShmBaseHigh: return 0xffffffff;
-    default: break;
+    case mmio::kShmBaseHigh:
+        return 0xffffffff;
+    default:
+        break;
     }
     std::lock_guard lock(regs_mutex_);
     const bool queue_exists = queue_sel_ < queues_.size();
@@ -107,9 +124,12 @@ uint32_t VirtioMmioTransport::read_register(uint64_t offset) {
     case mmio::kQueueNumMax:
         // §4.2.3.2: 0 means "this queue is not available".
         return queue_exists ? device_->queue_max_size(static_cast<uint16_t>(queue_sel_)) : 0;
-    case mmio::kQueueReady: return queue_exists && queues_[queue_sel_].ready ? 1 : 0;
-    case mmio::kQueueNum: return queue_exists ? queues_[queue_sel_].size : 0;
-    default: break;
+    case mmio::kQueueReady:
+        return queue_exists && queues_[queue_sel_].ready ? 1 : 0;
+    case mmio::kQueueNum:
+        return queue_exists ? queues_[queue_sel_].size : 0;
+    default:
+        break;
     }
     refuse("read of a write-only or unknown register", offset, 0);
     return 0;
@@ -147,13 +167,18 @@ void VirtioMmioTransport::write_register(uint64_t offset, uint32_t value) {
         // interrupt raised after this ack stays pending.
         interrupt_status_.fetch_and(~value, std::memory_order_release);
         return;
-    default: break;
+    default:
+        break;
     }
     std::lock_guard lock(regs_mutex_);
     const uint32_t status = status_.load(std::memory_order_acquire);
     switch (offset) {
-    case mmio::kDeviceFeaturesSel: device_features_sel_ = value; return;
-    case mmio::kDriverFeaturesSel: driver_features_sel_ = value; return;
+    case mmio::kDeviceFeaturesSel:
+        device_features_sel_ = value;
+        return;
+    case mmio::kDriverFeaturesSel:
+        driver_features_sel_ = value;
+        return;
     case mmio::kDriverFeatures:
         // §3.1.1: features are fixed once FEATURES_OK is set.
         if ((status & kStatusFeaturesOk) != 0) {
@@ -166,8 +191,12 @@ void VirtioMmioTransport::write_register(uint64_t offset, uint32_t value) {
             driver_features_beyond_64_ = true; // never offered: FEATURES_OK will fail
         }
         return;
-    case mmio::kQueueSel: queue_sel_ = value; return;
-    case mmio::kStatus: write_status(value); return;
+    case mmio::kQueueSel:
+        queue_sel_ = value;
+        return;
+    case mmio::kStatus:
+        write_status(value);
+        return;
     case mmio::kQueueNum:
     case mmio::kQueueReady:
     case mmio::kQueueDescLow:
@@ -175,9 +204,13 @@ void VirtioMmioTransport::write_register(uint64_t offset, uint32_t value) {
     case mmio::kQueueDriverLow:
     case mmio::kQueueDriverHigh:
     case mmio::kQueueDeviceLow:
-    case mmio::kQueueDeviceHigh: write_queue_register(offset, value); return;
-    case mmio::kShmSel: return; // no shared memory regions; harmless
-    default: break;
+    case mmio::kQueueDeviceHigh:
+        write_queue_register(offset, value);
+        return;
+    case mmio::kShmSel:
+        return; // no shared memory regions; harmless
+    default:
+        break;
     }
     refuse("write to a read-only or unknown register", offset, value);
 }
@@ -225,13 +258,26 @@ void VirtioMmioTransport::write_queue_register(uint64_t offset, uint32_t value) 
         q.size = static_cast<uint16_t>(value);
         return;
     }
-    case mmio::kQueueDescLow: set_low(q.desc_table, value); return;
-    case mmio::kQueueDescHigh: set_high(q.desc_table, value); return;
-    case mmio::kQueueDriverLow: set_low(q.avail_ring, value); return;
-    case mmio::kQueueDriverHigh: set_high(q.avail_ring, value); return;
-    case mmio::kQueueDeviceLow: set_low(q.used_ring, value); return;
-    case mmio::kQueueDeviceHigh: set_high(q.used_ring, value); return;
-    default: break;
+    case mmio::kQueueDescLow:
+        set_low(q.desc_table, value);
+        return;
+    case mmio::kQueueDescHigh:
+        set_high(q.desc_table, value);
+        return;
+    case mmio::kQueueDriverLow:
+        set_low(q.avail_ring, value);
+        return;
+    case mmio::kQueueDriverHigh:
+        set_high(q.avail_ring, value);
+        return;
+    case mmio::kQueueDeviceLow:
+        set_low(q.used_ring, value);
+        return;
+    case mmio::kQueueDeviceHigh:
+        set_high(q.used_ring, value);
+        return;
+    default:
+        break;
     }
 }
 
@@ -252,8 +298,8 @@ void VirtioMmioTransport::write_status(uint32_t value) {
     const uint32_t added = next & ~old;
     if ((added & kStatusFeaturesOk) != 0) {
         const uint64_t offered = device_->device_features();
-        const bool handshake = (next & (kStatusAcknowledge | kStatusDriver)) ==
-                               (kStatusAcknowledge | kStatusDriver);
+        const bool handshake =
+            (next & (kStatusAcknowledge | kStatusDriver)) == (kStatusAcknowledge | kStatusDriver);
         const uint64_t unoffered = driver_features_ & ~offered;
         if (!handshake || unoffered != 0 || driver_features_beyond_64_ ||
             (driver_features_ & kFeatureVersion1) == 0) {
@@ -301,8 +347,10 @@ void VirtioMmioTransport::reset_locked() noexcept {
     driver_features_ = 0;
     driver_features_beyond_64_ = false;
     queue_sel_ = 0;
-    for (auto& q : queues_) q = QueueState{};
-    for (auto& n : notify_) n.drain();
+    for (auto& q : queues_)
+        q = QueueState{};
+    for (auto& n : notify_)
+        n.drain();
     interrupt_status_.store(0, std::memory_order_release);
     status_.store(0, std::memory_order_release);
 }

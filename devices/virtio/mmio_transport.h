@@ -23,7 +23,7 @@
 namespace ember {
 
 class VirtioMmioTransport final : public IoHandler, private DeviceSignals {
-public:
+  public:
     // `irq` is signalled for every interrupt; the VMM registers it with
     // KVM_IRQFD. `mem` must outlive the transport.
     VirtioMmioTransport(const GuestMemory& mem, std::unique_ptr<VirtioDevice> device, EventFd irq);
@@ -51,7 +51,7 @@ public:
     // Register writes refused (bad size, read-only, wrong state): counted.
     uint64_t bad_accesses() const noexcept { return bad_accesses_.load(std::memory_order_relaxed); }
 
-private:
+  private:
     void used_buffer_notification() noexcept override;
     void needs_reset(std::string_view why) noexcept override;
 

@@ -15,27 +15,27 @@ namespace ember {
 // The device's way back to the driver, implemented by the transport. Safe to
 // call from the device's I/O thread: atomics and an eventfd write only.
 class DeviceSignals {
-public:
+  public:
     // Sets InterruptStatus "used buffer" and signals the irqfd (§4.2.2).
     virtual void used_buffer_notification() noexcept = 0;
     // Sets DEVICE_NEEDS_RESET (§2.1.2) and raises a configuration change
     // interrupt when the driver is running. `why` is logged.
     virtual void needs_reset(std::string_view why) noexcept = 0;
 
-protected:
+  protected:
     ~DeviceSignals() = default;
 };
 
 struct ActivationContext {
     const GuestMemory& memory;
-    uint64_t features;                 // negotiated: offered & accepted
+    uint64_t features;                  // negotiated: offered & accepted
     std::span<const QueueState> queues; // one per device queue; validated when ready
-    std::span<const EventFd> notify;   // one per queue: the guest's kicks
+    std::span<const EventFd> notify;    // one per queue: the guest's kicks
     DeviceSignals& signals;
 };
 
 class VirtioDevice {
-public:
+  public:
     virtual ~VirtioDevice() = default;
     virtual std::string_view name() const = 0;
     virtual uint32_t device_id() const = 0;

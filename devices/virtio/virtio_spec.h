@@ -94,9 +94,15 @@ inline constexpr uint64_t kUsedAlign = 4;
 
 // Byte sizes of the parts for a queue of `size` entries, including the
 // event-index fields at the end of the rings (§2.7.6, §2.7.8).
-constexpr uint64_t desc_table_bytes(uint32_t size) { return 16ull * size; }
-constexpr uint64_t avail_ring_bytes(uint32_t size) { return 6ull + 2ull * size; }
-constexpr uint64_t used_ring_bytes(uint32_t size) { return 6ull + 8ull * size; }
+constexpr uint64_t desc_table_bytes(uint32_t size) {
+    return 16ull * size;
+}
+constexpr uint64_t avail_ring_bytes(uint32_t size) {
+    return 6ull + 2ull * size;
+}
+constexpr uint64_t used_ring_bytes(uint32_t size) {
+    return 6ull + 8ull * size;
+}
 
 // virtio 1.2 §2.7.10: true when `event` lies in the window (old, new_idx], i.e.
 // the other side asked to be told once the index moved past `event`.

@@ -12,17 +12,28 @@ using virtio::VirtqUsedElem;
 
 std::string_view to_string(ChainError e) noexcept {
     switch (e) {
-    case ChainError::none: return "no error";
-    case ChainError::next_out_of_range: return "a next index is outside the descriptor table";
-    case ChainError::too_long: return "the chain is longer than the queue size (or loops)";
-    case ChainError::zero_length: return "a descriptor has length 0";
-    case ChainError::out_of_bounds: return "a buffer lies outside guest RAM";
-    case ChainError::readable_after_writable: return "a readable descriptor follows a writable one";
-    case ChainError::total_too_large: return "the total length does not fit in 32 bits";
-    case ChainError::indirect_not_negotiated: return "an indirect descriptor without INDIRECT_DESC";
-    case ChainError::nested_indirect: return "an indirect descriptor inside an indirect table";
-    case ChainError::indirect_with_next: return "an indirect descriptor with the NEXT flag";
-    case ChainError::bad_indirect_table: return "an indirect table with a bad length or address";
+    case ChainError::none:
+        return "no error";
+    case ChainError::next_out_of_range:
+        return "a next index is outside the descriptor table";
+    case ChainError::too_long:
+        return "the chain is longer than the queue size (or loops)";
+    case ChainError::zero_length:
+        return "a descriptor has length 0";
+    case ChainError::out_of_bounds:
+        return "a buffer lies outside guest RAM";
+    case ChainError::readable_after_writable:
+        return "a readable descriptor follows a writable one";
+    case ChainError::total_too_large:
+        return "the total length does not fit in 32 bits";
+    case ChainError::indirect_not_negotiated:
+        return "an indirect descriptor without INDIRECT_DESC";
+    case ChainError::nested_indirect:
+        return "an indirect descriptor inside an indirect table";
+    case ChainError::indirect_with_next:
+        return "an indirect descriptor with the NEXT flag";
+    case ChainError::bad_indirect_table:
+        return "an indirect table with a bad length or address";
     }
     return "unknown chain error";
 }
@@ -37,7 +48,8 @@ std::optional<std::string> QueueState::validate(const GuestMemory& mem) const {
         uint64_t bytes;
     } parts[] = {
         {"descriptor table", desc_table, virtio::kDescAlign, virtio::desc_table_bytes(size)},
-        {"driver area (avail ring)", avail_ring, virtio::kAvailAlign, virtio::avail_ring_bytes(size)},
+        {"driver area (avail ring)", avail_ring, virtio::kAvailAlign,
+         virtio::avail_ring_bytes(size)},
         {"device area (used ring)", used_ring, virtio::kUsedAlign, virtio::used_ring_bytes(size)},
     };
     for (const auto& p : parts) {
@@ -151,7 +163,8 @@ DescriptorChain Virtqueue::walk(uint16_t head) const {
         if ((d.flags & virtio::kDescFlagIndirect) != 0) {
             if (!state_.indirect) return refuse(ChainError::indirect_not_negotiated);
             if (in_indirect) return refuse(ChainError::nested_indirect);
-            if ((d.flags & virtio::kDescFlagNext) != 0) return refuse(ChainError::indirect_with_next);
+            if ((d.flags & virtio::kDescFlagNext) != 0)
+                return refuse(ChainError::indirect_with_next);
             if (d.len == 0 || d.len % sizeof(VirtqDesc) != 0 ||
                 !mem_.contains(GuestAddress{d.addr}, d.len) || d.addr % 16 != 0)
                 return refuse(ChainError::bad_indirect_table);

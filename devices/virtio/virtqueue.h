@@ -44,16 +44,16 @@ struct QueueState {
 // status; the queue keeps going.
 enum class ChainError : uint8_t {
     none,
-    next_out_of_range,     // a `next` index outside the table
-    too_long,              // more descriptors than the queue size (also: loops)
-    zero_length,           // a descriptor of length 0
-    out_of_bounds,         // a buffer not inside guest RAM
+    next_out_of_range, // a `next` index outside the table
+    too_long,          // more descriptors than the queue size (also: loops)
+    zero_length,       // a descriptor of length 0
+    out_of_bounds,     // a buffer not inside guest RAM
     readable_after_writable,
-    total_too_large,       // sum of lengths does not fit in u32
+    total_too_large, // sum of lengths does not fit in u32
     indirect_not_negotiated,
-    nested_indirect,       // §2.7.5.3.1: no INDIRECT inside an indirect table
-    indirect_with_next,    // §2.7.5.3.1: INDIRECT and NEXT together
-    bad_indirect_table,    // length 0, not a multiple of 16, or outside RAM
+    nested_indirect,    // §2.7.5.3.1: no INDIRECT inside an indirect table
+    indirect_with_next, // §2.7.5.3.1: INDIRECT and NEXT together
+    bad_indirect_table, // length 0, not a multiple of 16, or outside RAM
 };
 std::string_view to_string(ChainError e) noexcept;
 
@@ -67,7 +67,7 @@ struct ChainSegment {
 // A popped chain. Move-only: exactly one owner hands it back with
 // Virtqueue::add_used(), which empties it.
 class DescriptorChain final {
-public:
+  public:
     DescriptorChain() = default;
     DescriptorChain(DescriptorChain&& o) noexcept;
     DescriptorChain& operator=(DescriptorChain&& o) noexcept;
@@ -85,7 +85,7 @@ public:
     uint32_t readable_bytes() const noexcept { return readable_; }
     uint32_t writable_bytes() const noexcept { return writable_; }
 
-private:
+  private:
     friend class Virtqueue;
     uint16_t head_{0};
     bool owned_{false};
@@ -99,26 +99,26 @@ private:
 // or an avail entry names a head >= size): the device must stop using the
 // queue and ask for a reset (virtio 1.2 §2.1.2 DEVICE_NEEDS_RESET).
 class VirtqueueError : public Error {
-public:
+  public:
     using Error::Error;
 };
 
 // Hooks for state that must follow each head exactly (the in-flight region of
 // DESIGN.md "The two seeds"): called on the I/O thread, in ring order.
 class QueueObserver {
-public:
+  public:
     // After a head was taken from the avail ring (valid chain or not).
     virtual void on_pop(uint16_t head) = 0;
     // After used.idx was release-stored for `batch`, before any interrupt.
     virtual void on_batch_published(std::span<const virtio::VirtqUsedElem> batch,
                                     uint16_t used_idx) = 0;
 
-protected:
+  protected:
     ~QueueObserver() = default;
 };
 
 class Virtqueue final {
-public:
+  public:
     // `state` must have passed validate(); the queue copies it.
     Virtqueue(const GuestMemory& mem, const QueueState& state);
 
@@ -162,7 +162,7 @@ public:
     bool broken() const noexcept { return broken_; }
     void set_observer(QueueObserver* observer) noexcept { observer_ = observer; }
 
-private:
+  private:
     [[noreturn]] void fail(std::string why);
     DescriptorChain walk(uint16_t head) const;
     GuestAddress avail_idx_addr() const noexcept;
@@ -174,7 +174,7 @@ private:
 
     const GuestMemory& mem_;
     QueueState state_;
-    uint16_t avail_idx_{0}; // last avail.idx read from the ring
+    uint16_t avail_idx_{0};   // last avail.idx read from the ring
     uint16_t batch_start_{0}; // used.idx before the batch being published
     bool broken_{false};
     QueueObserver* observer_{nullptr};

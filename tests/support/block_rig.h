@@ -23,10 +23,11 @@ namespace ember::testing {
 
 // A file in $TMPDIR (or /tmp) removed on destruction.
 class TempFile final {
-public:
+  public:
     explicit TempFile(uint64_t size = 0, std::string_view tag = "disk") {
         const char* dir = std::getenv("TMPDIR");
-        path_ = std::string(dir != nullptr ? dir : "/tmp") + "/ember-" + std::string(tag) + "-XXXXXX";
+        path_ =
+            std::string(dir != nullptr ? dir : "/tmp") + "/ember-" + std::string(tag) + "-XXXXXX";
         const int fd = ::mkstemp(path_.data());
         if (fd < 0) throw_errno("mkstemp");
         if (size != 0 && ::ftruncate(fd, static_cast<off_t>(size)) != 0) throw_errno("ftruncate");
@@ -55,7 +56,7 @@ public:
         if (n != static_cast<ssize_t>(data.size())) throw Error("short write of temp file");
     }
 
-private:
+  private:
     std::string path_;
 };
 

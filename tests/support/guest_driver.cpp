@@ -12,7 +12,9 @@ namespace ember::testing {
 using namespace virtio;
 
 namespace {
-uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
+uint64_t align_up(uint64_t v, uint64_t a) {
+    return (v + a - 1) & ~(a - 1);
+}
 } // namespace
 
 // --- ChainBuilder ----------------------------------------------------------------
@@ -95,7 +97,8 @@ void GuestDriver::setup_queue(uint16_t index) {
     queue_.size = size;
     queue_.desc_table = GuestAddress{base};
     queue_.avail_ring = GuestAddress{base + desc_table_bytes(size)};
-    queue_.used_ring = GuestAddress{align_up(queue_.avail_ring.value + avail_ring_bytes(size), 4096)};
+    queue_.used_ring =
+        GuestAddress{align_up(queue_.avail_ring.value + avail_ring_bytes(size), 4096)};
     queue_.event_idx = (features_ & kFeatureRingEventIdx) != 0;
     queue_.indirect = (features_ & kFeatureRingIndirectDesc) != 0;
     for (uint64_t a = base; a < queue_.used_ring.value + used_ring_bytes(size); ++a)
@@ -110,7 +113,8 @@ void GuestDriver::setup_queue(uint16_t index) {
     write32(mmio::kQueueReady, 1);
 
     free_.clear();
-    for (int i = size - 1; i >= 0; --i) free_.push_back(static_cast<uint16_t>(i));
+    for (int i = size - 1; i >= 0; --i)
+        free_.push_back(static_cast<uint16_t>(i));
     chain_descs_.assign(size, {});
     in_flight_.assign(size, 0);
     outstanding_count_ = 0;
@@ -154,7 +158,8 @@ uint16_t GuestDriver::submit(const Chain& chain) {
     }
     const uint16_t head = descs[0];
     auto flags_of = [](const DriverBuffer& b, bool last) {
-        return static_cast<uint16_t>((b.writable ? kDescFlagWrite : 0) | (last ? 0 : kDescFlagNext));
+        return static_cast<uint16_t>((b.writable ? kDescFlagWrite : 0) |
+                                     (last ? 0 : kDescFlagNext));
     };
     if (chain.indirect) {
         const GuestAddress table{indirect_area_.value + uint64_t{head} * queue_.size * 16};
@@ -165,8 +170,8 @@ uint16_t GuestDriver::submit(const Chain& chain) {
                        VirtqDesc{b.addr.value, b.len, flags_of(b, i + 1 == n),
                                  static_cast<uint16_t>(i + 1)});
         }
-        write_descriptor(head, VirtqDesc{table.value, static_cast<uint32_t>(16 * n),
-                                         kDescFlagIndirect, 0});
+        write_descriptor(
+            head, VirtqDesc{table.value, static_cast<uint32_t>(16 * n), kDescFlagIndirect, 0});
     } else {
         for (size_t i = 0; i < need; ++i) {
             const auto& b = chain.buffers[i];
@@ -208,11 +213,13 @@ void GuestDriver::set_avail_flags(uint16_t flags) {
 }
 
 void GuestDriver::set_used_event(uint16_t idx) {
-    mem_.store_release<uint16_t>(GuestAddress{queue_.avail_ring.value + 4 + 2ull * queue_.size}, idx);
+    mem_.store_release<uint16_t>(GuestAddress{queue_.avail_ring.value + 4 + 2ull * queue_.size},
+                                 idx);
 }
 
 uint16_t GuestDriver::avail_event() const {
-    return mem_.load_acquire<uint16_t>(GuestAddress{queue_.used_ring.value + 4 + 8ull * queue_.size});
+    return mem_.load_acquire<uint16_t>(
+        GuestAddress{queue_.used_ring.value + 4 + 8ull * queue_.size});
 }
 
 uint16_t GuestDriver::used_idx() const {
@@ -250,7 +257,8 @@ uint32_t GuestDriver::wait_interrupt(std::chrono::milliseconds timeout) {
 }
 
 void GuestDriver::free_chain(uint16_t head) {
-    for (auto d : chain_descs_[head]) free_.push_back(d);
+    for (auto d : chain_descs_[head])
+        free_.push_back(d);
     chain_descs_[head].clear();
 }
 
@@ -263,7 +271,8 @@ std::vector<VirtqUsedElem> GuestDriver::reap() {
         throw DriverError(fmt::format("used.idx jumped from {} to {}", last_used_, used));
     while (last_used_ != used) {
         const uint16_t slot = last_used_ & static_cast<uint16_t>(queue_.size - 1);
-        const auto e = mem_.read<VirtqUsedElem>(GuestAddress{queue_.used_ring.value + 4 + 8ull * slot});
+        const auto e =
+            mem_.read<VirtqUsedElem>(GuestAddress{queue_.used_ring.value + 4 + 8ull * slot});
         if (e.id >= queue_.size || in_flight_[e.id] == 0)
             throw DriverError(fmt::format("device returned head {} that is not outstanding", e.id));
         in_flight_[e.id] = 0;

@@ -24,7 +24,7 @@ namespace ember::testing {
 // The device misbehaved as seen from the driver (a head returned twice, an
 // unknown head, a used.idx jump). Tests let it propagate as a failure.
 class DriverError : public std::logic_error {
-public:
+  public:
     using std::logic_error::logic_error;
 };
 
@@ -42,7 +42,7 @@ struct Chain {
 class GuestDriver;
 
 class ChainBuilder final {
-public:
+  public:
     explicit ChainBuilder(GuestDriver& driver) : driver_(driver) {}
     // Copies `bytes` into a fresh guest buffer, device-readable.
     ChainBuilder& readable(std::span<const uint8_t> bytes);
@@ -54,7 +54,7 @@ public:
     ChainBuilder& indirect(bool on = true);
     Chain build() { return std::move(chain_); }
 
-private:
+  private:
     GuestDriver& driver_;
     Chain chain_;
 };
@@ -67,7 +67,7 @@ struct DriverOptions {
 };
 
 class GuestDriver final {
-public:
+  public:
     GuestDriver(const GuestMemory& mem, VirtioMmioTransport& transport, DriverOptions options = {});
 
     // --- Registers, as a vcpu would access them ---------------------------------
@@ -127,7 +127,7 @@ public:
     const QueueState& queue() const noexcept { return queue_; }
     uint64_t kicks() const noexcept { return kicks_; }
 
-private:
+  private:
     void take_outstanding(uint16_t head);
     void free_chain(uint16_t head);
 

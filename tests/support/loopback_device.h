@@ -14,7 +14,7 @@
 namespace ember::testing {
 
 class LoopbackDevice final : public VirtioDevice {
-public:
+  public:
     static constexpr uint64_t kFeatureDeviceSpecific = 1ull << 5;
     static constexpr uint64_t kFeatures = virtio::kFeatureVersion1 | virtio::kFeatureRingEventIdx |
                                           virtio::kFeatureRingIndirectDesc | kFeatureDeviceSpecific;

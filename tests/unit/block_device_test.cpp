@@ -23,16 +23,18 @@ namespace {
 constexpr uint64_t kDiskSize = 4 << 20; // 8192 sectors
 
 // Each test runs once per engine.
-std::string engine_option(int i) { return i == 0 ? ",engine=uring" : ",engine=sync"; }
+std::string engine_option(int i) {
+    return i == 0 ? ",engine=uring" : ",engine=sync";
+}
 } // namespace
 
 TEST_CASE("virtio-blk: offers the features and config the spec asks for") {
     TempFile f(kDiskSize);
     BlockRig r(f.path());
     const uint64_t offered = r.driver->device_features();
-    for (uint64_t bit : {kFeatureVersion1, kFeatureRingEventIdx, kFeatureRingIndirectDesc, kFeatureSizeMax,
-                         kFeatureSegMax, kFeatureBlkSize, kFeatureFlush, kFeatureDiscard,
-                         kFeatureWriteZeroes})
+    for (uint64_t bit :
+         {kFeatureVersion1, kFeatureRingEventIdx, kFeatureRingIndirectDesc, kFeatureSizeMax,
+          kFeatureSegMax, kFeatureBlkSize, kFeatureFlush, kFeatureDiscard, kFeatureWriteZeroes})
         CHECK((offered & bit) != 0);
     CHECK((offered & kFeatureRo) == 0);
     CHECK(r.driver->read32(mmio::kDeviceId) == 2);
@@ -126,7 +128,8 @@ TEST_CASE("virtio-blk: FLUSH, GET_ID and unknown request types") {
         BlockRig r(f.path() + ",id=ember-test-id" + engine_option(e));
         auto fl = r.run(r.driver->chain().readable(blk_header(kTypeFlush, 0)).writable(1).build());
         CHECK(fl.status == kStatusOk);
-        auto c = r.driver->chain().readable(blk_header(kTypeGetId, 0)).writable(20).writable(1).build();
+        auto c =
+            r.driver->chain().readable(blk_header(kTypeGetId, 0)).writable(20).writable(1).build();
         auto id = r.run(c);
         CHECK(id.status == kStatusOk);
         CHECK(id.used_len == 21);
@@ -138,7 +141,8 @@ TEST_CASE("virtio-blk: FLUSH, GET_ID and unknown request types") {
         auto u = r.run(r.driver->chain().readable(blk_header(99, 0)).writable(1).build());
         CHECK(u.status == kStatusUnsupp);
         CHECK(u.used_len == 1);
-        auto lifetime = r.run(r.driver->chain().readable(blk_header(10, 0)).writable(64).writable(1).build());
+        auto lifetime =
+            r.run(r.driver->chain().readable(blk_header(10, 0)).writable(64).writable(1).build());
         CHECK(lifetime.status == kStatusUnsupp);
     }
 }
@@ -189,18 +193,39 @@ TEST_CASE("virtio-blk: DISCARD punches holes and WRITE_ZEROES zeroes, size uncha
         f.write(600 * 512, pattern(3, 4096));
     }
     // The unmap flag is not allowed on DISCARD; reserved flags never.
-    CHECK(r.run(r.driver->chain().readable(blk_header(kTypeDiscard, 0)).readable(ranges({{0, 8, 1}})).writable(1).build())
+    CHECK(r.run(r.driver->chain()
+                    .readable(blk_header(kTypeDiscard, 0))
+                    .readable(ranges({{0, 8, 1}}))
+                    .writable(1)
+                    .build())
               .status == kStatusUnsupp);
-    CHECK(r.run(r.driver->chain().readable(blk_header(kTypeWriteZeroes, 0)).readable(ranges({{0, 8, 2}})).writable(1).build())
+    CHECK(r.run(r.driver->chain()
+                    .readable(blk_header(kTypeWriteZeroes, 0))
+                    .readable(ranges({{0, 8, 2}}))
+                    .writable(1)
+                    .build())
               .status == kStatusUnsupp);
     // Out of capacity, too many segments, a partial segment: IOERR.
-    CHECK(r.run(r.driver->chain().readable(blk_header(kTypeDiscard, 0)).readable(ranges({{8190, 8, 0}})).writable(1).build())
+    CHECK(r.run(r.driver->chain()
+                    .readable(blk_header(kTypeDiscard, 0))
+                    .readable(ranges({{8190, 8, 0}}))
+                    .writable(1)
+                    .build())
               .status == kStatusIoErr);
     std::vector<uint8_t> many(17 * sizeof(DiscardWriteZeroes), 0);
-    for (size_t i = 0; i < 17; ++i) many[i * 16 + 8] = 1; // num_sectors = 1
-    CHECK(r.run(r.driver->chain().readable(blk_header(kTypeDiscard, 0)).readable(many).writable(1).build())
+    for (size_t i = 0; i < 17; ++i)
+        many[i * 16 + 8] = 1; // num_sectors = 1
+    CHECK(r.run(r.driver->chain()
+                    .readable(blk_header(kTypeDiscard, 0))
+                    .readable(many)
+                    .writable(1)
+                    .build())
               .status == kStatusIoErr);
-    CHECK(r.run(r.driver->chain().readable(blk_header(kTypeDiscard, 0)).readable(std::vector<uint8_t>(8, 0)).writable(1).build())
+    CHECK(r.run(r.driver->chain()
+                    .readable(blk_header(kTypeDiscard, 0))
+                    .readable(std::vector<uint8_t>(8, 0))
+                    .writable(1)
+                    .build())
               .status == kStatusIoErr);
 }
 
@@ -216,10 +241,14 @@ TEST_CASE("virtio-blk: a read-only disk offers RO and refuses writes with IOERR"
         CHECK(f.contents(0, 4096) == pattern(0, 4096));
         CHECK(r.read(0, 4096).data == pattern(0, 4096));
         // DISCARD was not offered, so it is unsupported.
-        CHECK(r.run(r.driver->chain().readable(blk_header(kTypeDiscard, 0)).readable(ranges({{0, 8, 0}})).writable(1).build())
+        CHECK(r.run(r.driver->chain()
+                        .readable(blk_header(kTypeDiscard, 0))
+                        .readable(ranges({{0, 8, 0}}))
+                        .writable(1)
+                        .build())
                   .status == kStatusUnsupp);
-        CHECK(r.run(r.driver->chain().readable(blk_header(kTypeFlush, 0)).writable(1).build()).status ==
-              kStatusOk);
+        CHECK(r.run(r.driver->chain().readable(blk_header(kTypeFlush, 0)).writable(1).build())
+                  .status == kStatusOk);
     }
 }
 
@@ -230,27 +259,41 @@ TEST_CASE("virtio-blk: malformed requests complete with IOERR and never stall th
     const auto hdr_in = blk_header(kTypeIn, 0);
 
     SUBCASE("short header") {
-        auto res = r.run(d.chain().readable(std::span(hdr_in).first(12)).writable(512).writable(1).build());
+        auto res = r.run(
+            d.chain().readable(std::span(hdr_in).first(12)).writable(512).writable(1).build());
         CHECK(res.status == kStatusIoErr);
         CHECK(res.used_len == 1);
     }
     SUBCASE("writable header") {
-        CHECK(r.run(d.chain().writable(16).writable(512).writable(1).build()).status == kStatusIoErr);
+        CHECK(r.run(d.chain().writable(16).writable(512).writable(1).build()).status ==
+              kStatusIoErr);
     }
     SUBCASE("data not a whole number of sectors") {
-        CHECK(r.run(d.chain().readable(hdr_in).writable(100).writable(1).build()).status == kStatusIoErr);
-        CHECK(r.run(d.chain().readable(blk_header(kTypeOut, 0)).readable(std::vector<uint8_t>(700, 1)).writable(1).build())
+        CHECK(r.run(d.chain().readable(hdr_in).writable(100).writable(1).build()).status ==
+              kStatusIoErr);
+        CHECK(r.run(d.chain()
+                        .readable(blk_header(kTypeOut, 0))
+                        .readable(std::vector<uint8_t>(700, 1))
+                        .writable(1)
+                        .build())
                   .status == kStatusIoErr);
     }
     SUBCASE("missing status byte: completed with length 0") {
-        auto c = d.chain().readable(blk_header(kTypeOut, 0)).readable(std::vector<uint8_t>(512, 1)).build();
+        auto c = d.chain()
+                     .readable(blk_header(kTypeOut, 0))
+                     .readable(std::vector<uint8_t>(512, 1))
+                     .build();
         CHECK(d.run(c) == 0);
         CHECK(f.contents(0, 512) == std::vector<uint8_t>(512, 0)); // nothing written
     }
     SUBCASE("status in a read-only descriptor") {
         // Refused (readable after writable); the device never writes into the
         // read-only byte. IOERR lands in the last writable byte it validated.
-        auto c = d.chain().readable(hdr_in).writable(512).readable(std::vector<uint8_t>(1, 0x77)).build();
+        auto c = d.chain()
+                     .readable(hdr_in)
+                     .writable(512)
+                     .readable(std::vector<uint8_t>(1, 0x77))
+                     .build();
         CHECK(d.run(c) == 1);
         CHECK(r.mem.read<uint8_t>(c.buffers[2].addr) == 0x77);
         CHECK(r.mem.read<uint8_t>(GuestAddress{c.buffers[1].addr.value + 511}) == kStatusIoErr);
@@ -264,7 +307,8 @@ TEST_CASE("virtio-blk: malformed requests complete with IOERR and never stall th
         d.write_descriptor(1, VirtqDesc{st.value, 1, kDescFlagNext | kDescFlagWrite, 0});
         d.push_avail_raw(0);
         d.kick();
-        while (d.reap().empty()) d.wait_interrupt(std::chrono::milliseconds(100));
+        while (d.reap().empty())
+            d.wait_interrupt(std::chrono::milliseconds(100));
         CHECK(r.mem.read<uint8_t>(st) == kStatusIoErr);
     }
     SUBCASE("a buffer out of guest memory") {
@@ -276,7 +320,8 @@ TEST_CASE("virtio-blk: malformed requests complete with IOERR and never stall th
         d.write_descriptor(2, VirtqDesc{st.value, 1, kDescFlagWrite, 0});
         d.push_avail_raw(0);
         d.kick();
-        while (d.reap().empty()) d.wait_interrupt(std::chrono::milliseconds(100));
+        while (d.reap().empty())
+            d.wait_interrupt(std::chrono::milliseconds(100));
         CHECK(r.mem.read<uint8_t>(st) == 0); // the refused chain had no status byte to write
     }
     SUBCASE("a zero-length descriptor") {
@@ -289,12 +334,14 @@ TEST_CASE("virtio-blk: malformed requests complete with IOERR and never stall th
         d.write_descriptor(2, VirtqDesc{st.value, 0, kDescFlagWrite, 0});
         d.push_avail_raw(0);
         d.kick();
-        while (d.reap().empty()) d.wait_interrupt(std::chrono::milliseconds(100));
+        while (d.reap().empty())
+            d.wait_interrupt(std::chrono::milliseconds(100));
         CHECK(r.mem.read<uint8_t>(st) == kStatusIoErr);
     }
     SUBCASE("too many descriptors (indirect table longer than the queue)") {
         Chain c = d.chain().readable(hdr_in).build();
-        for (int i = 0; i < 256; ++i) c.buffers.push_back(DriverBuffer{d.alloc(512), 512, true});
+        for (int i = 0; i < 256; ++i)
+            c.buffers.push_back(DriverBuffer{d.alloc(512), 512, true});
         c.buffers.push_back(DriverBuffer{d.alloc(1), 1, true});
         c.indirect = true;
         r.mem.write<uint8_t>(c.buffers.back().addr, 0xee);
@@ -310,11 +357,13 @@ TEST_CASE("virtio-blk: malformed requests complete with IOERR and never stall th
         const auto st = d.alloc(1);
         r.mem.write(inner, VirtqDesc{st.value, 1, kDescFlagWrite, 0});
         r.mem.write(table, VirtqDesc{d.alloc(16).value, 16, kDescFlagNext, 1});
-        r.mem.write(GuestAddress{table.value + 16}, VirtqDesc{inner.value, 16, kDescFlagIndirect, 0});
+        r.mem.write(GuestAddress{table.value + 16},
+                    VirtqDesc{inner.value, 16, kDescFlagIndirect, 0});
         d.write_descriptor(0, VirtqDesc{table.value, 32, kDescFlagIndirect, 0});
         d.push_avail_raw(0);
         d.kick();
-        while (d.reap().empty()) d.wait_interrupt(std::chrono::milliseconds(100));
+        while (d.reap().empty())
+            d.wait_interrupt(std::chrono::milliseconds(100));
         CHECK(r.blk->stats().bad_requests == 1);
     }
     // Whatever came before, the queue keeps working.
@@ -348,10 +397,12 @@ TEST_CASE("virtio-blk: EVENT_IDX suppresses interrupts until the driver re-arms 
     r.transport->interrupt_event().drain(); // run() may return before it waits
     // used_event far behind: no interrupt for the next completions.
     d.set_used_event(0);
-    for (int i = 0; i < 4; ++i) d.submit(d.chain().readable(blk_header(kTypeIn, i)).writable(512).writable(1).build());
+    for (int i = 0; i < 4; ++i)
+        d.submit(d.chain().readable(blk_header(kTypeIn, i)).writable(512).writable(1).build());
     CHECK(d.kick());
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    while (d.used_idx() != 5 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+    while (d.used_idx() != 5 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::yield();
     CHECK(d.used_idx() == 5);
     CHECK(d.wait_interrupt(std::chrono::milliseconds(50)) == 0);
     CHECK(d.reap().size() == 4); // re-arms: used_event = 5
@@ -398,7 +449,8 @@ void many_in_flight(BlockRig& r, const TempFile& f, unsigned depth, unsigned tot
         bool busy;
     };
     std::vector<Slot> slots(depth);
-    for (auto& s : slots) s = Slot{d.alloc(16), d.alloc(4096, 4096), d.alloc(1), 0, false};
+    for (auto& s : slots)
+        s = Slot{d.alloc(16), d.alloc(4096, 4096), d.alloc(1), 0, false};
     std::vector<int> slot_of_head(256, -1);
     unsigned issued = 0, done = 0;
     // Writes only: a block may be written by two requests in flight, so each
@@ -422,7 +474,8 @@ void many_in_flight(BlockRig& r, const TempFile& f, unsigned depth, unsigned tot
             return;
         }
     };
-    for (unsigned i = 0; i < depth && issued < total; ++i) pick(slots[i], static_cast<int>(i));
+    for (unsigned i = 0; i < depth && issued < total; ++i)
+        pick(slots[i], static_cast<int>(i));
     d.kick();
     while (done < total) {
         auto used = d.reap();
@@ -454,7 +507,8 @@ void many_in_flight(BlockRig& r, const TempFile& f, unsigned depth, unsigned tot
         REQUIRE(f.contents(uint64_t{b} * 4096, 4096) == expect);
         REQUIRE(r.read(uint64_t{b} * 8, 4096, (b & 1) != 0).data == expect);
         r.driver->free_all();
-        for (auto& s : slots) s = Slot{d.alloc(16), d.alloc(4096, 4096), d.alloc(1), 0, false};
+        for (auto& s : slots)
+            s = Slot{d.alloc(16), d.alloc(4096, 4096), d.alloc(1), 0, false};
     }
 }
 } // namespace
@@ -477,18 +531,30 @@ TEST_CASE("virtio-blk: cache=none (O_DIRECT) with aligned and unaligned guest bu
         CHECK(r.blk->disk().direct());
         // Aligned: straight into guest memory.
         const auto a = pattern(16, 8192, e);
-        auto c = r.driver->chain().readable(blk_header(kTypeOut, 16)).readable(r.driver->alloc(8192, 4096), 8192).writable(1).build();
+        auto c = r.driver->chain()
+                     .readable(blk_header(kTypeOut, 16))
+                     .readable(r.driver->alloc(8192, 4096), 8192)
+                     .writable(1)
+                     .build();
         r.mem.write_bytes(c.buffers[1].addr, a);
         CHECK(r.run(c).status == kStatusOk);
         CHECK(f.contents(16 * 512, 8192) == a);
         // Unaligned buffers go through a bounce buffer.
         const auto u = pattern(32, 1024, e);
         const GuestAddress odd{r.driver->alloc(1100, 4096).value + 3};
-        auto w = r.driver->chain().readable(blk_header(kTypeOut, 32)).readable(odd, 1024).writable(1).build();
+        auto w = r.driver->chain()
+                     .readable(blk_header(kTypeOut, 32))
+                     .readable(odd, 1024)
+                     .writable(1)
+                     .build();
         r.mem.write_bytes(w.buffers[1].addr, u);
         CHECK(r.run(w).status == kStatusOk);
         CHECK(f.contents(32 * 512, 1024) == u);
-        auto rd = r.driver->chain().readable(blk_header(kTypeIn, 32)).writable(GuestAddress{r.driver->alloc(1100, 4096).value + 5}, 1024).writable(1).build();
+        auto rd = r.driver->chain()
+                      .readable(blk_header(kTypeIn, 32))
+                      .writable(GuestAddress{r.driver->alloc(1100, 4096).value + 5}, 1024)
+                      .writable(1)
+                      .build();
         CHECK(r.run(rd).status == kStatusOk);
         std::vector<uint8_t> got(1024);
         r.mem.read_bytes(rd.buffers[1].addr, got);
@@ -517,7 +583,12 @@ TEST_CASE("virtio-blk: reset with requests in flight stops the thread cleanly an
     BlockRig r(f.path());
     auto& d = *r.driver;
     for (int i = 0; i < 200; ++i)
-        d.submit(d.chain().readable(blk_header(kTypeOut, i * 8)).readable(pattern(i, 4096)).writable(1).indirect().build());
+        d.submit(d.chain()
+                     .readable(blk_header(kTypeOut, i * 8))
+                     .readable(pattern(i, 4096))
+                     .writable(1)
+                     .indirect()
+                     .build());
     d.kick();
     d.reset(); // joins the I/O thread with host I/O possibly in flight
     CHECK_FALSE(r.blk->running());

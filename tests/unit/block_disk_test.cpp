@@ -23,7 +23,9 @@ std::string error_of(auto&& f) {
     }
     return "";
 }
-bool contains(const std::string& s, std::string_view part) { return s.find(part) != std::string::npos; }
+bool contains(const std::string& s, std::string_view part) {
+    return s.find(part) != std::string::npos;
+}
 } // namespace
 
 TEST_CASE("parse_disk_spec: path alone gets the defaults") {
@@ -67,7 +69,8 @@ TEST_CASE("BlockDisk::open: bad files are clear errors naming the path") {
         CHECK(contains(e, "does not exist"));
     }
     SUBCASE("a directory") {
-        CHECK(contains(error_of([] { BlockDisk::open(parse_disk_spec("/tmp")); }), "is a directory"));
+        CHECK(
+            contains(error_of([] { BlockDisk::open(parse_disk_spec("/tmp")); }), "is a directory"));
     }
     SUBCASE("zero size") {
         TempFile f(0);
@@ -117,4 +120,21 @@ TEST_CASE("BlockDisk::open: size, id and flags of a good image") {
     CHECK(ro.direct());
     CHECK(ro.id() == "abc");
     CHECK(ro.offset_align() % 512 == 0);
+}
+
+TEST_CASE("open_disks: in order, at most 8, never one image twice") {
+    TempFile a(4096), b(8192);
+    std::vector<DiskSpec> specs{parse_disk_spec(a.path()), parse_disk_spec(b.path() + ",readonly")};
+    const auto disks = open_disks(specs);
+    REQUIRE(disks.size() == 2);
+    CHECK(disks[0].sectors() == 8);
+    CHECK(disks[1].readonly());
+    // The same file under another name is still the same image.
+    const std::string alias = a.path() + ".alias";
+    REQUIRE(::symlink(a.path().c_str(), alias.c_str()) == 0);
+    specs.push_back(parse_disk_spec(alias));
+    CHECK(contains(error_of([&] { open_disks(specs); }), "more than once"));
+    ::unlink(alias.c_str());
+    std::vector<DiskSpec> nine(9, parse_disk_spec(a.path()));
+    CHECK(contains(error_of([&] { open_disks(nine); }), "at most 8"));
 }

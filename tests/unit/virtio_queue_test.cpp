@@ -38,13 +38,19 @@ struct QueueRig {
     GuestDriver driver;
 };
 
-std::vector<uint8_t> bytes(size_t n, uint8_t v) { return std::vector<uint8_t>(n, v); }
+std::vector<uint8_t> bytes(size_t n, uint8_t v) {
+    return std::vector<uint8_t>(n, v);
+}
 } // namespace
 
 TEST_CASE("Virtqueue: a direct chain pops whole, in order, with its lengths") {
     QueueRig r;
-    const auto head = r.driver.submit(r.driver.chain().readable(bytes(16, 1)).readable(bytes(100, 2))
-                                          .writable(512).writable(1).build());
+    const auto head = r.driver.submit(r.driver.chain()
+                                          .readable(bytes(16, 1))
+                                          .readable(bytes(100, 2))
+                                          .writable(512)
+                                          .writable(1)
+                                          .build());
     auto c = r.pop_one();
     CHECK(c.valid());
     CHECK(c.head() == head);
@@ -59,7 +65,8 @@ TEST_CASE("Virtqueue: a direct chain pops whole, in order, with its lengths") {
 
 TEST_CASE("Virtqueue: an indirect chain is followed into its table") {
     QueueRig r;
-    r.driver.submit(r.driver.chain().readable(bytes(16, 1)).writable(4096).writable(1).indirect().build());
+    r.driver.submit(
+        r.driver.chain().readable(bytes(16, 1)).writable(4096).writable(1).indirect().build());
     auto c = r.pop_one();
     CHECK(c.valid());
     CHECK(c.segments().size() == 3);
@@ -71,7 +78,8 @@ TEST_CASE("Virtqueue: direct descriptors followed by one indirect descriptor (§
     const auto table = r.driver.alloc(32, 16);
     const auto buf = r.driver.alloc(64);
     r.mem.write(table, VirtqDesc{buf.value, 32, virtio::kDescFlagNext, 1});
-    r.mem.write(GuestAddress{table.value + 16}, VirtqDesc{buf.value + 32, 32, virtio::kDescFlagWrite, 0});
+    r.mem.write(GuestAddress{table.value + 16},
+                VirtqDesc{buf.value + 32, 32, virtio::kDescFlagWrite, 0});
     r.driver.write_descriptor(0, VirtqDesc{buf.value, 16, virtio::kDescFlagNext, 1});
     r.driver.write_descriptor(1, VirtqDesc{table.value, 32, virtio::kDescFlagIndirect, 0});
     r.driver.push_avail_raw(0);
@@ -84,7 +92,8 @@ namespace {
 // Submits descriptors written by hand at head 0 and pops the chain.
 DescriptorChain pop_raw(QueueRig& r, std::initializer_list<VirtqDesc> descs) {
     uint16_t i = 0;
-    for (const auto& d : descs) r.driver.write_descriptor(i++, d);
+    for (const auto& d : descs)
+        r.driver.write_descriptor(i++, d);
     r.driver.push_avail_raw(0);
     return r.pop_one();
 }
@@ -153,8 +162,9 @@ TEST_CASE("Virtqueue: malformed chains are refused with the reason, and the queu
     SUBCASE("more descriptors than the queue size, through an indirect table") {
         const uint64_t table = r.driver.alloc(17 * 16, 16).value;
         for (uint16_t i = 0; i < 17; ++i)
-            r.mem.write(GuestAddress{table + 16ull * i}, VirtqDesc{buf, 16, static_cast<uint16_t>(i < 16 ? N : 0),
-                                                          static_cast<uint16_t>(i + 1)});
+            r.mem.write(GuestAddress{table + 16ull * i},
+                        VirtqDesc{buf, 16, static_cast<uint16_t>(i < 16 ? N : 0),
+                                  static_cast<uint16_t>(i + 1)});
         c = pop_raw(r, {{table, 17 * 16, I, 0}});
         CHECK(c.error() == ChainError::too_long);
     }
@@ -173,7 +183,8 @@ TEST_CASE("Virtqueue: malformed chains are refused with the reason, and the queu
         GuestDriver d(big, *rig.transport, QueueRig::opts(16));
         d.init();
         for (uint16_t i = 0; i < 16; ++i)
-            d.write_descriptor(i, VirtqDesc{0x100'0000, 0x1000'0000, static_cast<uint16_t>(i < 15 ? N : 0),
+            d.write_descriptor(i, VirtqDesc{0x100'0000, 0x1000'0000,
+                                            static_cast<uint16_t>(i < 15 ? N : 0),
                                             static_cast<uint16_t>(i + 1)});
         d.push_avail_raw(0);
         auto big_chain = rig.device->queue->pop();
@@ -227,14 +238,17 @@ TEST_CASE("Virtqueue: a refused chain still completes exactly once and later cha
 TEST_CASE("Virtqueue: used elements are published as one batch, in completion order") {
     QueueRig r(~virtio::kFeatureRingEventIdx);
     std::vector<uint16_t> heads;
-    for (int i = 0; i < 5; ++i) heads.push_back(r.driver.submit(r.driver.chain().writable(4).build()));
+    for (int i = 0; i < 5; ++i)
+        heads.push_back(r.driver.submit(r.driver.chain().writable(4).build()));
     std::vector<DescriptorChain> chains;
-    while (auto c = r.q().pop()) chains.push_back(std::move(*c));
+    while (auto c = r.q().pop())
+        chains.push_back(std::move(*c));
     REQUIRE(chains.size() == 5);
     // Complete in reverse: the used ring records completion order.
-    for (int i = 4; i >= 0; --i) r.q().add_used(std::move(chains[i]), 10u + i);
+    for (int i = 4; i >= 0; --i)
+        r.q().add_used(std::move(chains[i]), 10u + i);
     CHECK(r.driver.used_idx() == 0); // nothing visible before the publish
-    CHECK(r.q().publish_used());    // no suppression: interrupt wanted
+    CHECK(r.q().publish_used());     // no suppression: interrupt wanted
     CHECK(r.driver.used_idx() == 5);
     auto used = r.driver.reap();
     REQUIRE(used.size() == 5);
@@ -248,7 +262,8 @@ TEST_CASE("Virtqueue: used elements are published as one batch, in completion or
 TEST_CASE("Virtqueue: the ring wraps around past 65535") {
     QueueRig r(~0ull, 4);
     for (int round = 0; round < 70000 / 3; ++round) {
-        for (int i = 0; i < 3; ++i) r.driver.submit(r.driver.chain().writable(1).build());
+        for (int i = 0; i < 3; ++i)
+            r.driver.submit(r.driver.chain().writable(1).build());
         int n = 0;
         while (auto c = r.q().pop()) {
             r.q().add_used(std::move(*c), 1);
@@ -274,9 +289,11 @@ TEST_CASE("Virtqueue: NO_INTERRUPT suppresses the interrupt without EVENT_IDX") 
 TEST_CASE("Virtqueue: EVENT_IDX decides once per batch from used_event (§2.7.10)") {
     QueueRig r;
     // The driver re-arms used_event = 0 at init: the first completion interrupts.
-    for (int i = 0; i < 3; ++i) r.driver.submit(r.driver.chain().writable(4).build());
+    for (int i = 0; i < 3; ++i)
+        r.driver.submit(r.driver.chain().writable(4).build());
     std::vector<DescriptorChain> chains;
-    while (auto c = r.q().pop()) chains.push_back(std::move(*c));
+    while (auto c = r.q().pop())
+        chains.push_back(std::move(*c));
     r.q().add_used(std::move(chains[0]), 4);
     CHECK(r.q().publish_used()); // used_event 0 is in (0, 1]
     // The driver has not re-armed: used_event stays 0, so no interrupt for 1 -> 3.
@@ -372,7 +389,8 @@ TEST_CASE("Virtqueue: suppress_notifications spares kicks until notifications ar
         CHECK_FALSE(r.q().enable_notifications());
         r.driver.submit(r.driver.chain().writable(4).build());
         CHECK(r.driver.kick());
-        for (auto* ch : {&a, &b, &c}) r.q().add_used(std::move(*ch), 0);
+        for (auto* ch : {&a, &b, &c})
+            r.q().add_used(std::move(*ch), 0);
         r.q().publish_used();
         CHECK(r.driver.reap().size() == 3);
     }
