@@ -1,5 +1,7 @@
 #include "devices/serial.h"
 
+#include <algorithm>
+
 namespace ember {
 namespace {
 // Register offsets and bits (National Semiconductor PC16550D data sheet).
@@ -32,6 +34,30 @@ void Serial::enqueue_input(std::span<const uint8_t> bytes) {
     std::lock_guard lock(mu_);
     for (uint8_t b : bytes)
         if (rx_.size() < kRxLimit) rx_.push_back(b);
+    update_interrupt();
+}
+
+Serial::State Serial::save_state() {
+    std::lock_guard lock(mu_);
+    State s{ier_, lcr_, mcr_, scr_, dll_, dlm_, static_cast<uint8_t>(thr_interrupt_ ? 1 : 0), 0, {}};
+    for (uint8_t b : rx_) {
+        if (s.rx_count == sizeof s.rx) break;
+        s.rx[s.rx_count++] = b;
+    }
+    return s;
+}
+
+void Serial::restore_state(const State& s) {
+    std::lock_guard lock(mu_);
+    ier_ = s.ier & 0x0f;
+    lcr_ = s.lcr;
+    mcr_ = s.mcr & 0x1f;
+    scr_ = s.scr;
+    dll_ = s.dll;
+    dlm_ = s.dlm;
+    thr_interrupt_ = s.thr_interrupt != 0;
+    rx_.assign(s.rx, s.rx + std::min<size_t>(s.rx_count, sizeof s.rx));
+    irq_asserted_ = false; // the new irqchip line starts low: signal a pending edge again
     update_interrupt();
 }
 

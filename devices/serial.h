@@ -28,6 +28,15 @@ public:
     // Bytes typed on the host console. Thread-safe.
     void enqueue_input(std::span<const uint8_t> bytes);
 
+    // Register state for snapshots. Restoring re-raises a pending interrupt,
+    // so a guest driver waiting for THR-empty resumes transmitting.
+    struct State {
+        uint8_t ier, lcr, mcr, scr, dll, dlm, thr_interrupt, rx_count;
+        uint8_t rx[64];
+    };
+    State save_state();
+    void restore_state(const State& s);
+
 private:
     uint8_t read_register(uint64_t offset);
     void write_register(uint64_t offset, uint8_t value);

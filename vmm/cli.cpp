@@ -64,6 +64,24 @@ Command parse_command_line(const std::vector<std::string>& args) {
     run->add_flag("--virtio-cmdline", virtio_cmdline,
                   "also describe virtio-mmio devices with virtio_mmio.device= (for custom kernels)");
     run->add_flag("-v,--verbose", verbose, "log debug messages");
+    std::string checkpoint_dir, on_checkpoint = "exit";
+    run->add_option("--checkpoint-dir", checkpoint_dir, "where SIGUSR1 writes a checkpoint");
+    run->add_option("--on-checkpoint", on_checkpoint, "after a checkpoint: exit (default) or continue");
+
+    auto* restore = app.add_subcommand("restore", "resume a guest from a checkpoint");
+    std::string snapshot_dir, restore_checkpoint_dir, restore_on_checkpoint = "exit", restore_console = "stdio";
+    std::vector<std::string> overrides;
+    bool restore_verbose = false;
+    restore->add_option("DIR", snapshot_dir, "checkpoint directory")->required();
+    restore->add_option("--disk", overrides, "use PATH for the disk with id ID: ID=PATH (repeatable)");
+    restore->add_option("--console", restore_console, "guest serial console: stdio, none or file:PATH");
+    restore->add_option("--checkpoint-dir", restore_checkpoint_dir, "where SIGUSR1 writes the next checkpoint");
+    restore->add_option("--on-checkpoint", restore_on_checkpoint, "after a checkpoint: exit (default) or continue");
+    restore->add_flag("-v,--verbose", restore_verbose, "log debug messages");
+
+    auto* info = app.add_subcommand("snapshot-info", "describe a checkpoint directory");
+    std::string info_dir;
+    info->add_option("DIR", info_dir, "checkpoint directory")->required();
 
     std::vector<std::string> rev(args.rbegin(), args.rend());
     if (!rev.empty()) rev.pop_back(); // program name
@@ -77,6 +95,34 @@ Command parse_command_line(const std::vector<std::string>& args) {
         throw UsageError(e.what());
     }
     if (version) return VersionRequest{};
+    auto parse_on_checkpoint = [](const std::string& v) {
+        if (v == "exit") return false;
+        if (v == "continue") return true;
+        throw UsageError(fmt::format("--on-checkpoint {}: must be exit or continue", v));
+    };
+    auto parse_console = [](const std::string& v) {
+        try {
+            return parse_console_spec(v);
+        } catch (const Error& e) {
+            throw UsageError(e.what());
+        }
+    };
+    if (info->parsed()) return SnapshotInfoRequest{info_dir};
+    if (restore->parsed()) {
+        RestoreRequest r;
+        r.snapshot_dir = snapshot_dir;
+        r.console = parse_console(restore_console);
+        if (!restore_checkpoint_dir.empty()) r.checkpoint_dir = restore_checkpoint_dir;
+        r.continue_after_checkpoint = parse_on_checkpoint(restore_on_checkpoint);
+        r.verbose = restore_verbose;
+        for (const auto& o : overrides) {
+            const auto eq = o.find('=');
+            if (eq == std::string::npos || eq == 0 || eq + 1 == o.size())
+                throw UsageError(fmt::format("--disk {}: expected ID=PATH", o));
+            r.disk_overrides.emplace_back(o.substr(0, eq), o.substr(eq + 1));
+        }
+        return r;
+    }
     if (!run->parsed()) throw UsageError("no command given; try 'ember run --kernel PATH' or 'ember --help'");
 
     RunRequest r;
@@ -105,11 +151,9 @@ Command parse_command_line(const std::vector<std::string>& args) {
             throw UsageError(fmt::format("--disk {}: {}", d, e.what()));
         }
     }
-    try {
-        c.console = parse_console_spec(console);
-    } catch (const Error& e) {
-        throw UsageError(e.what());
-    }
+    c.console = parse_console(console);
+    if (!checkpoint_dir.empty()) c.checkpoint_dir = checkpoint_dir;
+    c.continue_after_checkpoint = parse_on_checkpoint(on_checkpoint);
     c.virtio_cmdline = virtio_cmdline;
     return r;
 }

@@ -1,6 +1,8 @@
 // Command-line parsing for the `ember` binary (README "Command line").
 #pragma once
 
+#include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -26,7 +28,19 @@ struct RunRequest {
     bool verbose = false;
 };
 
-using Command = std::variant<HelpRequest, VersionRequest, RunRequest>;
+struct RestoreRequest {
+    std::filesystem::path snapshot_dir;
+    std::vector<std::pair<std::string, std::string>> disk_overrides; // id -> new path
+    ConsoleSpec console;
+    std::optional<std::filesystem::path> checkpoint_dir;
+    bool continue_after_checkpoint = false;
+    bool verbose = false;
+};
+struct SnapshotInfoRequest {
+    std::filesystem::path snapshot_dir;
+};
+
+using Command = std::variant<HelpRequest, VersionRequest, RunRequest, RestoreRequest, SnapshotInfoRequest>;
 
 // Parses argv (without argv[0] semantics: args[0] is the program name).
 // Throws UsageError with a message naming the offending value.

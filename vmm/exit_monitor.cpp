@@ -9,6 +9,12 @@ void ExitMonitor::report(ExitReason reason, std::string message) {
         exit_ = VmExit{reason, std::move(message)};
     }
     cv_.notify_all();
+    event_.signal();
+}
+
+std::optional<VmExit> ExitMonitor::exit() const {
+    std::lock_guard lock(mu_);
+    return exit_;
 }
 
 VmExit ExitMonitor::wait() {
@@ -27,6 +33,7 @@ int exit_status(ExitReason reason) noexcept {
     case ExitReason::poweroff:
     case ExitReason::reboot:
     case ExitReason::user_quit:
+    case ExitReason::checkpointed:
         return 0;
     case ExitReason::panic:
     case ExitReason::error:
@@ -42,6 +49,7 @@ const char* describe(ExitReason reason) noexcept {
     case ExitReason::panic: return "guest kernel panicked";
     case ExitReason::error: return "VMM error";
     case ExitReason::user_quit: return "stopped from the console (Ctrl-A x)";
+    case ExitReason::checkpointed: return "checkpoint taken; exiting";
     }
     return "unknown";
 }

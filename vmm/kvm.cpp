@@ -44,10 +44,14 @@ static_assert(offsetof(MsrIndexList, indices) == 4);
 struct MsrList {
     uint32_t nmsrs;
     uint32_t pad;
-    kvm_msr_entry entries[64];
+    kvm_msr_entry entries[256];
 };
 static_assert(offsetof(MsrList, entries) == 8);
 
+static_assert(sizeof(XsaveArea) == 4096);
+constexpr unsigned long kGetXsave = _IOC(_IOC_READ, KVMIO, 0xa4, sizeof(XsaveArea));
+constexpr unsigned long kSetXsave = _IOC(_IOC_WRITE, KVMIO, 0xa5, sizeof(XsaveArea));
+constexpr unsigned long kGetMsrs = _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x88, 8);
 constexpr unsigned long kGetSupportedCpuid = _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x05, 8);
 constexpr unsigned long kSetCpuid2 = _IOC(_IOC_WRITE, KVMIO, 0x90, 8);
 constexpr unsigned long kGetMsrIndexList = _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x02, 4);
@@ -159,6 +163,30 @@ int KvmVm::create_vcpu(uint32_t id) const {
     return xioctl(fd_.get(), KVM_CREATE_VCPU, static_cast<unsigned long>(id), "KVM_CREATE_VCPU");
 }
 
+VmDeviceState KvmVm::save_device_state() const {
+    VmDeviceState s{};
+    s.pic_master.chip_id = KVM_IRQCHIP_PIC_MASTER;
+    s.pic_slave.chip_id = KVM_IRQCHIP_PIC_SLAVE;
+    s.ioapic.chip_id = KVM_IRQCHIP_IOAPIC;
+    xioctl(fd_.get(), KVM_GET_IRQCHIP, &s.pic_master, "KVM_GET_IRQCHIP(PIC master)");
+    xioctl(fd_.get(), KVM_GET_IRQCHIP, &s.pic_slave, "KVM_GET_IRQCHIP(PIC slave)");
+    xioctl(fd_.get(), KVM_GET_IRQCHIP, &s.ioapic, "KVM_GET_IRQCHIP(IOAPIC)");
+    xioctl(fd_.get(), KVM_GET_PIT2, &s.pit, "KVM_GET_PIT2");
+    xioctl(fd_.get(), KVM_GET_CLOCK, &s.clock, "KVM_GET_CLOCK");
+    return s;
+}
+
+void KvmVm::restore_device_state(const VmDeviceState& s) {
+    // kvmclock first: the PIT and LAPIC timers are armed relative to it.
+    kvm_clock_data clock{};
+    clock.clock = s.clock.clock;
+    xioctl(fd_.get(), KVM_SET_CLOCK, &clock, "KVM_SET_CLOCK");
+    xioctl(fd_.get(), KVM_SET_PIT2, &s.pit, "KVM_SET_PIT2");
+    xioctl(fd_.get(), KVM_SET_IRQCHIP, &s.pic_master, "KVM_SET_IRQCHIP(PIC master)");
+    xioctl(fd_.get(), KVM_SET_IRQCHIP, &s.pic_slave, "KVM_SET_IRQCHIP(PIC slave)");
+    xioctl(fd_.get(), KVM_SET_IRQCHIP, &s.ioapic, "KVM_SET_IRQCHIP(IOAPIC)");
+}
+
 KvmVcpu::KvmVcpu(const KvmVm& vm, uint32_t id) : id_(id), fd_(vm.create_vcpu(id)) {
     run_size_ = vm.kvm().vcpu_mmap_size();
     void* p = ::mmap(nullptr, run_size_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_.get(), 0);
@@ -217,5 +245,57 @@ kvm_lapic_state KvmVcpu::lapic() const {
     return s;
 }
 void KvmVcpu::set_lapic(const kvm_lapic_state& s) { xioctl(fd_.get(), KVM_SET_LAPIC, &s, "KVM_SET_LAPIC"); }
+
+} // namespace ember
+
+namespace ember {
+
+VcpuState KvmVcpu::save_state(const std::vector<uint32_t>& msr_indices,
+                              const std::vector<kvm_cpuid_entry2>& cpuid) const {
+    auto s = std::make_unique<VcpuState>();
+    std::memset(s.get(), 0, sizeof(VcpuState));
+    s->regs = regs();
+    s->sregs = sregs();
+    xioctl(fd_.get(), kGetXsave, &s->xsave, "KVM_GET_XSAVE");
+    xioctl(fd_.get(), KVM_GET_XCRS, &s->xcrs, "KVM_GET_XCRS");
+    s->lapic = lapic();
+    xioctl(fd_.get(), KVM_GET_MP_STATE, &s->mp_state, "KVM_GET_MP_STATE");
+    xioctl(fd_.get(), KVM_GET_VCPU_EVENTS, &s->events, "KVM_GET_VCPU_EVENTS");
+    xioctl(fd_.get(), KVM_GET_DEBUGREGS, &s->debugregs, "KVM_GET_DEBUGREGS");
+    // KVM_GET_MSRS stops at the first MSR it cannot read and returns how many
+    // it did; skip that one and go on, so one odd MSR never fails a snapshot.
+    auto m = std::make_unique<MsrList>();
+    size_t next = 0;
+    while (next < msr_indices.size() && s->msr_count < std::size(s->msrs)) {
+        const size_t batch = std::min({msr_indices.size() - next, std::size(m->entries),
+                                       std::size(s->msrs) - s->msr_count});
+        std::memset(m.get(), 0, sizeof(MsrList));
+        m->nmsrs = static_cast<uint32_t>(batch);
+        for (size_t i = 0; i < batch; ++i) m->entries[i].index = msr_indices[next + i];
+        const int got = xioctl(fd_.get(), kGetMsrs, m.get(), "KVM_GET_MSRS");
+        for (int i = 0; i < got; ++i) s->msrs[s->msr_count++] = m->entries[i];
+        next += static_cast<size_t>(got) < batch ? static_cast<size_t>(got) + 1 : batch;
+    }
+    s->cpuid_count = static_cast<uint32_t>(std::min(cpuid.size(), std::size(s->cpuid)));
+    std::copy_n(cpuid.begin(), s->cpuid_count, s->cpuid);
+    return *s;
+}
+
+void KvmVcpu::restore_state(const VcpuState& s) {
+    if (s.cpuid_count > std::size(s.cpuid) || s.msr_count > std::size(s.msrs))
+        throw Error("vcpu state has an impossible CPUID or MSR count");
+    set_cpuid({s.cpuid, s.cpuid + s.cpuid_count});
+    // Order as KVM needs it: mp_state and sregs before the LAPIC (which depends
+    // on APIC base in sregs), MSRs before events (pending exceptions last).
+    xioctl(fd_.get(), KVM_SET_MP_STATE, &s.mp_state, "KVM_SET_MP_STATE");
+    set_regs(s.regs);
+    set_sregs(s.sregs);
+    xioctl(fd_.get(), kSetXsave, &s.xsave, "KVM_SET_XSAVE");
+    xioctl(fd_.get(), KVM_SET_XCRS, &s.xcrs, "KVM_SET_XCRS");
+    xioctl(fd_.get(), KVM_SET_DEBUGREGS, &s.debugregs, "KVM_SET_DEBUGREGS");
+    set_lapic(s.lapic);
+    set_msrs({s.msrs, s.msrs + s.msr_count});
+    xioctl(fd_.get(), KVM_SET_VCPU_EVENTS, &s.events, "KVM_SET_VCPU_EVENTS");
+}
 
 } // namespace ember

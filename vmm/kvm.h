@@ -14,6 +14,36 @@ namespace ember {
 
 class KvmVcpu;
 
+// XSAVE area with the C layout of struct kvm_xsave (see kvm.cpp on why not the header's).
+struct XsaveArea {
+    uint32_t region[1024];
+};
+
+// Everything KVM holds for one vcpu, as a plain value a snapshot can store.
+struct VcpuState {
+    kvm_regs regs;
+    kvm_sregs sregs;
+    XsaveArea xsave;
+    kvm_xcrs xcrs;
+    kvm_lapic_state lapic;
+    kvm_mp_state mp_state;
+    kvm_vcpu_events events;
+    kvm_debugregs debugregs;
+    uint32_t msr_count;
+    uint32_t cpuid_count;
+    kvm_msr_entry msrs[256];
+    kvm_cpuid_entry2 cpuid[256];
+};
+
+// The VM-wide in-kernel device state: PIC pair, IOAPIC, PIT, kvmclock.
+struct VmDeviceState {
+    kvm_irqchip pic_master;
+    kvm_irqchip pic_slave;
+    kvm_irqchip ioapic;
+    kvm_pit_state2 pit;
+    kvm_clock_data clock;
+};
+
 // /dev/kvm: the system fd.
 class Kvm final {
 public:
@@ -48,6 +78,9 @@ public:
     void set_irq_line(uint32_t gsi, bool level);
     int create_vcpu(uint32_t id) const;
 
+    VmDeviceState save_device_state() const;
+    void restore_device_state(const VmDeviceState& s);
+
 private:
     const Kvm& kvm_;
     UniqueFd fd_;
@@ -76,6 +109,11 @@ public:
     void set_msrs(const std::vector<kvm_msr_entry>& entries);
     kvm_lapic_state lapic() const;
     void set_lapic(const kvm_lapic_state& s);
+
+    // Only while the vcpu is out of KVM_RUN (paused). `msr_indices` lists the
+    // MSRs to save; ones this vcpu refuses are skipped.
+    VcpuState save_state(const std::vector<uint32_t>& msr_indices, const std::vector<kvm_cpuid_entry2>& cpuid) const;
+    void restore_state(const VcpuState& s);
 
 private:
     uint32_t id_;

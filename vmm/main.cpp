@@ -1,17 +1,68 @@
 // The ember command: parse the command line, build the VM, run it, and turn
 // the way it stopped into an exit status (0 guest power-off/reboot, 1 error or
 // guest panic, 2 bad usage).
+#include <algorithm>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "vmm/cli.h"
 #include "vmm/log.h"
+#include "vmm/snapshot/snapshot.h"
 #include "vmm/vm.h"
 
 namespace ember {
 const char* version_string();
+
+namespace {
+
+std::unique_ptr<Vm> restore_vm(const RestoreRequest& r) {
+    SnapshotReader snapshot(r.snapshot_dir);
+    VmConfig config = Vm::config_from_json(snapshot.config());
+    for (const auto& [id, path] : r.disk_overrides) {
+        auto it = std::find_if(config.disks.begin(), config.disks.end(), [&](const DiskSpec& d) { return d.id == id; });
+        if (it == config.disks.end()) throw Error(fmt::format("--disk {}={}: the snapshot has no disk with id {}", id, path, id));
+        it->path = path;
+    }
+    const auto& saved = snapshot.config().at("disks");
+    for (size_t i = 0; i < config.disks.size(); ++i) {
+        std::error_code ec;
+        const auto size = std::filesystem::file_size(config.disks[i].path, ec);
+        const auto want = saved.at(i).value("size", uint64_t{0});
+        if (ec) throw Error(fmt::format("disk {}: {}: {}", config.disks[i].id, config.disks[i].path, ec.message()));
+        if (size != want)
+            throw Error(fmt::format("disk {}: {} has {} bytes, but the snapshot was taken with {} bytes",
+                                    config.disks[i].id, config.disks[i].path, size, want));
+    }
+    config.console = r.console;
+    config.checkpoint_dir = r.checkpoint_dir;
+    config.continue_after_checkpoint = r.continue_after_checkpoint;
+    auto vm = std::make_unique<Vm>(config, snapshot);
+    log::info("restored from {}", r.snapshot_dir.string());
+    return vm;
 }
+
+void print_snapshot_info(const std::filesystem::path& dir) {
+    SnapshotReader s(dir);
+    const auto& c = s.config();
+    std::printf("snapshot %s (format %d)\n", dir.c_str(), s.manifest().value("format_version", 0));
+    std::printf("  kernel   %s\n  cmdline  %s\n  cpus     %u\n  memory   %llu MiB\n",
+                c.value("kernel", "").c_str(), c.value("cmdline", "").c_str(), c.value("cpus", 0u),
+                static_cast<unsigned long long>(c.value("mem_bytes", uint64_t{0}) >> 20));
+    for (const auto& d : c.value("disks", nlohmann::json::array()))
+        std::printf("  disk     id=%s %s (%llu bytes%s)\n", d.value("id", "").c_str(), d.value("path", "").c_str(),
+                    static_cast<unsigned long long>(d.value("size", uint64_t{0})),
+                    d.value("readonly", false) ? ", read-only" : "");
+    for (const auto& sec : s.manifest()["sections"])
+        std::printf("  section  %-16s %12llu bytes  crc32c %08x\n", sec.value("name", "").c_str(),
+                    static_cast<unsigned long long>(sec.value("bytes", uint64_t{0})), sec.value("crc32c", 0u));
+    s.verify_all();
+    std::printf("  checksums ok\n");
+}
+
+} // namespace
+} // namespace ember
 
 int main(int argc, char** argv) {
     using namespace ember;
@@ -31,11 +82,26 @@ int main(int argc, char** argv) {
         std::printf("%s\n", version_string());
         return 0;
     }
-    auto& run = std::get<RunRequest>(cmd);
-    if (run.verbose) log::set_level(log::Level::debug);
+    if (auto* info = std::get_if<SnapshotInfoRequest>(&cmd)) {
+        try {
+            print_snapshot_info(info->snapshot_dir);
+            return 0;
+        } catch (const std::exception& e) {
+            log::error("{}", e.what());
+            return 1;
+        }
+    }
     try {
-        Vm vm(run.config);
-        const VmExit e = vm.run();
+        std::unique_ptr<Vm> vm;
+        if (auto* run = std::get_if<RunRequest>(&cmd)) {
+            if (run->verbose) log::set_level(log::Level::debug);
+            vm = std::make_unique<Vm>(run->config);
+        } else {
+            auto& r = std::get<RestoreRequest>(cmd);
+            if (r.verbose) log::set_level(log::Level::debug);
+            vm = restore_vm(r);
+        }
+        const VmExit e = vm->run();
         if (e.reason == ExitReason::error) {
             log::error("{}", e.message);
         } else if (e.message.empty()) {

@@ -32,17 +32,48 @@ void VcpuThread::start() {
         } catch (const std::exception& e) {
             exits_.report(ExitReason::error, fmt::format("vcpu {}: {}", vcpu_->id(), e.what()));
         }
+        std::lock_guard lock(mu_);
+        exited_ = true;
+        cv_.notify_all();
     });
 }
 
-void VcpuThread::stop() {
-    stop_.store(true, std::memory_order_release);
-    if (vcpu_) {
-        // immediate_exit covers the window between the stop_ check and the
-        // KVM_RUN ioctl; the signal covers a vcpu already inside the guest.
-        __atomic_store_n(&vcpu_->run_data()->immediate_exit, 1, __ATOMIC_RELEASE);
+void VcpuThread::request(State s) {
+    {
+        std::lock_guard lock(mu_);
+        if (state_.load() == State::stopped) return; // stopping is final
+        state_.store(s, std::memory_order_release);
     }
+    cv_.notify_all();
+    if (s == State::running || !vcpu_) return;
+    // immediate_exit covers the window between the state check and the
+    // KVM_RUN ioctl; the signal covers a vcpu already inside the guest.
+    __atomic_store_n(&vcpu_->run_data()->immediate_exit, 1, __ATOMIC_RELEASE);
     if (thread_.joinable()) ::pthread_kill(thread_.native_handle(), kick_signal());
+}
+
+void VcpuThread::stop() { request(State::stopped); }
+
+void VcpuThread::pause() {
+    request(State::paused);
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return parked_ || exited_ || !thread_.joinable(); });
+}
+
+void VcpuThread::resume() { request(State::running); }
+
+void VcpuThread::park() {
+    // One more KVM_RUN with immediate_exit set completes a pending PIO/MMIO
+    // read (its data is only copied into the guest on the next entry) and
+    // returns at once with EINTR: the saved registers are then consistent.
+    __atomic_store_n(&vcpu_->run_data()->immediate_exit, 1, __ATOMIC_RELEASE);
+    vcpu_->run();
+    std::unique_lock lock(mu_);
+    parked_ = true;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return state_.load() != State::paused; });
+    parked_ = false;
+    __atomic_store_n(&vcpu_->run_data()->immediate_exit, 0, __ATOMIC_RELEASE);
 }
 
 void VcpuThread::join() {
@@ -58,8 +89,21 @@ void VcpuThread::loop() {
     for (int s : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) sigdelset(&set, s);
     pthread_sigmask(SIG_SETMASK, &set, nullptr);
 
-    while (!stop_.load(std::memory_order_acquire)) {
-        if (!vcpu_->run()) continue; // interrupted: re-check stop_
+    for (;;) {
+        const State s = state_.load(std::memory_order_acquire);
+        if (s == State::stopped) return;
+        if (s == State::paused) {
+            park();
+            continue;
+        }
+        if (!vcpu_->run()) {
+            // Interrupted. A pause that was withdrawn before this thread saw
+            // it leaves immediate_exit set; clear it, then re-check the state
+            // (a new request sets it again after changing the state).
+            if (state_.load(std::memory_order_acquire) == State::running)
+                __atomic_store_n(&vcpu_->run_data()->immediate_exit, 0, __ATOMIC_RELEASE);
+            continue;
+        }
         handle_exit();
     }
 }
@@ -87,17 +131,17 @@ void VcpuThread::handle_exit() {
         // With the in-kernel LAPIC, HLT only exits if the guest halted with
         // interrupts off: nothing can wake it.
         exits_.report(ExitReason::poweroff, fmt::format("vcpu {} halted with interrupts disabled", vcpu_->id()));
-        stop_.store(true);
+        state_.store(State::stopped);
         return;
     case KVM_EXIT_SHUTDOWN:
         // Triple fault: how a PC resets when nothing else works.
         exits_.report(ExitReason::reboot, "triple fault");
-        stop_.store(true);
+        state_.store(State::stopped);
         return;
     case KVM_EXIT_SYSTEM_EVENT:
         if (run->system_event.type == KVM_SYSTEM_EVENT_RESET) exits_.report(ExitReason::reboot);
         else exits_.report(ExitReason::poweroff);
-        stop_.store(true);
+        state_.store(State::stopped);
         return;
     case KVM_EXIT_INTR:
         return;
@@ -105,17 +149,17 @@ void VcpuThread::handle_exit() {
         exits_.report(ExitReason::error,
                       fmt::format("vcpu {}: KVM could not enter the guest (hardware reason {:#x})", vcpu_->id(),
                                   run->fail_entry.hardware_entry_failure_reason));
-        stop_.store(true);
+        state_.store(State::stopped);
         return;
     case KVM_EXIT_INTERNAL_ERROR:
         exits_.report(ExitReason::error, fmt::format("vcpu {}: KVM internal error, suberror {}", vcpu_->id(),
                                                      run->internal.suberror));
-        stop_.store(true);
+        state_.store(State::stopped);
         return;
     default:
         exits_.report(ExitReason::error,
                       fmt::format("vcpu {}: unexpected KVM exit reason {}", vcpu_->id(), run->exit_reason));
-        stop_.store(true);
+        state_.store(State::stopped);
         return;
     }
 }

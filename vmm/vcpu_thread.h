@@ -6,7 +6,9 @@
 #include <pthread.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <thread>
 
 #include "devices/io_bus.h"
@@ -26,12 +28,18 @@ public:
     // Makes the thread leave KVM_RUN and end. Safe from any thread.
     void stop();
     void join();
+    // Takes the vcpu out of KVM_RUN (completing any PIO/MMIO it was in) and
+    // parks it; returns once it is parked, so its state may be read. A vcpu
+    // that already stopped counts as parked.
+    void pause();
+    void resume();
 
     // The kick signal; its handler does nothing, it only interrupts KVM_RUN.
     static int kick_signal() noexcept;
     static void install_kick_handler();
 
 private:
+    enum class State { running, paused, stopped };
     void loop();
     void handle_exit();
 
@@ -39,7 +47,14 @@ private:
     const IoBus& pio_;
     const IoBus& mmio_;
     ExitMonitor& exits_;
-    std::atomic<bool> stop_{false};
+    void request(State s);
+    void park();
+
+    std::atomic<State> state_{State::running};
+    std::mutex mu_;
+    std::condition_variable cv_;
+    bool parked_ = false;
+    bool exited_ = false;
     std::thread thread_;
 };
 

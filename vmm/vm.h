@@ -1,7 +1,10 @@
 // A running virtual machine: KVM VM, guest memory, devices and vcpu threads.
 #pragma once
 
+#include <filesystem>
 #include <memory>
+
+#include <nlohmann/json.hpp>
 #include <vector>
 
 #include "devices/io_bus.h"
@@ -17,14 +20,35 @@
 
 namespace ember {
 
+class SnapshotReader;
+
+struct CheckpointStats {
+    uint64_t memory_bytes = 0;
+    uint64_t inflight_requests = 0;
+    double pause_ms = 0;
+};
+
 class Vm final {
 public:
-    // Builds the whole VM; throws ember::Error with a user-facing message.
+    // Builds the whole VM and loads the guest; throws ember::Error with a
+    // user-facing message.
     explicit Vm(const VmConfig& config);
+    // Rebuilds a VM from a snapshot; `config` is the snapshot's configuration
+    // with the user's overrides (disk paths, console) applied.
+    Vm(const VmConfig& config, const SnapshotReader& snapshot);
     ~Vm();
 
-    // Runs the guest until it stops; returns why.
+    // Runs the guest until it stops; returns why. SIGUSR1 takes a checkpoint
+    // into config.checkpoint_dir while it runs.
     VmExit run();
+
+    // Pauses the guest, writes a snapshot to `dir`, and resumes it.
+    CheckpointStats checkpoint(const std::filesystem::path& dir);
+    void pause();
+    void resume();
+
+    static nlohmann::json config_to_json(const VmConfig& config);
+    static VmConfig config_from_json(const nlohmann::json& j);
 
     ExitMonitor& exits() noexcept { return exits_; }
 
@@ -33,6 +57,9 @@ private:
     void setup_devices();
     void load_guest();
     void setup_disks();
+    void create_vcpus();
+    void restore_from(const SnapshotReader& snapshot);
+    void take_checkpoint_now();
     void shutdown();
 
     VmConfig config_;
@@ -48,6 +75,8 @@ private:
     std::vector<std::shared_ptr<VirtioMmioTransport>> virtio_;
     std::vector<acpi::VirtioMmioSlot> virtio_slots_;
     std::vector<std::unique_ptr<VcpuThread>> vcpus_;
+    std::vector<std::vector<kvm_cpuid_entry2>> vcpu_cpuid_;
+    std::vector<uint32_t> msr_indices_;
 };
 
 } // namespace ember

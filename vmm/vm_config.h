@@ -27,6 +27,10 @@ struct VmConfig {
     std::vector<DiskSpec> disks;
     ConsoleSpec console;
     bool virtio_cmdline = false; // also describe virtio-mmio devices on the command line
+
+    // Checkpoints (SIGUSR1): where to write them and what to do afterwards.
+    std::optional<std::filesystem::path> checkpoint_dir;
+    bool continue_after_checkpoint = false;
 };
 
 } // namespace ember

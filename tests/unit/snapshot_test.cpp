@@ -1,0 +1,111 @@
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "vmm/snapshot/snapshot.h"
+
+using namespace ember;
+namespace fs = std::filesystem;
+
+namespace {
+struct TempDir {
+    fs::path path = fs::temp_directory_path() / fmt::format("ember-snap-{}-{}", ::getpid(), next()++);
+    ~TempDir() { fs::remove_all(path); }
+    static int& next() {
+        static int n = 0;
+        return n;
+    }
+};
+
+void flip_byte(const fs::path& p, uint64_t offset) {
+    std::fstream f(p, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(static_cast<std::streamoff>(offset));
+    char c = 0;
+    f.read(&c, 1);
+    c = static_cast<char>(c ^ 0x40);
+    f.seekp(static_cast<std::streamoff>(offset));
+    f.write(&c, 1);
+}
+
+struct Sample {
+    uint64_t a;
+    uint32_t b;
+};
+} // namespace
+
+TEST_CASE("snapshot: sections and sparse memory round-trip") {
+    TempDir d;
+    const GuestMemory::Range layout[] = {{0, 1 << 20}, {4 << 20, 1 << 20}};
+    GuestMemory mem{layout};
+    mem.write<uint64_t>(GuestAddress{0x1000}, 0x1122334455667788ULL);
+    mem.write<uint32_t>(GuestAddress{(4 << 20) + 0x2008}, 0xabcdef01);
+    {
+        SnapshotWriter w(d.path);
+        CHECK(w.add_memory(mem) == 2 * 4096); // only the two pages that hold data
+        w.add_value("sample", Sample{7, 9});
+        w.finish({{"cpus", 2}});
+    }
+    SnapshotReader r(d.path);
+    CHECK(r.config().at("cpus") == 2);
+    CHECK(r.read_value<Sample>("sample").a == 7);
+    GuestMemory fresh{layout};
+    r.read_memory(fresh);
+    CHECK(fresh.read<uint64_t>(GuestAddress{0x1000}) == 0x1122334455667788ULL);
+    CHECK(fresh.read<uint32_t>(GuestAddress{(4 << 20) + 0x2008}) == 0xabcdef01);
+    CHECK_NOTHROW(r.verify_all());
+}
+
+TEST_CASE("snapshot: corruption, truncation, a missing manifest and a wrong version are clear errors") {
+    TempDir d;
+    auto mem = GuestMemory::flat(1 << 20);
+    mem.write<uint8_t>(GuestAddress{0x3000}, 1);
+    {
+        SnapshotWriter w(d.path);
+        w.add_memory(mem);
+        w.add_value("sample", Sample{1, 2});
+        w.finish({{"cpus", 1}});
+    }
+    SUBCASE("flipped byte in a section") {
+        flip_byte(d.path / "sample.bin", 3);
+        SnapshotReader r(d.path);
+        CHECK_THROWS_WITH_AS(r.read("sample"), doctest::Contains("checksum mismatch"), SnapshotError);
+    }
+    SUBCASE("flipped byte in memory") {
+        flip_byte(d.path / "memory.bin", 0x3000);
+        SnapshotReader r(d.path);
+        auto fresh = GuestMemory::flat(1 << 20);
+        CHECK_THROWS_WITH_AS(r.read_memory(fresh), doctest::Contains("checksum"), SnapshotError);
+    }
+    SUBCASE("truncated section") {
+        fs::resize_file(d.path / "sample.bin", 4);
+        SnapshotReader r(d.path);
+        CHECK_THROWS_WITH_AS(r.read("sample"), doctest::Contains("bytes"), SnapshotError);
+    }
+    SUBCASE("missing section file") {
+        fs::remove(d.path / "sample.bin");
+        SnapshotReader r(d.path);
+        CHECK_THROWS_AS(r.read("sample"), SnapshotError);
+        CHECK_THROWS_WITH_AS(r.read("nosuch"), doctest::Contains("no section"), SnapshotError);
+    }
+    SUBCASE("memory of another size") {
+        SnapshotReader r(d.path);
+        auto other = GuestMemory::flat(2 << 20);
+        CHECK_THROWS_WITH_AS(r.read_memory(other), doctest::Contains("MiB"), SnapshotError);
+    }
+    SUBCASE("no manifest: an interrupted checkpoint") {
+        fs::remove(d.path / "manifest.json");
+        CHECK_THROWS_WITH_AS(SnapshotReader{d.path}, doctest::Contains("interrupted"), SnapshotError);
+    }
+    SUBCASE("garbage manifest") {
+        std::ofstream(d.path / "manifest.json") << "{not json";
+        CHECK_THROWS_WITH_AS(SnapshotReader{d.path}, doctest::Contains("corrupt"), SnapshotError);
+    }
+    SUBCASE("future format version") {
+        std::ofstream(d.path / "manifest.json")
+            << R"({"magic":"ember-snapshot","format_version":99,"config":{},"sections":[]})";
+        CHECK_THROWS_WITH_AS(SnapshotReader{d.path}, doctest::Contains("version 99"), SnapshotError);
+    }
+}

@@ -1,0 +1,300 @@
+#include "vmm/api/api_router.h"
+
+#include <fmt/format.h>
+#include <fmt/std.h>
+
+#include <algorithm>
+
+#include "vmm/api/api_error.h"
+#include "vmm/log.h"
+#include "vmm/platform.h"
+
+namespace ember::api {
+namespace {
+
+constexpr std::string_view kDrivesPrefix = "/drives/";
+
+// 405 carries the Allow header (RFC 9110 §15.5.6) with it.
+class MethodNotAllowed final : public ApiError {
+public:
+    MethodNotAllowed(const HttpRequest& r, std::string_view allow)
+        : ApiError(fmt::format("{} {}: method not allowed (use {})", r.method, r.path, allow), 405),
+          allow_(allow) {}
+    const std::string& allow() const noexcept { return allow_; }
+
+private:
+    std::string allow_;
+};
+
+[[noreturn]] void method_not_allowed(const HttpRequest& r, std::string_view allow) {
+    throw MethodNotAllowed(r, allow);
+}
+
+} // namespace
+
+ApiRouter::ApiRouter(VmController& controller, VmConfig defaults, InstanceInfo info)
+    : controller_(controller), defaults_(std::move(defaults)), info_(std::move(info)) {
+    machine_.vcpu_count = defaults_.cpus;
+    machine_.mem_size_mib = defaults_.mem_bytes >> 20;
+}
+
+void ApiRouter::attach_running(const VmConfig& config) {
+    state_.transition(VmState::running);
+    defaults_ = config;
+    boot_ = BootSource{config.kernel, config.initrd, config.cmdline};
+    machine_ = MachineConfig{config.cpus, config.mem_bytes >> 20};
+    drives_.clear();
+    for (const auto& d : config.disks)
+        drives_.push_back(DriveConfig{d.id, d.path, false, d.readonly, std::nullopt, d.cache, d.engine});
+    configured_ = true;
+}
+
+void ApiRouter::vm_stopped() {
+    if (state_.state() != VmState::stopped) state_.transition(VmState::stopped);
+}
+
+HttpResponse ApiRouter::handle(const HttpRequest& request) noexcept {
+    try {
+        HttpResponse r = dispatch(request);
+        log::debug("API {} {}: {}", request.method, request.path, r.status);
+        return r;
+    } catch (const MethodNotAllowed& e) {
+        log::info("API {} {}: 405", request.method, request.path);
+        HttpResponse r = fault(405, e.what());
+        r.allow = e.allow();
+        return r;
+    } catch (const ApiError& e) {
+        log::info("API {} {}: {} {}", request.method, request.path, e.status(), e.what());
+        return fault(e.status(), e.what());
+    } catch (const Error& e) {
+        // The VM refused (a file it could not open, KVM, a checkpoint): the
+        // request was valid but could not be carried out; Firecracker
+        // answers these with 400 too.
+        log::info("API {} {}: 400 {}", request.method, request.path, e.what());
+        return fault(400, e.what());
+    } catch (const std::exception& e) {
+        log::error("API {} {}: internal error: {}", request.method, request.path, e.what());
+        return fault(500, fmt::format("internal error: {}", e.what()));
+    }
+}
+
+HttpResponse ApiRouter::dispatch(const HttpRequest& r) {
+    const auto& p = r.path;
+    const auto& m = r.method;
+    if (p == "/") {
+        if (m == "GET") return get_instance();
+        method_not_allowed(r, "GET");
+    }
+    if (p == "/version") {
+        if (m == "GET") return get_version();
+        method_not_allowed(r, "GET");
+    }
+    if (p == "/boot-source") {
+        if (m == "PUT") return put_boot_source(r.body);
+        method_not_allowed(r, "PUT");
+    }
+    if (p == "/machine-config") {
+        if (m == "GET") return get_machine_config();
+        if (m == "PUT") return put_machine_config(r.body, false);
+        if (m == "PATCH") return put_machine_config(r.body, true);
+        method_not_allowed(r, "GET, PUT, PATCH");
+    }
+    if (p.starts_with(kDrivesPrefix) && p.size() > kDrivesPrefix.size() &&
+        p.find('/', kDrivesPrefix.size()) == std::string::npos) {
+        if (m == "PUT") return put_drive(p.substr(kDrivesPrefix.size()), r.body);
+        method_not_allowed(r, "PUT");
+    }
+    if (p == "/actions") {
+        if (m == "PUT") return put_action(r.body);
+        method_not_allowed(r, "PUT");
+    }
+    if (p == "/vm") {
+        if (m == "PATCH") return patch_vm(r.body);
+        method_not_allowed(r, "PATCH");
+    }
+    if (p == "/vm/config") {
+        if (m == "GET") return get_vm_config();
+        method_not_allowed(r, "GET");
+    }
+    if (p == "/snapshot/create") {
+        if (m == "PUT") return put_snapshot_create(r.body);
+        method_not_allowed(r, "PUT");
+    }
+    if (p == "/snapshot/load") {
+        if (m == "PUT") return put_snapshot_load(r.body);
+        method_not_allowed(r, "PUT");
+    }
+    throw ApiError(fmt::format("{} {}: no such resource", m, p), 404);
+}
+
+HttpResponse ApiRouter::get_instance() const {
+    return json_response(200, {{"id", info_.id},
+                               {"state", to_string(state_.state())},
+                               {"vmm_version", info_.vmm_version},
+                               {"app_name", "ember"}});
+}
+
+HttpResponse ApiRouter::get_version() const {
+    // Firecracker's FirecrackerVersion; the value is ember's version.
+    return json_response(200, {{"firecracker_version", info_.vmm_version}});
+}
+
+HttpResponse ApiRouter::get_machine_config() const { return json_response(200, to_json(machine_)); }
+
+HttpResponse ApiRouter::get_vm_config() const {
+    // A subset of Firecracker's FullVmConfiguration: what ember configures.
+    nlohmann::json out;
+    out["machine-config"] = to_json(machine_);
+    if (boot_) {
+        nlohmann::json b = {{"kernel_image_path", boot_->kernel.string()}};
+        if (boot_->initrd) b["initrd_path"] = boot_->initrd->string();
+        if (boot_->boot_args) b["boot_args"] = *boot_->boot_args;
+        out["boot-source"] = b;
+    }
+    auto drives = nlohmann::json::array();
+    for (const auto& d : drives_) {
+        nlohmann::json j = {{"drive_id", d.drive_id},
+                            {"path_on_host", d.path_on_host.string()},
+                            {"is_root_device", d.is_root_device},
+                            {"is_read_only", d.is_read_only},
+                            {"cache_type", d.cache == DiskSpec::Cache::none ? "Direct" : "Writeback"},
+                            {"io_engine", d.engine == DiskSpec::Engine::sync ? "Sync" : "Async"}};
+        if (d.partuuid) j["partuuid"] = *d.partuuid;
+        drives.push_back(std::move(j));
+    }
+    out["drives"] = std::move(drives);
+    return json_response(200, out);
+}
+
+HttpResponse ApiRouter::put_boot_source(const std::string& body) {
+    state_.require_not_started("change the boot source");
+    boot_ = parse_boot_source(body);
+    configured_ = true;
+    return no_content();
+}
+
+HttpResponse ApiRouter::put_machine_config(const std::string& body, bool patch) {
+    state_.require_not_started("change the machine configuration");
+    machine_ = parse_machine_config(body, patch ? &machine_ : nullptr);
+    configured_ = true;
+    return no_content();
+}
+
+HttpResponse ApiRouter::put_drive(const std::string& id, const std::string& body) {
+    state_.require_not_started("change drives");
+    DriveConfig d = parse_drive(body, id);
+    auto same = [&](const DriveConfig& x) { return x.drive_id == d.drive_id; };
+    if (d.is_root_device) {
+        // Firecracker: "A root block device already exists!"; one root only.
+        for (const auto& other : drives_)
+            if (other.is_root_device && other.drive_id != d.drive_id)
+                throw ApiError(fmt::format("PUT /drives/{}: drive '{}' is already the root device",
+                                           id, other.drive_id));
+    }
+    if (auto it = std::find_if(drives_.begin(), drives_.end(), same); it != drives_.end()) {
+        *it = std::move(d); // PUT on an existing id updates it, as in Firecracker
+    } else {
+        if (drives_.size() >= platform::kMaxVirtioDevices)
+            throw ApiError(fmt::format("PUT /drives/{}: ember supports at most {} drives", id,
+                                       platform::kMaxVirtioDevices));
+        drives_.push_back(std::move(d));
+    }
+    configured_ = true;
+    return no_content();
+}
+
+VmConfig ApiRouter::build_config() const {
+    if (!boot_)
+        throw ApiError("cannot start the VM without a kernel: PUT /boot-source first");
+    VmConfig c = defaults_;
+    c.kernel = boot_->kernel;
+    c.initrd = boot_->initrd;
+    c.cmdline = boot_->boot_args.value_or(kDefaultCmdline);
+    c.cpus = machine_.vcpu_count;
+    c.mem_bytes = machine_.mem_size_mib << 20;
+    c.disks.clear();
+    // Like Firecracker, the root device is the first virtio disk (/dev/vda)
+    // and its root= argument is added to the kernel command line.
+    auto to_spec = [](const DriveConfig& d) {
+        DiskSpec s;
+        s.path = d.path_on_host.string();
+        s.readonly = d.is_read_only;
+        s.id = d.drive_id;
+        s.cache = d.cache;
+        s.engine = d.engine;
+        return s;
+    };
+    for (const auto& d : drives_) {
+        if (!d.is_root_device) continue;
+        c.disks.push_back(to_spec(d));
+        c.cmdline += d.partuuid ? fmt::format(" root=PARTUUID={}", *d.partuuid) : " root=/dev/vda";
+        c.cmdline += d.is_read_only ? " ro" : " rw";
+    }
+    for (const auto& d : drives_)
+        if (!d.is_root_device) c.disks.push_back(to_spec(d));
+    return c;
+}
+
+HttpResponse ApiRouter::put_action(const std::string& body) {
+    switch (parse_action(body)) {
+    case ActionType::instance_start: {
+        state_.require_not_started("start the VM");
+        const VmConfig config = build_config();
+        controller_.start(config);
+        state_.transition(VmState::running);
+        return no_content();
+    }
+    case ActionType::send_ctrl_alt_del:
+        state_.require_running("send Ctrl-Alt-Del");
+        controller_.send_ctrl_alt_del();
+        return no_content();
+    case ActionType::flush_metrics:
+        throw ApiError("FlushMetrics: ember has no metrics system");
+    }
+    throw ApiError("PUT /actions: unknown action");
+}
+
+HttpResponse ApiRouter::patch_vm(const std::string& body) {
+    switch (parse_vm_state(body)) {
+    case VmStateChange::pause:
+        state_.require_running("pause the VM");
+        controller_.pause();
+        state_.transition(VmState::paused);
+        break;
+    case VmStateChange::resume:
+        state_.require_paused("resume the VM");
+        controller_.resume();
+        state_.transition(VmState::running);
+        break;
+    }
+    return no_content();
+}
+
+HttpResponse ApiRouter::put_snapshot_create(const std::string& body) {
+    const auto s = parse_snapshot_create(body);
+    // Firecracker requires Paused; ember also checkpoints a running VM (it
+    // quiesces the vcpus and I/O threads itself and lets them go on after).
+    state_.require_started("create a snapshot");
+    if (s.mem_file_path)
+        log::debug("snapshot: mem_file_path {} is not used; guest memory is written inside {}",
+                   *s.mem_file_path, s.dir);
+    controller_.checkpoint(s.dir);
+    return no_content();
+}
+
+HttpResponse ApiRouter::put_snapshot_load(const std::string& body) {
+    const auto s = parse_snapshot_load(body);
+    state_.require_not_started("load a snapshot");
+    if (configured_)
+        throw ApiError("cannot load a snapshot after configuring boot resources (boot-source, "
+                       "machine-config, drives): use a fresh ember process");
+    controller_.restore(RestoreRequest{s.dir, s.drive_overrides});
+    state_.transition(VmState::paused);
+    if (s.resume_vm) {
+        controller_.resume();
+        state_.transition(VmState::running);
+    }
+    return no_content();
+}
+
+} // namespace ember::api

@@ -1,0 +1,74 @@
+// Firecracker's request bodies (swagger firecracker.yaml, definitions
+// BootSource, MachineConfiguration, Drive, InstanceActionInfo, Vm,
+// SnapshotCreateParams, SnapshotLoadParams), parsed strictly into ember's
+// terms. Every function throws ApiError (400) with a message naming the
+// request and the field; the README table "Control socket" lists what
+// matches Firecracker and what differs.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "devices/block/disk_spec.h"
+
+namespace ember::api {
+
+struct BootSource {
+    std::filesystem::path kernel;               // kernel_image_path
+    std::optional<std::filesystem::path> initrd; // initrd_path
+    std::optional<std::string> boot_args;       // absent: ember's default command line
+};
+
+struct MachineConfig {
+    uint32_t vcpu_count{1};
+    uint64_t mem_size_mib{512}; // ember's default (Firecracker's is 128)
+};
+
+struct DriveConfig {
+    std::string drive_id;
+    std::filesystem::path path_on_host;
+    bool is_root_device{false};
+    bool is_read_only{false};
+    std::optional<std::string> partuuid;
+    DiskSpec::Cache cache{DiskSpec::Cache::writeback};
+    DiskSpec::Engine engine{DiskSpec::Engine::uring};
+};
+
+enum class ActionType { instance_start, send_ctrl_alt_del, flush_metrics };
+enum class VmStateChange { pause, resume };
+
+struct SnapshotCreate {
+    std::filesystem::path dir; // snapshot_path: ember's checkpoint directory
+    std::optional<std::filesystem::path> mem_file_path; // accepted, not used
+};
+
+struct SnapshotLoad {
+    std::filesystem::path dir; // snapshot_path
+    bool resume_vm{false};
+    std::map<std::string, std::filesystem::path> drive_overrides; // ember extension
+};
+
+BootSource parse_boot_source(std::string_view body);
+// PUT replaces the whole configuration (both fields required); PATCH
+// (`base` non-null) changes only the fields present.
+MachineConfig parse_machine_config(std::string_view body, const MachineConfig* base = nullptr);
+// `path_id` is the {drive_id} of the URL; the body's drive_id must match it.
+DriveConfig parse_drive(std::string_view body, std::string_view path_id);
+ActionType parse_action(std::string_view body);
+VmStateChange parse_vm_state(std::string_view body);
+SnapshotCreate parse_snapshot_create(std::string_view body);
+SnapshotLoad parse_snapshot_load(std::string_view body);
+
+// Firecracker's MachineConfiguration as GET /machine-config returns it.
+nlohmann::json to_json(const MachineConfig& config);
+
+// Drive ids double as the virtio-blk serial (GET_ID, at most 20 bytes).
+void validate_drive_id(std::string_view id);
+
+} // namespace ember::api
