@@ -60,7 +60,7 @@ boot_guest() {
   _cpus=$3
   _script=$4
   shift 4
-  run_ember "$_log" "${BOOT_TIMEOUT:-150}" run \
+  run_ember "$_log" "${BOOT_TIMEOUT:-300}" run \
     --kernel "$IMAGES/$_flavour/vmlinuz" --initrd "$IMAGES/$_flavour/initramfs.cpio.gz" \
     --cpus "$_cpus" --mem "$GUEST_MEM" --console stdio \
     --cmdline "$(guest_cmdline "$_script")" "$@"

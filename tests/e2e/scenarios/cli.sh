@@ -1,5 +1,5 @@
 #!/bin/sh
-# e2e-timeout: 60
+# e2e-timeout: 120
 # ember's command line: --help and --version succeed; bad input exits with
 # status 2 and a message that says what is wrong. No guest boots here.
 . "$E2E_DIR/lib.sh"

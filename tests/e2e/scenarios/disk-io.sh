@@ -1,0 +1,98 @@
+#!/bin/sh
+# e2e-timeout: 300
+# virtio-blk in a stock Debian cloud kernel, one boot with two disks:
+#   vda  16 MiB writable, zero-filled         (--disk rw16.img,id=rw16)
+#   vdb  24 MiB readonly, with random pieces   (--disk ro24.img,readonly,id=ro24)
+# Checks: the kernel finds both through ACPI (LNRO0005) with the right sizes and
+# GET_ID serials; it reads the pieces the host put in vdb bit-exact; what it
+# copies onto vda (page cache, O_DIRECT, sub-page) reaches the host image
+# bit-exact and nowhere else; vdb is read-only in the guest, writes to it fail
+# and its image is unchanged. Guest half: tests/e2e/guest/disk-io.sh.
+. "$E2E_DIR/lib.sh"
+
+rw="$SCRATCH/rw16.img"
+ro="$SCRATCH/ro24.img"
+pat="$SCRATCH/pattern.bin"
+expect="$SCRATCH/rw16.expected"
+
+# sectors FILE DST_SECTOR SRC_SECTOR COUNT: copies COUNT sectors of the pattern
+# into FILE (in place).
+put() {
+  dd if="$pat" of="$1" bs=512 seek="$2" skip="$3" count="$4" conv=notrunc 2>/dev/null
+}
+# psha SRC_SECTOR COUNT: sha256 of a piece of the pattern.
+psha() {
+  dd if="$pat" bs=512 skip="$1" count="$2" 2>/dev/null | sha256sum | cut -d' ' -f1
+}
+# field WHAT KEY: the value of KEY= on the guest's "EMBER-DISK WHAT ..." line.
+field() {
+  tr -d '\r' <"$OUT" | grep -a "EMBER-DISK $1 " | head -n1 | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n1
+}
+
+# 1 MiB of random data: pieces r1 = [0, 256K), r2 = [256K, 768K), r3 = [768K, 1M)
+# (sectors 0, 512, 1536). The guest's script uses the same table.
+head -c 1048576 /dev/urandom >"$pat"
+truncate -s 16M "$rw"
+truncate -s 24M "$ro"
+put "$ro" 0 0 512          # r1 at the start
+put "$ro" 10241 512 1024   # r2 at 5 MiB + 512 (not page-aligned)
+put "$ro" 48640 1536 512   # r3 in the last 256 KiB
+r1=$(psha 0 512)
+r2=$(psha 512 1024)
+r3=$(psha 1536 512)
+ro_before=$(sha256sum "$ro" | cut -d' ' -f1)
+# What vda must hold afterwards: zeros plus the copies the guest makes.
+truncate -s 16M "$expect"
+put "$expect" 2048 0 512     # r1 -> 1 MiB
+put "$expect" 14344 512 1024 # r2 -> 7 MiB + 4 KiB
+put "$expect" 32256 1536 512 # r3 -> last 256 KiB
+put "$expect" 7 0 1          # first sector of r1 -> byte 3584
+
+boot_guest disk-io cloud 1 disk-io --disk "$rw,id=rw16" --disk "$ro,readonly,id=ro24"
+echo "e2e: guest saw: $(tr -d '\r' <"$OUT" | grep -a 'EMBER-DISK found' | sed 's/.*EMBER-DISK found //' | tr '\n' ';')"
+
+# 1. Both disks, in --disk order, sized right, found through ACPI.
+expect_stdout 'EMBER-DISK found vda size=32768 ro=0 ' &&
+  expect_stdout 'EMBER-DISK found vdb size=49152 ro=1 ' &&
+  expect_stdout 'EMBER-DISK found vda .* sysfs=[^ ]*LNRO0005' &&
+  expect_stdout 'EMBER-DISK found vdb .* sysfs=[^ ]*LNRO0005' &&
+  expect_stdout 'getsize64=16777216 vdb getsize64=25165824 vdb getro=1'
+check disk-detect-acpi-sizes
+
+# The serial (VIRTIO_BLK_T_GET_ID) is the id= given.
+expect_stdout 'EMBER-DISK found vda .* serial=rw16 ' && expect_stdout 'EMBER-DISK found vdb .* serial=ro24 '
+check disk-get-id
+
+# 2a. Reads: the pieces the host put in vdb, as the guest reads them.
+[ "$(field read r1)" = "$r1" ] || _unmet "r1 (vdb sectors 0+512) read as '$(field read r1)', expected $r1"
+[ "$(field read r2)" = "$r2" ] || _unmet "r2 (vdb sectors 10241+1024, O_DIRECT) read as '$(field read r2)', expected $r2"
+[ "$(field read r3)" = "$r3" ] || _unmet "r3 (vdb last 256 KiB) read as '$(field read r3)', expected $r3"
+check disk-read-bit-exact
+
+# 2b. Writes: the host image equals the expected one, byte for byte.
+expect_stdout 'EMBER-DISK write status=ok'
+if ! cmp "$expect" "$rw" >"$WORK/cmp.txt" 2>&1; then
+  _unmet "rw16.img differs from the expected image: $(head -n1 "$WORK/cmp.txt")"
+  cmp -l "$expect" "$rw" 2>/dev/null | head -n 5 | sed 's/^/    | byte (1-based), expected, got (octal): /'
+fi
+check disk-write-bit-exact
+
+# The guest reads its own writes back from the device (caches dropped).
+[ "$(field readback w1)" = "$r1" ] && [ "$(field readback w2)" = "$r2" ] && [ "$(field readback w3)" = "$r3" ] ||
+  _unmet "read-back after write differs: $(tr -d '\r' <"$OUT" | grep -a 'EMBER-DISK readback')"
+check disk-write-readback
+
+# 3. readonly: the guest sees it read-only, writes fail, the image is unchanged.
+cached_rc=$(field ro-write cached_rc)
+direct_rc=$(field ro-write direct_rc)
+echo "e2e: writes to the readonly disk: $(tr -d '\r' <"$OUT" | grep -a 'EMBER-DISK ro-write' | sed 's/.*ro-write //')"
+[ -n "$cached_rc" ] || _unmet "the guest did not reach the readonly test"
+[ "$cached_rc" != 0 ] || _unmet "a page-cache write to the readonly vdb succeeded in the guest"
+[ "$direct_rc" != 0 ] || _unmet "an O_DIRECT write to the readonly vdb succeeded in the guest"
+[ "$(sha256sum "$ro" | cut -d' ' -f1)" = "$ro_before" ] || _unmet "ro24.img changed although the disk is readonly"
+[ "$(field ro-after r1)" = "$r1" ] || _unmet "vdb's first piece reads differently after the refused writes"
+check disk-readonly
+
+# The guest finished and powered off: ember exits 0.
+expect_stdout 'EMBER-DISK done' && expect_rc 0
+check disk-io-poweroff

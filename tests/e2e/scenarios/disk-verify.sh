@@ -1,0 +1,74 @@
+#!/bin/sh
+# e2e-timeout: 600
+# The in-guest verifier (tools/ember-verify, at /bin/ember-verify in the test
+# initramfs) over two 64 MiB virtio-blk disks in one boot of the cloud kernel:
+#   vda  engine=uring (the default)          write-verify --qd 4 --direct --seed 1
+#   vdb  engine=sync (cache=none when this filesystem takes O_DIRECT)  --seed 2
+# Each must print VERIFY PASS; then the host checks each image with
+# `ember-verify check-image` (the binary taken from the initramfs), which proves
+# that what the guest verified is what the image file holds.
+# Guest half: tests/e2e/guest/disk-verify.sh.
+. "$E2E_DIR/lib.sh"
+
+u="$SCRATCH/verify-uring.img"
+s="$SCRATCH/verify-sync.img"
+truncate -s 64M "$u"
+truncate -s 64M "$s"
+# tmpfs (L1's scratch, kernel 6.1) has no O_DIRECT; use cache=none only where it works.
+sync_opts=engine=sync
+if dd if=/dev/zero of="$SCRATCH/odirect-probe" bs=4096 count=1 oflag=direct 2>/dev/null; then
+  sync_opts="engine=sync,cache=none"
+else
+  echo "e2e: $SCRATCH has no O_DIRECT: the sync-engine disk uses cache=writeback"
+fi
+rm -f "$SCRATCH/odirect-probe"
+
+BOOT_TIMEOUT=540 boot_guest disk-verify cloud 2 disk-verify --disk "$u,id=verify-uring" --disk "$s,id=verify-sync,$sync_opts"
+
+# section DEV: the console lines of DEV's run, from verify-begin to verify-end.
+section() {
+  tr -d '\r' <"$OUT" | awk -v d="$1" '
+    index($0, "EMBER-DISK verify-begin dev=" d " ") { on = 1 }
+    on { print }
+    index($0, "EMBER-DISK verify-end dev=" d " ") { on = 0 }'
+}
+
+verifier=""
+extract_verifier() {
+  mkdir -p "$SCRATCH/initramfs"
+  (cd "$SCRATCH/initramfs" && zcat "$IMAGES/cloud/initramfs.cpio.gz" | cpio -i -d bin/ember-verify 2>/dev/null)
+  [ -x "$SCRATCH/initramfs/bin/ember-verify" ] && verifier="$SCRATCH/initramfs/bin/ember-verify"
+}
+extract_verifier
+
+# check_disk DEV IMAGE SEED NAME
+check_disk() {
+  section "$1" >"$WORK/verify-$1.txt"
+  grep -q 'verify-missing' "$OUT" && _unmet "/bin/ember-verify is missing from the test initramfs"
+  grep -a -q "EMBER-DISK verify-begin dev=$1 " "$WORK/verify-$1.txt" || _unmet "the guest never started ember-verify on $1"
+  grep -a -q "VERIFY PASS" "$WORK/verify-$1.txt" ||
+    _unmet "no VERIFY PASS on $1: $(grep -a -E 'VERIFY (FAIL|ERROR)|verify-end' "$WORK/verify-$1.txt" | head -n 2 | tr '\n' ' ')"
+  grep -a -q "EMBER-DISK verify-end dev=$1 rc=0 " "$WORK/verify-$1.txt" || _unmet "ember-verify on $1 did not exit 0"
+  echo "e2e: $1: $(grep -a -E 'VERIFY (PASS|FAIL)|verify-end' "$WORK/verify-$1.txt" | tr '\n' ' ')"
+  check "$4"
+
+  writes=$(sed -n 's/.*VERIFY PASS .*writes=\([0-9]*\).*/\1/p' "$WORK/verify-$1.txt" | head -n1)
+  if [ -z "$verifier" ]; then
+    fail "$4-image" "could not take bin/ember-verify out of $IMAGES/cloud/initramfs.cpio.gz"
+  elif [ -z "$writes" ]; then
+    fail "$4-image" "no writes=W from the guest's VERIFY PASS line on $1"
+  else
+    "$verifier" check-image --image "$2" --seed "$3" --writes "$writes" --size 64M >"$WORK/check-$1.txt" 2>&1
+    crc=$?
+    echo "e2e: check-image $1: $(tail -n1 "$WORK/check-$1.txt")"
+    [ "$crc" = 0 ] && grep -q 'CHECK PASS' "$WORK/check-$1.txt" ||
+      _unmet "check-image of $2 (seed $3, writes $writes) exited $crc: $(tail -n1 "$WORK/check-$1.txt")"
+    check "$4-image"
+  fi
+}
+
+check_disk vda "$u" 1 disk-verify-uring
+check_disk vdb "$s" 2 disk-verify-sync
+
+expect_stdout 'EMBER-GUEST EXIT rc=0' && expect_rc 0
+check disk-verify-poweroff
