@@ -71,17 +71,22 @@ Command parse_command_line(const std::vector<std::string>& args) {
     auto* restore = app.add_subcommand("restore", "resume a guest from a checkpoint");
     std::string snapshot_dir, restore_checkpoint_dir, restore_on_checkpoint = "exit", restore_console = "stdio";
     std::vector<std::string> overrides;
-    bool restore_verbose = false;
+    bool restore_verbose = false, restore_paused = false;
     restore->add_option("DIR", snapshot_dir, "checkpoint directory")->required();
     restore->add_option("--disk", overrides, "use PATH for the disk with id ID: ID=PATH (repeatable)");
     restore->add_option("--console", restore_console, "guest serial console: stdio, none or file:PATH");
     restore->add_option("--checkpoint-dir", restore_checkpoint_dir, "where SIGUSR1 writes the next checkpoint");
     restore->add_option("--on-checkpoint", restore_on_checkpoint, "after a checkpoint: exit (default) or continue");
     restore->add_flag("-v,--verbose", restore_verbose, "log debug messages");
+    restore->add_flag("--paused", restore_paused,
+                      "restore but do not run the vcpus (a checkpoint signal still works; resume via the API)");
 
     auto* info = app.add_subcommand("snapshot-info", "describe a checkpoint directory");
     std::string info_dir;
     info->add_option("DIR", info_dir, "checkpoint directory")->required();
+    std::string compare_dir;
+    info->add_option("--compare", compare_dir,
+                     "also compare its vcpu and device state with another checkpoint (exit 1 if they differ)");
 
     std::vector<std::string> rev(args.rbegin(), args.rend());
     if (!rev.empty()) rev.pop_back(); // program name
@@ -107,7 +112,11 @@ Command parse_command_line(const std::vector<std::string>& args) {
             throw UsageError(e.what());
         }
     };
-    if (info->parsed()) return SnapshotInfoRequest{info_dir};
+    if (info->parsed()) {
+        SnapshotInfoRequest r{info_dir, {}};
+        if (!compare_dir.empty()) r.compare_with = compare_dir;
+        return r;
+    }
     if (restore->parsed()) {
         RestoreRequest r;
         r.snapshot_dir = snapshot_dir;
@@ -115,6 +124,7 @@ Command parse_command_line(const std::vector<std::string>& args) {
         if (!restore_checkpoint_dir.empty()) r.checkpoint_dir = restore_checkpoint_dir;
         r.continue_after_checkpoint = parse_on_checkpoint(restore_on_checkpoint);
         r.verbose = restore_verbose;
+        r.paused = restore_paused;
         for (const auto& o : overrides) {
             const auto eq = o.find('=');
             if (eq == std::string::npos || eq == 0 || eq + 1 == o.size())

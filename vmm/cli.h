@@ -34,10 +34,12 @@ struct RestoreRequest {
     ConsoleSpec console;
     std::optional<std::filesystem::path> checkpoint_dir;
     bool continue_after_checkpoint = false;
+    bool paused = false;
     bool verbose = false;
 };
 struct SnapshotInfoRequest {
     std::filesystem::path snapshot_dir;
+    std::optional<std::filesystem::path> compare_with;
 };
 
 using Command = std::variant<HelpRequest, VersionRequest, RunRequest, RestoreRequest, SnapshotInfoRequest>;

@@ -1,6 +1,8 @@
 // The ember command: parse the command line, build the VM, run it, and turn
 // the way it stopped into an exit status (0 guest power-off/reboot, 1 error or
 // guest panic, 2 bad usage).
+#include <signal.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <memory>
@@ -9,6 +11,7 @@
 
 #include "vmm/cli.h"
 #include "vmm/log.h"
+#include "vmm/snapshot/compare.h"
 #include "vmm/snapshot/snapshot.h"
 #include "vmm/vm.h"
 
@@ -38,6 +41,7 @@ std::unique_ptr<Vm> restore_vm(const RestoreRequest& r) {
     config.console = r.console;
     config.checkpoint_dir = r.checkpoint_dir;
     config.continue_after_checkpoint = r.continue_after_checkpoint;
+    config.start_paused = r.paused;
     auto vm = std::make_unique<Vm>(config, snapshot);
     log::info("restored from {}", r.snapshot_dir.string());
     return vm;
@@ -66,6 +70,13 @@ void print_snapshot_info(const std::filesystem::path& dir) {
 
 int main(int argc, char** argv) {
     using namespace ember;
+    // Block the checkpoint signal before anything else: a SIGUSR1 that arrives
+    // while the VM is being built stays pending for the main loop instead of
+    // killing the process (its default action). Threads inherit the mask.
+    sigset_t usr1;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &usr1, nullptr);
     std::vector<std::string> args(argv, argv + argc);
     Command cmd;
     try {
@@ -85,7 +96,12 @@ int main(int argc, char** argv) {
     if (auto* info = std::get_if<SnapshotInfoRequest>(&cmd)) {
         try {
             print_snapshot_info(info->snapshot_dir);
-            return 0;
+            if (!info->compare_with) return 0;
+            const auto diffs = compare_snapshots(SnapshotReader(info->snapshot_dir), SnapshotReader(*info->compare_with));
+            for (const auto& d : diffs) std::printf("  differs  %s\n", d.c_str());
+            std::printf("  compared with %s: %s\n", info->compare_with->c_str(),
+                        diffs.empty() ? "vcpu and device state equal" : "DIFFERENT");
+            return diffs.empty() ? 0 : 1;
         } catch (const std::exception& e) {
             log::error("{}", e.what());
             return 1;

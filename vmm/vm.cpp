@@ -157,10 +157,16 @@ void Vm::pause() {
 }
 
 void Vm::resume() {
+    if (!vcpus_started_) {
+        for (auto& v : vcpus_) v->start();
+        vcpus_started_ = true;
+        return;
+    }
     for (auto& v : vcpus_) v->resume();
 }
 
 CheckpointStats Vm::checkpoint(const std::filesystem::path& dir) {
+    const bool was_running = vcpus_started_;
     if (!virtio_.empty())
         throw Error("checkpointing a VM with disks is not supported yet (the virtio device state is not saved)");
     CheckpointStats stats;
@@ -177,11 +183,11 @@ CheckpointStats Vm::checkpoint(const std::filesystem::path& dir) {
         }
         w.finish(config_to_json(config_));
     } catch (...) {
-        resume();
+        if (was_running) resume();
         throw;
     }
     stats.pause_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    resume();
+    if (was_running) resume();
     return stats;
 }
 
@@ -236,7 +242,11 @@ VmExit Vm::run() {
     pthread_sigmask(SIG_BLOCK, &usr1, nullptr);
     UniqueFd sigfd(::signalfd(-1, &usr1, SFD_CLOEXEC | SFD_NONBLOCK));
     if (!sigfd) throw_errno("signalfd(SIGUSR1)");
-    for (auto& v : vcpus_) v->start();
+    if (config_.start_paused) {
+        log::info("VM is paused (restored with --paused); send SIGUSR1 to checkpoint it");
+    } else {
+        resume();
+    }
     for (;;) {
         pollfd fds[2] = {{exits_.event_fd(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}};
         if (::poll(fds, 2, -1) < 0 && errno != EINTR) throw_errno("poll");

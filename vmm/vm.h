@@ -77,6 +77,7 @@ private:
     std::vector<std::unique_ptr<VcpuThread>> vcpus_;
     std::vector<std::vector<kvm_cpuid_entry2>> vcpu_cpuid_;
     std::vector<uint32_t> msr_indices_;
+    bool vcpus_started_ = false;
 };
 
 } // namespace ember

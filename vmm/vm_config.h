@@ -31,6 +31,9 @@ struct VmConfig {
     // Checkpoints (SIGUSR1): where to write them and what to do afterwards.
     std::optional<std::filesystem::path> checkpoint_dir;
     bool continue_after_checkpoint = false;
+    // Build the VM but keep its vcpus stopped (restore --paused): it can be
+    // checkpointed or stopped, and runs only when resumed.
+    bool start_paused = false;
 };
 
 } // namespace ember

@@ -87,3 +87,31 @@ TEST_CASE("sizes: suffixes and limits") {
     CHECK_THROWS_AS(parse_size("-1G", "--mem"), UsageError);
     CHECK_THROWS_AS(parse_size("99999999999T", "--mem"), UsageError);
 }
+
+TEST_CASE("CLI: checkpoint options, restore and snapshot-info") {
+    auto c = parse({"run", "--kernel", "/proc/self/exe", "--checkpoint-dir", "/tmp/ck", "--on-checkpoint", "continue"});
+    auto& r = std::get<RunRequest>(c);
+    REQUIRE(r.config.checkpoint_dir.has_value());
+    CHECK(*r.config.checkpoint_dir == "/tmp/ck");
+    CHECK(r.config.continue_after_checkpoint);
+    CHECK_THROWS_WITH_AS(parse({"run", "--kernel", "/proc/self/exe", "--on-checkpoint", "later"}),
+                         doctest::Contains("later"), UsageError);
+
+    auto rc = parse({"restore", "/tmp/ck", "--disk", "root=/tmp/new.img", "--paused", "--console", "none"});
+    auto& rr = std::get<RestoreRequest>(rc);
+    CHECK(rr.snapshot_dir == "/tmp/ck");
+    REQUIRE(rr.disk_overrides.size() == 1);
+    CHECK(rr.disk_overrides[0].first == "root");
+    CHECK(rr.disk_overrides[0].second == "/tmp/new.img");
+    CHECK(rr.paused);
+    CHECK(rr.console.kind == ConsoleSpec::Kind::none);
+    CHECK_FALSE(rr.continue_after_checkpoint);
+    CHECK_THROWS_WITH_AS(parse({"restore", "/tmp/ck", "--disk", "nopath"}), doctest::Contains("ID=PATH"), UsageError);
+    CHECK_THROWS_AS(parse({"restore"}), UsageError);
+
+    auto ic = parse({"snapshot-info", "/tmp/ck", "--compare", "/tmp/ck2"});
+    auto& ir = std::get<SnapshotInfoRequest>(ic);
+    CHECK(ir.snapshot_dir == "/tmp/ck");
+    REQUIRE(ir.compare_with.has_value());
+    CHECK(*ir.compare_with == "/tmp/ck2");
+}

@@ -1,0 +1,92 @@
+#!/bin/sh
+# e2e-timeout: 600
+# Checkpoint and restore of a running guest (no disks): SIGUSR1 writes a
+# snapshot and ember exits 0; snapshot-info verifies every checksum; a restore
+# in a new process carries on counting where the guest was (no reboot, no
+# replay); a corrupt snapshot is refused; restoring paused and checkpointing
+# at once reproduces the same vcpu and device state.
+. "$E2E_DIR/lib.sh"
+
+img="$IMAGES/cloud"
+ck="$WORK/ck-1"
+ck2="$WORK/ck-2"
+bad="$WORK/ck-bad"
+rm -rf "$ck" "$ck2" "$bad"
+
+# wait_for FILE ERE SECONDS: polls until FILE matches or time runs out.
+wait_for() {
+  _n=0
+  while ! grep -a -q -E -- "$2" "$1" 2>/dev/null; do
+    sleep 1
+    _n=$((_n + 1))
+    [ "$_n" -lt "$3" ] || return 1
+  done
+}
+
+# run_bg LOG ARG...: starts ember in the background; PID, OUT, ERR set.
+run_bg() {
+  _log=$1
+  shift
+  OUT="$WORK/$_log.out"
+  ERR="$WORK/$_log.err"
+  echo "e2e: ember $*" >"$WORK/$_log.cmd"
+  "$EMBER" "$@" </dev/null >"$OUT" 2>"$ERR" &
+  PID=$!
+  TIMED_OUT=no
+  ELAPSED=0
+}
+
+finish_bg() {
+  wait "$PID"
+  RC=$?
+}
+
+run_bg ckpt-run run --kernel "$img/vmlinuz" --initrd "$img/initramfs.cpio.gz" --cpus 2 --mem "$GUEST_MEM" \
+  --console stdio --cmdline "$(guest_cmdline count) ember.count=24" --checkpoint-dir "$ck"
+if wait_for "$OUT" 'EMBER-GUEST COUNT 4([^0-9]|$)' 240; then
+  kill -USR1 "$PID"
+else
+  _unmet "the guest never counted to 4"
+  kill "$PID" 2>/dev/null
+fi
+finish_bg
+expect_rc 0 && expect_stderr 'checkpoint written to' && expect_stderr 'checkpoint taken; exiting' &&
+  expect_no_log 'COUNT DONE'
+check checkpoint-take
+
+run_ember ckpt-info 120 snapshot-info "$ck"
+expect_rc 0 && expect_stdout 'section +vcpu1' && expect_stdout 'checksums ok'
+check checkpoint-info
+
+run_ember ckpt-restore 300 restore "$ck" --console stdio
+# The restored guest continues the count: it reaches DONE, does not boot again
+# (no READY line) and does not start over at 1.
+expect_rc 0 && expect_stdout 'EMBER-GUEST COUNT 20([^0-9]|$)' && expect_stdout 'COUNT DONE' &&
+  expect_no_log 'EMBER-GUEST READY' && expect_no_log 'EMBER-GUEST COUNT 1([^0-9]|$)' && expect_stderr 'powered off'
+check checkpoint-restore-continues
+
+cp -r "$ck" "$bad"
+printf 'X' | dd of="$bad/vcpu0.bin" bs=1 seek=100 conv=notrunc 2>/dev/null
+run_ember ckpt-corrupt 120 restore "$bad" --console none
+expect_rc 1 && expect_stderr 'checksum mismatch'
+check checkpoint-corrupt-refused
+
+rm -f "$bad/manifest.json"
+run_ember ckpt-nomanifest 60 restore "$bad" --console none
+expect_rc 1 && expect_stderr 'interrupted'
+check checkpoint-incomplete-refused
+
+run_bg ckpt-again restore "$ck" --paused --checkpoint-dir "$ck2" --console none
+if wait_for "$ERR" 'VM is paused' 120; then
+  kill -USR1 "$PID"
+else
+  _unmet "restore --paused never reported the paused VM"
+  kill "$PID" 2>/dev/null
+fi
+finish_bg
+expect_rc 0 && expect_stderr 'checkpoint written to'
+check checkpoint-restore-paused-checkpoint
+
+run_ember ckpt-compare 120 snapshot-info "$ck2" --compare "$ck"
+expect_rc 0 && expect_stdout 'vcpu and device state equal'
+check checkpoint-state-equal-after-restore
