@@ -8,11 +8,12 @@
 namespace ember::api {
 
 class ApiError : public Error {
-public:
-    explicit ApiError(const std::string& message, int status = 400) : Error(message), status_(status) {}
+  public:
+    explicit ApiError(const std::string& message, int status = 400)
+        : Error(message), status_(status) {}
     int status() const noexcept { return status_; }
 
-private:
+  private:
     int status_;
 };
 

@@ -1,7 +1,6 @@
 #include "vmm/api/api_router.h"
 
 #include <fmt/format.h>
-#include <fmt/std.h>
 
 #include <algorithm>
 
@@ -16,13 +15,13 @@ constexpr std::string_view kDrivesPrefix = "/drives/";
 
 // 405 carries the Allow header (RFC 9110 §15.5.6) with it.
 class MethodNotAllowed final : public ApiError {
-public:
+  public:
     MethodNotAllowed(const HttpRequest& r, std::string_view allow)
         : ApiError(fmt::format("{} {}: method not allowed (use {})", r.method, r.path, allow), 405),
           allow_(allow) {}
     const std::string& allow() const noexcept { return allow_; }
 
-private:
+  private:
     std::string allow_;
 };
 
@@ -45,7 +44,8 @@ void ApiRouter::attach_running(const VmConfig& config) {
     machine_ = MachineConfig{config.cpus, config.mem_bytes >> 20};
     drives_.clear();
     for (const auto& d : config.disks)
-        drives_.push_back(DriveConfig{d.id, d.path, false, d.readonly, std::nullopt, d.cache, d.engine});
+        drives_.push_back(
+            DriveConfig{d.id, d.path, false, d.readonly, std::nullopt, d.cache, d.engine});
     configured_ = true;
 }
 
@@ -139,7 +139,9 @@ HttpResponse ApiRouter::get_version() const {
     return json_response(200, {{"firecracker_version", info_.vmm_version}});
 }
 
-HttpResponse ApiRouter::get_machine_config() const { return json_response(200, to_json(machine_)); }
+HttpResponse ApiRouter::get_machine_config() const {
+    return json_response(200, to_json(machine_));
+}
 
 HttpResponse ApiRouter::get_vm_config() const {
     // A subset of Firecracker's FullVmConfiguration: what ember configures.
@@ -153,12 +155,13 @@ HttpResponse ApiRouter::get_vm_config() const {
     }
     auto drives = nlohmann::json::array();
     for (const auto& d : drives_) {
-        nlohmann::json j = {{"drive_id", d.drive_id},
-                            {"path_on_host", d.path_on_host.string()},
-                            {"is_root_device", d.is_root_device},
-                            {"is_read_only", d.is_read_only},
-                            {"cache_type", d.cache == DiskSpec::Cache::none ? "Direct" : "Writeback"},
-                            {"io_engine", d.engine == DiskSpec::Engine::sync ? "Sync" : "Async"}};
+        nlohmann::json j = {
+            {"drive_id", d.drive_id},
+            {"path_on_host", d.path_on_host.string()},
+            {"is_root_device", d.is_root_device},
+            {"is_read_only", d.is_read_only},
+            {"cache_type", d.cache == DiskSpec::Cache::none ? "Direct" : "Writeback"},
+            {"io_engine", d.engine == DiskSpec::Engine::sync ? "Sync" : "Async"}};
         if (d.partuuid) j["partuuid"] = *d.partuuid;
         drives.push_back(std::move(j));
     }
@@ -204,8 +207,7 @@ HttpResponse ApiRouter::put_drive(const std::string& id, const std::string& body
 }
 
 VmConfig ApiRouter::build_config() const {
-    if (!boot_)
-        throw ApiError("cannot start the VM without a kernel: PUT /boot-source first");
+    if (!boot_) throw ApiError("cannot start the VM without a kernel: PUT /boot-source first");
     VmConfig c = defaults_;
     c.kernel = boot_->kernel;
     c.initrd = boot_->initrd;
@@ -277,7 +279,7 @@ HttpResponse ApiRouter::put_snapshot_create(const std::string& body) {
     state_.require_started("create a snapshot");
     if (s.mem_file_path)
         log::debug("snapshot: mem_file_path {} is not used; guest memory is written inside {}",
-                   *s.mem_file_path, s.dir);
+                   s.mem_file_path->string(), s.dir.string());
     controller_.checkpoint(s.dir);
     return no_content();
 }

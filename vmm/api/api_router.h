@@ -24,7 +24,7 @@ struct InstanceInfo {
 };
 
 class ApiRouter final {
-public:
+  public:
     // `defaults` supplies what the API does not configure (console,
     // --virtio-cmdline) and the machine config GET reports before any PUT.
     ApiRouter(VmController& controller, VmConfig defaults, InstanceInfo info);
@@ -45,7 +45,7 @@ public:
     // boot source.
     VmConfig build_config() const;
 
-private:
+  private:
     HttpResponse get_instance() const;
     HttpResponse get_version() const;
     HttpResponse get_machine_config() const;

@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
-#include <fmt/std.h>
 
 #include <array>
 #include <cstdio>
@@ -20,7 +19,7 @@ using asio::local::stream_protocol;
 
 // One client connection: read, parse, answer in order, repeat.
 class ApiConnection final : public std::enable_shared_from_this<ApiConnection> {
-public:
+  public:
     ApiConnection(stream_protocol::socket socket, ApiRouter& router)
         : socket_(std::move(socket)), router_(router) {}
 
@@ -32,7 +31,7 @@ public:
         socket_.close(ignored);
     }
 
-private:
+  private:
     void read() {
         socket_.async_read_some(asio::buffer(buffer_),
                                 [self = shared_from_this()](std::error_code ec, size_t n) {
@@ -90,22 +89,23 @@ void remove_stale_socket(const std::filesystem::path& path) {
     struct stat st {};
     if (::lstat(path.c_str(), &st) != 0) {
         if (errno == ENOENT) return;
-        throw_errno(fmt::format("control socket {}: stat", path));
+        throw_errno(fmt::format("control socket {}: stat", path.string()));
     }
     if (!S_ISSOCK(st.st_mode))
         throw Error(fmt::format("control socket {}: the file exists and is not a socket; not "
                                 "replacing it",
-                                path));
+                                path.string()));
     UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!probe) throw_errno("control socket: socket(AF_UNIX)");
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
     std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
     if (::connect(probe.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0)
-        throw Error(fmt::format("control socket {}: another process is serving on it", path));
+        throw Error(
+            fmt::format("control socket {}: another process is serving on it", path.string()));
     if (::unlink(path.c_str()) != 0 && errno != ENOENT)
-        throw_errno(fmt::format("control socket {}: removing the stale socket", path));
-    log::debug("control socket {}: replaced a stale socket file", path);
+        throw_errno(fmt::format("control socket {}: removing the stale socket", path.string()));
+    log::debug("control socket {}: replaced a stale socket file", path.string());
 }
 
 } // namespace
@@ -114,8 +114,8 @@ ApiServer::ApiServer(asio::io_context& io, std::filesystem::path path, ApiRouter
     : io_(io), path_(std::move(path)), router_(router), acceptor_(io) {
     if (path_.empty()) throw Error("control socket: the path is empty");
     if (path_.native().size() >= sizeof(sockaddr_un::sun_path))
-        throw Error(fmt::format("control socket {}: the path is longer than {} bytes", path_,
-                                sizeof(sockaddr_un::sun_path) - 1));
+        throw Error(fmt::format("control socket {}: the path is longer than {} bytes",
+                                path_.string(), sizeof(sockaddr_un::sun_path) - 1));
     remove_stale_socket(path_);
     try {
         acceptor_.open(stream_protocol());
@@ -127,12 +127,12 @@ ApiServer::ApiServer(asio::io_context& io, std::filesystem::path path, ApiRouter
         acceptor_.bind(stream_protocol::endpoint(path_.native()));
         acceptor_.listen();
     } catch (const std::system_error& e) {
-        throw Error(fmt::format("control socket {}: {}", path_, e.code().message()));
+        throw Error(fmt::format("control socket {}: {}", path_.string(), e.code().message()));
     }
     if (::chmod(path_.c_str(), S_IRUSR | S_IWUSR) != 0) {
         const int err = errno;
         ::unlink(path_.c_str());
-        throw SystemError(fmt::format("control socket {}: chmod", path_), err);
+        throw SystemError(fmt::format("control socket {}: chmod", path_.string()), err);
     }
     struct stat st {};
     if (::lstat(path_.c_str(), &st) == 0) {
@@ -140,11 +140,13 @@ ApiServer::ApiServer(asio::io_context& io, std::filesystem::path path, ApiRouter
         ino_ = st.st_ino;
     }
     open_ = true;
-    log::info("API server listening on {}", path_);
+    log::info("API server listening on {}", path_.string());
     accept();
 }
 
-ApiServer::~ApiServer() { close(); }
+ApiServer::~ApiServer() {
+    close();
+}
 
 void ApiServer::accept() {
     acceptor_.async_accept([this](std::error_code ec, stream_protocol::socket socket) {

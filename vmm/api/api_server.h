@@ -22,7 +22,7 @@ namespace ember::api {
 class ApiConnection;
 
 class ApiServer final {
-public:
+  public:
     // Creates the socket at `path` with mode 0600 (only the owner may drive
     // the VM). A socket file left behind by a dead process is replaced; a
     // socket someone still listens on, or a file that is not a socket, is an
@@ -38,7 +38,7 @@ public:
 
     const std::filesystem::path& path() const noexcept { return path_; }
 
-private:
+  private:
     void accept();
 
     asio::io_context& io_;

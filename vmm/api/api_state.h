@@ -20,7 +20,7 @@ enum class VmState { not_started, running, paused, stopped };
 const char* to_string(VmState state) noexcept;
 
 class ApiState final {
-public:
+  public:
     VmState state() const noexcept { return state_; }
 
     // Each throws ApiError naming `action` and the current state.
@@ -34,7 +34,7 @@ public:
 
     static bool allowed(VmState from, VmState to) noexcept;
 
-private:
+  private:
     VmState state_{VmState::not_started};
 };
 

@@ -10,7 +10,9 @@
 namespace ember::api {
 namespace {
 
-HttpRequestParser& self(http_parser* p) { return *static_cast<HttpRequestParser*>(p->data); }
+HttpRequestParser& self(http_parser* p) {
+    return *static_cast<HttpRequestParser*>(p->data);
+}
 
 bool iequals(std::string_view a, std::string_view b) {
     return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
@@ -36,9 +38,11 @@ HttpRequestParser::HttpRequestParser() {
 
 void HttpRequestParser::fail(int status, std::string message) {
     if (!error_) error_ = HttpParseError{status, std::move(message)};
-    // Stops http_parser_execute at once (it returns with HPE_PAUSED), so no
-    // callback runs on bytes after the error.
-    http_parser_pause(&parser_, 1);
+    // Inside a callback: stops http_parser_execute at once (it returns with
+    // HPE_PAUSED), so no callback runs on bytes after the error. Pausing a
+    // parser already in an error state is an assertion failure in
+    // http-parser, hence the check.
+    if (HTTP_PARSER_ERRNO(&parser_) == HPE_OK) http_parser_pause(&parser_, 1);
 }
 
 void HttpRequestParser::feed(std::string_view bytes) {
@@ -64,7 +68,9 @@ std::optional<HttpRequest> HttpRequestParser::next() {
     return r;
 }
 
-bool HttpRequestParser::take_continue_request() noexcept { return std::exchange(continue_pending_, false); }
+bool HttpRequestParser::take_continue_request() noexcept {
+    return std::exchange(continue_pending_, false);
+}
 
 bool HttpRequestParser::count_header_bytes(size_t len) {
     header_bytes_ += len;

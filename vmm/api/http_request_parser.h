@@ -31,7 +31,7 @@ struct HttpParseError {
 };
 
 class HttpRequestParser final {
-public:
+  public:
     static constexpr size_t kMaxBodyBytes = 64 * 1024;
     static constexpr size_t kMaxHeaderBytes = 16 * 1024;
 
@@ -51,7 +51,7 @@ public:
     // then sends "100 Continue" so clients such as curl do not wait.
     bool take_continue_request() noexcept;
 
-private:
+  private:
     static int on_message_begin(http_parser* p);
     static int on_url(http_parser* p, const char* at, size_t len);
     static int on_header_field(http_parser* p, const char* at, size_t len);

@@ -12,8 +12,8 @@ namespace ember::api {
 
 struct HttpResponse {
     int status{204};
-    std::string body;        // JSON text, empty for 204
-    std::string allow;       // Allow header for 405 (RFC 9110 §15.5.6)
+    std::string body;  // JSON text, empty for 204
+    std::string allow; // Allow header for 405 (RFC 9110 §15.5.6)
 };
 
 HttpResponse no_content();

@@ -16,8 +16,8 @@ nlohmann::json parse_json_object(std::string_view body, std::string_view what) {
         throw ApiError(fmt::format("{}: malformed JSON at byte {}", what, e.byte));
     }
     if (!value.is_object())
-        throw ApiError(fmt::format("{}: the body must be a JSON object, not {}", what,
-                                   value.type_name()));
+        throw ApiError(
+            fmt::format("{}: the body must be a JSON object, not {}", what, value.type_name()));
     return value;
 }
 
@@ -33,8 +33,8 @@ const nlohmann::json* JsonFields::lookup(std::string_view key) {
 
 void JsonFields::wrong_type(std::string_view key, const char* expected,
                             const nlohmann::json& value) const {
-    throw ApiError(fmt::format("{}: field '{}' must be {}, not {}", what_, key, expected,
-                               value.type_name()));
+    throw ApiError(
+        fmt::format("{}: field '{}' must be {}, not {}", what_, key, expected, value.type_name()));
 }
 
 std::optional<std::string> JsonFields::optional_string(std::string_view key) {
@@ -73,8 +73,8 @@ std::optional<uint64_t> JsonFields::optional_uint(std::string_view key, uint64_t
     if (!v->is_number_unsigned()) wrong_type(key, "a whole number", *v);
     const auto n = v->get<uint64_t>();
     if (n > max)
-        throw ApiError(fmt::format("{}: field '{}' is {}, more than the maximum {}", what_, key, n,
-                                   max));
+        throw ApiError(
+            fmt::format("{}: field '{}' is {}, more than the maximum {}", what_, key, n, max));
     return n;
 }
 
@@ -84,7 +84,9 @@ uint64_t JsonFields::required_uint(std::string_view key, uint64_t max) {
     return *v;
 }
 
-const nlohmann::json* JsonFields::optional_value(std::string_view key) { return lookup(key); }
+const nlohmann::json* JsonFields::optional_value(std::string_view key) {
+    return lookup(key);
+}
 
 void JsonFields::finish() const {
     for (const auto& [key, value] : object_.items()) {

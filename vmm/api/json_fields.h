@@ -20,7 +20,7 @@ namespace ember::api {
 nlohmann::json parse_json_object(std::string_view body, std::string_view what);
 
 class JsonFields final {
-public:
+  public:
     JsonFields(const nlohmann::json& object, std::string_view what);
 
     std::string required_string(std::string_view key);
@@ -38,7 +38,7 @@ public:
 
     const std::string& what() const noexcept { return what_; }
 
-private:
+  private:
     const nlohmann::json* lookup(std::string_view key);
     [[noreturn]] void wrong_type(std::string_view key, const char* expected,
                                  const nlohmann::json& value) const;

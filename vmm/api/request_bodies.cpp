@@ -1,7 +1,6 @@
 #include "vmm/api/request_bodies.h"
 
 #include <fmt/format.h>
-#include <fmt/std.h>
 
 #include "vmm/api/api_error.h"
 #include "vmm/api/json_fields.h"
@@ -18,9 +17,10 @@ void require_host_file(const std::filesystem::path& path, std::string_view what,
     const auto status = std::filesystem::status(path, ec);
     if (path.empty()) throw ApiError(fmt::format("{}: field '{}' is empty", what, field));
     if (ec || !std::filesystem::exists(status))
-        throw ApiError(fmt::format("{}: {} {}: no such file", what, field, path));
+        throw ApiError(fmt::format("{}: {} {}: no such file", what, field, path.string()));
     if (std::filesystem::is_directory(status))
-        throw ApiError(fmt::format("{}: {} {}: is a directory, not a file", what, field, path));
+        throw ApiError(
+            fmt::format("{}: {} {}: is a directory, not a file", what, field, path.string()));
 }
 
 // Accepts only the value ember implements for a Firecracker option it does
@@ -44,8 +44,8 @@ void validate_drive_id(std::string_view id) {
                                    "virtio serial number)",
                                    id, kBlockIdMax));
     for (char c : id) {
-        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                        c == '_' || c == '-' || c == '.';
+        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                        (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.';
         if (!ok)
             throw ApiError(fmt::format(
                 "drive id '{}': only letters, digits, '_', '-' and '.' are allowed", id));
@@ -86,8 +86,9 @@ MachineConfig parse_machine_config(std::string_view body, const MachineConfig* b
                     : std::optional{f.required_uint("mem_size_mib", UINT64_MAX >> 20)};
     if (mib) {
         if (*mib < (kMinMemBytes >> 20))
-            throw ApiError(fmt::format("{}: mem_size_mib {} is too small: a guest needs at least {}",
-                                       what, *mib, kMinMemBytes >> 20));
+            throw ApiError(
+                fmt::format("{}: mem_size_mib {} is too small: a guest needs at least {}", what,
+                            *mib, kMinMemBytes >> 20));
         m.mem_size_mib = *mib;
     }
     only_false(f, "smt", "ember gives each vcpu its own core");
@@ -117,15 +118,19 @@ DriveConfig parse_drive(std::string_view body, std::string_view path_id) {
         // "Unsafe" (Firecracker's default) acknowledges flushes without doing
         // them; ember always honours VIRTIO_BLK_T_FLUSH, which is safe for
         // both. "Direct" is ember's O_DIRECT mode (--disk ...,cache=none).
-        if (*cache == "Unsafe" || *cache == "Writeback") d.cache = DiskSpec::Cache::writeback;
-        else if (*cache == "Direct") d.cache = DiskSpec::Cache::none;
+        if (*cache == "Unsafe" || *cache == "Writeback")
+            d.cache = DiskSpec::Cache::writeback;
+        else if (*cache == "Direct")
+            d.cache = DiskSpec::Cache::none;
         else
-            throw ApiError(fmt::format("{}: cache_type '{}' is not one of Unsafe, Writeback, Direct",
-                                       what, *cache));
+            throw ApiError(fmt::format(
+                "{}: cache_type '{}' is not one of Unsafe, Writeback, Direct", what, *cache));
     }
     if (auto engine = f.optional_string("io_engine")) {
-        if (*engine == "Sync") d.engine = DiskSpec::Engine::sync;
-        else if (*engine == "Async") d.engine = DiskSpec::Engine::uring;
+        if (*engine == "Sync")
+            d.engine = DiskSpec::Engine::sync;
+        else if (*engine == "Async")
+            d.engine = DiskSpec::Engine::uring;
         else
             throw ApiError(
                 fmt::format("{}: io_engine '{}' is not one of Sync, Async", what, *engine));
@@ -133,7 +138,8 @@ DriveConfig parse_drive(std::string_view body, std::string_view path_id) {
     if (f.optional_value("rate_limiter"))
         throw ApiError(fmt::format("{}: rate_limiter is not supported by ember", what));
     if (f.optional_value("socket"))
-        throw ApiError(fmt::format("{}: vhost-user drives (socket) are not supported by ember", what));
+        throw ApiError(
+            fmt::format("{}: vhost-user drives (socket) are not supported by ember", what));
     f.finish();
     return d;
 }
@@ -177,7 +183,7 @@ SnapshotCreate parse_snapshot_create(std::string_view body) {
     if (std::filesystem::exists(s.dir, ec) && !std::filesystem::is_directory(s.dir, ec))
         throw ApiError(fmt::format("{}: snapshot_path {} exists and is not a directory (ember "
                                    "writes a checkpoint directory there)",
-                                   what, s.dir));
+                                   what, s.dir.string()));
     return s;
 }
 
@@ -220,7 +226,8 @@ SnapshotLoad parse_snapshot_load(std::string_view body) {
                                        overrides->type_name()));
         for (const auto& item : *overrides) {
             if (!item.is_object())
-                throw ApiError(fmt::format("{}: each drive_overrides entry must be an object", what));
+                throw ApiError(
+                    fmt::format("{}: each drive_overrides entry must be an object", what));
             JsonFields o(item, fmt::format("{} drive_overrides", what));
             auto id = o.required_string("drive_id");
             std::filesystem::path path = o.required_string("path_on_host");
@@ -234,7 +241,8 @@ SnapshotLoad parse_snapshot_load(std::string_view body) {
     f.finish();
     std::error_code ec;
     if (!std::filesystem::is_directory(s.dir, ec))
-        throw ApiError(fmt::format("{}: snapshot_path {} is not a checkpoint directory", what, s.dir));
+        throw ApiError(fmt::format("{}: snapshot_path {} is not a checkpoint directory", what,
+                                   s.dir.string()));
     return s;
 }
 

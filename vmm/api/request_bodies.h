@@ -20,9 +20,9 @@
 namespace ember::api {
 
 struct BootSource {
-    std::filesystem::path kernel;               // kernel_image_path
+    std::filesystem::path kernel;                // kernel_image_path
     std::optional<std::filesystem::path> initrd; // initrd_path
-    std::optional<std::string> boot_args;       // absent: ember's default command line
+    std::optional<std::string> boot_args;        // absent: ember's default command line
 };
 
 struct MachineConfig {

@@ -26,7 +26,7 @@ struct RestoreRequest {
 };
 
 class VmController {
-public:
+  public:
     virtual ~VmController() = default;
 
     // Builds the VM from `config` and starts its vcpus. On failure nothing is
