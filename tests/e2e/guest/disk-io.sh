@@ -2,6 +2,7 @@
 # keep the numbers here in step with it). Disks, in --disk order:
 #   vda  16 MiB, writable, zero-filled: this script copies pattern pieces onto it
 #   vdb  24 MiB, readonly, with pattern pieces the host put in before boot
+#   vdc..vdh  1..6 MiB, each with its own name in its last sector
 # Prints "EMBER-DISK ..." lines that the scenario checks; it checks nothing itself.
 sectors16=32768 # 16 MiB
 sectors24=49152 # 24 MiB
@@ -12,6 +13,14 @@ for d in /sys/block/vd*; do
   n=${d##*/}
   echo "EMBER-DISK found $n size=$(cat "$d/size") ro=$(cat "$d/ro") serial=$(cat "$d/serial" 2>/dev/null) sysfs=$(readlink -f "$d")"
 done
+# The six small extra disks (vdc..vdh): each one's last sector holds its name.
+tails=""
+for n in vdc vdd vde vdf vdg vdh; do
+  s=$(cat /sys/block/$n/size 2>/dev/null || echo 0)
+  t=$([ "$s" -gt 0 ] && dd if=/dev/$n bs=512 skip=$((s - 1)) count=1 2>/dev/null | tr -d '\000')
+  tails="$tails $n=${t:-none}"
+done
+echo "EMBER-DISK tails$tails"
 echo "EMBER-DISK blockdev vda getsize64=$(blockdev --getsize64 /dev/vda 2>&1) vdb getsize64=$(blockdev --getsize64 /dev/vdb 2>&1) vdb getro=$(blockdev --getro /dev/vdb 2>&1)"
 
 # sha SECTOR COUNT [DIRECT]: sha256 of COUNT sectors of vdb from SECTOR.

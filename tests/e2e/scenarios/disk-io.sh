@@ -1,9 +1,10 @@
 #!/bin/sh
-# e2e-timeout: 300
-# virtio-blk in a stock Debian cloud kernel, one boot with two disks:
+# e2e-timeout: 420
+# virtio-blk in a stock Debian cloud kernel, one boot with eight disks:
 #   vda  16 MiB writable, zero-filled         (--disk rw16.img,id=rw16)
 #   vdb  24 MiB readonly, with random pieces   (--disk ro24.img,readonly,id=ro24)
-# Checks: the kernel finds both through ACPI (LNRO0005) with the right sizes and
+#   vdc..vdh  1..6 MiB, each named in its last sector (--disk vdX.img,id=vdX)
+# Checks: the kernel finds all through ACPI (LNRO0005) with the right sizes and
 # GET_ID serials; it reads the pieces the host put in vdb bit-exact; what it
 # copies onto vda (page cache, O_DIRECT, sub-page) reaches the host image
 # bit-exact and nowhere else; vdb is read-only in the guest, writes to it fail
@@ -48,7 +49,19 @@ put "$expect" 14344 512 1024 # r2 -> 7 MiB + 4 KiB
 put "$expect" 32256 1536 512 # r3 -> last 256 KiB
 put "$expect" 7 0 1          # first sector of r1 -> byte 3584
 
-boot_guest disk-io cloud 1 disk-io --disk "$rw,id=rw16" --disk "$ro,readonly,id=ro24"
+# Six more disks, the most ember takes (8): vdc..vdh of 1..6 MiB, the name in
+# each one's last sector.
+extra=""
+k=1
+for n in vdc vdd vde vdf vdg vdh; do
+  truncate -s "${k}M" "$SCRATCH/$n.img"
+  printf 'ember-%s' "$n" | dd of="$SCRATCH/$n.img" bs=512 seek=$((k * 2048 - 1)) conv=notrunc 2>/dev/null
+  extra="$extra --disk $SCRATCH/$n.img,id=$n"
+  k=$((k + 1))
+done
+
+# shellcheck disable=SC2086 # $extra: the scratch paths hold no blanks
+boot_guest disk-io cloud 1 disk-io --disk "$rw,id=rw16" --disk "$ro,readonly,id=ro24" $extra
 echo "e2e: guest saw: $(tr -d '\r' <"$OUT" | grep -a 'EMBER-DISK found' | sed 's/.*EMBER-DISK found //' | tr '\n' ';')"
 
 # 1. Both disks, in --disk order, sized right, found through ACPI.
@@ -58,6 +71,15 @@ expect_stdout 'EMBER-DISK found vda size=32768 ro=0 ' &&
   expect_stdout 'EMBER-DISK found vdb .* sysfs=[^ ]*LNRO0005' &&
   expect_stdout 'getsize64=16777216 vdb getsize64=25165824 vdb getro=1'
 check disk-detect-acpi-sizes
+
+# All eight disks: vdc..vdh sized 1..6 MiB in --disk order, each read right.
+k=1
+for n in vdc vdd vde vdf vdg vdh; do
+  expect_stdout "EMBER-DISK found $n size=$((k * 2048)) ro=0 serial=$n " || break
+  k=$((k + 1))
+done
+expect_stdout 'EMBER-DISK tails vdc=ember-vdc vdd=ember-vdd vde=ember-vde vdf=ember-vdf vdg=ember-vdg vdh=ember-vdh'
+check disk-detect-eight-disks
 
 # The serial (VIRTIO_BLK_T_GET_ID) is the id= given.
 expect_stdout 'EMBER-DISK found vda .* serial=rw16 ' && expect_stdout 'EMBER-DISK found vdb .* serial=ro24 '
