@@ -9,7 +9,7 @@ for spec in "vda 1 64M 3" "vdb 2 16M 2"; do
   # shellcheck disable=SC2086 # split the spec into its four words
   set -- $spec
   dev=$1 seed=$2 size=$3 passes=$4
-  echo "EMBER-DISK verify-begin dev=$dev seed=$seed size=$(cat /sys/block/$dev/size 2>&1)"
+  echo "EMBER-DISK verify-begin dev=$dev seed=$seed size=$(cat "/sys/block/$dev/size" 2>&1)"
   t0=$(cut -d' ' -f1 /proc/uptime)
   ember-verify write-verify --device "/dev/$dev" --size "$size" --passes "$passes" --qd 4 --direct --seed "$seed"
   rc=$?
