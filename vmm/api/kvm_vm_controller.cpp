@@ -80,12 +80,13 @@ void KvmVmController::restore(const RestoreRequest& request) {
     VmConfig config = Vm::config_from_json(snapshot.config());
     // Same rules as `ember restore --disk ID=PATH` (vmm/main.cpp): an
     // override must name a disk of the snapshot.
-    for (const auto& [id, path] : request.disk_overrides) {
+    for (const auto& entry : request.disk_overrides) {
+        const std::string& id = entry.first; // not a structured binding: lambdas capture it
         auto it = std::find_if(config.disks.begin(), config.disks.end(),
-                               [&](const DiskSpec& d) { return d.id == id; });
+                               [&id](const DiskSpec& d) { return d.id == id; });
         if (it == config.disks.end())
             throw Error(fmt::format("drive_overrides: the snapshot has no drive '{}'", id));
-        it->path = path.string();
+        it->path = entry.second.string();
     }
     config.console = console_;
     config.start_paused = true; // resumed by PATCH /vm or resume_vm
