@@ -47,6 +47,11 @@ Command parse_command_line(const std::vector<std::string>& args) {
     app.require_subcommand(0, 1);
     bool version = false;
     app.add_flag("--version", version, "print the version and exit");
+    std::string api_sock, run_api_sock;
+    bool api_verbose = false;
+    app.add_option("--api-sock", api_sock,
+                   "serve the Firecracker-shaped control API on this Unix socket and wait for configuration");
+    app.add_flag("-v,--verbose", api_verbose, "log debug messages");
 
     auto* run = app.add_subcommand("run", "boot a guest kernel");
     std::string kernel, initrd, cmdline = kDefaultCmdline, mem = "512M", console = "stdio";
@@ -64,6 +69,7 @@ Command parse_command_line(const std::vector<std::string>& args) {
     run->add_flag("--virtio-cmdline", virtio_cmdline,
                   "also describe virtio-mmio devices with virtio_mmio.device= (for custom kernels)");
     run->add_flag("-v,--verbose", verbose, "log debug messages");
+    run->add_option("--api-sock", run_api_sock, "also serve the control API on this Unix socket");
     std::string checkpoint_dir, on_checkpoint = "exit";
     run->add_option("--checkpoint-dir", checkpoint_dir, "where SIGUSR1 writes a checkpoint");
     run->add_option("--on-checkpoint", on_checkpoint, "after a checkpoint: exit (default) or continue");
@@ -133,10 +139,14 @@ Command parse_command_line(const std::vector<std::string>& args) {
         }
         return r;
     }
-    if (!run->parsed()) throw UsageError("no command given; try 'ember run --kernel PATH' or 'ember --help'");
+    if (!run->parsed()) {
+        if (!api_sock.empty()) return ApiServeRequest{api_sock, api_verbose};
+        throw UsageError("no command given; try 'ember run --kernel PATH' or 'ember --help'");
+    }
 
     RunRequest r;
-    r.verbose = verbose;
+    r.verbose = verbose || api_verbose;
+    if (!run_api_sock.empty()) r.api_sock = run_api_sock;
     auto& c = r.config;
     require_file(kernel, "--kernel");
     c.kernel = kernel;

@@ -26,6 +26,12 @@ struct VersionRequest {};
 struct RunRequest {
     VmConfig config;
     bool verbose = false;
+    std::optional<std::filesystem::path> api_sock; // also serve the control socket
+};
+// `ember --api-sock PATH` with no command: wait for configuration over the socket.
+struct ApiServeRequest {
+    std::filesystem::path api_sock;
+    bool verbose = false;
 };
 
 struct RestoreRequest {
@@ -42,7 +48,8 @@ struct SnapshotInfoRequest {
     std::optional<std::filesystem::path> compare_with;
 };
 
-using Command = std::variant<HelpRequest, VersionRequest, RunRequest, RestoreRequest, SnapshotInfoRequest>;
+using Command =
+    std::variant<HelpRequest, VersionRequest, RunRequest, RestoreRequest, SnapshotInfoRequest, ApiServeRequest>;
 
 // Parses argv (without argv[0] semantics: args[0] is the program name).
 // Throws UsageError with a message naming the offending value.

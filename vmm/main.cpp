@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "vmm/api/serve.h"
 #include "vmm/cli.h"
 #include "vmm/log.h"
 #include "vmm/snapshot/compare.h"
@@ -109,9 +110,14 @@ int main(int argc, char** argv) {
     }
     try {
         std::unique_ptr<Vm> vm;
+        if (auto* serve = std::get_if<ApiServeRequest>(&cmd)) {
+            if (serve->verbose) log::set_level(log::Level::debug);
+            return serve_api(serve->api_sock, VmConfig{}, nullptr);
+        }
         if (auto* run = std::get_if<RunRequest>(&cmd)) {
             if (run->verbose) log::set_level(log::Level::debug);
             vm = std::make_unique<Vm>(run->config);
+            if (run->api_sock) return serve_api(*run->api_sock, run->config, std::move(vm));
         } else {
             auto& r = std::get<RestoreRequest>(cmd);
             if (r.verbose) log::set_level(log::Level::debug);

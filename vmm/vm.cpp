@@ -153,10 +153,14 @@ void Vm::restore_from(const SnapshotReader& snapshot) {
 }
 
 void Vm::pause() {
+    std::lock_guard lock(control_mu_);
+    paused_ = true;
     for (auto& v : vcpus_) v->pause();
 }
 
 void Vm::resume() {
+    std::lock_guard lock(control_mu_);
+    paused_ = false;
     if (!vcpus_started_) {
         for (auto& v : vcpus_) v->start();
         vcpus_started_ = true;
@@ -166,7 +170,8 @@ void Vm::resume() {
 }
 
 CheckpointStats Vm::checkpoint(const std::filesystem::path& dir) {
-    const bool was_running = vcpus_started_;
+    std::lock_guard lock(control_mu_);
+    const bool was_running = vcpus_started_ && !paused_;
     if (!virtio_.empty())
         throw Error("checkpointing a VM with disks is not supported yet (the virtio device state is not saved)");
     CheckpointStats stats;

@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <mutex>
 
 #include <nlohmann/json.hpp>
 #include <vector>
@@ -78,6 +79,9 @@ private:
     std::vector<std::vector<kvm_cpuid_entry2>> vcpu_cpuid_;
     std::vector<uint32_t> msr_indices_;
     bool vcpus_started_ = false;
+    bool paused_ = false;
+    // Serialises pause/resume/checkpoint between the SIGUSR1 path and the API.
+    std::recursive_mutex control_mu_;
 };
 
 } // namespace ember

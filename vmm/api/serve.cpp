@@ -1,0 +1,49 @@
+#include "vmm/api/serve.h"
+
+#include <signal.h>
+
+#include <asio.hpp>
+#include <optional>
+
+#include "vmm/api/api_router.h"
+#include "vmm/api/api_server.h"
+#include "vmm/api/kvm_vm_controller.h"
+#include "vmm/log.h"
+#include "vmm/vm.h"
+
+namespace ember {
+
+int serve_api(const std::filesystem::path& socket, const VmConfig& config, std::unique_ptr<Vm> vm) {
+    asio::io_context io;
+    asio::signal_set signals(io, SIGINT, SIGTERM);
+    std::optional<VmExit> exit;
+    // Declared in this order so they are destroyed in reverse: the server
+    // stops accepting before the router and the controller (which stops a
+    // live VM and joins its thread) go away.
+    std::optional<api::ApiRouter> router;
+    std::optional<api::ApiServer> server;
+    api::KvmVmController controller(config.console, [&](const VmExit& e) {
+        asio::post(io, [&, e] {
+            exit = e;
+            if (router) router->vm_stopped();
+            if (server) server->close();
+            signals.cancel();
+        });
+    });
+    router.emplace(controller, config, api::InstanceInfo{"anonymous-instance", "0.1.0"});
+    server.emplace(io, socket, *router);
+    if (vm) {
+        router->attach_running(config);
+        controller.adopt(std::move(vm));
+    }
+    signals.async_wait([&](const std::error_code& ec, int) {
+        if (!ec) server->close();
+    });
+    io.run();
+    if (!exit) return 0;
+    if (exit->reason == ExitReason::error) log::error("{}", exit->message);
+    else log::info("{}", describe(exit->reason));
+    return exit_status(exit->reason);
+}
+
+} // namespace ember
