@@ -46,14 +46,24 @@ std::unique_ptr<IoEngine> make_engine(const BlockDisk& disk, unsigned depth) {
 
 BlockIoThread::BlockIoThread(const Params& p)
     : disk_(p.disk), mem_(p.memory), signals_(p.signals), features_(p.features), limits_(p.limits),
-      stats_(p.stats), queue_(p.memory, p.queue), engine_(make_engine(p.disk, p.queue.size)),
-      requests_(p.queue.size), notify_sd_(io_, dup_or_throw(p.notify_fd, "queue notify eventfd")),
-      completion_sd_(io_), stop_sd_(io_, dup_or_throw(stop_event_.fd(), "stop eventfd")) {
+      stats_(p.stats), queue_(p.memory, p.queue),
+      engine_(p.engine_factory != nullptr && *p.engine_factory
+                  ? (*p.engine_factory)(p.disk.fd(), p.queue.size)
+                  : make_engine(p.disk, p.queue.size)),
+      requests_(p.queue.size), region_(p.inflight),
+      inflight_heads_(p.resubmit.begin(), p.resubmit.end()), quiesce_(p.mask_completions),
+      notify_sd_(io_, dup_or_throw(p.notify_fd, "queue notify eventfd")), completion_sd_(io_),
+      stop_sd_(io_, dup_or_throw(stop_event_.fd(), "stop eventfd")) {
+    if (p.inflight.queue_size() != p.queue.size)
+        throw Error(fmt::format("in-flight region for {} heads, queue of {}",
+                                p.inflight.queue_size(), p.queue.size));
     queue_.set_observer(p.observer);
     completions_.reserve(p.queue.size);
+    popped_.reserve(p.queue.size);
     if (engine_->completion_fd() >= 0)
         completion_sd_.assign(dup_or_throw(engine_->completion_fd(), "io_uring eventfd"));
     thread_ = std::thread([this] { run(); });
+    quiesce_.set_thread(thread_.native_handle());
     ::pthread_setname_np(thread_.native_handle(), "ember-blk-io");
 }
 
@@ -63,27 +73,56 @@ BlockIoThread::~BlockIoThread() {
 
 void BlockIoThread::stop() noexcept {
     if (!thread_.joinable()) return;
+    // Release: pairs with check_abandoned(); from here on the thread makes
+    // nothing guest-visible, even if it was parked mid-request.
+    abandoned_.store(true, std::memory_order_release);
     stop_event_.signal();
+    quiesce_.unpark();
     thread_.join();
 }
 
 void BlockIoThread::run() noexcept {
+    quiesce_.attach_current_thread();
     try {
         stop_sd_.async_wait(asio::posix::stream_descriptor::wait_read,
                             [this](const std::error_code&) { io_.stop(); });
         arm_notify();
         arm_completions();
+        // DESIGN.md "Recover": what was in flight goes first, oldest first,
+        // before any new avail entry.
+        resubmit_inflight();
         // Buffers may have been made available before the first kick.
         process_avail();
         io_.run();
+    } catch (const Abandoned&) {
+        // stop(): leave everything as the region describes it.
     } catch (const std::exception& e) {
-        signals_.needs_reset(fmt::format("block I/O thread failed: {}", e.what()));
+        if (!abandoned_.load(std::memory_order_acquire))
+            signals_.needs_reset(fmt::format("block I/O thread failed: {}", e.what()));
     }
     // Host I/O still in flight writes into guest memory: wait for it. Its
-    // results are dropped: the driver reset the device or the VMM is exiting.
+    // results are dropped: the driver reset the device, the VMM is exiting,
+    // or a fresh thread resubmits these requests (restart_io, restore).
     completions_.clear();
     engine_->drain(completions_);
     completions_.clear();
+    quiesce_.detach_current_thread();
+}
+
+void BlockIoThread::resubmit_inflight() {
+    if (inflight_heads_.empty()) return;
+    log::debug("virtio-blk {}: resubmitting {} in-flight requests", disk_.path(),
+               inflight_heads_.size());
+    try {
+        for (uint16_t head : inflight_heads_)
+            start(queue_.resubmit(head));
+    } catch (const VirtqueueError& e) {
+        signals_.needs_reset(e.what());
+    }
+    inflight_heads_.clear();
+    engine_->submit();
+    reap_host();
+    publish();
 }
 
 void BlockIoThread::arm_notify() {
@@ -114,11 +153,15 @@ void BlockIoThread::arm_completions() {
 // Drain the avail ring, submit the host I/O in one go, then complete what is
 // already done as one batch with (at most) one interrupt.
 void BlockIoThread::process_avail() {
+    check_abandoned();
     if (!queue_.broken()) {
         try {
             for (;;) {
-                while (auto chain = queue_.pop())
-                    start(std::move(*chain));
+                const bool ring_ok = pop_and_mark();
+                for (auto& chain : popped_)
+                    start(std::move(chain));
+                popped_.clear();
+                if (!ring_ok) throw VirtqueueError(ring_error_);
                 engine_->submit();
                 reap_host(); // page-cache hits often complete inside submit
                 // With host I/O in flight its completion wakes this thread,
@@ -136,6 +179,28 @@ void BlockIoThread::process_avail() {
     }
     reap_host();
     publish();
+}
+
+// Pop + mark as one masked section (DESIGN.md): a checkpoint never sees a
+// head taken from the avail ring but not yet marked in flight. The chains are
+// started after the section, so host I/O (the sync engine runs it inline)
+// never delays a quiesce.
+bool BlockIoThread::pop_and_mark() {
+    MaskedSection masked(quiesce_);
+    check_abandoned();
+    try {
+        while (auto chain = queue_.pop()) {
+            if (!region_.mark_popped(chain->head()))
+                queue_.mark_broken(fmt::format("the driver offered head {} again while it is "
+                                               "in flight",
+                                               chain->head()));
+            popped_.push_back(std::move(*chain));
+        }
+    } catch (const VirtqueueError& e) {
+        ring_error_ = e.what();
+        return false;
+    }
+    return true;
 }
 
 void BlockIoThread::start(DescriptorChain&& chain) {
@@ -223,15 +288,19 @@ void BlockIoThread::complete(BlockRequest& req, uint8_t status) {
     queue_.add_used(std::move(req.chain), written);
 }
 
-// The completion path as the steps DESIGN.md "The two seeds" names; the
-// signal-masked section and the in-flight region slot in around them.
+// The completion of one batch, exactly in the order of DESIGN.md "The two
+// seeds", as one masked section: a checkpoint sees all of it or none of it.
 void BlockIoThread::publish() {
     if (queue_.pending_used() == 0) return;
-    queue_.write_used_elements();   // 1. used elements
-    queue_.publish_used_idx();      // 2. release-store used.idx
-    if (queue_.needs_interrupt()) { // §2.7.10: once per batch
+    MaskedSection masked(quiesce_);
+    check_abandoned();
+    const auto batch = queue_.write_used_elements(); // 1. used elements
+    region_.link_batch(batch);                        // 2. next links, last_batch_head
+    queue_.publish_used_idx();                        // 3. release-store used.idx
+    region_.clear_batch(batch, queue_.state().next_used); // 4. flags, header used_idx
+    if (queue_.needs_interrupt()) {                       // §2.7.10: once per batch
         stats_.interrupts.fetch_add(1, std::memory_order_relaxed);
-        signals_.used_buffer_notification(); // 3. InterruptStatus, 4. irqfd
+        signals_.used_buffer_notification(); // 5. InterruptStatus, 6. irqfd
     }
 }
 

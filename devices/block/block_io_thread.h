@@ -1,13 +1,22 @@
 // The I/O thread of one virtio-blk device (DESIGN.md "Processes and threads").
 //
 // Lifecycle: created by VirtioBlock::activate() on the vcpu thread that wrote
-// DRIVER_OK; the thread starts at once and owns the virtqueue, the host I/O
-// engine and the request table from then on. stop() (device reset, VMM
-// shutdown, destructor) signals a private eventfd and joins; the thread waits
-// for host I/O still in flight before it exits, so once stop() returns nothing
-// touches guest memory. No lock is shared with vcpu threads: kicks arrive on
-// the queue's notify eventfd, the stop request on the stop eventfd, and the
-// thread talks back only through DeviceSignals (atomics + irqfd).
+// DRIVER_OK (or by restore / restart_io); the thread starts at once and owns
+// the virtqueue, the host I/O engine and the request table from then on.
+// stop() (device reset, VMM shutdown, restart_io, destructor) abandons the
+// thread: nothing more becomes visible to the guest (no used entry, no region
+// update, no interrupt), host I/O still in flight is waited for and its
+// results dropped, so once stop() returns nothing touches guest memory.
+// Requests it leaves behind are still marked in the in-flight region, which
+// is how restart_io and restore find them again.
+//
+// No lock is shared with vcpu threads: kicks arrive on the queue's notify
+// eventfd, the stop request on the stop eventfd, and the thread talks back
+// only through DeviceSignals (atomics + irqfd).
+//
+// Checkpoints (DESIGN.md "Signal-masked completion"): pop + mark and each
+// completion batch run with the quiesce signal blocked (MaskedSection), so
+// quiesce() parks the thread only between them; host I/O is not drained.
 #pragma once
 
 #include <atomic>
@@ -20,9 +29,14 @@
 #include <asio/io_context.hpp>
 #include <asio/posix/stream_descriptor.hpp>
 
+#include <chrono>
+#include <span>
+
 #include "devices/block/block_disk.h"
 #include "devices/block/block_request.h"
 #include "devices/block/io_engine.h"
+#include "devices/virtio/inflight_region.h"
+#include "devices/virtio/quiesce.h"
 #include "devices/virtio/virtio_device.h"
 #include "devices/virtio/virtqueue.h"
 
@@ -42,13 +56,19 @@ class BlockIoThread final {
     struct Params {
         const BlockDisk& disk;
         const GuestMemory& memory;
-        const QueueState& queue; // validated by the transport
-        int notify_fd;           // the queue's notify eventfd (dup'ed here)
+        // Validated by the transport; next_avail/next_used are where this
+        // thread starts (from the region: activation or recovery).
+        const QueueState& queue;
+        int notify_fd; // the queue's notify eventfd (dup'ed here)
         DeviceSignals& signals;
         uint64_t features;
         BlockLimits limits;
         BlockStats& stats;
-        QueueObserver* observer; // may be null
+        QueueObserver* observer;              // may be null
+        InflightRegion& inflight;             // activated or recovered already
+        std::span<const uint16_t> resubmit;   // in-flight heads, oldest first
+        bool mask_completions;                // false: negative control only
+        const IoEngineFactory* engine_factory; // null: io_uring or sync per disk spec
     };
     // Sets up the engine (io_uring, or sync as asked or as fallback) and
     // starts the thread. Throws ember::Error.
@@ -57,21 +77,41 @@ class BlockIoThread final {
     BlockIoThread(const BlockIoThread&) = delete;
     BlockIoThread& operator=(const BlockIoThread&) = delete;
 
-    // Idempotent; safe from any thread but the I/O thread itself.
+    // Abandons the thread (see above). Idempotent; safe from any thread but
+    // the I/O thread itself, also while it is parked.
     void stop() noexcept;
     std::string_view engine_name() const noexcept { return engine_->name(); }
 
+    // Parks the thread at its next unmasked instant; host I/O keeps running.
+    // Returns false when the thread has already exited. Throws ember::Error
+    // when it does not park in time. Not from the I/O thread itself.
+    bool quiesce(std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+        return quiesce_.park(timeout);
+    }
+    void unquiesce() noexcept { quiesce_.unpark(); }
+    bool quiesced() const noexcept { return quiesce_.parked(); }
+
   private:
+    // Thrown inside the thread once stop() was asked: unwinds to run()
+    // before anything guest-visible happens.
+    struct Abandoned {};
+
     void run() noexcept;
     void arm_notify();
     void arm_completions();
+    void resubmit_inflight();
     void process_avail();
+    bool pop_and_mark(); // false when the ring broke
     void start(DescriptorChain&& chain);
     void submit_host(BlockRequest& req);
     void reap_host();
     void host_done(const HostCompletion& c);
     void complete(BlockRequest& req, uint8_t status);
     void publish();
+
+    void check_abandoned() const {
+        if (abandoned_.load(std::memory_order_acquire)) throw Abandoned{};
+    }
 
     const BlockDisk& disk_;
     const GuestMemory& mem_;
@@ -84,6 +124,12 @@ class BlockIoThread final {
     std::vector<BlockRequest> requests_; // indexed by head: a head is in flight once
     std::vector<HostCompletion> completions_;
     bool resubmit_{false};
+    InflightRegion& region_;
+    std::vector<uint16_t> inflight_heads_; // to resubmit at start
+    std::vector<DescriptorChain> popped_;
+    std::string ring_error_;
+    QuiescePoint quiesce_;
+    std::atomic<bool> abandoned_{false};
 
     EventFd stop_event_;
     asio::io_context io_{1};

@@ -5,6 +5,7 @@
 #include <sys/uio.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string_view>
@@ -42,6 +43,11 @@ class IoEngine {
     virtual int completion_fd() const noexcept = 0;
     virtual size_t in_flight() const noexcept = 0;
 };
+
+// Makes the engine of one I/O thread for a disk fd and a queue depth. Tests
+// and benchmarks substitute engines (e.g. one with random latency); ember
+// itself uses io_uring or the sync engine (BlockIoThread).
+using IoEngineFactory = std::function<std::unique_ptr<IoEngine>(int fd, unsigned depth)>;
 
 // Throws SystemError when io_uring is unavailable (old kernel, seccomp,
 // io_uring_disabled); the caller falls back to the sync engine.

@@ -57,15 +57,62 @@ void VirtioBlock::activate(const ActivationContext& ctx) {
     reset();
     if (ctx.queues.empty() || !ctx.queues[0].ready)
         throw Error(fmt::format("{}: DRIVER_OK without a ready request queue", name_));
-    io_ = std::make_unique<BlockIoThread>(
-        BlockIoThread::Params{disk_, ctx.memory, ctx.queues[0], ctx.notify[0].fd(), ctx.signals,
-                              ctx.features, limits_, stats_, observer_});
+    if (ctx.inflight.empty() || ctx.inflight[0] == nullptr)
+        throw Error(fmt::format("{}: no in-flight region for the request queue", name_));
+    running_ = Running{&ctx.memory,  ctx.queues[0], ctx.notify[0].fd(),
+                       &ctx.signals, ctx.features,  ctx.inflight[0]};
+    try {
+        start_io(ctx.recover);
+    } catch (...) {
+        running_.reset();
+        throw;
+    }
     log::debug("{}: activated, queue size {}, engine {}", name_, ctx.queues[0].size,
                io_->engine_name());
 }
 
+// Fresh activation: the transport initialised the region from the ring, and
+// the device starts at used.idx (0 for a new ring). Recovery: the region and
+// guest memory alone say where to start and what to resubmit (DESIGN.md).
+void VirtioBlock::start_io(bool recover) {
+    auto& r = *running_;
+    QueueState q = r.queue;
+    InflightRecovery plan;
+    if (recover) {
+        plan = r.inflight->recover(*r.memory, q);
+        q.next_used = plan.used_idx;
+        q.next_avail = plan.next_avail;
+    } else {
+        q.next_used = r.inflight->header().used_idx;
+        q.next_avail = r.inflight->consumed_avail_idx();
+    }
+    const IoEngineFactory* factory = engine_factory_ ? &engine_factory_ : nullptr;
+    io_ = std::make_unique<BlockIoThread>(BlockIoThread::Params{
+        disk_, *r.memory, q, r.notify_fd, *r.signals, r.features, limits_, stats_, observer_,
+        *r.inflight, plan.resubmit, masking_, factory});
+}
+
 void VirtioBlock::reset() noexcept {
     io_.reset();
+    running_.reset();
+}
+
+void VirtioBlock::quiesce() {
+    if (io_) io_->quiesce();
+}
+
+void VirtioBlock::unquiesce() noexcept {
+    if (io_) io_->unquiesce();
+}
+
+void VirtioBlock::restart_io() {
+    if (!running_) return;
+    io_.reset(); // abandons: waits for its host I/O, drops the results
+    start_io(true);
+    // The old thread may have published a batch without its interrupt (a
+    // crash between the two): one spurious interrupt is harmless, a lost
+    // one hangs the guest (DESIGN.md).
+    running_->signals->used_buffer_notification();
 }
 
 BlockStatsSnapshot VirtioBlock::stats() const noexcept {

@@ -9,6 +9,7 @@
 
 #include <array>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "devices/block/block_disk.h"
@@ -43,10 +44,22 @@ class VirtioBlock final : public VirtioDevice {
     uint16_t queue_max_size(uint16_t index) const override { return index == 0 ? queue_size_ : 0; }
     void activate(const ActivationContext& ctx) override;
     void reset() noexcept override;
+    void quiesce() override;
+    void unquiesce() noexcept override;
+    // The old thread is stopped first (its host I/O waited for, results
+    // dropped); the new one recovers from the region and resubmits.
+    void restart_io() override;
+    uint16_t config_size() const override { return sizeof(virtio::blk::Config); }
 
-    // For the in-flight region (next issue): observe pops and published
-    // batches. Takes effect at the next activation.
+    // Observe pops and published batches (tests, fault points). Takes effect
+    // at the next activation.
     void set_queue_observer(QueueObserver* observer) noexcept { observer_ = observer; }
+    // Tests and benchmarks only; take effect at the next activation or restart.
+    // A substitute host I/O engine (e.g. with random latency).
+    void set_engine_factory(IoEngineFactory factory) { engine_factory_ = std::move(factory); }
+    // false switches the signal masking off: the invariant test's negative
+    // control and bench-blk's "no masking" column. Never false in ember.
+    void set_completion_masking(bool on) noexcept { masking_ = on; }
 
     const BlockDisk& disk() const noexcept { return disk_; }
     const virtio::blk::Config& config() const noexcept { return config_; }
@@ -64,6 +77,19 @@ class VirtioBlock final : public VirtioDevice {
     std::string name_;
     BlockStats stats_;
     QueueObserver* observer_{nullptr};
+    IoEngineFactory engine_factory_;
+    bool masking_{true};
+    // What activation handed over, kept for restart_io().
+    struct Running {
+        const GuestMemory* memory;
+        QueueState queue;
+        int notify_fd;
+        DeviceSignals* signals;
+        uint64_t features;
+        InflightRegion* inflight;
+    };
+    std::optional<Running> running_;
+    void start_io(bool recover);
     std::unique_ptr<BlockIoThread> io_;
 };
 

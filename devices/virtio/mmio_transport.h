@@ -16,11 +16,18 @@
 #include <vector>
 
 #include "devices/io_bus.h"
+#include "devices/virtio/inflight_region.h"
 #include "devices/virtio/virtio_device.h"
 #include "vmm/guest_memory.h"
 #include "vmm/unique_fd.h"
 
 namespace ember {
+
+// A saved device state that cannot be restored here (see restore_state).
+class DeviceStateError : public Error {
+  public:
+    using Error::Error;
+};
 
 class VirtioMmioTransport final : public IoHandler, private DeviceSignals {
   public:
@@ -43,6 +50,48 @@ class VirtioMmioTransport final : public IoHandler, private DeviceSignals {
     // Stops the device (joins its I/O thread). Idempotent; the destructor calls it.
     void shutdown() noexcept;
 
+    // --- Checkpoint and restore (DESIGN.md) -------------------------------------------
+    // All of these: from the main thread, with the vcpus paused (no register
+    // access may run concurrently), never from an I/O thread.
+    //
+    // Parks the device's I/O threads at their next unmasked instant (the
+    // quiesce signal, quiesce_signal() = SIGRTMIN+1, sent with
+    // pthread_sigqueue); host I/O already submitted is not drained. Returns
+    // when every thread acknowledged; trivially for an inactive device.
+    // Idempotent. Throws ember::Error when a thread does not park in time.
+    void quiesce();
+    // Lets parked threads continue where they were; requests that were in
+    // flight complete normally ("continue" after a checkpoint).
+    void unquiesce() noexcept;
+    bool quiesced() const noexcept { return quiesced_; }
+    // Requests in flight (popped, not yet published) over all queues, from
+    // the in-flight regions. Meaningful while quiesced; 0 when inactive.
+    uint32_t inflight_requests() const;
+    // The region of queue `index`, or nullptr (inactive device, queue not ready).
+    const InflightRegion* inflight_region(uint16_t index) const;
+
+    // The device state as one versioned blob (format: mmio_transport_state.cpp):
+    // registers, negotiated features, status, queue select, per-queue state
+    // (addresses, size, ready, EVENT_IDX/INDIRECT, used.idx), interrupt
+    // status, config generation, the config space, the in-flight regions.
+    // Only while quiesced (or inactive): throws ember::Error otherwise.
+    std::vector<uint8_t> save_state() const;
+    // On a freshly created transport (status 0) over the restored guest
+    // memory: validates the blob against the device and guest memory (throws
+    // DeviceStateError: wrong version, other device or features, config
+    // changed, queue too large or outside RAM, used.idx not matching, corrupt
+    // region), applies it, recovers each region, starts the device's I/O
+    // threads, which resubmit the in-flight requests in counter order before
+    // any new avail entry, and raises one interrupt per queue. The vcpus may
+    // start once it returns. On error the transport is left reset.
+    void restore_state(std::span<const uint8_t> blob);
+    // The in-process model of a backend crash (DESIGN.md "Fault points"):
+    // the device's I/O threads and their in-memory state are thrown away
+    // (their host I/O is waited for, its results dropped), fresh ones
+    // recover from guest memory and the regions alone and resubmit. One
+    // interrupt per queue follows. No-op when inactive.
+    void restart_io();
+
     VirtioDevice& device() noexcept { return *device_; }
     uint32_t status() const noexcept { return status_.load(std::memory_order_acquire); }
     uint32_t interrupt_status() const noexcept {
@@ -60,7 +109,7 @@ class VirtioMmioTransport final : public IoHandler, private DeviceSignals {
     void write_status(uint32_t value);
     void write_queue_register(uint64_t offset, uint32_t value);
     void reset_locked() noexcept;
-    void activate_locked();
+    void activate_locked(bool recover = false);
     void refuse(std::string_view what, uint64_t offset, uint64_t value) noexcept;
 
     const GuestMemory& mem_;
@@ -69,7 +118,7 @@ class VirtioMmioTransport final : public IoHandler, private DeviceSignals {
     std::vector<EventFd> notify_;
     std::string name_;
 
-    std::mutex regs_mutex_; // vcpu against vcpu; never taken by the I/O thread
+    mutable std::mutex regs_mutex_; // vcpu against vcpu; never taken by the I/O thread
     uint32_t device_features_sel_{0};
     uint32_t driver_features_sel_{0};
     uint64_t driver_features_{0};
@@ -77,6 +126,9 @@ class VirtioMmioTransport final : public IoHandler, private DeviceSignals {
     uint32_t queue_sel_{0};
     std::vector<QueueState> queues_;
     bool active_{false};
+    // One per queue while active (null for a queue that is not ready).
+    std::vector<std::unique_ptr<InflightRegion>> inflight_;
+    bool quiesced_{false}; // main thread only
 
     // Status is written by vcpus and gains NEEDS_RESET from the I/O thread.
     std::atomic<uint32_t> status_{0};

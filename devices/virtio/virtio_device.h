@@ -6,6 +6,7 @@
 #include <span>
 #include <string_view>
 
+#include "devices/virtio/inflight_region.h"
 #include "devices/virtio/virtqueue.h"
 #include "vmm/guest_memory.h"
 #include "vmm/unique_fd.h"
@@ -32,6 +33,12 @@ struct ActivationContext {
     std::span<const QueueState> queues; // one per device queue; validated when ready
     std::span<const EventFd> notify;    // one per queue: the guest's kicks
     DeviceSignals& signals;
+    // One per queue (null for a queue that is not ready), owned by the
+    // transport. Fresh activation: already activated from the ring. With
+    // `recover` (restore): loaded from a snapshot; the device must recover()
+    // each one and resubmit what is in flight before new avail entries.
+    std::span<InflightRegion* const> inflight{};
+    bool recover{false};
 };
 
 class VirtioDevice {
@@ -53,6 +60,20 @@ class VirtioDevice {
     // Status 0 or VMM shutdown: stop processing and forget the queues. Returns
     // only when the device no longer touches guest memory.
     virtual void reset() noexcept = 0;
+
+    // --- Checkpoints (DESIGN.md "Checkpoint and restore") ---------------------------
+    // The main thread calls these with the vcpus paused. A device without
+    // I/O threads has nothing to park: the defaults do nothing.
+    //
+    // Parks every I/O thread between two masked sections; host I/O already
+    // submitted is not drained. Throws ember::Error when a thread does not park.
+    virtual void quiesce() {}
+    virtual void unquiesce() noexcept {}
+    // Throws away the I/O threads and all their in-memory state and starts
+    // fresh ones that recover from guest memory and the in-flight regions.
+    virtual void restart_io() {}
+    // Bytes of the device configuration space (compared on restore).
+    virtual uint16_t config_size() const { return 0; }
 };
 
 } // namespace ember

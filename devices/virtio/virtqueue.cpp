@@ -134,6 +134,12 @@ std::optional<DescriptorChain> Virtqueue::pop() {
     return chain;
 }
 
+DescriptorChain Virtqueue::resubmit(uint16_t head) {
+    if (head >= state_.size)
+        fail(fmt::format("in-flight head {} is beyond queue size {}", head, state_.size));
+    return walk(head);
+}
+
 // Validates the whole chain before the device acts on it (DESIGN.md "virtio-mmio
 // block"). A refused chain keeps the segments checked so far, so the device
 // can still find a writable status byte at the end.

@@ -128,6 +128,14 @@ class Virtqueue final {
     // ring is broken; the queue then stays broken.
     std::optional<DescriptorChain> pop();
 
+    // The chain of a head the in-flight region says is still in flight
+    // (recovery): walked and validated like a popped one, without touching
+    // the avail ring. Throws VirtqueueError for head >= size.
+    DescriptorChain resubmit(uint16_t head);
+    // The device found the ring unusable (e.g. a head offered twice while in
+    // flight): the queue stays broken. Always throws VirtqueueError.
+    [[noreturn]] void mark_broken(std::string why) { fail(std::move(why)); }
+
     // Queues a completion: `written` bytes were written into the chain's
     // writable buffers. Nothing is visible to the driver until publish_used().
     void add_used(DescriptorChain&& chain, uint32_t written);

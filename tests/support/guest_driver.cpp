@@ -51,17 +51,17 @@ ChainBuilder& ChainBuilder::indirect(bool on) {
 
 GuestDriver::GuestDriver(const GuestMemory& mem, VirtioMmioTransport& transport,
                          DriverOptions options)
-    : mem_(mem), transport_(transport), options_(options), heap_next_(options.heap_base.value),
+    : mem_(mem), transport_(&transport), options_(options), heap_next_(options.heap_base.value),
       heap_floor_(options.heap_base.value) {}
 
 uint32_t GuestDriver::read32(uint64_t offset) {
     uint32_t v = 0;
-    transport_.read(offset, {reinterpret_cast<uint8_t*>(&v), 4});
+    transport_->read(offset, {reinterpret_cast<uint8_t*>(&v), 4});
     return v;
 }
 
 void GuestDriver::write32(uint64_t offset, uint32_t value) {
-    transport_.write(offset, {reinterpret_cast<const uint8_t*>(&value), 4});
+    transport_->write(offset, {reinterpret_cast<const uint8_t*>(&value), 4});
 }
 
 uint64_t GuestDriver::device_features() {
@@ -248,9 +248,9 @@ bool GuestDriver::kick() {
 }
 
 uint32_t GuestDriver::wait_interrupt(std::chrono::milliseconds timeout) {
-    pollfd p{transport_.interrupt_event().fd(), POLLIN, 0};
+    pollfd p{transport_->interrupt_event().fd(), POLLIN, 0};
     if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0) return 0;
-    transport_.interrupt_event().drain();
+    transport_->interrupt_event().drain();
     const uint32_t status = read32(mmio::kInterruptStatus);
     write32(mmio::kInterruptAck, status);
     return status;

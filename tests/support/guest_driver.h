@@ -86,6 +86,9 @@ class GuestDriver final {
     void init(uint64_t features = ~0ull);
     void reset() { write32(virtio::mmio::kStatus, 0); }
     uint64_t features() const noexcept { return features_; }
+    // A restored VM: the same driver state (rings, outstanding heads) now
+    // talks to a new device that took over from a snapshot.
+    void rebind(VirtioMmioTransport& transport) noexcept { transport_ = &transport; }
 
     // --- Guest memory --------------------------------------------------------
     GuestAddress alloc(uint64_t len, uint64_t align = 16);
@@ -132,7 +135,7 @@ class GuestDriver final {
     void free_chain(uint16_t head);
 
     const GuestMemory& mem_;
-    VirtioMmioTransport& transport_;
+    VirtioMmioTransport* transport_;
     DriverOptions options_;
     uint64_t features_{0};
     QueueState queue_{};
