@@ -4,6 +4,11 @@
 //
 //   bench-blk [--file PATH] [--size MiB] [--seconds N] [--qd 1,32] [--rw randread,randwrite]
 //             [--cache writeback,none] [--engine uring|sync] [--poll] [--no-fio] [--repeat N]
+//             [--masking deferred,sigmask,off]
+//
+// --masking runs the device once per mode of keeping the checkpoint signal
+// out of completions (DESIGN.md "Signal-masked completion", quiesce.h); with
+// `off` in the list it also prints each mode's IOPS cost against no masking.
 //
 // Virtual disks are noisy: --repeat N alternates ember and fio N times per
 // case and reports the medians.
@@ -51,6 +56,7 @@ struct Options {
     bool poll{false};
     bool fio{true};
     unsigned repeat{1};
+    std::vector<MaskingMode> masking{MaskingMode::deferred};
 };
 
 std::vector<std::string> split(const std::string& s) {
@@ -68,7 +74,7 @@ std::vector<std::string> split(const std::string& s) {
     std::fprintf(stderr,
                  "bench-blk: %s\nusage: bench-blk [--file PATH] [--size MiB] [--seconds N] "
                  "[--qd 1,32] [--rw randread,randwrite] [--cache writeback,none] "
-                 "[--engine uring|sync] [--poll] [--no-fio] [--repeat N]\n",
+                 "[--engine uring|sync] [--poll] [--no-fio] [--repeat N] [--masking deferred,sigmask,off]\n",
                  why);
     std::exit(2);
 }
@@ -103,6 +109,19 @@ Options parse(int argc, char** argv) {
             o.fio = false;
         else if (a == "--repeat")
             o.repeat = static_cast<unsigned>(std::stoul(value()));
+        else if (a == "--masking") {
+            o.masking.clear();
+            for (const auto& m : split(value())) {
+                if (m == "deferred")
+                    o.masking.push_back(MaskingMode::deferred);
+                else if (m == "sigmask")
+                    o.masking.push_back(MaskingMode::sigmask);
+                else if (m == "off")
+                    o.masking.push_back(MaskingMode::off);
+                else
+                    usage("--masking takes deferred, sigmask and/or off");
+            }
+        }
         else
             usage(("unknown argument " + a).c_str());
     }
@@ -127,14 +146,16 @@ void prepare_file(const std::string& path, uint64_t size) {
     std::fclose(f);
 }
 
-double run_ember(const Options& o, bool direct, bool write, unsigned qd) {
+double run_ember(const Options& o, bool direct, bool write, unsigned qd, MaskingMode masking) {
     GuestMemory mem = GuestMemory::flat(32 << 20);
     DiskSpec spec = parse_disk_spec(o.file);
     spec.cache = direct ? DiskSpec::Cache::none : DiskSpec::Cache::writeback;
     spec.engine = o.engine == "sync" ? DiskSpec::Engine::sync : DiskSpec::Engine::uring;
     auto disk = BlockDisk::open(spec);
     const uint64_t blocks = disk.size_bytes() / 4096;
-    VirtioMmioTransport dev(mem, std::make_unique<VirtioBlock>(std::move(disk)), EventFd{});
+    auto blk = std::make_unique<VirtioBlock>(std::move(disk));
+    blk->set_completion_masking(masking);
+    VirtioMmioTransport dev(mem, std::move(blk), EventFd{});
     GuestDriver d(mem, dev);
     d.init();
     struct Slot {
@@ -239,24 +260,52 @@ int main(int argc, char** argv) {
             std::fprintf(stderr, "bench-blk: fio not found; running without it\n");
             o.fio = false;
         }
-        std::printf("%-10s %-6s %-10s %4s %12s %12s %7s\n", "rw", "bs", "cache", "qd", "ember IOPS",
-                    "fio IOPS", "ratio");
+        auto mode_name = [](MaskingMode m) {
+            return m == MaskingMode::deferred ? "deferred" : m == MaskingMode::sigmask ? "sigmask" : "off";
+        };
+        int off_index = -1;
+        for (size_t i = 0; i < o.masking.size(); ++i)
+            if (o.masking[i] == MaskingMode::off) off_index = static_cast<int>(i);
+        std::printf("%-10s %-6s %-10s %4s %12s %12s %7s", "rw", "bs", "cache", "qd",
+                    fmt::format("{} IOPS", mode_name(o.masking[0])).c_str(), "fio IOPS", "ratio");
+        for (size_t i = 1; i < o.masking.size(); ++i)
+            std::printf(" %14s", fmt::format("{} IOPS", mode_name(o.masking[i])).c_str());
+        if (off_index >= 0)
+            for (size_t i = 0; i < o.masking.size(); ++i)
+                if (static_cast<int>(i) != off_index)
+                    std::printf(" %14s", fmt::format("{} cost", mode_name(o.masking[i])).c_str());
+        std::printf("\n");
         for (const auto& cache : o.caches) {
             const bool direct = cache == "none";
             for (const auto& rw : o.rws) {
                 const bool write = rw == "randwrite";
                 for (unsigned qd : o.qds) {
-                    std::vector<double> e, f;
+                    std::vector<std::vector<double>> per_mode(o.masking.size());
+                    std::vector<double> f;
                     for (unsigned i = 0; i < std::max(1u, o.repeat); ++i) {
-                        e.push_back(run_ember(o, direct, write, qd));
+                        // Interleaved, so drift in a noisy VM hits every mode alike.
+                        for (size_t m = 0; m < o.masking.size(); ++m)
+                            per_mode[m].push_back(run_ember(o, direct, write, qd, o.masking[m]));
                         if (o.fio) f.push_back(run_fio(o, direct, write, qd));
                     }
-                    const double ember = median(e);
+                    std::vector<double> iops;
+                    for (auto& v : per_mode)
+                        iops.push_back(median(v));
+                    const double ember = iops[0];
                     const double fio = o.fio ? median(f) : -1;
-                    std::printf("%-10s %-6s %-10s %4u %12.0f %12s %7s\n", rw.c_str(), "4k",
+                    std::printf("%-10s %-6s %-10s %4u %12.0f %12s %7s", rw.c_str(), "4k",
                                 cache.c_str(), qd, ember,
                                 fio > 0 ? fmt::format("{:.0f}", fio).c_str() : "-",
                                 fio > 0 ? fmt::format("{:.2f}", ember / fio).c_str() : "-");
+                    for (size_t m = 1; m < iops.size(); ++m)
+                        std::printf(" %14.0f", iops[m]);
+                    if (off_index >= 0) {
+                        const double unmasked = iops[static_cast<size_t>(off_index)];
+                        for (size_t m = 0; m < iops.size(); ++m)
+                            if (static_cast<int>(m) != off_index)
+                                std::printf(" %13.1f%%", 100.0 * (unmasked - iops[m]) / unmasked);
+                    }
+                    std::printf("\n");
                     std::fflush(stdout);
                 }
             }

@@ -51,7 +51,7 @@ BlockIoThread::BlockIoThread(const Params& p)
                   ? (*p.engine_factory)(p.disk.fd(), p.queue.size)
                   : make_engine(p.disk, p.queue.size)),
       requests_(p.queue.size), region_(p.inflight),
-      inflight_heads_(p.resubmit.begin(), p.resubmit.end()), quiesce_(p.mask_completions),
+      inflight_heads_(p.resubmit.begin(), p.resubmit.end()), quiesce_(p.masking),
       notify_sd_(io_, dup_or_throw(p.notify_fd, "queue notify eventfd")), completion_sd_(io_),
       stop_sd_(io_, dup_or_throw(stop_event_.fd(), "stop eventfd")) {
     if (p.inflight.queue_size() != p.queue.size)

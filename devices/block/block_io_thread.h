@@ -67,7 +67,7 @@ class BlockIoThread final {
         QueueObserver* observer;              // may be null
         InflightRegion& inflight;             // activated or recovered already
         std::span<const uint16_t> resubmit;   // in-flight heads, oldest first
-        bool mask_completions;                // false: negative control only
+        MaskingMode masking;                  // off: negative control only
         const IoEngineFactory* engine_factory; // null: io_uring or sync per disk spec
     };
     // Sets up the engine (io_uring, or sync as asked or as fallback) and

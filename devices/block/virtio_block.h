@@ -57,9 +57,10 @@ class VirtioBlock final : public VirtioDevice {
     // Tests and benchmarks only; take effect at the next activation or restart.
     // A substitute host I/O engine (e.g. with random latency).
     void set_engine_factory(IoEngineFactory factory) { engine_factory_ = std::move(factory); }
-    // false switches the signal masking off: the invariant test's negative
-    // control and bench-blk's "no masking" column. Never false in ember.
-    void set_completion_masking(bool on) noexcept { masking_ = on; }
+    // How completions keep the quiesce signal out (quiesce.h). ember uses
+    // the default; `off` is the invariant test's negative control and
+    // bench-blk's "no masking" column.
+    void set_completion_masking(MaskingMode mode) noexcept { masking_ = mode; }
 
     const BlockDisk& disk() const noexcept { return disk_; }
     const virtio::blk::Config& config() const noexcept { return config_; }
@@ -78,7 +79,7 @@ class VirtioBlock final : public VirtioDevice {
     BlockStats stats_;
     QueueObserver* observer_{nullptr};
     IoEngineFactory engine_factory_;
-    bool masking_{true};
+    MaskingMode masking_{MaskingMode::deferred};
     // What activation handed over, kept for restart_io().
     struct Running {
         const GuestMemory* memory;

@@ -45,7 +45,7 @@ int quiesce_signal() noexcept {
     return SIGRTMIN + 1;
 }
 
-QuiescePoint::QuiescePoint(bool masking) : masking_(masking) {
+QuiescePoint::QuiescePoint(MaskingMode mode) : mode_(mode) {
     std::call_once(handler_once, [] {
         struct sigaction sa{};
         sa.sa_sigaction = &QuiescePoint::handler;
@@ -67,18 +67,27 @@ void QuiescePoint::handler(int, siginfo_t* info, void*) {
                      : nullptr;
     // acq_rel: pairs with the release store of request_ in park().
     if (self != nullptr && self->request_.exchange(0, std::memory_order_acq_rel) == 1) {
-        const uint32_t generation = self->resume_.load(std::memory_order_acquire);
-        // Release: everything this thread wrote before it was interrupted
-        // (guest memory, the in-flight region) is visible to the parker,
-        // whose acquire load of ack_ pairs with this store.
-        self->ack_.store(kParked, std::memory_order_release);
-        futex_wake(self->ack_);
-        // Acquire: pairs with the release increment in unpark(); what the
-        // checkpoint wrote (nothing, normally) is visible when we continue.
-        while (self->resume_.load(std::memory_order_acquire) == generation)
-            futex_wait(self->resume_, generation, nullptr);
+        // Same thread as the section: relaxed is enough (signal fences in
+        // MaskedSection keep the compiler from moving the section's stores).
+        if (self->section_depth_.load(std::memory_order_relaxed) != 0)
+            self->deferred_.store(1, std::memory_order_relaxed); // parked at section exit
+        else
+            self->park_here();
     }
     errno = saved_errno;
+}
+
+void QuiescePoint::park_here() noexcept {
+    const uint32_t generation = resume_.load(std::memory_order_acquire);
+    // Release: everything this thread wrote before it parked (guest memory,
+    // the in-flight region) is visible to the parker, whose acquire load of
+    // ack_ pairs with this store.
+    ack_.store(kParked, std::memory_order_release);
+    futex_wake(ack_);
+    // Acquire: pairs with the release increment in unpark(); what the
+    // checkpoint wrote (nothing, normally) is visible when we continue.
+    while (resume_.load(std::memory_order_acquire) == generation)
+        futex_wait(resume_, generation, nullptr);
 }
 
 void QuiescePoint::attach_current_thread() noexcept {
@@ -152,16 +161,43 @@ void QuiescePoint::unpark() noexcept {
     futex_wake(resume_);
 }
 
-MaskedSection::MaskedSection(const QuiescePoint& point) noexcept : active_(point.masking()) {
-    if (!active_) return;
-    static const sigset_t set = quiesce_set();
-    ::pthread_sigmask(SIG_BLOCK, &set, &old_);
+MaskedSection::MaskedSection(QuiescePoint& point) noexcept : point_(point) {
+    switch (point_.mode_) {
+    case MaskingMode::sigmask: {
+        static const sigset_t set = quiesce_set();
+        ::pthread_sigmask(SIG_BLOCK, &set, &old_);
+        break;
+    }
+    case MaskingMode::deferred:
+        point_.section_depth_.fetch_add(1, std::memory_order_relaxed);
+        // Pairs with the handler on this thread: the section's memory
+        // accesses stay after the counter went up.
+        std::atomic_signal_fence(std::memory_order_seq_cst);
+        break;
+    case MaskingMode::off:
+        break;
+    }
 }
 
 MaskedSection::~MaskedSection() {
-    // A quiesce signal that arrived inside the section is delivered here,
-    // when the syscall returns: the thread parks after the section, never in it.
-    if (active_) ::pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+    switch (point_.mode_) {
+    case MaskingMode::sigmask:
+        // A quiesce signal that arrived inside the section is delivered here,
+        // when the syscall returns: the thread parks after the section.
+        ::pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+        break;
+    case MaskingMode::deferred:
+        // Pairs with the handler: the section's accesses are done before the
+        // counter drops. A request that came meanwhile parks us here; one
+        // that comes after the decrement parks us in the handler instead.
+        std::atomic_signal_fence(std::memory_order_seq_cst);
+        if (point_.section_depth_.fetch_sub(1, std::memory_order_relaxed) == 1 &&
+            point_.deferred_.exchange(0, std::memory_order_relaxed) != 0)
+            point_.park_here();
+        break;
+    case MaskingMode::off:
+        break;
+    }
 }
 
 } // namespace ember

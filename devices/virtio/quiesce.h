@@ -30,16 +30,28 @@ namespace ember {
 // SIGRTMIN+1. Process-wide handler, installed once by the first QuiescePoint.
 int quiesce_signal() noexcept;
 
+// How a MaskedSection keeps the quiesce signal out.
+enum class MaskingMode : uint8_t {
+    // pthread_sigmask(SIG_BLOCK) at entry, SIG_SETMASK at exit: two system
+    // calls per section; the kernel delivers a pending signal at the exit.
+    sigmask,
+    // The same semantics without system calls (the default): the section
+    // bumps a per-thread counter; a handler that finds it non-zero only
+    // records the request, and the section's exit parks the thread right
+    // there, exactly where a blocked signal would have been delivered.
+    deferred,
+    // No protection: the invariant test's negative control and bench-blk's
+    // "no masking" column. Never used by ember itself.
+    off,
+};
+
 class QuiescePoint final {
   public:
-    // `masking` false is the negative control of the invariant test (and the
-    // "no masking" column of bench-blk): sections are not protected, so a
-    // checkpoint can observe a half-done completion. Never false in ember.
-    explicit QuiescePoint(bool masking = true);
+    explicit QuiescePoint(MaskingMode mode = MaskingMode::deferred);
     QuiescePoint(const QuiescePoint&) = delete;
     QuiescePoint& operator=(const QuiescePoint&) = delete;
 
-    bool masking() const noexcept { return masking_; }
+    MaskingMode masking() const noexcept { return mode_; }
 
     // --- The I/O thread ---------------------------------------------------------------
     // First thing on the thread: every signal blocked except the quiesce
@@ -62,10 +74,17 @@ class QuiescePoint final {
     bool parked() const noexcept { return ack_.load(std::memory_order_acquire) == kParked; }
 
   private:
+    friend class MaskedSection;
     static void handler(int, siginfo_t* info, void*);
+    // Acknowledge, then wait for unpark(); on the I/O thread (in the handler
+    // or at the end of a deferred section). Async-signal-safe.
+    void park_here() noexcept;
     static constexpr uint32_t kRunning = 0, kParked = 1, kExited = 2;
 
-    const bool masking_;
+    const MaskingMode mode_;
+    // MaskingMode::deferred, touched only by the I/O thread and its handler.
+    std::atomic<uint32_t> section_depth_{0};
+    std::atomic<uint32_t> deferred_{0};
     pthread_t thread_{};
     std::atomic<bool> has_thread_{false};
     // A request is consumed by exactly one handler run; a stray signal
@@ -76,16 +95,17 @@ class QuiescePoint final {
 };
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
 
-// Blocks the quiesce signal for its lifetime (no-op when masking is off).
+// Keeps the quiesce signal out for its lifetime (see MaskingMode). On the
+// point's I/O thread only.
 class MaskedSection final {
   public:
-    explicit MaskedSection(const QuiescePoint& point) noexcept;
+    explicit MaskedSection(QuiescePoint& point) noexcept;
     ~MaskedSection();
     MaskedSection(const MaskedSection&) = delete;
     MaskedSection& operator=(const MaskedSection&) = delete;
 
   private:
-    bool active_;
+    QuiescePoint& point_;
     sigset_t old_{};
 };
 

@@ -20,7 +20,7 @@ namespace ember::testing {
 
 struct DeviceOptions {
     IoEngineFactory engine;      // empty: the disk spec's engine
-    bool masking{true};
+    MaskingMode masking{MaskingMode::deferred};
     std::string spec_suffix{};   // e.g. ",engine=sync"
 };
 

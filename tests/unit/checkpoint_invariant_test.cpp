@@ -173,7 +173,7 @@ constexpr Load kSlowDisk{48, 20us, 400us, 300us};
 // unmasked quiesce lands inside one sooner.
 constexpr Load kBusyDisk{80, 1us, 50us, 50us}; // 3 descriptors each: <= 85
 
-Outcome run_invariant(bool masking, bool event_idx, uint64_t max_checkpoints,
+Outcome run_invariant(MaskingMode masking, bool event_idx, uint64_t max_checkpoints,
                       uint64_t stop_after_violations, const Load& load = kSlowDisk) {
     TempFile f(kDiskSize);
     auto mem = GuestMemory::flat(64 << 20);
@@ -278,8 +278,8 @@ void report(const std::string& what, const Outcome& o) {
 } // namespace
 
 TEST_CASE("checkpoint invariant holds at 1000 random quiesces (masked completion)") {
-    const auto o = run_invariant(true, false, 1200, 0);
-    report("masked, no EVENT_IDX", o);
+    const auto o = run_invariant(MaskingMode::deferred, false, 1200, 0);
+    report("masked (deferred), no EVENT_IDX", o);
     CHECK(o.checkpoints >= 1000);
     CHECK(o.with_inflight >= 900); // the backend keeps requests in flight
     CHECK(o.completed > 5000);
@@ -287,17 +287,28 @@ TEST_CASE("checkpoint invariant holds at 1000 random quiesces (masked completion
 }
 
 TEST_CASE("checkpoint invariant holds with EVENT_IDX too (ring and region checks)") {
-    const auto o = run_invariant(true, true, 400, 0);
-    report("masked, EVENT_IDX", o);
+    const auto o = run_invariant(MaskingMode::deferred, true, 400, 0);
+    report("masked (deferred), EVENT_IDX", o);
     CHECK(o.checkpoints >= 400);
     CHECK(o.v.total() == 0);
 }
 
-TEST_CASE("checkpoint invariant holds under the busy load of the negative control") {
-    const auto o = run_invariant(true, false, 2000, 0, kBusyDisk);
-    report("masked, busy disk", o);
-    CHECK(o.checkpoints >= 2000);
+TEST_CASE("checkpoint invariant holds at 1000 random quiesces with pthread_sigmask masking") {
+    const auto o = run_invariant(MaskingMode::sigmask, false, 1000, 0);
+    report("masked (pthread_sigmask), no EVENT_IDX", o);
+    CHECK(o.checkpoints >= 1000);
     CHECK(o.v.total() == 0);
+}
+
+TEST_CASE("checkpoint invariant holds under the busy load of the negative control") {
+    for (const auto mode : {MaskingMode::deferred, MaskingMode::sigmask}) {
+        const auto o = run_invariant(mode, false, 2000, 0, kBusyDisk);
+        report(mode == MaskingMode::deferred ? "masked (deferred), busy disk"
+                                             : "masked (pthread_sigmask), busy disk",
+               o);
+        CHECK(o.checkpoints >= 2000);
+        CHECK(o.v.total() == 0);
+    }
 }
 
 TEST_CASE("negative control: without masking the same checks find violations") {
@@ -305,7 +316,7 @@ TEST_CASE("negative control: without masking the same checks find violations") {
     // pop and mark. The windows are a few hundred nanoseconds of a busy
     // thread, so it takes ~1k-25k quiesces: fire until the first violation
     // (bounded; at the observed rate a miss in 100k has probability < 1e-5).
-    const auto o = run_invariant(false, false, 100000, 1, kBusyDisk);
+    const auto o = run_invariant(MaskingMode::off, false, 100000, 1, kBusyDisk);
     report("NOT masked (negative control)", o);
     CHECK(o.v.total() >= 1);
 }
