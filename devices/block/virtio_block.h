@@ -79,7 +79,7 @@ class VirtioBlock final : public VirtioDevice {
     BlockStats stats_;
     QueueObserver* observer_{nullptr};
     IoEngineFactory engine_factory_;
-    MaskingMode masking_{MaskingMode::deferred};
+    MaskingMode masking_{MaskingMode::sigmask};
     // What activation handed over, kept for restart_io().
     struct Running {
         const GuestMemory* memory;

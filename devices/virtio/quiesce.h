@@ -34,8 +34,10 @@ int quiesce_signal() noexcept;
 enum class MaskingMode : uint8_t {
     // pthread_sigmask(SIG_BLOCK) at entry, SIG_SETMASK at exit: two system
     // calls per section; the kernel delivers a pending signal at the exit.
+    // The default for block devices, as the issue and DESIGN.md specify.
     sigmask,
-    // The same semantics without system calls (the default): the section
+    // The same semantics without system calls (~18 ns against ~560 ns per
+    // section here; VirtioBlock::set_completion_masking): the section
     // bumps a per-thread counter; a handler that finds it non-zero only
     // records the request, and the section's exit parks the thread right
     // there, exactly where a blocked signal would have been delivered.
