@@ -1,5 +1,5 @@
 #!/bin/sh
-# e2e-timeout: 600
+# e2e-timeout: 900
 # Checkpoint and restore of a running guest (no disks): SIGUSR1 writes a
 # snapshot and ember exits 0; snapshot-info verifies every checksum; a restore
 # in a new process carries on counting where the guest was (no reboot, no
