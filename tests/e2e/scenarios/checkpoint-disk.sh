@@ -14,7 +14,7 @@ img="$IMAGES/cloud"
 # before the vcpus are even parked.
 disk="$WORK/ckpt-disk.img"
 dd if=/dev/zero of="$disk" bs=1M count=16 2>/dev/null
-cycles=5
+cycles=8
 
 wait_for() {
   _n=0
