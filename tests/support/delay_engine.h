@@ -118,8 +118,11 @@ class DelayEngine final : public IoEngine {
                 cv_.wait(lock);
                 continue;
             }
-            if (Clock::now() < timers_.top().due) {
-                cv_.wait_until(lock, timers_.top().due);
+            // A copy: wait_until keeps a reference to its deadline while the
+            // lock is released, and submit() may reallocate timers_ meanwhile.
+            const Clock::time_point due = timers_.top().due;
+            if (Clock::now() < due) {
+                cv_.wait_until(lock, due);
                 continue;
             }
             Op op = timers_.top();
