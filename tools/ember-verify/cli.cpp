@@ -1,5 +1,6 @@
 #include "tools/ember-verify/cli.h"
 
+#include <algorithm>
 #include <charconv>
 #include <limits>
 #include <optional>
