@@ -19,8 +19,9 @@
 # replaces its default, so this repeats it; `quiet` keeps boot fast under TCG
 # (every console byte is a VM exit).
 GUEST_CMDLINE=${GUEST_CMDLINE:-"console=ttyS0 reboot=k panic=1 quiet"}
-# Guest RAM for test boots.
-GUEST_MEM=${GUEST_MEM:-512M}
+# Guest RAM for test boots: small, as the kernel initialises every page's
+# metadata at boot, which TCG makes slow.
+GUEST_MEM=${GUEST_MEM:-256M}
 
 # guest_cmdline NAME: the command line that makes the test initramfs run
 # /tests/NAME.sh (tests/e2e/guest/NAME.sh) and power off.
@@ -60,10 +61,40 @@ boot_guest() {
   _cpus=$3
   _script=$4
   shift 4
-  run_ember "$_log" "${BOOT_TIMEOUT:-300}" run \
+  run_ember "$_log" "${BOOT_TIMEOUT:-240}" run \
     --kernel "$IMAGES/$_flavour/vmlinuz" --initrd "$IMAGES/$_flavour/initramfs.cpio.gz" \
     --cpus "$_cpus" --mem "$GUEST_MEM" --console stdio \
     --cmdline "$(guest_cmdline "$_script")" "$@"
+}
+
+# wait_for FILE ERE SECONDS: polls once a second until FILE matches ERE;
+# returns 1 when SECONDS pass first.
+wait_for() {
+  _n=0
+  while ! grep -a -q -E -- "$2" "$1" 2>/dev/null; do
+    sleep 1
+    _n=$((_n + 1))
+    [ "$_n" -lt "$3" ] || return 1
+  done
+}
+
+# run_bg LOG ARG...: starts "$EMBER ARG..." in the background like run_ember
+# (same OUT/ERR files); sets PID. finish_bg waits for it and sets RC.
+run_bg() {
+  _log=$1
+  shift
+  OUT="$WORK/$_log.out"
+  ERR="$WORK/$_log.err"
+  echo "e2e: ember $*" >"$WORK/$_log.cmd"
+  "$EMBER" "$@" </dev/null >"$OUT" 2>"$ERR" &
+  PID=$!
+  TIMED_OUT=no
+  ELAPSED=0
+}
+
+finish_bg() {
+  wait "$PID"
+  RC=$?
 }
 
 # Each expectation returns 0 when it holds; otherwise it sets REASON (the first

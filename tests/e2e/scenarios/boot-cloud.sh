@@ -1,5 +1,5 @@
 #!/bin/sh
-# e2e-timeout: 700
+# e2e-timeout: 420
 # The stock Debian cloud kernel boots to init with 1 and 2 vcpus, sees ACPI,
 # and its poweroff / reboot end ember with status 0 saying which.
 . "$E2E_DIR/lib.sh"

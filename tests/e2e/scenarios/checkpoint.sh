@@ -1,5 +1,5 @@
 #!/bin/sh
-# e2e-timeout: 900
+# e2e-timeout: 480
 # Checkpoint and restore of a running guest (no disks): SIGUSR1 writes a
 # snapshot and ember exits 0; snapshot-info verifies every checksum; a restore
 # in a new process carries on counting where the guest was (no reboot, no
@@ -12,34 +12,6 @@ ck="$WORK/ck-1"
 ck2="$WORK/ck-2"
 bad="$WORK/ck-bad"
 rm -rf "$ck" "$ck2" "$bad"
-
-# wait_for FILE ERE SECONDS: polls until FILE matches or time runs out.
-wait_for() {
-  _n=0
-  while ! grep -a -q -E -- "$2" "$1" 2>/dev/null; do
-    sleep 1
-    _n=$((_n + 1))
-    [ "$_n" -lt "$3" ] || return 1
-  done
-}
-
-# run_bg LOG ARG...: starts ember in the background; PID, OUT, ERR set.
-run_bg() {
-  _log=$1
-  shift
-  OUT="$WORK/$_log.out"
-  ERR="$WORK/$_log.err"
-  echo "e2e: ember $*" >"$WORK/$_log.cmd"
-  "$EMBER" "$@" </dev/null >"$OUT" 2>"$ERR" &
-  PID=$!
-  TIMED_OUT=no
-  ELAPSED=0
-}
-
-finish_bg() {
-  wait "$PID"
-  RC=$?
-}
 
 run_bg ckpt-run run --kernel "$img/vmlinuz" --initrd "$img/initramfs.cpio.gz" --cpus 2 --mem "$GUEST_MEM" \
   --console stdio --cmdline "$(guest_cmdline count) ember.count=24" --checkpoint-dir "$ck"

@@ -1,5 +1,5 @@
 #!/bin/sh
-# e2e-timeout: 420
+# e2e-timeout: 300
 # virtio-blk in a stock Debian cloud kernel, one boot with eight disks:
 #   vda  16 MiB writable, zero-filled         (--disk rw16.img,id=rw16)
 #   vdb  24 MiB readonly, with random pieces   (--disk ro24.img,readonly,id=ro24)

@@ -1,5 +1,5 @@
 #!/bin/sh
-# e2e-timeout: 400
+# e2e-timeout: 240
 # A guest kernel panic (sysrq c, reported through pvpanic) ends ember with a
 # non-zero status and a message on stderr naming the panic.
 . "$E2E_DIR/lib.sh"
