@@ -22,6 +22,39 @@ void require_file(const std::string& path, const char* option) {
         throw UsageError(fmt::format("{} {}: is a directory, not a file", option, path));
 }
 
+// The checkpoint options as typed; checked by parse_checkpoint_options.
+struct CheckpointFlags {
+    std::string dir, on = "exit", disks = "none";
+    bool drain = false;
+};
+
+void add_checkpoint_options(CLI::App* app, CheckpointFlags& f) {
+    app->add_option("--checkpoint-dir", f.dir, "where SIGUSR1 writes a checkpoint");
+    app->add_option("--on-checkpoint", f.on, "after a checkpoint: exit (default) or continue");
+    app->add_option("--checkpoint-disks", f.disks,
+                    "none (default) or copy: also copy every writable disk image into the checkpoint");
+    app->add_flag("--checkpoint-drain", f.drain,
+                  "let host I/O in flight finish before saving (drain first, as Firecracker does), "
+                  "instead of saving it as in flight");
+}
+
+CheckpointOptions parse_checkpoint_options(const CheckpointFlags& f) {
+    CheckpointOptions o;
+    if (!f.dir.empty()) o.dir = f.dir;
+    if (f.on == "continue") {
+        o.continue_after = true;
+    } else if (f.on != "exit") {
+        throw UsageError(fmt::format("--on-checkpoint {}: must be exit or continue", f.on));
+    }
+    if (f.disks == "copy") {
+        o.copy_disks = true;
+    } else if (f.disks != "none") {
+        throw UsageError(fmt::format("--checkpoint-disks {}: must be none or copy", f.disks));
+    }
+    o.drain = f.drain;
+    return o;
+}
+
 } // namespace
 
 uint64_t parse_size(std::string_view text, std::string_view option) {
@@ -70,19 +103,18 @@ Command parse_command_line(const std::vector<std::string>& args) {
                   "also describe virtio-mmio devices with virtio_mmio.device= (for custom kernels)");
     run->add_flag("-v,--verbose", verbose, "log debug messages");
     run->add_option("--api-sock", run_api_sock, "also serve the control API on this Unix socket");
-    std::string checkpoint_dir, on_checkpoint = "exit";
-    run->add_option("--checkpoint-dir", checkpoint_dir, "where SIGUSR1 writes a checkpoint");
-    run->add_option("--on-checkpoint", on_checkpoint, "after a checkpoint: exit (default) or continue");
+    CheckpointFlags run_ckpt;
+    add_checkpoint_options(run, run_ckpt);
 
     auto* restore = app.add_subcommand("restore", "resume a guest from a checkpoint");
-    std::string snapshot_dir, restore_checkpoint_dir, restore_on_checkpoint = "exit", restore_console = "stdio";
+    std::string snapshot_dir, restore_console = "stdio";
+    CheckpointFlags restore_ckpt;
     std::vector<std::string> overrides;
     bool restore_verbose = false, restore_paused = false;
     restore->add_option("DIR", snapshot_dir, "checkpoint directory")->required();
     restore->add_option("--disk", overrides, "use PATH for the disk with id ID: ID=PATH (repeatable)");
     restore->add_option("--console", restore_console, "guest serial console: stdio, none or file:PATH");
-    restore->add_option("--checkpoint-dir", restore_checkpoint_dir, "where SIGUSR1 writes the next checkpoint");
-    restore->add_option("--on-checkpoint", restore_on_checkpoint, "after a checkpoint: exit (default) or continue");
+    add_checkpoint_options(restore, restore_ckpt);
     restore->add_flag("-v,--verbose", restore_verbose, "log debug messages");
     restore->add_flag("--paused", restore_paused,
                       "restore but do not run the vcpus (a checkpoint signal still works; resume via the API)");
@@ -106,11 +138,6 @@ Command parse_command_line(const std::vector<std::string>& args) {
         throw UsageError(e.what());
     }
     if (version) return VersionRequest{};
-    auto parse_on_checkpoint = [](const std::string& v) {
-        if (v == "exit") return false;
-        if (v == "continue") return true;
-        throw UsageError(fmt::format("--on-checkpoint {}: must be exit or continue", v));
-    };
     auto parse_console = [](const std::string& v) {
         try {
             return parse_console_spec(v);
@@ -127,8 +154,7 @@ Command parse_command_line(const std::vector<std::string>& args) {
         RestoreRequest r;
         r.snapshot_dir = snapshot_dir;
         r.console = parse_console(restore_console);
-        if (!restore_checkpoint_dir.empty()) r.checkpoint_dir = restore_checkpoint_dir;
-        r.continue_after_checkpoint = parse_on_checkpoint(restore_on_checkpoint);
+        r.checkpoint = parse_checkpoint_options(restore_ckpt);
         r.verbose = restore_verbose;
         r.paused = restore_paused;
         for (const auto& o : overrides) {
@@ -172,8 +198,7 @@ Command parse_command_line(const std::vector<std::string>& args) {
         }
     }
     c.console = parse_console(console);
-    if (!checkpoint_dir.empty()) c.checkpoint_dir = checkpoint_dir;
-    c.continue_after_checkpoint = parse_on_checkpoint(on_checkpoint);
+    parse_checkpoint_options(run_ckpt).apply_to(c);
     c.virtio_cmdline = virtio_cmdline;
     return r;
 }

@@ -34,12 +34,24 @@ struct ApiServeRequest {
     bool verbose = false;
 };
 
+// What SIGUSR1 does (`run` and `restore` take the same options).
+struct CheckpointOptions {
+    std::optional<std::filesystem::path> dir; // --checkpoint-dir
+    bool continue_after = false;              // --on-checkpoint continue
+    bool drain = false;                       // --checkpoint-drain
+    bool copy_disks = false;                  // --checkpoint-disks copy
+    void apply_to(VmConfig& c) const {
+        c.checkpoint_dir = dir;
+        c.continue_after_checkpoint = continue_after;
+        c.checkpoint_drain = drain;
+        c.checkpoint_copy_disks = copy_disks;
+    }
+};
 struct RestoreRequest {
     std::filesystem::path snapshot_dir;
     std::vector<std::pair<std::string, std::string>> disk_overrides; // id -> new path
     ConsoleSpec console;
-    std::optional<std::filesystem::path> checkpoint_dir;
-    bool continue_after_checkpoint = false;
+    CheckpointOptions checkpoint;
     bool paused = false;
     bool verbose = false;
 };

@@ -13,6 +13,7 @@
 #include "vmm/cli.h"
 #include "vmm/log.h"
 #include "vmm/snapshot/compare.h"
+#include "vmm/snapshot/restore_config.h"
 #include "vmm/snapshot/snapshot.h"
 #include "vmm/vm.h"
 
@@ -23,25 +24,9 @@ namespace {
 
 std::unique_ptr<Vm> restore_vm(const RestoreRequest& r) {
     SnapshotReader snapshot(r.snapshot_dir);
-    VmConfig config = Vm::config_from_json(snapshot.config());
-    for (const auto& [id, path] : r.disk_overrides) {
-        auto it = std::find_if(config.disks.begin(), config.disks.end(), [&](const DiskSpec& d) { return d.id == id; });
-        if (it == config.disks.end()) throw Error(fmt::format("--disk {}={}: the snapshot has no disk with id {}", id, path, id));
-        it->path = path;
-    }
-    const auto& saved = snapshot.config().at("disks");
-    for (size_t i = 0; i < config.disks.size(); ++i) {
-        std::error_code ec;
-        const auto size = std::filesystem::file_size(config.disks[i].path, ec);
-        const auto want = saved.at(i).value("size", uint64_t{0});
-        if (ec) throw Error(fmt::format("disk {}: {}: {}", config.disks[i].id, config.disks[i].path, ec.message()));
-        if (size != want)
-            throw Error(fmt::format("disk {}: {} has {} bytes, but the snapshot was taken with {} bytes",
-                                    config.disks[i].id, config.disks[i].path, size, want));
-    }
+    VmConfig config = restore_config(snapshot, DiskOverrides(r.disk_overrides.begin(), r.disk_overrides.end()));
     config.console = r.console;
-    config.checkpoint_dir = r.checkpoint_dir;
-    config.continue_after_checkpoint = r.continue_after_checkpoint;
+    r.checkpoint.apply_to(config);
     config.start_paused = r.paused;
     auto vm = std::make_unique<Vm>(config, snapshot);
     log::info("restored from {}", r.snapshot_dir.string());

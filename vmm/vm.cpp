@@ -5,6 +5,7 @@
 #include <sys/signalfd.h>
 
 #include <chrono>
+#include <thread>
 #include <fmt/format.h>
 #include <fmt/std.h>
 
@@ -17,6 +18,7 @@
 #include "vmm/cpuid.h"
 #include "vmm/log.h"
 #include "vmm/platform.h"
+#include "vmm/snapshot/disk_copy.h"
 #include "vmm/snapshot/snapshot.h"
 
 namespace ember {
@@ -187,6 +189,7 @@ CheckpointStats Vm::checkpoint(const std::filesystem::path& dir) {
     CheckpointStats stats;
     const auto t0 = std::chrono::steady_clock::now();
     pause();
+    if (config_.checkpoint_drain) drain_io();
     // The I/O threads park at their next unmasked instant: a completion is in
     // the snapshot entirely or not at all. Host I/O in flight is not drained;
     // its requests stay marked in the in-flight regions.
@@ -207,7 +210,9 @@ CheckpointStats Vm::checkpoint(const std::filesystem::path& dir) {
             const auto state = std::make_unique<VcpuState>(vcpus_[i]->vcpu().save_state(msr_indices_, vcpu_cpuid_[i]));
             w.add_value(fmt::format("vcpu{}", i), *state);
         }
-        w.finish(config_to_json(config_));
+        auto config = config_to_json(config_);
+        if (config_.checkpoint_copy_disks) capture_disks(dir, config);
+        w.finish(config);
     } catch (...) {
         unquiesce_all();
         if (was_running) resume();
@@ -217,6 +222,35 @@ CheckpointStats Vm::checkpoint(const std::filesystem::path& dir) {
     unquiesce_all();
     if (was_running) resume();
     return stats;
+}
+
+void Vm::drain_io() {
+    // The vcpus are paused, so the guest adds nothing; the I/O threads run on
+    // and complete what they hold.
+    using namespace std::chrono;
+    const auto deadline = steady_clock::now() + seconds(60);
+    for (;;) {
+        uint32_t n = 0;
+        for (auto& d : virtio_) n += d->inflight_requests();
+        if (n == 0) return;
+        if (steady_clock::now() > deadline)
+            throw Error(fmt::format("--checkpoint-drain: {} requests still in flight after 60 s", n));
+        std::this_thread::sleep_for(milliseconds(1));
+    }
+}
+
+void Vm::capture_disks(const std::filesystem::path& dir, nlohmann::json& config) {
+    // Host writes still in flight may or may not be in a copy: either way
+    // they are resubmitted on restore, and a write is idempotent.
+    for (size_t i = 0; i < config_.disks.size(); ++i) {
+        const auto& d = config_.disks[i];
+        if (d.readonly) continue; // nothing the guest did can change it
+        const std::string name = fmt::format("disk{}.img", i);
+        const auto r = copy_disk_image(d.path, dir / name);
+        config["disks"][i]["captured"] = name;
+        log::info("disk {}: copied into the checkpoint as {} ({})", d.id, name,
+                  r.cloned ? "reflink" : fmt::format("{} MiB of data", r.data_bytes >> 20));
+    }
 }
 
 nlohmann::json Vm::config_to_json(const VmConfig& c) {

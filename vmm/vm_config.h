@@ -31,6 +31,13 @@ struct VmConfig {
     // Checkpoints (SIGUSR1): where to write them and what to do afterwards.
     std::optional<std::filesystem::path> checkpoint_dir;
     bool continue_after_checkpoint = false;
+    // Wait for the host I/O in flight to finish before saving (drain-first,
+    // the order Firecracker uses), instead of saving it as in flight:
+    // --checkpoint-drain, for comparison and for backends without resubmission.
+    bool checkpoint_drain = false;
+    // Also copy every writable disk image into the checkpoint directory
+    // (--checkpoint-disks copy); restore then uses the copies.
+    bool checkpoint_copy_disks = false;
     // Build the VM but keep its vcpus stopped (restore --paused): it can be
     // checkpointed or stopped, and runs only when resumed.
     bool start_paused = false;

@@ -119,8 +119,10 @@ InflightEntry InflightRegion::entry(uint16_t head) const {
 
 uint32_t InflightRegion::count_inflight() const noexcept {
     uint32_t n = 0;
+    // Atomic loads: --checkpoint-drain counts while the I/O thread still
+    // completes requests (an exact count needs the thread quiesced).
     for (uint16_t h = 0; h < size_; ++h)
-        n += at(h).inflight != 0 ? 1 : 0;
+        n += inflight(h) != 0 ? 1 : 0;
     return n;
 }
 

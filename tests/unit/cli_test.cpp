@@ -94,8 +94,15 @@ TEST_CASE("CLI: checkpoint options, restore and snapshot-info") {
     REQUIRE(r.config.checkpoint_dir.has_value());
     CHECK(*r.config.checkpoint_dir == "/tmp/ck");
     CHECK(r.config.continue_after_checkpoint);
+    CHECK_FALSE(r.config.checkpoint_drain);
+    CHECK_FALSE(r.config.checkpoint_copy_disks);
     CHECK_THROWS_WITH_AS(parse({"run", "--kernel", "/proc/self/exe", "--on-checkpoint", "later"}),
                          doctest::Contains("later"), UsageError);
+    auto d = parse({"run", "--kernel", "/proc/self/exe", "--checkpoint-drain", "--checkpoint-disks", "copy"});
+    CHECK(std::get<RunRequest>(d).config.checkpoint_drain);
+    CHECK(std::get<RunRequest>(d).config.checkpoint_copy_disks);
+    CHECK_THROWS_WITH_AS(parse({"run", "--kernel", "/proc/self/exe", "--checkpoint-disks", "all"}),
+                         doctest::Contains("--checkpoint-disks all"), UsageError);
 
     auto rc = parse({"restore", "/tmp/ck", "--disk", "root=/tmp/new.img", "--paused", "--console", "none"});
     auto& rr = std::get<RestoreRequest>(rc);
@@ -105,7 +112,12 @@ TEST_CASE("CLI: checkpoint options, restore and snapshot-info") {
     CHECK(rr.disk_overrides[0].second == "/tmp/new.img");
     CHECK(rr.paused);
     CHECK(rr.console.kind == ConsoleSpec::Kind::none);
-    CHECK_FALSE(rr.continue_after_checkpoint);
+    CHECK_FALSE(rr.checkpoint.continue_after);
+    CHECK_FALSE(rr.checkpoint.drain);
+    auto rc2 = parse({"restore", "/tmp/ck", "--checkpoint-dir", "/tmp/ck2", "--checkpoint-drain", "--checkpoint-disks",
+                      "copy", "--on-checkpoint", "continue"});
+    const auto& o = std::get<RestoreRequest>(rc2).checkpoint;
+    CHECK((o.dir && *o.dir == "/tmp/ck2" && o.drain && o.copy_disks && o.continue_after));
     CHECK_THROWS_WITH_AS(parse({"restore", "/tmp/ck", "--disk", "nopath"}), doctest::Contains("ID=PATH"), UsageError);
     CHECK_THROWS_AS(parse({"restore"}), UsageError);
 

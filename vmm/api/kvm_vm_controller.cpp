@@ -5,7 +5,7 @@
 #include <algorithm>
 
 #include "vmm/log.h"
-#include "vmm/snapshot/snapshot.h"
+#include "vmm/snapshot/restore_config.h"
 #include "vmm/vm.h"
 
 namespace ember::api {
@@ -77,17 +77,8 @@ void KvmVmController::restore(const RestoreRequest& request) {
     std::lock_guard lock(mu_);
     if (vm_) throw Error("cannot load a snapshot: a VM already exists");
     SnapshotReader snapshot(request.dir);
-    VmConfig config = Vm::config_from_json(snapshot.config());
-    // Same rules as `ember restore --disk ID=PATH` (vmm/main.cpp): an
-    // override must name a disk of the snapshot.
-    for (const auto& entry : request.disk_overrides) {
-        const std::string& id = entry.first; // not a structured binding: lambdas capture it
-        auto it = std::find_if(config.disks.begin(), config.disks.end(),
-                               [&id](const DiskSpec& d) { return d.id == id; });
-        if (it == config.disks.end())
-            throw Error(fmt::format("drive_overrides: the snapshot has no drive '{}'", id));
-        it->path = entry.second.string();
-    }
+    VmConfig config = restore_config(
+        snapshot, DiskOverrides(request.disk_overrides.begin(), request.disk_overrides.end()));
     config.console = console_;
     config.start_paused = true; // resumed by PATCH /vm or resume_vm
     launch(std::make_unique<Vm>(config, snapshot), false);

@@ -58,6 +58,7 @@ public:
 
     const nlohmann::json& config() const { return manifest_.at("config"); }
     const nlohmann::json& manifest() const { return manifest_; }
+    const std::filesystem::path& dir() const noexcept { return dir_; }
     bool has(const std::string& name) const;
     // Reads a section and checks its size and CRC; throws SnapshotError.
     std::vector<uint8_t> read(const std::string& name) const;

@@ -1,0 +1,46 @@
+#include "vmm/snapshot/restore_config.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "vmm/log.h"
+#include "vmm/vm.h"
+
+namespace ember {
+
+VmConfig restore_config(const SnapshotReader& snapshot, const DiskOverrides& overrides) {
+    VmConfig config = Vm::config_from_json(snapshot.config());
+    const auto& saved = snapshot.config().at("disks");
+    for (const auto& [id, path] : overrides) {
+        if (std::none_of(config.disks.begin(), config.disks.end(), [&](const DiskSpec& d) { return d.id == id; }))
+            throw Error(fmt::format("the snapshot has no disk with id '{}' (to replace with {})", id, path.string()));
+    }
+    for (size_t i = 0; i < config.disks.size(); ++i) {
+        DiskSpec& disk = config.disks[i];
+        const auto over = std::find_if(overrides.begin(), overrides.end(),
+                                       [&](const auto& o) { return o.first == disk.id; });
+        const std::string captured = saved.at(i).value("captured", "");
+        if (over != overrides.end()) {
+            disk.path = over->second.string();
+        } else if (!captured.empty()) {
+            // A bare file name written by the checkpoint; anything else is a
+            // tampered manifest and must not point outside the snapshot.
+            if (captured.find('/') != std::string::npos || captured == "." || captured == "..")
+                throw SnapshotError(fmt::format("snapshot disk {}: bad captured file name '{}'", disk.id, captured));
+            disk.path = (snapshot.dir() / captured).string();
+            log::info("disk {}: using the copy captured in the snapshot, {} (the guest's writes go there)", disk.id,
+                      disk.path);
+        }
+        std::error_code ec;
+        const auto size = std::filesystem::file_size(disk.path, ec);
+        if (ec) throw Error(fmt::format("disk {}: {}: {}", disk.id, disk.path, ec.message()));
+        const auto want = saved.at(i).value("size", uint64_t{0});
+        if (size != want)
+            throw Error(fmt::format("disk {}: {} has {} bytes, but the snapshot was taken with {} bytes", disk.id,
+                                    disk.path, size, want));
+    }
+    return config;
+}
+
+} // namespace ember
