@@ -152,7 +152,9 @@ void Vm::restore_from(const SnapshotReader& snapshot) {
     for (size_t i = 0; i < virtio_.size(); ++i) {
         const auto name = fmt::format("virtio{}", i);
         try {
-            virtio_[i]->restore_state(snapshot.read(name));
+            // Started with the vcpus (resume()): restored paused, the VM
+            // stays exactly as saved, in-flight requests included.
+            virtio_[i]->restore_state(snapshot.read(name), VirtioMmioTransport::RestoreStart::deferred);
         } catch (const SnapshotError&) {
             throw;
         } catch (const Error& e) {
@@ -176,6 +178,7 @@ void Vm::resume() {
     std::lock_guard lock(control_mu_);
     paused_ = false;
     if (!vcpus_started_) {
+        for (auto& d : virtio_) d->start_restored();
         for (auto& v : vcpus_) v->start();
         vcpus_started_ = true;
         return;
@@ -189,7 +192,6 @@ CheckpointStats Vm::checkpoint(const std::filesystem::path& dir) {
     CheckpointStats stats;
     const auto t0 = std::chrono::steady_clock::now();
     pause();
-    if (config_.checkpoint_drain) drain_io();
     // The I/O threads park at their next unmasked instant: a completion is in
     // the snapshot entirely or not at all. Host I/O in flight is not drained;
     // its requests stay marked in the in-flight regions.
@@ -197,10 +199,9 @@ CheckpointStats Vm::checkpoint(const std::filesystem::path& dir) {
         for (auto& d : virtio_) d->unquiesce();
     };
     try {
-        for (auto& d : virtio_) {
-            d->quiesce();
-            stats.inflight_requests += d->inflight_requests();
-        }
+        quiesce_all();
+        if (config_.checkpoint_drain) drain_io();
+        for (auto& d : virtio_) stats.inflight_requests += d->inflight_requests();
         SnapshotWriter w(dir);
         stats.memory_bytes = w.add_memory(mem_);
         w.add_value("vm", vm_.save_device_state());
@@ -224,9 +225,14 @@ CheckpointStats Vm::checkpoint(const std::filesystem::path& dir) {
     return stats;
 }
 
+void Vm::quiesce_all() {
+    for (auto& d : virtio_) d->quiesce();
+}
+
 void Vm::drain_io() {
-    // The vcpus are paused, so the guest adds nothing; the I/O threads run on
-    // and complete what they hold.
+    // Called quiesced. The vcpus are paused, so the guest adds nothing; let
+    // the I/O threads run until a quiesce finds nothing in flight (counting
+    // while they run could miss a request popped right after the count).
     using namespace std::chrono;
     const auto deadline = steady_clock::now() + seconds(60);
     for (;;) {
@@ -235,7 +241,9 @@ void Vm::drain_io() {
         if (n == 0) return;
         if (steady_clock::now() > deadline)
             throw Error(fmt::format("--checkpoint-drain: {} requests still in flight after 60 s", n));
+        for (auto& d : virtio_) d->unquiesce();
         std::this_thread::sleep_for(milliseconds(1));
+        quiesce_all();
     }
 }
 

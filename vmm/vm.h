@@ -61,6 +61,7 @@ private:
     void create_vcpus();
     void restore_from(const SnapshotReader& snapshot);
     void take_checkpoint_now();
+    void quiesce_all();
     void drain_io();
     void capture_disks(const std::filesystem::path& dir, nlohmann::json& config);
     void shutdown();

@@ -43,6 +43,7 @@ void VirtioMmioTransport::shutdown() noexcept {
     std::lock_guard lock(regs_mutex_);
     if (active_) device_->reset();
     active_ = false;
+    start_pending_ = false;
     quiesced_ = false;
     inflight_.clear();
 }
@@ -393,6 +394,7 @@ void VirtioMmioTransport::reset_locked() noexcept {
     // The I/O thread is gone before the state it could still signal is cleared.
     if (active_) device_->reset();
     active_ = false;
+    start_pending_ = false;
     quiesced_ = false;
     inflight_.clear();
     device_features_sel_ = 0;

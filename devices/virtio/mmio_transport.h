@@ -84,7 +84,13 @@ class VirtioMmioTransport final : public IoHandler, private DeviceSignals {
     // threads, which resubmit the in-flight requests in counter order before
     // any new avail entry, and raises one interrupt per queue. The vcpus may
     // start once it returns. On error the transport is left reset.
-    void restore_state(std::span<const uint8_t> blob);
+    // With `start` = deferred the I/O threads, resubmission and interrupts
+    // wait for start_restored(): a VM restored paused stays exactly as saved
+    // (save_state gives the same blob) until its vcpus first run.
+    enum class RestoreStart : uint8_t { now, deferred };
+    void restore_state(std::span<const uint8_t> blob, RestoreStart start = RestoreStart::now);
+    // Starts a device restored with RestoreStart::deferred; no-op otherwise.
+    void start_restored();
     // The in-process model of a backend crash (DESIGN.md "Fault points"):
     // the device's I/O threads and their in-memory state are thrown away
     // (their host I/O is waited for, its results dropped), fresh ones
@@ -110,6 +116,7 @@ class VirtioMmioTransport final : public IoHandler, private DeviceSignals {
     void write_queue_register(uint64_t offset, uint32_t value);
     void reset_locked() noexcept;
     void activate_locked(bool recover = false);
+    void start_restored_locked();
     void refuse(std::string_view what, uint64_t offset, uint64_t value) noexcept;
 
     const GuestMemory& mem_;
@@ -126,6 +133,7 @@ class VirtioMmioTransport final : public IoHandler, private DeviceSignals {
     uint32_t queue_sel_{0};
     std::vector<QueueState> queues_;
     bool active_{false};
+    bool start_pending_{false}; // restored with RestoreStart::deferred, not started yet
     // One per queue while active (null for a queue that is not ready).
     std::vector<std::unique_ptr<InflightRegion>> inflight_;
     bool quiesced_{false}; // main thread only

@@ -98,7 +98,7 @@ std::vector<uint8_t> VirtioMmioTransport::save_state() const {
     w.put<uint32_t>(queue_sel_);
     w.put<uint32_t>(interrupt_status());
     w.put<uint32_t>(0); // config generation: no device config ever changes
-    w.put<uint8_t>(active_ ? 1 : 0);
+    w.put<uint8_t>(active_ || start_pending_ ? 1 : 0);
     std::vector<uint8_t> config(device_->config_size());
     device_->read_config(0, config);
     w.put<uint16_t>(static_cast<uint16_t>(config.size()));
@@ -124,7 +124,7 @@ std::vector<uint8_t> VirtioMmioTransport::save_state() const {
     return w.take();
 }
 
-void VirtioMmioTransport::restore_state(std::span<const uint8_t> blob) {
+void VirtioMmioTransport::restore_state(std::span<const uint8_t> blob, RestoreStart start) {
     std::lock_guard lock(regs_mutex_);
     if (active_ || status() != 0)
         throw DeviceStateError(fmt::format("{}: restore_state needs a freshly created device",
@@ -263,6 +263,23 @@ void VirtioMmioTransport::restore_state(std::span<const uint8_t> blob) {
             log::debug("{}: queue {}: {} requests to resubmit, {} repaired", name_, i,
                        plan.resubmit.size(), plan.repaired);
         }
+    } catch (const std::exception& e) {
+        reset_locked();
+        throw DeviceStateError(fmt::format("{}: cannot restore: {}", name_, e.what()));
+    }
+    start_pending_ = true;
+    if (start == RestoreStart::now) start_restored_locked();
+}
+
+void VirtioMmioTransport::start_restored() {
+    std::lock_guard lock(regs_mutex_);
+    start_restored_locked();
+}
+
+void VirtioMmioTransport::start_restored_locked() {
+    if (!start_pending_) return;
+    start_pending_ = false;
+    try {
         activate_locked(true);
     } catch (const std::exception& e) {
         reset_locked();
