@@ -7,17 +7,19 @@
 // supervisor restart the I/O thread from guest memory and the in-flight
 // region alone, and checks with exact accounting:
 //   duplicated  a head came back that was not outstanding (twice, or unknown)
-//   lost        a request the device forgot (outstanding at the end but no
-//               longer in flight in the region), one that completed with an
-//               error or wrong data, or a completed write missing on disk
-//   hung        a request still in flight in the region when the queue made
-//               no progress for --hang-ms
+//   lost        a request the device forgot (outstanding at the end, neither
+//               in flight in the region nor still in the avail ring beyond
+//               what the device consumed), one that completed with an error
+//               or wrong data, or a completed write missing on disk
+//   hung        a request the device still holds (in flight, or not yet
+//               taken from the avail ring) when the queue made no progress
+//               for --hang-ms
 // A run passes when all three are zero.
 //
 //   crash-native [--runs N] [--csv FILE] [--points blk.popped,...,random]
 //                [--negative skip-resubmit|clear-before-publish]
 //                [--engine mix|delay|sync|uring] [--requests N] [--qd N]
-//                [--hang-ms MS] [--seed S] [--verbose]
+//                [--hang-ms MS] [--random-period MS] [--seed S] [--verbose]
 //
 // Exit status: 0 every run passed, 1 some run lost, duplicated or hung
 // requests, 2 bad usage, 3 the suite itself failed.
@@ -67,6 +69,10 @@ struct Options {
     uint32_t requests{160};
     uint32_t qd{32};
     uint32_t hang_ms{1000};
+    // Random restarts: mean interval. Restarts faster than one recovery round
+    // (resubmit + publish) can finish starve the queue by construction: a
+    // backend that crashes faster than it recovers never makes progress.
+    uint32_t random_period_ms{5};
     uint64_t seed{1};
     bool verbose{false};
 };
@@ -123,13 +129,15 @@ Options parse(int argc, char** argv) {
         } else if (a == "--requests") o.requests = static_cast<uint32_t>(number(a, value(), 1, 100000));
         else if (a == "--qd") o.qd = static_cast<uint32_t>(number(a, value(), 1, 64));
         else if (a == "--hang-ms") o.hang_ms = static_cast<uint32_t>(number(a, value(), 10, 600000));
+        else if (a == "--random-period")
+            o.random_period_ms = static_cast<uint32_t>(number(a, value(), 1, 60000));
         else if (a == "--seed") o.seed = number(a, value(), 0, UINT64_MAX);
         else if (a == "--verbose" || a == "-v") o.verbose = true;
         else if (a == "--help" || a == "-h")
             throw UsageError("usage: crash-native [--runs N] [--csv FILE] [--points P,...] "
                              "[--negative skip-resubmit|clear-before-publish] "
                              "[--engine mix|delay|sync|uring] [--requests N] [--qd N] "
-                             "[--hang-ms MS] [--seed S] [--verbose]");
+                             "[--hang-ms MS] [--random-period MS] [--seed S] [--verbose]");
         else throw UsageError(fmt::format("unknown argument {}", a));
     }
     if (o.points.empty()) {
@@ -213,7 +221,7 @@ class Workload final {
         VirtioMmioTransport* devices[] = {transport_.get()};
         IoSupervisor::Options so;
         so.seed = rng_();
-        if (!point_) so.random_period_ms = 2;
+        if (!point_) so.random_period_ms = o.random_period_ms;
         supervisor_ = std::make_unique<IoSupervisor>(devices, so);
         driver_ = std::make_unique<GuestDriver>(mem_, *transport_);
         driver_->init();
@@ -423,12 +431,27 @@ class Workload final {
             result_.notes.push_back(fmt::format("quiesce for the final accounting: {}", e.what()));
         }
         const InflightRegion* region = transport_->inflight_region(0);
+        // Heads the device has not taken from the avail ring yet are held
+        // too: consumed = used_idx + in flight (DESIGN.md "Recover").
+        std::vector<uint8_t> pending(driver_->queue().size, 0);
+        if (region != nullptr) {
+            const auto& q = driver_->queue();
+            const uint16_t consumed =
+                static_cast<uint16_t>(region->header().used_idx + region->count_inflight());
+            const uint16_t avail = mem_.load_acquire<uint16_t>(GuestAddress{q.avail_ring.value + 2});
+            for (uint16_t i = consumed; i != avail; ++i) {
+                const uint16_t h = mem_.read<uint16_t>(
+                    GuestAddress{q.avail_ring.value + 4 + 2ull * (i & (q.size - 1))});
+                if (h < q.size) pending[h] = 1;
+            }
+        }
         for (const auto& [head, slot] : slot_of_head_) {
-            const bool held = region != nullptr && region->inflight(head) != 0;
+            const bool held =
+                region != nullptr && (region->inflight(head) != 0 || pending[head] != 0);
             ++(held ? result_.hung : result_.lost);
             result_.notes.push_back(fmt::format("head {} never came back ({})", head,
-                                                held ? "still in flight: hung"
-                                                     : "no longer in flight: lost"));
+                                                held ? "still held by the device: hung"
+                                                     : "forgotten by the device: lost"));
             const Slot& s = slots_[slot];
             if (s.type == virtio::blk::kTypeOut)
                 for (uint32_t b = 0; b < s.blocks; ++b)
