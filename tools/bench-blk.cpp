@@ -4,7 +4,13 @@
 //
 //   bench-blk [--file PATH] [--size MiB] [--seconds N] [--qd 1,32] [--rw randread,randwrite]
 //             [--cache writeback,none] [--engine uring|sync] [--poll] [--no-fio] [--repeat N]
-//             [--masking deferred,sigmask,off]
+//             [--masking deferred,sigmask,off] [--fault-cost]
+//
+// --fault-cost measures the crash-injection fault points (vmm/fault): first
+// the time of one disarmed point (a relaxed load and a branch) against an
+// empty loop, then, per case, one more device run with a point armed that
+// never fires on the block path, so that every block point takes the slow
+// path (the "faults armed" column and its cost against the normal run).
 //
 // --masking runs the device once per mode of keeping the checkpoint signal
 // out of completions (DESIGN.md "Signal-masked completion", quiesce.h); with
@@ -38,6 +44,7 @@
 #include "devices/virtio/mmio_transport.h"
 #include "tests/support/guest_driver.h"
 #include "vmm/errors.h"
+#include "vmm/fault/fault_points.h"
 
 using namespace ember;
 using namespace ember::testing;
@@ -57,6 +64,7 @@ struct Options {
     bool fio{true};
     unsigned repeat{1};
     std::vector<MaskingMode> masking{MaskingMode::deferred};
+    bool fault_cost{false};
 };
 
 std::vector<std::string> split(const std::string& s) {
@@ -74,7 +82,8 @@ std::vector<std::string> split(const std::string& s) {
     std::fprintf(stderr,
                  "bench-blk: %s\nusage: bench-blk [--file PATH] [--size MiB] [--seconds N] "
                  "[--qd 1,32] [--rw randread,randwrite] [--cache writeback,none] "
-                 "[--engine uring|sync] [--poll] [--no-fio] [--repeat N] [--masking deferred,sigmask,off]\n",
+                 "[--engine uring|sync] [--poll] [--no-fio] [--repeat N] [--masking deferred,sigmask,off] "
+                 "[--fault-cost]\n",
                  why);
     std::exit(2);
 }
@@ -109,6 +118,8 @@ Options parse(int argc, char** argv) {
             o.fio = false;
         else if (a == "--repeat")
             o.repeat = static_cast<unsigned>(std::stoul(value()));
+        else if (a == "--fault-cost")
+            o.fault_cost = true;
         else if (a == "--masking") {
             o.masking.clear();
             for (const auto& m : split(value())) {
@@ -212,6 +223,31 @@ double run_ember(const Options& o, bool direct, bool write, unsigned qd, Masking
     return static_cast<double>(completed) / elapsed;
 }
 
+// Nanoseconds per disarmed fault point, net of the loop itself.
+double disarmed_point_ns() {
+    constexpr uint64_t kIters = 200'000'000;
+    auto time = [](auto&& body) {
+        const auto t0 = Clock::now();
+        for (uint64_t i = 0; i < kIters; ++i) {
+            body();
+            asm volatile("" ::: "memory"); // keep the loop and the load in it
+        }
+        return std::chrono::duration<double, std::nano>(Clock::now() - t0).count() / kIters;
+    };
+    const double empty = time([] {});
+    const double point = time([] { fault::hit(fault::Point::blk_popped); });
+    return std::max(0.0, point - empty);
+}
+
+// Arms a point the block path never reaches: every block point then takes
+// the slow path (the point's own armed check) and nothing fires.
+struct FaultsArmedElsewhere {
+    FaultsArmedElsewhere() {
+        fault::arm({false, fault::Point::checkpoint_devices, UINT64_MAX, fault::Action::kill, 0});
+    }
+    ~FaultsArmedElsewhere() { fault::disarm_all(); }
+};
+
 double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return v.empty() ? -1 : v[v.size() / 2];
@@ -263,6 +299,10 @@ int main(int argc, char** argv) {
         auto mode_name = [](MaskingMode m) {
             return m == MaskingMode::deferred ? "deferred" : m == MaskingMode::sigmask ? "sigmask" : "off";
         };
+        if (o.fault_cost)
+            std::printf("fault points: a disarmed point costs %.2f ns (relaxed load + branch, "
+                        "net of the loop)\n",
+                        disarmed_point_ns());
         int off_index = -1;
         for (size_t i = 0; i < o.masking.size(); ++i)
             if (o.masking[i] == MaskingMode::off) off_index = static_cast<int>(i);
@@ -274,6 +314,7 @@ int main(int argc, char** argv) {
             for (size_t i = 0; i < o.masking.size(); ++i)
                 if (static_cast<int>(i) != off_index)
                     std::printf(" %14s", fmt::format("{} cost", mode_name(o.masking[i])).c_str());
+        if (o.fault_cost) std::printf(" %14s %12s", "faults armed", "armed cost");
         std::printf("\n");
         for (const auto& cache : o.caches) {
             const bool direct = cache == "none";
@@ -282,7 +323,12 @@ int main(int argc, char** argv) {
                 for (unsigned qd : o.qds) {
                     std::vector<std::vector<double>> per_mode(o.masking.size());
                     std::vector<double> f;
+                    std::vector<double> armed;
                     for (unsigned i = 0; i < std::max(1u, o.repeat); ++i) {
+                        if (o.fault_cost) {
+                            FaultsArmedElsewhere on;
+                            armed.push_back(run_ember(o, direct, write, qd, o.masking[0]));
+                        }
                         // Interleaved, so drift in a noisy VM hits every mode alike.
                         for (size_t m = 0; m < o.masking.size(); ++m)
                             per_mode[m].push_back(run_ember(o, direct, write, qd, o.masking[m]));
@@ -304,6 +350,10 @@ int main(int argc, char** argv) {
                         for (size_t m = 0; m < iops.size(); ++m)
                             if (static_cast<int>(m) != off_index)
                                 std::printf(" %13.1f%%", 100.0 * (unmasked - iops[m]) / unmasked);
+                    }
+                    if (o.fault_cost) {
+                        const double a = median(armed);
+                        std::printf(" %14.0f %11.1f%%", a, 100.0 * (ember - a) / ember);
                     }
                     std::printf("\n");
                     std::fflush(stdout);

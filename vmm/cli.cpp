@@ -55,6 +55,34 @@ CheckpointOptions parse_checkpoint_options(const CheckpointFlags& f) {
     return o;
 }
 
+constexpr const char* kFaultHelp =
+    "crash injection: NAME[:after=N][:action=restart-io|kill|abort] or random:period=MS "
+    "(repeatable; see --list-faults)";
+
+std::vector<fault::FaultSpec> parse_faults(const std::vector<std::string>& values) {
+    std::vector<fault::FaultSpec> out;
+    for (const auto& v : values) {
+        try {
+            out.push_back(fault::parse_fault_spec(v));
+        } catch (const fault::FaultSpecError& e) {
+            throw UsageError(e.what());
+        }
+    }
+    return out;
+}
+
+std::string list_faults() {
+    std::string text = "fault points (ember run|restore --fault NAME[:after=N][:action=...]):\n";
+    for (const auto& p : fault::all_points())
+        text += fmt::format("  {:<24} {}{}\n", p.name, p.description,
+                            p.io_thread ? "" : " [kill, abort]");
+    text += fmt::format("  {:<24} {}\n", "random:period=MS",
+                        "restart every block I/O thread every ~MS ms, wherever it is");
+    text += "actions: restart-io (default at blk.*: a fresh I/O thread recovers from guest memory and "
+            "the in-flight region), kill (SIGKILL, default at checkpoint.*), abort\n";
+    return text;
+}
+
 } // namespace
 
 uint64_t parse_size(std::string_view text, std::string_view option) {
@@ -85,6 +113,8 @@ Command parse_command_line(const std::vector<std::string>& args) {
     app.add_option("--api-sock", api_sock,
                    "serve the Firecracker-shaped control API on this Unix socket and wait for configuration");
     app.add_flag("-v,--verbose", api_verbose, "log debug messages");
+    bool list_fault_points = false;
+    app.add_flag("--list-faults", list_fault_points, "list the crash-injection fault points and exit");
 
     auto* run = app.add_subcommand("run", "boot a guest kernel");
     std::string kernel, initrd, cmdline = kDefaultCmdline, mem = "512M", console = "stdio";
@@ -105,6 +135,8 @@ Command parse_command_line(const std::vector<std::string>& args) {
     run->add_option("--api-sock", run_api_sock, "also serve the control API on this Unix socket");
     CheckpointFlags run_ckpt;
     add_checkpoint_options(run, run_ckpt);
+    std::vector<std::string> run_faults, restore_faults;
+    run->add_option("--fault", run_faults, kFaultHelp)->allow_extra_args(false);
 
     auto* restore = app.add_subcommand("restore", "resume a guest from a checkpoint");
     std::string snapshot_dir, restore_console = "stdio";
@@ -118,6 +150,7 @@ Command parse_command_line(const std::vector<std::string>& args) {
     restore->add_flag("-v,--verbose", restore_verbose, "log debug messages");
     restore->add_flag("--paused", restore_paused,
                       "restore but do not run the vcpus (a checkpoint signal still works; resume via the API)");
+    restore->add_option("--fault", restore_faults, kFaultHelp)->allow_extra_args(false);
 
     auto* info = app.add_subcommand("snapshot-info", "describe a checkpoint directory");
     std::string info_dir;
@@ -138,6 +171,7 @@ Command parse_command_line(const std::vector<std::string>& args) {
         throw UsageError(e.what());
     }
     if (version) return VersionRequest{};
+    if (list_fault_points) return ListFaultsRequest{list_faults()};
     auto parse_console = [](const std::string& v) {
         try {
             return parse_console_spec(v);
@@ -157,6 +191,7 @@ Command parse_command_line(const std::vector<std::string>& args) {
         r.checkpoint = parse_checkpoint_options(restore_ckpt);
         r.verbose = restore_verbose;
         r.paused = restore_paused;
+        r.faults = parse_faults(restore_faults);
         for (const auto& o : overrides) {
             const auto eq = o.find('=');
             if (eq == std::string::npos || eq == 0 || eq + 1 == o.size())
@@ -200,6 +235,7 @@ Command parse_command_line(const std::vector<std::string>& args) {
     c.console = parse_console(console);
     parse_checkpoint_options(run_ckpt).apply_to(c);
     c.virtio_cmdline = virtio_cmdline;
+    c.faults = parse_faults(run_faults);
     return r;
 }
 

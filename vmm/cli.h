@@ -23,6 +23,10 @@ struct HelpRequest {
     std::string text;
 };
 struct VersionRequest {};
+// `ember --list-faults`: every fault point with a one-line description.
+struct ListFaultsRequest {
+    std::string text;
+};
 struct RunRequest {
     VmConfig config;
     bool verbose = false;
@@ -54,6 +58,7 @@ struct RestoreRequest {
     CheckpointOptions checkpoint;
     bool paused = false;
     bool verbose = false;
+    std::vector<fault::FaultSpec> faults; // --fault, as for run
 };
 struct SnapshotInfoRequest {
     std::filesystem::path snapshot_dir;
@@ -61,7 +66,8 @@ struct SnapshotInfoRequest {
 };
 
 using Command =
-    std::variant<HelpRequest, VersionRequest, RunRequest, RestoreRequest, SnapshotInfoRequest, ApiServeRequest>;
+    std::variant<HelpRequest, VersionRequest, RunRequest, RestoreRequest, SnapshotInfoRequest, ApiServeRequest,
+                 ListFaultsRequest>;
 
 // Parses argv (without argv[0] semantics: args[0] is the program name).
 // Throws UsageError with a message naming the offending value.

@@ -28,6 +28,7 @@ std::unique_ptr<Vm> restore_vm(const RestoreRequest& r) {
     config.console = r.console;
     r.checkpoint.apply_to(config);
     config.start_paused = r.paused;
+    config.faults = r.faults;
     auto vm = std::make_unique<Vm>(config, snapshot);
     log::info("restored from {}", r.snapshot_dir.string());
     return vm;
@@ -73,6 +74,10 @@ int main(int argc, char** argv) {
     }
     if (auto* h = std::get_if<HelpRequest>(&cmd)) {
         std::fputs(h->text.c_str(), stdout);
+        return 0;
+    }
+    if (auto* l = std::get_if<ListFaultsRequest>(&cmd)) {
+        std::fputs(l->text.c_str(), stdout);
         return 0;
     }
     if (std::holds_alternative<VersionRequest>(cmd)) {

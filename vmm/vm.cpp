@@ -16,6 +16,8 @@
 #include "vmm/boot/memory_map.h"
 #include "vmm/boot/x86_boot.h"
 #include "vmm/cpuid.h"
+#include "vmm/fault/fault_points.h"
+#include "vmm/fault/io_supervisor.h"
 #include "vmm/log.h"
 #include "vmm/platform.h"
 #include "vmm/snapshot/disk_copy.h"
@@ -41,6 +43,7 @@ Vm::Vm(const VmConfig& config)
     setup_memory();
     setup_devices();
     setup_disks();
+    setup_faults();
     load_guest();
 }
 
@@ -49,10 +52,14 @@ Vm::Vm(const VmConfig& config, const SnapshotReader& snapshot)
     setup_memory();
     setup_devices();
     setup_disks();
+    setup_faults();
     restore_from(snapshot);
 }
 
-Vm::~Vm() { shutdown(); }
+Vm::~Vm() {
+    shutdown();
+    if (!config_.faults.empty()) fault::disarm_all();
+}
 
 void Vm::setup_memory() {
     vm_.set_tss_address(kTssAddress);
@@ -101,6 +108,36 @@ void Vm::setup_disks() {
         virtio_.push_back(std::move(dev));
         virtio_slots_.push_back({base, platform::kVirtioMmioSize, gsi});
         log::debug("disk {} ({}) at {:#x}, GSI {}", i, spec.path, base, gsi);
+    }
+}
+
+// Crash injection (DESIGN.md "Fault points"): before any device is activated,
+// so a lost I/O thread always finds the supervisor. Hits count from here on
+// (for restore: including the resubmission of in-flight requests).
+void Vm::setup_faults() {
+    if (config_.faults.empty()) return;
+    uint32_t random_period = 0;
+    bool restarts = false;
+    for (const auto& f : config_.faults) {
+        if (f.random) random_period = f.period_ms;
+        restarts = restarts || f.action == fault::Action::restart_io;
+    }
+    if (restarts && !virtio_.empty()) {
+        std::vector<VirtioMmioTransport*> devices;
+        for (auto& d : virtio_) devices.push_back(d.get());
+        IoSupervisor::Options o;
+        o.random_period_ms = random_period;
+        o.seed = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+        // No restart in the middle of a checkpoint or pause/resume.
+        o.guard = [this](const std::function<void()>& restart) {
+            std::lock_guard lock(control_mu_);
+            restart();
+        };
+        io_supervisor_ = std::make_unique<IoSupervisor>(devices, std::move(o));
+    }
+    for (const auto& f : config_.faults) {
+        fault::arm(f);
+        log::info("fault armed: {}", fault::to_string(f));
     }
 }
 
@@ -204,9 +241,11 @@ CheckpointStats Vm::checkpoint(const std::filesystem::path& dir) {
         for (auto& d : virtio_) stats.inflight_requests += d->inflight_requests();
         SnapshotWriter w(dir);
         stats.memory_bytes = w.add_memory(mem_);
+        fault::hit(fault::Point::checkpoint_memory);
         w.add_value("vm", vm_.save_device_state());
         w.add_value("serial", serial_->save_state());
         for (size_t i = 0; i < virtio_.size(); ++i) w.add(fmt::format("virtio{}", i), virtio_[i]->save_state());
+        fault::hit(fault::Point::checkpoint_devices);
         for (uint32_t i = 0; i < vcpus_.size(); ++i) {
             const auto state = std::make_unique<VcpuState>(vcpus_[i]->vcpu().save_state(msr_indices_, vcpu_cpuid_[i]));
             w.add_value(fmt::format("vcpu{}", i), *state);
@@ -352,6 +391,7 @@ void Vm::take_checkpoint_now() {
 void Vm::shutdown() {
     for (auto& v : vcpus_) v->stop();
     for (auto& v : vcpus_) v->join();
+    if (io_supervisor_) io_supervisor_->stop();
     // After the vcpus: no register access can race the I/O threads' teardown.
     for (auto& d : virtio_) d->shutdown();
     console_.stop_input();

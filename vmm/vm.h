@@ -22,6 +22,7 @@
 namespace ember {
 
 class SnapshotReader;
+class IoSupervisor;
 
 struct CheckpointStats {
     uint64_t memory_bytes = 0;
@@ -58,6 +59,7 @@ private:
     void setup_devices();
     void load_guest();
     void setup_disks();
+    void setup_faults();
     void create_vcpus();
     void restore_from(const SnapshotReader& snapshot);
     void take_checkpoint_now();
@@ -85,6 +87,8 @@ private:
     bool paused_ = false;
     // Serialises pause/resume/checkpoint between the SIGUSR1 path and the API.
     std::recursive_mutex control_mu_;
+    // --fault restart-io or random: restarts the block I/O threads.
+    std::unique_ptr<IoSupervisor> io_supervisor_;
 };
 
 } // namespace ember

@@ -10,6 +10,7 @@
 
 #include "devices/block/disk_spec.h"
 #include "vmm/console.h"
+#include "vmm/fault/fault_points.h"
 
 namespace ember {
 
@@ -41,6 +42,9 @@ struct VmConfig {
     // Build the VM but keep its vcpus stopped (restore --paused): it can be
     // checkpointed or stopped, and runs only when resumed.
     bool start_paused = false;
+    // Crash injection (--fault): armed once the VM is built; restart-io and
+    // random faults get an I/O supervisor thread (vmm/fault).
+    std::vector<fault::FaultSpec> faults;
 };
 
 } // namespace ember

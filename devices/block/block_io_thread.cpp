@@ -5,10 +5,12 @@
 
 #include <cstring>
 #include <mutex>
+#include <optional>
 
 #include <fmt/format.h>
 
 #include "devices/block/virtio_blk_spec.h"
+#include "vmm/fault/fault_points.h"
 #include "vmm/log.h"
 
 namespace ember {
@@ -83,6 +85,7 @@ void BlockIoThread::stop() noexcept {
 
 void BlockIoThread::run() noexcept {
     quiesce_.attach_current_thread();
+    std::optional<fault::Point> lost;
     try {
         stop_sd_.async_wait(asio::posix::stream_descriptor::wait_read,
                             [this](const std::error_code&) { io_.stop(); });
@@ -96,6 +99,11 @@ void BlockIoThread::run() noexcept {
         io_.run();
     } catch (const Abandoned&) {
         // stop(): leave everything as the region describes it.
+    } catch (const fault::IoRestart& f) {
+        // A restart-io fault: the same as stop(), but asked for from inside.
+        // Everything in memory is dropped here; only guest memory and the
+        // region survive, for the fresh thread.
+        lost = f.point;
     } catch (const std::exception& e) {
         if (!abandoned_.load(std::memory_order_acquire))
             signals_.needs_reset(fmt::format("block I/O thread failed: {}", e.what()));
@@ -107,6 +115,9 @@ void BlockIoThread::run() noexcept {
     engine_->drain(completions_);
     completions_.clear();
     quiesce_.detach_current_thread();
+    // Last: whoever restarts the device joins this thread.
+    if (lost)
+        signals_.io_thread_lost(fmt::format("fault {}", fault::info(*lost).name));
 }
 
 void BlockIoThread::resubmit_inflight() {
@@ -120,7 +131,7 @@ void BlockIoThread::resubmit_inflight() {
         signals_.needs_reset(e.what());
     }
     inflight_heads_.clear();
-    engine_->submit();
+    submit_engine();
     reap_host();
     publish();
 }
@@ -162,7 +173,7 @@ void BlockIoThread::process_avail() {
                     start(std::move(chain));
                 popped_.clear();
                 if (!ring_ok) throw VirtqueueError(ring_error_);
-                engine_->submit();
+                submit_engine();
                 reap_host(); // page-cache hits often complete inside submit
                 // With host I/O in flight its completion wakes this thread,
                 // which then looks at the ring anyway: spare the driver its
@@ -195,6 +206,7 @@ bool BlockIoThread::pop_and_mark() {
                                                "in flight",
                                                chain->head()));
             popped_.push_back(std::move(*chain));
+            fault::hit(fault::Point::blk_popped);
         }
     } catch (const VirtqueueError& e) {
         ring_error_ = e.what();
@@ -218,6 +230,14 @@ void BlockIoThread::start(DescriptorChain&& chain) {
 
 void BlockIoThread::submit_host(BlockRequest& req) {
     engine_->enqueue(HostIo{req.op, req.offset + req.done, req.iov, req.chain.head()});
+    ++enqueued_;
+}
+
+void BlockIoThread::submit_engine() {
+    engine_->submit();
+    if (enqueued_ == 0) return;
+    enqueued_ = 0;
+    fault::hit(fault::Point::blk_submitted);
 }
 
 void BlockIoThread::reap_host() {
@@ -227,11 +247,12 @@ void BlockIoThread::reap_host() {
         host_done(c);
     if (resubmit_) {
         resubmit_ = false;
-        engine_->submit();
+        submit_engine();
     }
 }
 
 void BlockIoThread::host_done(const HostCompletion& c) {
+    fault::hit(fault::Point::blk_host_done);
     auto& req = requests_[c.cookie];
     if (c.result < 0 || (c.result == 0 && req.op != HostIo::Op::flush)) {
         const auto n = stats_.host_errors.fetch_add(1, std::memory_order_relaxed);
@@ -295,12 +316,24 @@ void BlockIoThread::publish() {
     MaskedSection masked(quiesce_);
     check_abandoned();
     const auto batch = queue_.write_used_elements(); // 1. used elements
-    region_.link_batch(batch);                        // 2. next links, last_batch_head
-    queue_.publish_used_idx();                        // 3. release-store used.idx
+    fault::hit(fault::Point::blk_used_written);
+    region_.link_batch(batch); // 2. next links, last_batch_head
+    if (fault::negative(fault::NegativeControl::clear_before_publish)) [[unlikely]] {
+        // Negative control (tests/crash): the flags cleared before used.idx
+        // moves (the header keeps the old used_idx). A crash here forgets
+        // the batch: it is neither in flight nor published.
+        region_.clear_batch(batch, queue_.state().next_used);
+        fault::hit(fault::Point::blk_inflight_cleared);
+    }
+    queue_.publish_used_idx(); // 3. release-store used.idx
+    fault::hit(fault::Point::blk_used_idx_published);
     region_.clear_batch(batch, queue_.state().next_used); // 4. flags, header used_idx
-    if (queue_.needs_interrupt()) {                       // §2.7.10: once per batch
+    if (!fault::negative(fault::NegativeControl::clear_before_publish))
+        fault::hit(fault::Point::blk_inflight_cleared);
+    if (queue_.needs_interrupt()) { // §2.7.10: once per batch
         stats_.interrupts.fetch_add(1, std::memory_order_relaxed);
         signals_.used_buffer_notification(); // 5. InterruptStatus, 6. irqfd
+        fault::hit(fault::Point::blk_notified);
     }
 }
 

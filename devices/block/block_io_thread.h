@@ -104,6 +104,7 @@ class BlockIoThread final {
     bool pop_and_mark(); // false when the ring broke
     void start(DescriptorChain&& chain);
     void submit_host(BlockRequest& req);
+    void submit_engine(); // engine_->submit(), then the blk.submitted fault point
     void reap_host();
     void host_done(const HostCompletion& c);
     void complete(BlockRequest& req, uint8_t status);
@@ -123,6 +124,7 @@ class BlockIoThread final {
     std::unique_ptr<IoEngine> engine_;
     std::vector<BlockRequest> requests_; // indexed by head: a head is in flight once
     std::vector<HostCompletion> completions_;
+    size_t enqueued_{0}; // host operations enqueued since the last submit
     bool resubmit_{false};
     InflightRegion& region_;
     std::vector<uint16_t> inflight_heads_; // to resubmit at start

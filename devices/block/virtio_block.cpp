@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "vmm/fault/fault_points.h"
 #include "vmm/log.h"
 
 namespace ember {
@@ -74,7 +75,7 @@ void VirtioBlock::activate(const ActivationContext& ctx) {
 // Fresh activation: the transport initialised the region from the ring, and
 // the device starts at used.idx (0 for a new ring). Recovery: the region and
 // guest memory alone say where to start and what to resubmit (DESIGN.md).
-void VirtioBlock::start_io(bool recover) {
+IoRecovery VirtioBlock::start_io(bool recover) {
     auto& r = *running_;
     QueueState q = r.queue;
     InflightRecovery plan;
@@ -82,6 +83,18 @@ void VirtioBlock::start_io(bool recover) {
         plan = r.inflight->recover(*r.memory, q);
         q.next_used = plan.used_idx;
         q.next_avail = plan.next_avail;
+        if (fault::negative(fault::NegativeControl::skip_resubmit) && !plan.resubmit.empty()) {
+            // Negative control (tests/crash): forget the requests in flight,
+            // as a recovery that never resubmits would. The avail slots stay
+            // consumed; the guest never sees these heads again.
+            std::vector<virtio::VirtqUsedElem> forget;
+            for (uint16_t h : plan.resubmit)
+                forget.push_back({h, 0});
+            r.inflight->clear_batch(forget, plan.used_idx);
+            log::warn("{}: negative control skip-resubmit: {} in-flight requests dropped", name_,
+                      forget.size());
+            plan.resubmit.clear();
+        }
     } else {
         q.next_used = r.inflight->header().used_idx;
         q.next_avail = r.inflight->consumed_avail_idx();
@@ -90,6 +103,7 @@ void VirtioBlock::start_io(bool recover) {
     io_ = std::make_unique<BlockIoThread>(BlockIoThread::Params{
         disk_, *r.memory, q, r.notify_fd, *r.signals, r.features, limits_, stats_, observer_,
         *r.inflight, plan.resubmit, masking_, factory});
+    return IoRecovery{0, plan.repaired, static_cast<uint32_t>(plan.resubmit.size())};
 }
 
 void VirtioBlock::reset() noexcept {
@@ -105,14 +119,20 @@ void VirtioBlock::unquiesce() noexcept {
     if (io_) io_->unquiesce();
 }
 
-void VirtioBlock::restart_io() {
-    if (!running_) return;
+IoRecovery VirtioBlock::restart_io() {
+    if (!running_) return {};
     io_.reset(); // abandons: waits for its host I/O, drops the results
-    start_io(true);
+    const uint32_t inflight = running_->inflight->count_inflight();
+    IoRecovery rec = start_io(true);
+    rec.inflight = inflight;
+    log::info("{}: I/O thread restarted from the in-flight region: {} requests in flight, {} "
+              "completed before the crash, {} resubmitted",
+              name_, rec.inflight, rec.completed, rec.resubmitted);
     // The old thread may have published a batch without its interrupt (a
     // crash between the two): one spurious interrupt is harmless, a lost
     // one hangs the guest (DESIGN.md).
     running_->signals->used_buffer_notification();
+    return rec;
 }
 
 BlockStatsSnapshot VirtioBlock::stats() const noexcept {

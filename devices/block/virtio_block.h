@@ -48,7 +48,7 @@ class VirtioBlock final : public VirtioDevice {
     void unquiesce() noexcept override;
     // The old thread is stopped first (its host I/O waited for, results
     // dropped); the new one recovers from the region and resubmits.
-    void restart_io() override;
+    IoRecovery restart_io() override;
     uint16_t config_size() const override { return sizeof(virtio::blk::Config); }
 
     // Observe pops and published batches (tests, fault points). Takes effect
@@ -90,7 +90,7 @@ class VirtioBlock final : public VirtioDevice {
         InflightRegion* inflight;
     };
     std::optional<Running> running_;
-    void start_io(bool recover);
+    IoRecovery start_io(bool recover);
     std::unique_ptr<BlockIoThread> io_;
 };
 

@@ -73,6 +73,18 @@ void VirtioMmioTransport::needs_reset(std::string_view why) noexcept {
     }
 }
 
+void VirtioMmioTransport::io_thread_lost(std::string_view why) noexcept {
+    if (io_lost_) {
+        try {
+            io_lost_(*this);
+            return;
+        } catch (const std::exception& e) {
+            log::error("{}: cannot hand the lost I/O thread over: {}", name_, e.what());
+        }
+    }
+    needs_reset(fmt::format("the I/O thread stopped ({}) and nothing restarts it", why));
+}
+
 // --- Register access -----------------------------------------------------------------
 
 void VirtioMmioTransport::read(uint64_t offset, std::span<uint8_t> data) {
@@ -379,11 +391,11 @@ const InflightRegion* VirtioMmioTransport::inflight_region(uint16_t index) const
     return index < inflight_.size() ? inflight_[index].get() : nullptr;
 }
 
-void VirtioMmioTransport::restart_io() {
+IoRecovery VirtioMmioTransport::restart_io() {
     std::lock_guard lock(regs_mutex_);
-    if (!active_) return;
+    if (!active_) return {};
     try {
-        device_->restart_io();
+        return device_->restart_io();
     } catch (const std::exception& e) {
         needs_reset(fmt::format("restarting the I/O thread failed: {}", e.what()));
         throw;

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -95,8 +96,17 @@ class VirtioMmioTransport final : public IoHandler, private DeviceSignals {
     // the device's I/O threads and their in-memory state are thrown away
     // (their host I/O is waited for, its results dropped), fresh ones
     // recover from guest memory and the regions alone and resubmit. One
-    // interrupt per queue follows. No-op when inactive.
-    void restart_io();
+    // interrupt per queue follows. No-op when inactive. Returns what the
+    // recovery found (also logged).
+    IoRecovery restart_io();
+
+    // restart-io faults (vmm/fault): `handler` runs on an I/O thread that
+    // stopped itself; it must hand over to another thread (IoSupervisor),
+    // which calls restart_io(). Set it before the driver activates the
+    // device (the I/O thread reads it without a lock). Without a handler a
+    // lost I/O thread makes the device ask for a reset instead of hanging.
+    using IoLostHandler = std::function<void(VirtioMmioTransport&)>;
+    void set_io_lost_handler(IoLostHandler handler) { io_lost_ = std::move(handler); }
 
     VirtioDevice& device() noexcept { return *device_; }
     uint32_t status() const noexcept { return status_.load(std::memory_order_acquire); }
@@ -109,6 +119,7 @@ class VirtioMmioTransport final : public IoHandler, private DeviceSignals {
   private:
     void used_buffer_notification() noexcept override;
     void needs_reset(std::string_view why) noexcept override;
+    void io_thread_lost(std::string_view why) noexcept override;
 
     uint32_t read_register(uint64_t offset);
     void write_register(uint64_t offset, uint32_t value);
@@ -137,6 +148,7 @@ class VirtioMmioTransport final : public IoHandler, private DeviceSignals {
     // One per queue while active (null for a queue that is not ready).
     std::vector<std::unique_ptr<InflightRegion>> inflight_;
     bool quiesced_{false}; // main thread only
+    IoLostHandler io_lost_;
 
     // Status is written by vcpus and gains NEEDS_RESET from the I/O thread.
     std::atomic<uint32_t> status_{0};

@@ -13,6 +13,13 @@
 
 namespace ember {
 
+// What restart_io() found and did (logged; counted by the crash suite).
+struct IoRecovery {
+    uint32_t inflight{0};    // entries in flight once the old I/O thread was gone
+    uint32_t completed{0};   // of those, published before the crash: cleared, not redone
+    uint32_t resubmitted{0}; // handed to the fresh I/O thread, oldest first
+};
+
 // The device's way back to the driver, implemented by the transport. Safe to
 // call from the device's I/O thread: atomics and an eventfd write only.
 class DeviceSignals {
@@ -22,6 +29,10 @@ class DeviceSignals {
     // Sets DEVICE_NEEDS_RESET (§2.1.2) and raises a configuration change
     // interrupt when the driver is running. `why` is logged.
     virtual void needs_reset(std::string_view why) noexcept = 0;
+    // The I/O thread stopped itself at a restart-io fault point (vmm/fault),
+    // after waiting for its host I/O; its last act. Someone on another thread
+    // must call restart_io() (it joins the old thread).
+    virtual void io_thread_lost(std::string_view why) noexcept = 0;
 
   protected:
     ~DeviceSignals() = default;
@@ -71,7 +82,7 @@ class VirtioDevice {
     virtual void unquiesce() noexcept {}
     // Throws away the I/O threads and all their in-memory state and starts
     // fresh ones that recover from guest memory and the in-flight regions.
-    virtual void restart_io() {}
+    virtual IoRecovery restart_io() { return {}; }
     // Bytes of the device configuration space (compared on restore).
     virtual uint16_t config_size() const { return 0; }
 };
