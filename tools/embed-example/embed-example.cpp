@@ -62,7 +62,7 @@ int main(int argc, char** argv) {
         auto vm = embed::Vm::create(config);
         std::printf("embed-example: created, state %s, libember %s\n", state_name(vm), embed::version());
         vm.start();
-        if (!first_console.wait_for_text("EMBER-GUEST COUNT 3\r\n", std::chrono::seconds(300))) {
+        if (!first_console.wait_for_text("EMBER-GUEST COUNT 3", std::chrono::seconds(300))) {
             std::printf("embed-example: the guest never counted to 3\n");
             return 1;
         }
