@@ -39,7 +39,7 @@ constexpr size_t kTailLines = 3;
 // One guest's console, fed by libember's callback on a vcpu thread: cut into
 // lines, watched for the initramfs's markers, the last lines kept.
 class GuestConsole final {
-public:
+  public:
     GuestConsole(Clock::time_point t0, std::optional<std::string> log_path) : t0_(t0) {
         if (log_path) log_.open(*log_path, std::ios::binary | std::ios::trunc);
     }
@@ -68,12 +68,13 @@ public:
     std::string tail() const {
         std::lock_guard lock(mu_);
         std::string out;
-        for (const auto& l : tail_) out += (out.empty() ? "" : " | ") + l;
+        for (const auto& l : tail_)
+            out += (out.empty() ? "" : " | ") + l;
         if (!line_.empty()) out += (out.empty() ? "" : " | ") + line_;
         return out;
     }
 
-private:
+  private:
     void finish_line() {
         if (!boot_s_ && line_.find(kReadyLine) != std::string::npos)
             boot_s_ = std::chrono::duration<double>(Clock::now() - t0_).count();
@@ -116,12 +117,15 @@ uint64_t parse_size(const std::string& text) {
     throw std::invalid_argument("size '" + text + "': use a number of MiB or a M/G suffix");
 }
 
-std::string shorten(const std::string& s, size_t n) { return s.size() <= n ? s : "..." + s.substr(s.size() - n + 3); }
+std::string shorten(const std::string& s, size_t n) {
+    return s.size() <= n ? s : "..." + s.substr(s.size() - n + 3);
+}
 
 } // namespace
 
 int main(int argc, char** argv) {
-    CLI::App app{"ember-pool: boot K test guests in parallel with libember and summarise how they ended"};
+    CLI::App app{
+        "ember-pool: boot K test guests in parallel with libember and summarise how they ended"};
     std::string kernel, initrd, run, extra, mem = "256M", console_dir;
     unsigned count = 1, cpus = 1;
     double timeout_s = 600;
@@ -133,7 +137,8 @@ int main(int argc, char** argv) {
     app.add_option("-n", count, "number of guests")->check(CLI::Range(1u, 64u));
     app.add_option("--cpus", cpus, "vcpus per guest")->check(CLI::Range(1u, 254u));
     app.add_option("--mem", mem, "memory per guest (e.g. 256M, 1G)");
-    app.add_option("--timeout", timeout_s, "seconds before unfinished guests are stopped")->check(CLI::PositiveNumber);
+    app.add_option("--timeout", timeout_s, "seconds before unfinished guests are stopped")
+        ->check(CLI::PositiveNumber);
     app.add_option("--console-dir", console_dir, "write each guest's console to DIR/guest-N.log");
     app.add_flag("-v,--verbose", verbose, "libember's informational messages too");
     try {
@@ -166,10 +171,12 @@ int main(int argc, char** argv) {
             if (!console_dir.empty()) log = console_dir + "/guest-" + std::to_string(i) + ".log";
             g.console = std::make_unique<GuestConsole>(t0, log);
             embed::VmConfig c = config;
-            c.console = embed::ConsoleConfig::to_callback([con = g.console.get()](std::string_view t) { con->feed(t); });
+            c.console = embed::ConsoleConfig::to_callback(
+                [con = g.console.get()](std::string_view t) { con->feed(t); });
             g.vm.emplace(embed::Vm::create(c));
         }
-        for (auto& g : guests) g.vm->start();
+        for (auto& g : guests)
+            g.vm->start();
     } catch (const ember::Error& e) {
         std::fprintf(stderr, "ember-pool: %s\n", e.what());
         return 1; // the destructors stop the guests already started
@@ -177,7 +184,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "ember-pool: %u guests started: %s\n", count, config.cmdline.c_str());
 
     const bool tty = ::isatty(STDERR_FILENO) != 0;
-    const auto deadline = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_s));
+    const auto deadline =
+        t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_s));
     std::string last_progress;
     bool timed_out = false;
     for (;;) {
@@ -192,9 +200,9 @@ int main(int argc, char** argv) {
             booted += g.console->boot_seconds() ? 1 : 0;
             done += g.exit ? 1 : 0;
         }
-        const auto progress = "ember-pool: booted " + std::to_string(booted) + "/" + std::to_string(count) +
-                              ", running " + std::to_string(count - done) + ", done " + std::to_string(done) + "/" +
-                              std::to_string(count);
+        const auto progress = "ember-pool: booted " + std::to_string(booted) + "/" +
+                              std::to_string(count) + ", running " + std::to_string(count - done) +
+                              ", done " + std::to_string(done) + "/" + std::to_string(count);
         // On a terminal one line rewritten in place; in a log, a line per change.
         if (progress != last_progress) {
             std::fprintf(stderr, tty ? "\r%s\033[K" : "%s\n", progress.c_str());
@@ -216,7 +224,8 @@ int main(int argc, char** argv) {
     if (tty) std::fputc('\n', stderr);
 
     unsigned clean = 0;
-    std::printf("%-6s %-9s %-8s %-8s %-7s %s\n", "guest", "exit", "boot s", "wall s", "test rc", "console tail");
+    std::printf("%-6s %-9s %-8s %-8s %-7s %s\n", "guest", "exit", "boot s", "wall s", "test rc",
+                "console tail");
     for (size_t i = 0; i < guests.size(); ++i) {
         const auto& g = guests[i];
         const auto boot = g.console->boot_seconds();
@@ -233,6 +242,7 @@ int main(int argc, char** argv) {
                     rc ? std::to_string(*rc).c_str() : "-", shorten(tail, 100).c_str());
     }
     std::printf("ember-pool: %u/%u guests powered off cleanly%s in %.1f s\n", clean, count,
-                timed_out ? " (timeout hit)" : "", std::chrono::duration<double>(Clock::now() - t0).count());
+                timed_out ? " (timeout hit)" : "",
+                std::chrono::duration<double>(Clock::now() - t0).count());
     return clean == count ? 0 : 1;
 }

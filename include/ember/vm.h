@@ -106,10 +106,10 @@ struct VmConfig {
     std::filesystem::path kernel;                // bzImage or ELF vmlinux (x86-64)
     std::optional<std::filesystem::path> initrd; // initramfs (cpio, may be compressed)
     std::string cmdline = "console=ttyS0 reboot=k panic=1";
-    uint32_t cpus = 1;                           // 1 to 254
-    uint64_t memory_bytes = 512ULL << 20;        // at least 32 MiB, a multiple of 4 KiB
-    std::vector<DiskConfig> disks;               // at most 8
-    ConsoleConfig console;                       // default: discarded
+    uint32_t cpus = 1;                    // 1 to 254
+    uint64_t memory_bytes = 512ULL << 20; // at least 32 MiB, a multiple of 4 KiB
+    std::vector<DiskConfig> disks;        // at most 8
+    ConsoleConfig console;                // default: discarded
     std::optional<SignalCheckpoint> checkpoint_on_sigusr1;
 };
 
@@ -149,7 +149,7 @@ struct RestoreOverrides {
 };
 
 class Vm final {
-public:
+  public:
     // Checks the configuration (files exist, sizes, counts), opens KVM,
     // builds the VM and loads the guest. The VM does not run until start().
     static Vm create(const VmConfig& config);
@@ -174,7 +174,8 @@ public:
     // Writes a checkpoint into `dir` (created if missing; an existing
     // checkpoint there is replaced). Allowed while created, running or
     // paused. The guest is paused while its state is written.
-    CheckpointInfo checkpoint(const std::filesystem::path& dir, AfterCheckpoint then = AfterCheckpoint::keep_running);
+    CheckpointInfo checkpoint(const std::filesystem::path& dir,
+                              AfterCheckpoint then = AfterCheckpoint::keep_running);
     // Presses Ctrl-Alt-Del on the guest's PS/2 keyboard (Linux reboots, or
     // signals its init). Only while running.
     void send_ctrl_alt_del();
@@ -190,7 +191,7 @@ public:
 
     State state() const;
 
-private:
+  private:
     class Impl;
     explicit Vm(std::unique_ptr<Impl> impl) noexcept;
     Impl& impl() const;

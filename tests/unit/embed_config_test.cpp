@@ -56,7 +56,9 @@ std::string error_of(const embed::VmConfig& c) {
     return "accepted";
 }
 
-bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+bool has(const std::string& text, const std::string& part) {
+    return text.find(part) != std::string::npos;
+}
 
 } // namespace
 
@@ -126,7 +128,8 @@ TEST_CASE("embed config: sizes and counts are checked") {
     c.memory_bytes = (64ULL << 20) + 100;
     CHECK(has(error_of(c), "multiple of 4 KiB"));
     c = f.config();
-    for (int i = 0; i < 9; ++i) c.disks.push_back({"d" + std::to_string(i), f.dir / "disk-a.img", true});
+    for (int i = 0; i < 9; ++i)
+        c.disks.push_back({"d" + std::to_string(i), f.dir / "disk-a.img", true});
     CHECK(has(error_of(c), "9 disks given; ember supports at most 8"));
     c = f.config();
     c.disks.push_back({"an-id-of-twenty-one-b", f.dir / "disk-a.img", true});
@@ -154,14 +157,15 @@ TEST_CASE("embed config: console kinds") {
     CHECK(file.path == (f.dir / "console.log").string());
 
     std::string seen;
-    const auto spec = embed::to_internal(embed::ConsoleConfig::to_callback([&](std::string_view t) { seen += t; }));
+    const auto spec = embed::to_internal(
+        embed::ConsoleConfig::to_callback([&](std::string_view t) { seen += t; }));
     REQUIRE(spec.kind == ConsoleSpec::Kind::callback);
     const uint8_t bytes[] = {'o', 'k', '\n'};
     spec.callback(bytes);
     CHECK(seen == "ok\n");
     // A throwing callback must not unwind into the vcpu thread that calls it.
-    const auto throwing =
-        embed::to_internal(embed::ConsoleConfig::to_callback([](std::string_view) { throw std::runtime_error("x"); }));
+    const auto throwing = embed::to_internal(
+        embed::ConsoleConfig::to_callback([](std::string_view) { throw std::runtime_error("x"); }));
     CHECK_NOTHROW(throwing.callback(bytes));
 }
 
@@ -173,11 +177,13 @@ TEST_CASE("embed config: the process-wide takeovers are opt-in") {
     CHECK_FALSE(o.console_input);
     o = embed::run_options(embed::ConsoleConfig::to_stdout(false), std::nullopt);
     CHECK_FALSE(o.console_input); // stdout alone does not touch the terminal
-    o = embed::run_options(embed::ConsoleConfig::to_stdout(true), embed::SignalCheckpoint{f.dir, {}});
+    o = embed::run_options(embed::ConsoleConfig::to_stdout(true),
+                           embed::SignalCheckpoint{f.dir, {}});
     CHECK(o.console_input);
     CHECK(o.checkpoint_on_sigusr1);
 
-    c.checkpoint_on_sigusr1 = embed::SignalCheckpoint{f.dir / "ck", embed::AfterCheckpoint::keep_running};
+    c.checkpoint_on_sigusr1 =
+        embed::SignalCheckpoint{f.dir / "ck", embed::AfterCheckpoint::keep_running};
     const auto in = embed::to_internal(c);
     REQUIRE(in.checkpoint_dir);
     CHECK(*in.checkpoint_dir == f.dir / "ck");
@@ -202,7 +208,8 @@ TEST_CASE("embed config: internal exits map onto the public reasons") {
     CHECK(std::string(embed::to_string(embed::ExitReason::stopped)) == "stopped");
 }
 
-TEST_CASE("embed Vm::create: a missing kernel is an ember::Error naming it, before KVM is touched") {
+TEST_CASE(
+    "embed Vm::create: a missing kernel is an ember::Error naming it, before KVM is touched") {
     Files f;
     auto c = f.config();
     c.kernel = f.dir / "vmlinuz-missing";
@@ -240,7 +247,8 @@ TEST_CASE("embed Vm::restore: missing checkpoint, unknown disk override, resized
     }
     SnapshotReader snapshot(ck);
     CHECK(embed::restore_config(snapshot, {}).disks.at(0).path == disk.path);
-    CHECK(embed::restore_config(snapshot, {{"root", f.dir / "disk-a.img"}}).disks.at(0).id == "root");
+    CHECK(embed::restore_config(snapshot, {{"root", f.dir / "disk-a.img"}}).disks.at(0).id ==
+          "root");
 
     embed::RestoreOverrides o;
     o.disks["data"] = f.dir / "disk-b.img";

@@ -32,7 +32,8 @@ struct Keyboard {
     // Everything in the output buffer, as the guest reads it.
     std::vector<uint8_t> drain() {
         std::vector<uint8_t> out;
-        while (status() & 1) out.push_back(data());
+        while (status() & 1)
+            out.push_back(data());
         return out;
     }
     // As Linux's i8042 driver does at init: keyboard interrupts on,
@@ -105,7 +106,8 @@ TEST_CASE("i8042 Ctrl-Alt-Del: set 2 make and break codes, each with its interru
     CHECK(k.events.empty()); // the guest reboots itself; the device does not
 }
 
-TEST_CASE("i8042 Ctrl-Alt-Del: set 1 when the guest turned on translation; disabled keyboard refuses") {
+TEST_CASE(
+    "i8042 Ctrl-Alt-Del: set 1 when the guest turned on translation; disabled keyboard refuses") {
     Keyboard k;
     k.enable_interrupts(0x40);
     k.dev.press_ctrl_alt_del();

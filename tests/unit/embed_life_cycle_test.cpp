@@ -45,11 +45,14 @@ TEST_CASE("embed life cycle: wrong states are refused with the reason") {
     CHECK(refusal(State::paused, Action::start) == "cannot start the VM: it is paused");
     CHECK(refusal(State::created, Action::pause) == "cannot pause the VM: it has not been started");
     CHECK(refusal(State::paused, Action::pause) == "cannot pause the VM: it is paused");
-    CHECK(refusal(State::created, Action::resume) == "cannot resume the VM: it has not been started");
+    CHECK(refusal(State::created, Action::resume) ==
+          "cannot resume the VM: it has not been started");
     CHECK(refusal(State::running, Action::resume) == "cannot resume the VM: it is already running");
-    CHECK(refusal(State::created, Action::ctrl_alt_del) == "cannot send Ctrl-Alt-Del: it has not been started");
+    CHECK(refusal(State::created, Action::ctrl_alt_del) ==
+          "cannot send Ctrl-Alt-Del: it has not been started");
     CHECK(refusal(State::paused, Action::ctrl_alt_del) == "cannot send Ctrl-Alt-Del: it is paused");
-    for (Action a : {Action::start, Action::pause, Action::resume, Action::checkpoint, Action::ctrl_alt_del})
+    for (Action a :
+         {Action::start, Action::pause, Action::resume, Action::checkpoint, Action::ctrl_alt_del})
         CHECK(refusal(State::exited, a).find("it has exited") != std::string::npos);
 }
 

@@ -21,7 +21,7 @@ namespace {
 
 // Collects the console and lets the main thread wait for a line.
 class ConsoleWatch {
-public:
+  public:
     void feed(std::string_view text) {
         {
             std::lock_guard lock(mu_);
@@ -35,13 +35,15 @@ public:
         return cv_.wait_for(lock, timeout, [&] { return text_.find(what) != std::string::npos; });
     }
 
-private:
+  private:
     std::mutex mu_;
     std::condition_variable cv_;
     std::string text_;
 };
 
-const char* state_name(const embed::Vm& vm) { return embed::to_string(vm.state()); }
+const char* state_name(const embed::Vm& vm) {
+    return embed::to_string(vm.state());
+}
 
 } // namespace
 
@@ -57,10 +59,12 @@ int main(int argc, char** argv) {
         config.initrd = argv[2];
         config.cmdline = "console=ttyS0 reboot=k panic=1 quiet ember.run=count ember.count=8";
         config.memory_bytes = 256ULL << 20;
-        config.console = embed::ConsoleConfig::to_callback([&](std::string_view t) { first_console.feed(t); });
+        config.console =
+            embed::ConsoleConfig::to_callback([&](std::string_view t) { first_console.feed(t); });
 
         auto vm = embed::Vm::create(config);
-        std::printf("embed-example: created, state %s, libember %s\n", state_name(vm), embed::version());
+        std::printf("embed-example: created, state %s, libember %s\n", state_name(vm),
+                    embed::version());
         vm.start();
         if (!first_console.wait_for_text("EMBER-GUEST COUNT 3", std::chrono::seconds(300))) {
             std::printf("embed-example: the guest never counted to 3\n");
@@ -73,12 +77,13 @@ int main(int argc, char** argv) {
         const auto info = vm.checkpoint(argv[3], embed::AfterCheckpoint::stop);
         const auto first = vm.wait();
         std::printf("embed-example: checkpoint of %llu MiB; first VM exit: %s (%s)\n",
-                    static_cast<unsigned long long>(info.memory_bytes >> 20), embed::to_string(first.reason),
-                    first.message.c_str());
+                    static_cast<unsigned long long>(info.memory_bytes >> 20),
+                    embed::to_string(first.reason), first.message.c_str());
 
         ConsoleWatch second_console;
         embed::RestoreOverrides overrides;
-        overrides.console = embed::ConsoleConfig::to_callback([&](std::string_view t) { second_console.feed(t); });
+        overrides.console =
+            embed::ConsoleConfig::to_callback([&](std::string_view t) { second_console.feed(t); });
         auto restored = embed::Vm::restore(argv[3], overrides);
         restored.start();
         const auto second = restored.wait_for(std::chrono::seconds(300));

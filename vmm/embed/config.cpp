@@ -15,10 +15,11 @@ namespace {
 
 // Exists, is a regular file, and may be opened as the VM will open it.
 void require_file(const std::filesystem::path& path, std::string_view what, int mode) {
-    struct stat st{};
+    struct stat st {};
     if (::stat(path.c_str(), &st) != 0)
         throw Error(fmt::format("{} {}: {}", what, path.string(), std::strerror(errno)));
-    if (!S_ISREG(st.st_mode)) throw Error(fmt::format("{} {}: not a regular file", what, path.string()));
+    if (!S_ISREG(st.st_mode))
+        throw Error(fmt::format("{} {}: not a regular file", what, path.string()));
     if (::access(path.c_str(), mode) != 0)
         throw Error(fmt::format("{} {}: {}", what, path.string(), std::strerror(errno)));
 }
@@ -27,11 +28,16 @@ void require_file(const std::filesystem::path& path, std::string_view what, int 
 
 const char* to_string(ExitReason reason) noexcept {
     switch (reason) {
-    case ExitReason::poweroff: return "poweroff";
-    case ExitReason::reboot: return "reboot";
-    case ExitReason::panic: return "panic";
-    case ExitReason::error: return "error";
-    case ExitReason::stopped: return "stopped";
+    case ExitReason::poweroff:
+        return "poweroff";
+    case ExitReason::reboot:
+        return "reboot";
+    case ExitReason::panic:
+        return "panic";
+    case ExitReason::error:
+        return "error";
+    case ExitReason::stopped:
+        return "stopped";
     }
     return "unknown";
 }
@@ -41,8 +47,12 @@ const char* to_string(ExitReason reason) noexcept {
     if (console.interactive && console.kind != ConsoleConfig::Kind::stdio)
         throw Error("console: interactive is only for a stdio console");
     switch (console.kind) {
-    case ConsoleConfig::Kind::none: spec.kind = ConsoleSpec::Kind::none; break;
-    case ConsoleConfig::Kind::stdio: spec.kind = ConsoleSpec::Kind::stdio; break;
+    case ConsoleConfig::Kind::none:
+        spec.kind = ConsoleSpec::Kind::none;
+        break;
+    case ConsoleConfig::Kind::stdio:
+        spec.kind = ConsoleSpec::Kind::stdio;
+        break;
     case ConsoleConfig::Kind::file:
         if (console.file.empty()) throw Error("console: a file console needs a file path");
         spec.kind = ConsoleSpec::Kind::file;
@@ -65,14 +75,16 @@ const char* to_string(ExitReason reason) noexcept {
     return spec;
 }
 
-::ember::RunOptions run_options(const ConsoleConfig& console, const std::optional<SignalCheckpoint>& on_signal) {
+::ember::RunOptions run_options(const ConsoleConfig& console,
+                                const std::optional<SignalCheckpoint>& on_signal) {
     ::ember::RunOptions o;
     o.console_input = console.kind == ConsoleConfig::Kind::stdio && console.interactive;
     o.checkpoint_on_sigusr1 = on_signal.has_value();
     return o;
 }
 
-void apply_signal_checkpoint(::ember::VmConfig& config, const std::optional<SignalCheckpoint>& on_signal) {
+void apply_signal_checkpoint(::ember::VmConfig& config,
+                             const std::optional<SignalCheckpoint>& on_signal) {
     if (!on_signal) return;
     if (on_signal->dir.empty()) throw Error("checkpoint_on_sigusr1: no checkpoint directory given");
     config.checkpoint_dir = on_signal->dir;
@@ -93,10 +105,11 @@ void apply_signal_checkpoint(::ember::VmConfig& config, const std::optional<Sign
         throw Error(fmt::format("{} vcpus asked for: must be between 1 and {}", c.cpus, kMaxCpus));
     out.cpus = c.cpus;
     if (c.memory_bytes < kMinMemBytes)
-        throw Error(fmt::format("{} bytes of memory asked for: a guest needs at least {} MiB", c.memory_bytes,
-                                kMinMemBytes >> 20));
+        throw Error(fmt::format("{} bytes of memory asked for: a guest needs at least {} MiB",
+                                c.memory_bytes, kMinMemBytes >> 20));
     if (c.memory_bytes % 4096 != 0)
-        throw Error(fmt::format("{} bytes of memory asked for: must be a multiple of 4 KiB", c.memory_bytes));
+        throw Error(fmt::format("{} bytes of memory asked for: must be a multiple of 4 KiB",
+                                c.memory_bytes));
     out.mem_bytes = c.memory_bytes;
     if (c.disks.size() > platform::kMaxVirtioDevices)
         throw Error(fmt::format("{} disks given; ember supports at most {}", c.disks.size(),
@@ -112,9 +125,11 @@ void apply_signal_checkpoint(::ember::VmConfig& config, const std::optional<Sign
         // records the id a restore override names.
         spec.id = d.id.empty() ? d.path.filename().string().substr(0, kBlockIdMax) : d.id;
         if (spec.id.size() > kBlockIdMax)
-            throw Error(fmt::format("disk {}: id '{}' is longer than {} bytes", spec.path, spec.id, kBlockIdMax));
+            throw Error(fmt::format("disk {}: id '{}' is longer than {} bytes", spec.path, spec.id,
+                                    kBlockIdMax));
         if (!ids.insert(spec.id).second)
-            throw Error(fmt::format("disk {}: another disk already has the id '{}'", spec.path, spec.id));
+            throw Error(
+                fmt::format("disk {}: another disk already has the id '{}'", spec.path, spec.id));
         out.disks.push_back(std::move(spec));
     }
     out.console = to_internal(c.console);
@@ -124,12 +139,17 @@ void apply_signal_checkpoint(::ember::VmConfig& config, const std::optional<Sign
 
 ExitInfo to_public(const ::ember::VmExit& e) {
     switch (e.reason) {
-    case ::ember::ExitReason::poweroff: return {ExitReason::poweroff, e.message};
-    case ::ember::ExitReason::reboot: return {ExitReason::reboot, e.message};
-    case ::ember::ExitReason::panic: return {ExitReason::panic, e.message};
-    case ::ember::ExitReason::error: return {ExitReason::error, e.message};
+    case ::ember::ExitReason::poweroff:
+        return {ExitReason::poweroff, e.message};
+    case ::ember::ExitReason::reboot:
+        return {ExitReason::reboot, e.message};
+    case ::ember::ExitReason::panic:
+        return {ExitReason::panic, e.message};
+    case ::ember::ExitReason::error:
+        return {ExitReason::error, e.message};
     case ::ember::ExitReason::user_quit:
-        return {ExitReason::stopped, e.message.empty() ? "stopped from the console (Ctrl-A x)" : e.message};
+        return {ExitReason::stopped,
+                e.message.empty() ? "stopped from the console (Ctrl-A x)" : e.message};
     case ::ember::ExitReason::checkpointed:
         return {ExitReason::stopped, e.message.empty() ? "checkpoint taken" : e.message};
     }

@@ -16,9 +16,11 @@ namespace ember::embed {
 ::ember::VmConfig to_internal(const VmConfig& config);
 ::ember::ConsoleSpec to_internal(const ConsoleConfig& console);
 // What the VM's thread may take over in the process: only what was asked for.
-::ember::RunOptions run_options(const ConsoleConfig& console, const std::optional<SignalCheckpoint>& on_signal);
+::ember::RunOptions run_options(const ConsoleConfig& console,
+                                const std::optional<SignalCheckpoint>& on_signal);
 // Applies an opt-in SIGUSR1 checkpoint to the internal configuration.
-void apply_signal_checkpoint(::ember::VmConfig& config, const std::optional<SignalCheckpoint>& on_signal);
+void apply_signal_checkpoint(::ember::VmConfig& config,
+                             const std::optional<SignalCheckpoint>& on_signal);
 ExitInfo to_public(const ::ember::VmExit& exit);
 
 } // namespace ember::embed

@@ -7,21 +7,30 @@ namespace {
 
 const char* verb(Action a) noexcept {
     switch (a) {
-    case Action::start: return "start the VM";
-    case Action::pause: return "pause the VM";
-    case Action::resume: return "resume the VM";
-    case Action::checkpoint: return "checkpoint the VM";
-    case Action::ctrl_alt_del: return "send Ctrl-Alt-Del";
+    case Action::start:
+        return "start the VM";
+    case Action::pause:
+        return "pause the VM";
+    case Action::resume:
+        return "resume the VM";
+    case Action::checkpoint:
+        return "checkpoint the VM";
+    case Action::ctrl_alt_del:
+        return "send Ctrl-Alt-Del";
     }
     return "do that";
 }
 
 const char* why_not(State s) noexcept {
     switch (s) {
-    case State::created: return "it has not been started";
-    case State::running: return "it is already running";
-    case State::paused: return "it is paused";
-    case State::exited: return "it has exited";
+    case State::created:
+        return "it has not been started";
+    case State::running:
+        return "it is already running";
+    case State::paused:
+        return "it is paused";
+    case State::exited:
+        return "it has exited";
     }
     return "of its state";
 }
@@ -30,10 +39,14 @@ const char* why_not(State s) noexcept {
 
 const char* to_string(State state) noexcept {
     switch (state) {
-    case State::created: return "created";
-    case State::running: return "running";
-    case State::paused: return "paused";
-    case State::exited: return "exited";
+    case State::created:
+        return "created";
+    case State::running:
+        return "running";
+    case State::paused:
+        return "paused";
+    case State::exited:
+        return "exited";
     }
     return "unknown";
 }

@@ -16,13 +16,13 @@ namespace ember::embed {
 enum class Action { start, pause, resume, checkpoint, ctrl_alt_del };
 
 class LifeCycle final {
-public:
+  public:
     State state() const noexcept { return state_; }
     State after(Action action) const;
     // Moves to `next`; nothing leaves State::exited.
     void set(State next) noexcept;
 
-private:
+  private:
     State state_{State::created};
 };
 

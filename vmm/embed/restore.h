@@ -13,7 +13,8 @@
 
 namespace ember::embed {
 
-::ember::VmConfig restore_config(const SnapshotReader& snapshot,
-                                 const std::map<std::string, std::filesystem::path>& disk_overrides);
+::ember::VmConfig
+restore_config(const SnapshotReader& snapshot,
+               const std::map<std::string, std::filesystem::path>& disk_overrides);
 
 } // namespace ember::embed

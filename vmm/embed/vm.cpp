@@ -26,8 +26,7 @@ namespace {
 
 // Library calls throw ember::Error only: anything else that escapes the
 // internals (std::system_error from a thread, bad_alloc) is wrapped.
-template <typename F>
-auto as_ember_error(const char* what, F&& f) -> decltype(f()) {
+template <typename F> auto as_ember_error(const char* what, F&& f) -> decltype(f()) {
     try {
         return f();
     } catch (const Error&) {
@@ -40,8 +39,9 @@ auto as_ember_error(const char* what, F&& f) -> decltype(f()) {
 } // namespace
 
 class Vm::Impl final {
-public:
-    Impl(std::unique_ptr<::ember::Vm> vm, ::ember::RunOptions options) : vm_(std::move(vm)), options_(options) {}
+  public:
+    Impl(std::unique_ptr<::ember::Vm> vm, ::ember::RunOptions options)
+        : vm_(std::move(vm)), options_(options) {}
     ~Impl() {
         try {
             stop();
@@ -123,7 +123,8 @@ public:
         }
         {
             std::unique_lock lock(exit_mu_);
-            if (!exit_cv_.wait_for(lock, timeout, [&] { return exit_.has_value(); })) return std::nullopt;
+            if (!exit_cv_.wait_for(lock, timeout, [&] { return exit_.has_value(); }))
+                return std::nullopt;
         }
         return reap();
     }
@@ -132,7 +133,9 @@ public:
         {
             std::lock_guard lock(mu_);
             if (!runner_.joinable()) {
-                if (!exit_now()) finish_unstarted(ExitInfo{ExitReason::stopped, "stopped before it was started"});
+                if (!exit_now())
+                    finish_unstarted(
+                        ExitInfo{ExitReason::stopped, "stopped before it was started"});
                 return *exit_now();
             }
             // First reported exit wins: a guest that already powered off
@@ -150,7 +153,7 @@ public:
         return exit_now() ? State::exited : life_.state();
     }
 
-private:
+  private:
     static CheckpointInfo to_info(const CheckpointStats& s) {
         return CheckpointInfo{s.memory_bytes, s.inflight_requests, s.pause_ms};
     }
@@ -223,7 +226,8 @@ Vm Vm::create(const VmConfig& config) {
         ::ember::VmConfig internal = to_internal(config);
         internal.start_paused = true; // started by start()
         auto vm = std::make_unique<::ember::Vm>(internal);
-        return Vm(std::make_unique<Impl>(std::move(vm), run_options(config.console, config.checkpoint_on_sigusr1)));
+        return Vm(std::make_unique<Impl>(
+            std::move(vm), run_options(config.console, config.checkpoint_on_sigusr1)));
     });
 }
 
@@ -235,8 +239,8 @@ Vm Vm::restore(const std::filesystem::path& dir, const RestoreOverrides& overrid
         apply_signal_checkpoint(config, overrides.checkpoint_on_sigusr1);
         config.start_paused = true;
         auto vm = std::make_unique<::ember::Vm>(config, snapshot);
-        return Vm(std::make_unique<Impl>(std::move(vm),
-                                         run_options(overrides.console, overrides.checkpoint_on_sigusr1)));
+        return Vm(std::make_unique<Impl>(
+            std::move(vm), run_options(overrides.console, overrides.checkpoint_on_sigusr1)));
     });
 }
 
@@ -270,16 +274,28 @@ std::optional<ExitInfo> Vm::wait_for(std::chrono::milliseconds timeout) {
 ExitInfo Vm::stop() {
     return as_ember_error("cannot stop the VM", [&] { return impl().stop(); });
 }
-State Vm::state() const { return impl().state(); }
+State Vm::state() const {
+    return impl().state();
+}
 
-const char* version() noexcept { return EMBER_VERSION; }
+const char* version() noexcept {
+    return EMBER_VERSION;
+}
 
 void set_log_level(LogLevel level) noexcept {
     switch (level) {
-    case LogLevel::debug: log::set_level(log::Level::debug); break;
-    case LogLevel::info: log::set_level(log::Level::info); break;
-    case LogLevel::warning: log::set_level(log::Level::warn); break;
-    case LogLevel::error: log::set_level(log::Level::error); break;
+    case LogLevel::debug:
+        log::set_level(log::Level::debug);
+        break;
+    case LogLevel::info:
+        log::set_level(log::Level::info);
+        break;
+    case LogLevel::warning:
+        log::set_level(log::Level::warn);
+        break;
+    case LogLevel::error:
+        log::set_level(log::Level::error);
+        break;
     }
 }
 
