@@ -16,9 +16,9 @@ constexpr uint8_t kCtrlA = 0x01;
 }
 
 ConsoleSpec parse_console_spec(const std::string& text) {
-    if (text == "stdio") return {ConsoleSpec::Kind::stdio, {}};
-    if (text == "none") return {ConsoleSpec::Kind::none, {}};
-    if (text.rfind("file:", 0) == 0 && text.size() > 5) return {ConsoleSpec::Kind::file, text.substr(5)};
+    if (text == "stdio") return {ConsoleSpec::Kind::stdio, {}, {}};
+    if (text == "none") return {ConsoleSpec::Kind::none, {}, {}};
+    if (text.rfind("file:", 0) == 0 && text.size() > 5) return {ConsoleSpec::Kind::file, text.substr(5), {}};
     throw Error(fmt::format("--console: '{}' is not one of stdio, none, file:PATH", text));
 }
 
@@ -28,6 +28,9 @@ Console::Console(const ConsoleSpec& spec) : spec_(spec) {
         out_ = STDOUT_FILENO;
         break;
     case ConsoleSpec::Kind::none:
+        break;
+    case ConsoleSpec::Kind::callback:
+        if (!spec.callback) throw Error("console: a callback console needs a callback");
         break;
     case ConsoleSpec::Kind::file:
         out_fd_ = UniqueFd(::open(spec.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
@@ -41,6 +44,10 @@ Console::Console(const ConsoleSpec& spec) : spec_(spec) {
 Console::~Console() { stop_input(); }
 
 void Console::write(std::span<const uint8_t> bytes) {
+    if (spec_.kind == ConsoleSpec::Kind::callback) {
+        spec_.callback(bytes);
+        return;
+    }
     if (out_ < 0) return;
     size_t done = 0;
     while (done < bytes.size()) {

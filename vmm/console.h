@@ -18,9 +18,12 @@
 namespace ember {
 
 struct ConsoleSpec {
-    enum class Kind { stdio, none, file };
+    // callback: libember's console sink (include/ember/vm.h ConsoleConfig).
+    enum class Kind { stdio, none, file, callback };
     Kind kind = Kind::stdio;
     std::string path; // for Kind::file
+    // For Kind::callback: called with the UART lock held, on a vcpu thread.
+    std::function<void(std::span<const uint8_t>)> callback;
 };
 
 // Parses "stdio", "none" or "file:PATH"; throws ember::Error naming the value.

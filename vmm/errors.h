@@ -7,14 +7,13 @@
 #include <string>
 #include <string_view>
 
+#include "ember/error.h"
+
 namespace ember {
 
-// A failure the user can act on: bad input, missing file, a host resource.
-// The message is complete and is printed as is.
-class Error : public std::runtime_error {
-public:
-    using std::runtime_error::runtime_error;
-};
+// ember::Error, a failure the user can act on (bad input, missing file, a
+// host resource; the message is complete and printed as is), is part of the
+// library's public interface: include/ember/error.h.
 
 // A failed system call or ioctl; the message names the call and errno.
 class SystemError : public Error {

@@ -81,8 +81,9 @@ void Vm::setup_devices() {
     serial_ = std::make_shared<Serial>([this](std::span<const uint8_t> b) { console_.write(b); }, serial_irq_);
     pio_.add(platform::kCom1Port, 8, serial_);
     vm_.add_irqfd(serial_irq_.fd(), platform::kCom1Gsi);
-    pio_.add(platform::kI8042DataPort, platform::kI8042CommandPort - platform::kI8042DataPort + 1,
-             std::make_shared<I8042>(sink));
+    i8042_ = std::make_shared<I8042>(sink, [this] { keyboard_irq_.signal(); });
+    vm_.add_irqfd(keyboard_irq_.fd(), platform::kI8042Gsi);
+    pio_.add(platform::kI8042DataPort, platform::kI8042CommandPort - platform::kI8042DataPort + 1, i8042_);
     pio_.add(platform::kAcpiSleepControlPort, 4, std::make_shared<AcpiPowerRegisters>(sink));
     pio_.add(platform::kPvPanicPort, 1, std::make_shared<PvPanic>(sink));
 }
@@ -184,6 +185,8 @@ void Vm::restore_from(const SnapshotReader& snapshot) {
     snapshot.read_memory(mem_);
     vm_.restore_device_state(snapshot.read_value<VmDeviceState>("vm"));
     serial_->restore_state(snapshot.read_value<Serial::State>("serial"));
+    // Snapshots from before the keyboard had state have no i8042 section.
+    if (snapshot.has("i8042")) i8042_->restore_state(snapshot.read_value<I8042::State>("i8042"));
     // Devices after memory: restore validates the rings against guest RAM and
     // resubmits the in-flight requests before any vcpu runs.
     for (size_t i = 0; i < virtio_.size(); ++i) {
@@ -223,6 +226,8 @@ void Vm::resume() {
     for (auto& v : vcpus_) v->resume();
 }
 
+void Vm::send_ctrl_alt_del() { i8042_->press_ctrl_alt_del(); }
+
 CheckpointStats Vm::checkpoint(const std::filesystem::path& dir) {
     std::lock_guard lock(control_mu_);
     const bool was_running = vcpus_started_ && !paused_;
@@ -244,6 +249,7 @@ CheckpointStats Vm::checkpoint(const std::filesystem::path& dir) {
         fault::hit(fault::Point::checkpoint_memory);
         w.add_value("vm", vm_.save_device_state());
         w.add_value("serial", serial_->save_state());
+        w.add_value("i8042", i8042_->save_state());
         for (size_t i = 0; i < virtio_.size(); ++i) w.add(fmt::format("virtio{}", i), virtio_[i]->save_state());
         fault::hit(fault::Point::checkpoint_devices);
         for (uint32_t i = 0; i < vcpus_.size(); ++i) {
@@ -340,30 +346,34 @@ VmConfig Vm::config_from_json(const nlohmann::json& j) {
     }
 }
 
-VmExit Vm::run() {
-    console_.start_input([this](std::span<const uint8_t> b) { serial_->enqueue_input(b); },
-                         [this] { exits_.report(ExitReason::user_quit); });
+VmExit Vm::run(const RunOptions& options) {
+    if (options.console_input)
+        console_.start_input([this](std::span<const uint8_t> b) { serial_->enqueue_input(b); },
+                             [this] { exits_.report(ExitReason::user_quit); });
     // SIGUSR1 is process-directed: every other thread blocks it (they inherit
     // this mask), and this thread takes it through a signalfd (DESIGN.md).
-    sigset_t usr1;
-    sigemptyset(&usr1);
-    sigaddset(&usr1, SIGUSR1);
-    pthread_sigmask(SIG_BLOCK, &usr1, nullptr);
-    UniqueFd sigfd(::signalfd(-1, &usr1, SFD_CLOEXEC | SFD_NONBLOCK));
-    if (!sigfd) throw_errno("signalfd(SIGUSR1)");
-    if (config_.start_paused) {
-        log::info("VM is paused (restored with --paused); send SIGUSR1 to checkpoint it");
-    } else {
+    UniqueFd sigfd;
+    if (options.checkpoint_on_sigusr1) {
+        sigset_t usr1;
+        sigemptyset(&usr1);
+        sigaddset(&usr1, SIGUSR1);
+        pthread_sigmask(SIG_BLOCK, &usr1, nullptr);
+        sigfd = UniqueFd(::signalfd(-1, &usr1, SFD_CLOEXEC | SFD_NONBLOCK));
+        if (!sigfd) throw_errno("signalfd(SIGUSR1)");
+    }
+    if (!config_.start_paused) {
         resume();
+    } else if (options.checkpoint_on_sigusr1) {
+        log::info("VM is paused (restored with --paused); send SIGUSR1 to checkpoint it");
     }
     for (;;) {
         pollfd fds[2] = {{exits_.event_fd(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}};
-        if (::poll(fds, 2, -1) < 0 && errno != EINTR) throw_errno("poll");
+        if (::poll(fds, sigfd ? 2 : 1, -1) < 0 && errno != EINTR) throw_errno("poll");
         if (auto e = exits_.exit()) {
             shutdown();
             return *e;
         }
-        if (fds[1].revents & POLLIN) {
+        if (sigfd && (fds[1].revents & POLLIN)) {
             signalfd_siginfo si{};
             while (::read(sigfd.get(), &si, sizeof si) == sizeof si) {
             }

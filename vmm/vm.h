@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "devices/io_bus.h"
+#include "devices/legacy.h"
 #include "devices/serial.h"
 #include "devices/virtio/mmio_transport.h"
 #include "vmm/acpi/acpi.h"
@@ -30,6 +31,16 @@ struct CheckpointStats {
     double pause_ms = 0;
 };
 
+// What Vm::run() may take over in the process. The ember command wants both;
+// libember asks only when its user opts in (include/ember/vm.h).
+struct RunOptions {
+    // Read SIGUSR1 through a signalfd (blocking it in the calling thread) and
+    // checkpoint into config.checkpoint_dir on each one.
+    bool checkpoint_on_sigusr1 = true;
+    // For a stdio console: forward stdin, terminal in raw mode.
+    bool console_input = true;
+};
+
 class Vm final {
 public:
     // Builds the whole VM and loads the guest; throws ember::Error with a
@@ -41,13 +52,16 @@ public:
     ~Vm();
 
     // Runs the guest until it stops; returns why. SIGUSR1 takes a checkpoint
-    // into config.checkpoint_dir while it runs.
-    VmExit run();
+    // into config.checkpoint_dir while it runs (unless options say not to).
+    VmExit run(const RunOptions& options = {});
 
     // Pauses the guest, writes a snapshot to `dir`, and resumes it.
     CheckpointStats checkpoint(const std::filesystem::path& dir);
     void pause();
     void resume();
+    // Presses Ctrl-Alt-Del on the guest's PS/2 keyboard; throws ember::Error
+    // if the guest has no keyboard driver listening.
+    void send_ctrl_alt_del();
 
     static nlohmann::json config_to_json(const VmConfig& config);
     static VmConfig config_from_json(const nlohmann::json& j);
@@ -78,6 +92,8 @@ private:
     IoBus mmio_{"MMIO"};
     EventFd serial_irq_;
     std::shared_ptr<Serial> serial_;
+    EventFd keyboard_irq_;
+    std::shared_ptr<I8042> i8042_;
     std::vector<std::shared_ptr<VirtioMmioTransport>> virtio_;
     std::vector<acpi::VirtioMmioSlot> virtio_slots_;
     std::vector<std::unique_ptr<VcpuThread>> vcpus_;

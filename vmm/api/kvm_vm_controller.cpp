@@ -86,8 +86,7 @@ void KvmVmController::restore(const RestoreRequest& request) {
 
 void KvmVmController::send_ctrl_alt_del() {
     std::lock_guard lock(mu_);
-    running_vm("send Ctrl-Alt-Del");
-    throw Error("SendCtrlAltDel is not supported yet: ember's i8042 cannot inject key presses");
+    running_vm("send Ctrl-Alt-Del").send_ctrl_alt_del();
 }
 
 } // namespace ember::api

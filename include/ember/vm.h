@@ -1,0 +1,207 @@
+// libember: run KVM microVMs from your own process.
+//
+//   ember::embed::VmConfig config;
+//   config.kernel = "vmlinuz";
+//   config.initrd = "initramfs.cpio.gz";
+//   config.console = ember::embed::ConsoleConfig::to_callback(
+//       [](std::string_view text) { std::fwrite(text.data(), 1, text.size(), stdout); });
+//   auto vm = ember::embed::Vm::create(config); // built, not running
+//   vm.start();                                  // vcpus run on the library's threads
+//   ember::embed::ExitInfo exit = vm.wait();     // poweroff, reboot, panic, error, stopped
+//
+// Several VMs may run in one process, each with its own threads. A Vm is not
+// copyable; it is movable, and its destructor stops a VM that still runs.
+// Member functions may be called from any thread; calls on one Vm are
+// serialised. Every failure is an ember::Error with a message for a person.
+//
+// What the library does to the process: it installs handlers for two
+// real-time signals (SIGRTMIN kicks a vcpu out of the guest, SIGRTMIN+1 parks
+// a disk's I/O thread for a checkpoint) and sends them only to its own
+// threads; it logs to stderr (see set_log_level). It takes nothing else
+// unless asked: SIGUSR1 (VmConfig::checkpoint_on_sigusr1) and the terminal
+// (ConsoleConfig::interactive) are opt-in.
+//
+// Link with `pkg-config --cflags --libs ember` (add --static and -static for
+// a static program). Needs /dev/kvm read-write at create() time.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ember/error.h"
+
+namespace ember::embed {
+
+// One virtio-blk disk (virtio-mmio). The guest sees the disks as /dev/vda,
+// /dev/vdb, ... in this order.
+struct DiskConfig {
+    // The disk's serial (virtio-blk GET_ID, at most 20 bytes); names the disk
+    // in a checkpoint so a restore can move it. Empty: the file's name.
+    std::string id;
+    std::filesystem::path path; // a regular file, opened with O_DIRECT when possible
+    bool readonly = false;
+};
+
+// Where the guest's serial console (ttyS0, COM1) goes.
+struct ConsoleConfig {
+    enum class Kind { none, file, callback, stdio };
+    Kind kind = Kind::none;
+    // Kind::file: created (or truncated) when the VM is built.
+    std::filesystem::path file;
+    // Kind::callback: called with each chunk the guest writes (often one
+    // byte), on a vcpu thread, with the UART's lock held: copy the text and
+    // return quickly; do not call into the Vm from it.
+    std::function<void(std::string_view)> callback;
+    // Kind::stdio only: also forward the process's stdin to the guest, with
+    // the terminal in raw mode while the VM runs (Ctrl-A x stops the VM).
+    // Takes over the terminal: for one VM at a time.
+    bool interactive = false;
+
+    static ConsoleConfig none() { return {}; }
+    static ConsoleConfig to_file(std::filesystem::path path) {
+        ConsoleConfig c;
+        c.kind = Kind::file;
+        c.file = std::move(path);
+        return c;
+    }
+    static ConsoleConfig to_callback(std::function<void(std::string_view)> fn) {
+        ConsoleConfig c;
+        c.kind = Kind::callback;
+        c.callback = std::move(fn);
+        return c;
+    }
+    static ConsoleConfig to_stdout(bool interactive = false) {
+        ConsoleConfig c;
+        c.kind = Kind::stdio;
+        c.interactive = interactive;
+        return c;
+    }
+};
+
+// What a checkpoint does to the VM once the snapshot is written.
+enum class AfterCheckpoint {
+    keep_running, // the VM goes on in the state it was in (running or paused)
+    stop,         // the VM stops for good: wait() returns ExitReason::stopped
+};
+
+// Opt-in: SIGUSR1 sent to the process writes a checkpoint of this VM into
+// `dir`, as `ember run --checkpoint-dir` does. The library reads SIGUSR1
+// through a signalfd on its own thread; the caller must block SIGUSR1 in
+// every thread (block it in main() before any thread starts), or the signal
+// kills the process. At most one VM per process should ask for it.
+struct SignalCheckpoint {
+    std::filesystem::path dir;
+    AfterCheckpoint then = AfterCheckpoint::stop;
+};
+
+struct VmConfig {
+    std::filesystem::path kernel;                // bzImage or ELF vmlinux (x86-64)
+    std::optional<std::filesystem::path> initrd; // initramfs (cpio, may be compressed)
+    std::string cmdline = "console=ttyS0 reboot=k panic=1";
+    uint32_t cpus = 1;                    // 1 to 254
+    uint64_t memory_bytes = 512ULL << 20; // at least 32 MiB, a multiple of 4 KiB
+    std::vector<DiskConfig> disks;        // at most 8
+    ConsoleConfig console;                // default: discarded
+    std::optional<SignalCheckpoint> checkpoint_on_sigusr1;
+};
+
+// Why a VM stopped.
+enum class ExitReason {
+    poweroff, // the guest powered off (ACPI S5, or halted for good)
+    reboot,   // the guest rebooted (ember does not restart it)
+    panic,    // the guest kernel panicked (pvpanic)
+    error,    // the VMM failed (message says why)
+    stopped,  // stop(), a checkpoint with AfterCheckpoint::stop, or Ctrl-A x
+};
+const char* to_string(ExitReason reason) noexcept; // "poweroff", "reboot", ...
+
+struct ExitInfo {
+    ExitReason reason = ExitReason::error;
+    std::string message; // details; empty for a plain poweroff
+};
+
+// Where a Vm is in its life:
+//   created --start()--> running <--pause()/resume()--> paused
+//   created, running, paused --guest exit, stop(), checkpoint(stop)--> exited
+enum class State { created, running, paused, exited };
+const char* to_string(State state) noexcept; // "created", "running", ...
+
+struct CheckpointInfo {
+    uint64_t memory_bytes = 0;      // guest RAM written (sparse file size may be less)
+    uint64_t inflight_requests = 0; // disk requests in flight, resubmitted on restore
+    double pause_ms = 0;            // how long the guest was stopped
+};
+
+struct RestoreOverrides {
+    // Disk id -> the file to use instead of the path recorded in the
+    // checkpoint (same size required).
+    std::map<std::string, std::filesystem::path> disks;
+    ConsoleConfig console; // a checkpoint records no console
+    std::optional<SignalCheckpoint> checkpoint_on_sigusr1;
+};
+
+class Vm final {
+  public:
+    // Checks the configuration (files exist, sizes, counts), opens KVM,
+    // builds the VM and loads the guest. The VM does not run until start().
+    static Vm create(const VmConfig& config);
+    // Rebuilds a VM from a checkpoint directory written by checkpoint() (or
+    // by the ember command). It is in State::created: start() runs it on
+    // from where it was checkpointed.
+    static Vm restore(const std::filesystem::path& dir, const RestoreOverrides& overrides = {});
+
+    Vm(Vm&&) noexcept;
+    Vm& operator=(Vm&&) noexcept;
+    Vm(const Vm&) = delete;
+    Vm& operator=(const Vm&) = delete;
+    // Stops a VM that still runs (as stop() does) and frees it.
+    ~Vm();
+
+    // created -> running: starts one thread per vcpu.
+    void start();
+    // running -> paused: returns once every vcpu is out of the guest.
+    void pause();
+    // paused -> running.
+    void resume();
+    // Writes a checkpoint into `dir` (created if missing; an existing
+    // checkpoint there is replaced). Allowed while created, running or
+    // paused. The guest is paused while its state is written.
+    CheckpointInfo checkpoint(const std::filesystem::path& dir,
+                              AfterCheckpoint then = AfterCheckpoint::keep_running);
+    // Presses Ctrl-Alt-Del on the guest's PS/2 keyboard (Linux reboots, or
+    // signals its init). Only while running.
+    void send_ctrl_alt_del();
+
+    // Blocks until the VM has exited and returns why. Throws if the VM was
+    // never started (nothing would ever end it).
+    ExitInfo wait();
+    // As wait(), but gives up after `timeout`: std::nullopt if still running.
+    std::optional<ExitInfo> wait_for(std::chrono::milliseconds timeout);
+    // Stops the VM (ExitReason::stopped unless it had already exited) and
+    // returns its exit. Idempotent.
+    ExitInfo stop();
+
+    State state() const;
+
+  private:
+    class Impl;
+    explicit Vm(std::unique_ptr<Impl> impl) noexcept;
+    Impl& impl() const;
+    std::unique_ptr<Impl> impl_;
+};
+
+// libember logs to stderr, prefixed "ember: ". Process-wide.
+enum class LogLevel { debug, info, warning, error };
+void set_log_level(LogLevel level) noexcept;
+
+const char* version() noexcept; // e.g. "0.1.0"
+
+} // namespace ember::embed

@@ -1,0 +1,154 @@
+#!/bin/sh
+# e2e-timeout: 900
+# The control socket driven with curl and Firecracker's documented request
+# bodies: a guest configured and started entirely over the socket (PUT
+# /boot-source, /machine-config, /actions InstanceStart), paused and resumed
+# (PATCH /vm), snapshotted (PUT /snapshot/create), stopped with SendCtrlAltDel
+# (the guest reboots through its PS/2 keyboard), and loaded in a second ember
+# (PUT /snapshot/load with resume_vm), where it counts on to the end.
+. "$E2E_DIR/lib.sh"
+
+host="$WORK/../../host/api-socket"
+img="$IMAGES/cloud"
+snap="$SCRATCH/snapshot"
+if [ ! -x "$host/bin/curl" ]; then
+  fail api-socket-curl-staged "api-socket.host did not stage curl (see host/api-socket.log)"
+  exit 0
+fi
+
+# api METHOD PATH [BODY]: one request on $SOCK; sets STATUS and BODY.
+api() {
+  if [ -n "${3:-}" ]; then
+    STATUS=$(timeout 120 "$host/lib/ld-linux-x86-64.so.2" --library-path "$host/lib" "$host/bin/curl" -s \
+      -o "$WORK/response" -w '%{http_code}' --unix-socket "$SOCK" -X "$1" "http://localhost$2" \
+      -H 'Accept: application/json' -H 'Content-Type: application/json' -d "$3")
+  else
+    STATUS=$(timeout 120 "$host/lib/ld-linux-x86-64.so.2" --library-path "$host/lib" "$host/bin/curl" -s \
+      -o "$WORK/response" -w '%{http_code}' --unix-socket "$SOCK" -X "$1" "http://localhost$2" \
+      -H 'Accept: application/json')
+  fi
+  BODY=$(cat "$WORK/response" 2>/dev/null)
+  echo "api: $1 $2 ${3:-} -> $STATUS $BODY" | tee -a "$WORK/api.log"
+}
+
+# expect_status CODE: the last request answered CODE.
+expect_status() {
+  [ "$STATUS" = "$1" ] || _unmet "$LAST_REQUEST answered $STATUS, expected $1: $BODY"
+}
+
+wait_for() {
+  _n=0
+  while ! grep -a -q -E -- "$2" "$1" 2>/dev/null; do
+    sleep 1
+    _n=$((_n + 1))
+    [ "$_n" -lt "$3" ] || return 1
+  done
+}
+
+wait_socket() {
+  _n=0
+  while [ ! -S "$SOCK" ]; do
+    sleep 1
+    _n=$((_n + 1))
+    [ "$_n" -lt 60 ] || return 1
+  done
+}
+
+# start_ember LOG: `ember --api-sock $SOCK` in the background; PID, OUT, ERR.
+start_ember() {
+  OUT="$WORK/$1.out"
+  ERR="$WORK/$1.err"
+  echo "e2e: ember --api-sock $SOCK" >"$WORK/$1.cmd"
+  "$EMBER" --api-sock "$SOCK" </dev/null >"$OUT" 2>"$ERR" &
+  PID=$!
+  TIMED_OUT=no
+  ELAPSED=0
+  wait_socket || _unmet "ember never created $SOCK"
+}
+
+# finish_ember SECONDS: waits for ember to exit (killing it after SECONDS).
+finish_ember() {
+  _n=0
+  while kill -0 "$PID" 2>/dev/null; do
+    sleep 1
+    _n=$((_n + 1))
+    if [ "$_n" -ge "$1" ]; then
+      TIMED_OUT=yes
+      kill "$PID" 2>/dev/null
+      break
+    fi
+  done
+  wait "$PID"
+  RC=$?
+  ELAPSED=$_n
+}
+
+# 1. Configure and start, with the bodies of Firecracker's getting-started guide.
+SOCK="$SCRATCH/api-1.sock"
+start_ember vm1
+LAST_REQUEST="PUT /boot-source"
+api PUT /boot-source "{
+    \"kernel_image_path\": \"$img/vmlinuz\",
+    \"initrd_path\": \"$img/initramfs.cpio.gz\",
+    \"boot_args\": \"$(guest_cmdline count) ember.count=40\"
+  }"
+expect_status 204
+LAST_REQUEST="PUT /machine-config"
+[ -n "$REASON" ] || api PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 256}'
+expect_status 204
+LAST_REQUEST="PUT /actions InstanceStart"
+[ -n "$REASON" ] || api PUT /actions '{"action_type": "InstanceStart"}'
+expect_status 204
+LAST_REQUEST="GET /"
+[ -n "$REASON" ] || api GET /
+expect_status 200 && { echo "$BODY" | grep -q '"state":"Running"' || _unmet "GET / says $BODY, not Running"; }
+wait_for "$OUT" 'EMBER-GUEST COUNT 3([^0-9]|$)' 300 || _unmet "the guest started over the socket never counted to 3"
+check api-socket-configure-and-start
+
+# 2. Pause: the guest stops counting; snapshot; resume: it counts on.
+LAST_REQUEST="PATCH /vm Paused"
+api PATCH /vm '{"state": "Paused"}'
+expect_status 204
+before=$(grep -a -c 'EMBER-GUEST COUNT' "$OUT")
+sleep 4
+after=$(grep -a -c 'EMBER-GUEST COUNT' "$OUT")
+[ "$before" = "$after" ] || _unmet "the paused guest went on counting ($before -> $after lines)"
+LAST_REQUEST="GET / (paused)"
+api GET /
+echo "$BODY" | grep -q '"state":"Paused"' || _unmet "GET / says $BODY, not Paused"
+LAST_REQUEST="PUT /snapshot/create"
+api PUT /snapshot/create "{\"snapshot_type\": \"Full\", \"snapshot_path\": \"$snap\", \"mem_file_path\": \"$SCRATCH/mem\"}"
+expect_status 204 && { [ -f "$snap/manifest.json" ] || _unmet "no manifest.json in $snap"; }
+LAST_REQUEST="PATCH /vm Resumed"
+api PATCH /vm '{"state": "Resumed"}'
+expect_status 204
+wait_for "$OUT" "EMBER-GUEST COUNT $((after + 2))([^0-9]|\$)" 120 || _unmet "the resumed guest did not count on"
+check api-socket-pause-snapshot-resume
+
+# 3. Ctrl-Alt-Del through the guest's PS/2 keyboard: Linux reboots, ember ends.
+LAST_REQUEST="PUT /actions SendCtrlAltDel"
+api PUT /actions '{"action_type": "SendCtrlAltDel"}'
+expect_status 204
+finish_ember 240
+expect_rc 0 && expect_stderr 'guest rebooted' && expect_no_log 'COUNT DONE'
+check api-socket-ctrl-alt-del
+
+# 4. Load the snapshot in a fresh ember and resume at once: the guest counts
+# on from where it was paused (no second boot, no restart at 1) to the end.
+SOCK="$SCRATCH/api-2.sock"
+start_ember vm2
+LAST_REQUEST="PUT /snapshot/load"
+api PUT /snapshot/load "{
+    \"snapshot_path\": \"$snap\",
+    \"mem_backend\": {\"backend_path\": \"$SCRATCH/mem\", \"backend_type\": \"File\"},
+    \"enable_diff_snapshots\": false,
+    \"resume_vm\": true
+  }"
+expect_status 204
+LAST_REQUEST="GET / (loaded)"
+[ -n "$REASON" ] || api GET /
+echo "$BODY" | grep -q '"state":"Running"' || _unmet "GET / after load says $BODY, not Running"
+finish_ember 400
+expect_rc 0 && expect_stdout 'EMBER-GUEST COUNT DONE' && expect_stdout "EMBER-GUEST COUNT $((after + 1))([^0-9]|\$)" &&
+  expect_no_log 'EMBER-GUEST READY' && expect_no_log 'EMBER-GUEST COUNT 1([^0-9]|$)' && expect_stderr 'powered off'
+check api-socket-snapshot-load

@@ -1,0 +1,278 @@
+// libember's configuration checks and the failures of Vm::create and
+// Vm::restore that come before KVM is opened: no /dev/kvm needed.
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <string>
+
+#include "ember/ember.h"
+#include "vmm/embed/config.h"
+#include "vmm/embed/restore.h"
+#include "vmm/snapshot/snapshot.h"
+
+using namespace ember;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A private directory with files that look enough like a kernel, an initrd
+// and disks for the checks (they are never booted).
+struct Files {
+    fs::path dir;
+    Files() {
+        char tmpl[] = "/tmp/ember-embed-test-XXXXXX";
+        REQUIRE(::mkdtemp(tmpl) != nullptr);
+        dir = tmpl;
+        write("vmlinuz", 4096);
+        write("initrd", 512);
+        write("disk-a.img", 1 << 20);
+        write("disk-b.img", 2 << 20);
+    }
+    ~Files() {
+        std::error_code ec;
+        fs::remove_all(dir, ec);
+    }
+    void write(const std::string& name, size_t bytes) const {
+        std::ofstream f(dir / name, std::ios::binary);
+        f << std::string(bytes, 'x');
+    }
+    embed::VmConfig config() const {
+        embed::VmConfig c;
+        c.kernel = dir / "vmlinuz";
+        c.initrd = dir / "initrd";
+        return c;
+    }
+};
+
+std::string error_of(const embed::VmConfig& c) {
+    try {
+        embed::to_internal(c);
+    } catch (const Error& e) {
+        return e.what();
+    }
+    return "accepted";
+}
+
+bool has(const std::string& text, const std::string& part) {
+    return text.find(part) != std::string::npos;
+}
+
+} // namespace
+
+TEST_CASE("embed config: a good configuration maps onto the internal one") {
+    Files f;
+    auto c = f.config();
+    c.cmdline = "console=ttyS0 quiet";
+    c.cpus = 3;
+    c.memory_bytes = 256ULL << 20;
+    c.disks.push_back({"root", f.dir / "disk-a.img", true});
+    c.disks.push_back({"", f.dir / "disk-b.img", false});
+    const VmConfig in = embed::to_internal(c);
+    CHECK(in.kernel == f.dir / "vmlinuz");
+    REQUIRE(in.initrd);
+    CHECK(*in.initrd == f.dir / "initrd");
+    CHECK(in.cmdline == "console=ttyS0 quiet");
+    CHECK(in.cpus == 3);
+    CHECK(in.mem_bytes == 256ULL << 20);
+    REQUIRE(in.disks.size() == 2);
+    CHECK(in.disks[0].id == "root");
+    CHECK(in.disks[0].readonly);
+    CHECK(in.disks[1].id == "disk-b.img"); // derived from the file name, as the device does
+    CHECK_FALSE(in.disks[1].readonly);
+    CHECK(in.console.kind == ConsoleSpec::Kind::none); // the library's default: nothing
+    CHECK_FALSE(in.checkpoint_dir);
+}
+
+TEST_CASE("embed config: missing or unusable files are named") {
+    Files f;
+    auto c = f.config();
+    c.kernel = f.dir / "no-such-vmlinuz";
+    auto msg = error_of(c);
+    CHECK(has(msg, "kernel " + (f.dir / "no-such-vmlinuz").string()));
+    CHECK(has(msg, "No such file or directory"));
+
+    c = f.config();
+    c.kernel = f.dir;
+    CHECK(has(error_of(c), "not a regular file"));
+
+    c = f.config();
+    c.kernel.clear();
+    CHECK(has(error_of(c), "no kernel image given"));
+
+    c = f.config();
+    c.initrd = f.dir / "gone.cpio";
+    CHECK(has(error_of(c), "initrd " + (f.dir / "gone.cpio").string()));
+
+    c = f.config();
+    c.disks.push_back({"d", f.dir / "missing.img", false});
+    CHECK(has(error_of(c), "disk " + (f.dir / "missing.img").string()));
+
+    c = f.config();
+    c.disks.push_back({"d", "", false});
+    CHECK(has(error_of(c), "a disk has no path"));
+}
+
+TEST_CASE("embed config: sizes and counts are checked") {
+    Files f;
+    auto c = f.config();
+    c.cpus = 0;
+    CHECK(has(error_of(c), "0 vcpus asked for: must be between 1 and 254"));
+    c.cpus = 255;
+    CHECK(has(error_of(c), "255 vcpus"));
+    c = f.config();
+    c.memory_bytes = 16ULL << 20;
+    CHECK(has(error_of(c), "at least 32 MiB"));
+    c.memory_bytes = (64ULL << 20) + 100;
+    CHECK(has(error_of(c), "multiple of 4 KiB"));
+    c = f.config();
+    for (int i = 0; i < 9; ++i)
+        c.disks.push_back({"d" + std::to_string(i), f.dir / "disk-a.img", true});
+    CHECK(has(error_of(c), "9 disks given; ember supports at most 8"));
+    c = f.config();
+    c.disks.push_back({"an-id-of-twenty-one-b", f.dir / "disk-a.img", true});
+    CHECK(has(error_of(c), "longer than 20 bytes"));
+    c = f.config();
+    c.disks.push_back({"", f.dir / "disk-a.img", true});
+    c.disks.push_back({"disk-a.img", f.dir / "disk-b.img", true}); // clashes with the derived id
+    CHECK(has(error_of(c), "already has the id 'disk-a.img'"));
+}
+
+TEST_CASE("embed config: console kinds") {
+    Files f;
+    auto c = f.config();
+    c.console.kind = embed::ConsoleConfig::Kind::file;
+    CHECK(has(error_of(c), "a file console needs a file path"));
+    c.console = embed::ConsoleConfig::to_callback(nullptr);
+    CHECK(has(error_of(c), "a callback console needs a callback"));
+    c.console = embed::ConsoleConfig::to_file(f.dir / "console.log");
+    c.console.interactive = true;
+    CHECK(has(error_of(c), "interactive is only for a stdio console"));
+
+    c.console = embed::ConsoleConfig::to_file(f.dir / "console.log");
+    const auto file = embed::to_internal(c).console;
+    CHECK(file.kind == ConsoleSpec::Kind::file);
+    CHECK(file.path == (f.dir / "console.log").string());
+
+    std::string seen;
+    const auto spec = embed::to_internal(
+        embed::ConsoleConfig::to_callback([&](std::string_view t) { seen += t; }));
+    REQUIRE(spec.kind == ConsoleSpec::Kind::callback);
+    const uint8_t bytes[] = {'o', 'k', '\n'};
+    spec.callback(bytes);
+    CHECK(seen == "ok\n");
+    // A throwing callback must not unwind into the vcpu thread that calls it.
+    const auto throwing = embed::to_internal(
+        embed::ConsoleConfig::to_callback([](std::string_view) { throw std::runtime_error("x"); }));
+    CHECK_NOTHROW(throwing.callback(bytes));
+}
+
+TEST_CASE("embed config: the process-wide takeovers are opt-in") {
+    Files f;
+    auto c = f.config();
+    auto o = embed::run_options(c.console, c.checkpoint_on_sigusr1);
+    CHECK_FALSE(o.checkpoint_on_sigusr1);
+    CHECK_FALSE(o.console_input);
+    o = embed::run_options(embed::ConsoleConfig::to_stdout(false), std::nullopt);
+    CHECK_FALSE(o.console_input); // stdout alone does not touch the terminal
+    o = embed::run_options(embed::ConsoleConfig::to_stdout(true),
+                           embed::SignalCheckpoint{f.dir, {}});
+    CHECK(o.console_input);
+    CHECK(o.checkpoint_on_sigusr1);
+
+    c.checkpoint_on_sigusr1 =
+        embed::SignalCheckpoint{f.dir / "ck", embed::AfterCheckpoint::keep_running};
+    const auto in = embed::to_internal(c);
+    REQUIRE(in.checkpoint_dir);
+    CHECK(*in.checkpoint_dir == f.dir / "ck");
+    CHECK(in.continue_after_checkpoint);
+    c.checkpoint_on_sigusr1 = embed::SignalCheckpoint{};
+    CHECK(has(error_of(c), "no checkpoint directory"));
+}
+
+TEST_CASE("embed config: internal exits map onto the public reasons") {
+    using IR = ember::ExitReason;
+    CHECK(embed::to_public({IR::poweroff, ""}).reason == embed::ExitReason::poweroff);
+    CHECK(embed::to_public({IR::reboot, "triple fault"}).message == "triple fault");
+    CHECK(embed::to_public({IR::panic, ""}).reason == embed::ExitReason::panic);
+    const auto err = embed::to_public({IR::error, "vcpu 0: KVM internal error"});
+    CHECK(err.reason == embed::ExitReason::error);
+    CHECK(err.message == "vcpu 0: KVM internal error");
+    CHECK(embed::to_public({IR::user_quit, ""}).reason == embed::ExitReason::stopped);
+    const auto ck = embed::to_public({IR::checkpointed, ""});
+    CHECK(ck.reason == embed::ExitReason::stopped);
+    CHECK(ck.message == "checkpoint taken");
+    CHECK(std::string(embed::to_string(embed::ExitReason::poweroff)) == "poweroff");
+    CHECK(std::string(embed::to_string(embed::ExitReason::stopped)) == "stopped");
+}
+
+TEST_CASE(
+    "embed Vm::create: a missing kernel is an ember::Error naming it, before KVM is touched") {
+    Files f;
+    auto c = f.config();
+    c.kernel = f.dir / "vmlinuz-missing";
+    try {
+        embed::Vm::create(c);
+        FAIL("create() accepted a missing kernel");
+    } catch (const Error& e) {
+        CHECK(has(e.what(), (f.dir / "vmlinuz-missing").string()));
+    }
+}
+
+TEST_CASE("embed Vm::restore: missing checkpoint, unknown disk override, resized disk") {
+    Files f;
+    try {
+        embed::Vm::restore(f.dir / "no-checkpoint");
+        FAIL("restore() accepted a missing checkpoint");
+    } catch (const Error& e) {
+        CHECK(has(e.what(), (f.dir / "no-checkpoint").string()));
+        CHECK(has(e.what(), "is not a snapshot"));
+    }
+
+    // A checkpoint directory with only its manifest: enough for the checks
+    // that come before any section is read.
+    VmConfig saved;
+    saved.kernel = f.dir / "vmlinuz";
+    saved.cpus = 1;
+    DiskSpec disk;
+    disk.path = (f.dir / "disk-a.img").string();
+    disk.id = "root";
+    saved.disks.push_back(disk);
+    const fs::path ck = f.dir / "ck";
+    {
+        SnapshotWriter w(ck);
+        w.finish(ember::Vm::config_to_json(saved));
+    }
+    SnapshotReader snapshot(ck);
+    CHECK(embed::restore_config(snapshot, {}).disks.at(0).path == disk.path);
+    CHECK(embed::restore_config(snapshot, {{"root", f.dir / "disk-a.img"}}).disks.at(0).id ==
+          "root");
+
+    embed::RestoreOverrides o;
+    o.disks["data"] = f.dir / "disk-b.img";
+    try {
+        embed::Vm::restore(ck, o);
+        FAIL("restore() accepted an override for a disk the checkpoint lacks");
+    } catch (const Error& e) {
+        CHECK(has(e.what(), "the checkpoint has no disk with id 'data'"));
+    }
+    o.disks.clear();
+    o.disks["root"] = f.dir / "disk-b.img"; // 2 MiB, the checkpoint has 1 MiB
+    try {
+        embed::Vm::restore(ck, o);
+        FAIL("restore() accepted a disk of another size");
+    } catch (const Error& e) {
+        CHECK(has(e.what(), "has 2097152 bytes, but the checkpoint was taken with 1048576 bytes"));
+    }
+}
+
+TEST_CASE("embed Vm::create: an empty configuration is refused") {
+    try {
+        embed::Vm::create(embed::VmConfig{});
+        FAIL("create() accepted a configuration without a kernel");
+    } catch (const Error& e) {
+        CHECK(has(e.what(), "no kernel image given"));
+    }
+}

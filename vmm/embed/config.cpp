@@ -1,0 +1,159 @@
+#include "vmm/embed/config.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fmt/format.h>
+#include <set>
+
+#include "devices/block/disk_spec.h"
+#include "vmm/platform.h"
+
+namespace ember::embed {
+namespace {
+
+// Exists, is a regular file, and may be opened as the VM will open it.
+void require_file(const std::filesystem::path& path, std::string_view what, int mode) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0)
+        throw Error(fmt::format("{} {}: {}", what, path.string(), std::strerror(errno)));
+    if (!S_ISREG(st.st_mode))
+        throw Error(fmt::format("{} {}: not a regular file", what, path.string()));
+    if (::access(path.c_str(), mode) != 0)
+        throw Error(fmt::format("{} {}: {}", what, path.string(), std::strerror(errno)));
+}
+
+} // namespace
+
+const char* to_string(ExitReason reason) noexcept {
+    switch (reason) {
+    case ExitReason::poweroff:
+        return "poweroff";
+    case ExitReason::reboot:
+        return "reboot";
+    case ExitReason::panic:
+        return "panic";
+    case ExitReason::error:
+        return "error";
+    case ExitReason::stopped:
+        return "stopped";
+    }
+    return "unknown";
+}
+
+::ember::ConsoleSpec to_internal(const ConsoleConfig& console) {
+    ::ember::ConsoleSpec spec;
+    if (console.interactive && console.kind != ConsoleConfig::Kind::stdio)
+        throw Error("console: interactive is only for a stdio console");
+    switch (console.kind) {
+    case ConsoleConfig::Kind::none:
+        spec.kind = ConsoleSpec::Kind::none;
+        break;
+    case ConsoleConfig::Kind::stdio:
+        spec.kind = ConsoleSpec::Kind::stdio;
+        break;
+    case ConsoleConfig::Kind::file:
+        if (console.file.empty()) throw Error("console: a file console needs a file path");
+        spec.kind = ConsoleSpec::Kind::file;
+        spec.path = console.file.string();
+        break;
+    case ConsoleConfig::Kind::callback: {
+        if (!console.callback) throw Error("console: a callback console needs a callback");
+        spec.kind = ConsoleSpec::Kind::callback;
+        spec.callback = [fn = console.callback](std::span<const uint8_t> bytes) {
+            // The caller's exception must not unwind through a vcpu's MMIO
+            // dispatch; the text is lost, the guest goes on.
+            try {
+                fn(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+            } catch (...) {
+            }
+        };
+        break;
+    }
+    }
+    return spec;
+}
+
+::ember::RunOptions run_options(const ConsoleConfig& console,
+                                const std::optional<SignalCheckpoint>& on_signal) {
+    ::ember::RunOptions o;
+    o.console_input = console.kind == ConsoleConfig::Kind::stdio && console.interactive;
+    o.checkpoint_on_sigusr1 = on_signal.has_value();
+    return o;
+}
+
+void apply_signal_checkpoint(::ember::VmConfig& config,
+                             const std::optional<SignalCheckpoint>& on_signal) {
+    if (!on_signal) return;
+    if (on_signal->dir.empty()) throw Error("checkpoint_on_sigusr1: no checkpoint directory given");
+    config.checkpoint_dir = on_signal->dir;
+    config.continue_after_checkpoint = on_signal->then == AfterCheckpoint::keep_running;
+}
+
+::ember::VmConfig to_internal(const VmConfig& c) {
+    ::ember::VmConfig out;
+    if (c.kernel.empty()) throw Error("no kernel image given (VmConfig::kernel)");
+    require_file(c.kernel, "kernel", R_OK);
+    out.kernel = c.kernel;
+    if (c.initrd) {
+        require_file(*c.initrd, "initrd", R_OK);
+        out.initrd = *c.initrd;
+    }
+    out.cmdline = c.cmdline;
+    if (c.cpus < 1 || c.cpus > kMaxCpus)
+        throw Error(fmt::format("{} vcpus asked for: must be between 1 and {}", c.cpus, kMaxCpus));
+    out.cpus = c.cpus;
+    if (c.memory_bytes < kMinMemBytes)
+        throw Error(fmt::format("{} bytes of memory asked for: a guest needs at least {} MiB",
+                                c.memory_bytes, kMinMemBytes >> 20));
+    if (c.memory_bytes % 4096 != 0)
+        throw Error(fmt::format("{} bytes of memory asked for: must be a multiple of 4 KiB",
+                                c.memory_bytes));
+    out.mem_bytes = c.memory_bytes;
+    if (c.disks.size() > platform::kMaxVirtioDevices)
+        throw Error(fmt::format("{} disks given; ember supports at most {}", c.disks.size(),
+                                platform::kMaxVirtioDevices));
+    std::set<std::string> ids;
+    for (const auto& d : c.disks) {
+        if (d.path.empty()) throw Error("a disk has no path");
+        require_file(d.path, "disk", d.readonly ? R_OK : R_OK | W_OK);
+        DiskSpec spec;
+        spec.path = d.path.string();
+        spec.readonly = d.readonly;
+        // As BlockDisk does for the GET_ID string; here so that a checkpoint
+        // records the id a restore override names.
+        spec.id = d.id.empty() ? d.path.filename().string().substr(0, kBlockIdMax) : d.id;
+        if (spec.id.size() > kBlockIdMax)
+            throw Error(fmt::format("disk {}: id '{}' is longer than {} bytes", spec.path, spec.id,
+                                    kBlockIdMax));
+        if (!ids.insert(spec.id).second)
+            throw Error(
+                fmt::format("disk {}: another disk already has the id '{}'", spec.path, spec.id));
+        out.disks.push_back(std::move(spec));
+    }
+    out.console = to_internal(c.console);
+    apply_signal_checkpoint(out, c.checkpoint_on_sigusr1);
+    return out;
+}
+
+ExitInfo to_public(const ::ember::VmExit& e) {
+    switch (e.reason) {
+    case ::ember::ExitReason::poweroff:
+        return {ExitReason::poweroff, e.message};
+    case ::ember::ExitReason::reboot:
+        return {ExitReason::reboot, e.message};
+    case ::ember::ExitReason::panic:
+        return {ExitReason::panic, e.message};
+    case ::ember::ExitReason::error:
+        return {ExitReason::error, e.message};
+    case ::ember::ExitReason::user_quit:
+        return {ExitReason::stopped,
+                e.message.empty() ? "stopped from the console (Ctrl-A x)" : e.message};
+    case ::ember::ExitReason::checkpointed:
+        return {ExitReason::stopped, e.message.empty() ? "checkpoint taken" : e.message};
+    }
+    return {ExitReason::error, "unknown exit reason"};
+}
+
+} // namespace ember::embed

@@ -1,0 +1,302 @@
+// libember's Vm: a handle over the internal ember::Vm (vmm/vm.h). The
+// internal VM is built on the caller's thread, so every setup failure is the
+// caller's exception. Once started, one thread of the library ("ember-vm")
+// sits in ember::Vm::run() until the guest stops; its vcpus and disk I/O
+// threads are the internal VM's own. Control calls (pause, checkpoint, ...)
+// are serialised by mu_ and act on the internal VM directly, as the control
+// socket does (vmm/api/kvm_vm_controller.cpp).
+#include "ember/vm.h"
+
+#include <pthread.h>
+
+#include <condition_variable>
+#include <fmt/format.h>
+#include <mutex>
+#include <thread>
+
+#include "vmm/embed/config.h"
+#include "vmm/embed/life_cycle.h"
+#include "vmm/embed/restore.h"
+#include "vmm/log.h"
+#include "vmm/snapshot/snapshot.h"
+#include "vmm/vm.h"
+
+namespace ember::embed {
+namespace {
+
+// Library calls throw ember::Error only: anything else that escapes the
+// internals (std::system_error from a thread, bad_alloc) is wrapped.
+template <typename F> auto as_ember_error(const char* what, F&& f) -> decltype(f()) {
+    try {
+        return f();
+    } catch (const Error&) {
+        throw;
+    } catch (const std::exception& e) {
+        throw Error(fmt::format("{}: {}", what, e.what()));
+    }
+}
+
+} // namespace
+
+class Vm::Impl final {
+  public:
+    Impl(std::unique_ptr<::ember::Vm> vm, ::ember::RunOptions options)
+        : vm_(std::move(vm)), options_(options) {}
+    ~Impl() {
+        try {
+            stop();
+        } catch (...) {
+            // A destructor cannot report; stop() already recorded the exit.
+        }
+    }
+
+    void start() {
+        std::lock_guard lock(mu_);
+        const State next = checked(Action::start);
+        // The vcpus are started here, under mu_, not by run(): a pause()
+        // right after start() then always finds them running.
+        vm_->resume();
+        runner_ = std::thread([this] { run(); });
+        life_.set(next);
+    }
+
+    void pause() {
+        std::lock_guard lock(mu_);
+        const State next = checked(Action::pause);
+        vm_->pause();
+        life_.set(next);
+    }
+
+    void resume() {
+        std::lock_guard lock(mu_);
+        const State next = checked(Action::resume);
+        vm_->resume();
+        life_.set(next);
+    }
+
+    void send_ctrl_alt_del() {
+        std::lock_guard lock(mu_);
+        checked(Action::ctrl_alt_del);
+        vm_->send_ctrl_alt_del();
+    }
+
+    CheckpointInfo checkpoint(const std::filesystem::path& dir, AfterCheckpoint then) {
+        std::lock_guard lock(mu_);
+        const State state = checked(Action::checkpoint);
+        if (then == AfterCheckpoint::keep_running) return to_info(vm_->checkpoint(dir));
+        // Stopping: pause first, so the guest cannot run (and write to its
+        // disks) between the snapshot and the stop.
+        if (state == State::running) vm_->pause();
+        CheckpointStats stats;
+        try {
+            stats = vm_->checkpoint(dir);
+        } catch (...) {
+            if (state == State::running) vm_->resume();
+            throw;
+        }
+        if (runner_.joinable()) {
+            vm_->exits().report(::ember::ExitReason::checkpointed);
+        } else {
+            finish_unstarted(ExitInfo{ExitReason::stopped, "checkpoint taken"});
+        }
+        return to_info(stats);
+    }
+
+    ExitInfo wait() {
+        {
+            std::lock_guard lock(mu_);
+            if (!runner_.joinable() && !exit_now())
+                throw Error("cannot wait for the VM: it has not been started");
+        }
+        {
+            std::unique_lock lock(exit_mu_);
+            exit_cv_.wait(lock, [&] { return exit_.has_value(); });
+        }
+        return reap();
+    }
+
+    std::optional<ExitInfo> wait_for(std::chrono::milliseconds timeout) {
+        {
+            std::lock_guard lock(mu_);
+            if (!runner_.joinable() && !exit_now())
+                throw Error("cannot wait for the VM: it has not been started");
+        }
+        {
+            std::unique_lock lock(exit_mu_);
+            if (!exit_cv_.wait_for(lock, timeout, [&] { return exit_.has_value(); }))
+                return std::nullopt;
+        }
+        return reap();
+    }
+
+    ExitInfo stop() {
+        {
+            std::lock_guard lock(mu_);
+            if (!runner_.joinable()) {
+                if (!exit_now())
+                    finish_unstarted(
+                        ExitInfo{ExitReason::stopped, "stopped before it was started"});
+                return *exit_now();
+            }
+            // First reported exit wins: a guest that already powered off
+            // keeps its reason.
+            if (vm_) vm_->exits().report(::ember::ExitReason::user_quit, "stopped by the program");
+        }
+        std::unique_lock lock(exit_mu_);
+        exit_cv_.wait(lock, [&] { return exit_.has_value(); });
+        lock.unlock();
+        return reap();
+    }
+
+    State state() const {
+        std::lock_guard lock(mu_);
+        return exit_now() ? State::exited : life_.state();
+    }
+
+  private:
+    static CheckpointInfo to_info(const CheckpointStats& s) {
+        return CheckpointInfo{s.memory_bytes, s.inflight_requests, s.pause_ms};
+    }
+
+    std::optional<ExitInfo> exit_now() const {
+        std::lock_guard lock(exit_mu_);
+        return exit_;
+    }
+
+    // With mu_ held: the state `action` leads to, counting an exit the VM's
+    // thread has reported but nobody has collected yet.
+    State checked(Action action) {
+        if (exit_now()) life_.set(State::exited);
+        return life_.after(action);
+    }
+
+    void run() {
+        pthread_setname_np(pthread_self(), "ember-vm");
+        ExitInfo e;
+        try {
+            e = to_public(vm_->run(options_));
+        } catch (const std::exception& ex) {
+            e = ExitInfo{ExitReason::error, ex.what()};
+        }
+        {
+            std::lock_guard lock(exit_mu_);
+            exit_ = std::move(e);
+        }
+        exit_cv_.notify_all();
+    }
+
+    // A VM that never ran: record the exit and free it now.
+    void finish_unstarted(ExitInfo e) {
+        {
+            std::lock_guard lock(exit_mu_);
+            exit_ = std::move(e);
+        }
+        exit_cv_.notify_all();
+        life_.set(State::exited);
+        vm_.reset();
+    }
+
+    // After the exit: join the VM's thread and free the VM (guest memory,
+    // KVM fds) without waiting for the handle to go away.
+    ExitInfo reap() {
+        std::lock_guard lock(mu_);
+        if (runner_.joinable()) runner_.join();
+        life_.set(State::exited);
+        vm_.reset();
+        return *exit_now();
+    }
+
+    mutable std::mutex mu_; // serialises control calls; guards vm_, runner_, life_
+    std::unique_ptr<::ember::Vm> vm_;
+    ::ember::RunOptions options_;
+    LifeCycle life_;
+    std::thread runner_;
+    mutable std::mutex exit_mu_;
+    std::condition_variable exit_cv_;
+    std::optional<ExitInfo> exit_;
+};
+
+Vm::Vm(std::unique_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}
+Vm::Vm(Vm&&) noexcept = default;
+Vm& Vm::operator=(Vm&&) noexcept = default;
+Vm::~Vm() = default;
+
+Vm Vm::create(const VmConfig& config) {
+    return as_ember_error("cannot build the VM", [&] {
+        ::ember::VmConfig internal = to_internal(config);
+        internal.start_paused = true; // started by start()
+        auto vm = std::make_unique<::ember::Vm>(internal);
+        return Vm(std::make_unique<Impl>(
+            std::move(vm), run_options(config.console, config.checkpoint_on_sigusr1)));
+    });
+}
+
+Vm Vm::restore(const std::filesystem::path& dir, const RestoreOverrides& overrides) {
+    return as_ember_error("cannot restore the VM", [&] {
+        SnapshotReader snapshot(dir);
+        ::ember::VmConfig config = restore_config(snapshot, overrides.disks);
+        config.console = to_internal(overrides.console);
+        apply_signal_checkpoint(config, overrides.checkpoint_on_sigusr1);
+        config.start_paused = true;
+        auto vm = std::make_unique<::ember::Vm>(config, snapshot);
+        return Vm(std::make_unique<Impl>(
+            std::move(vm), run_options(overrides.console, overrides.checkpoint_on_sigusr1)));
+    });
+}
+
+// A moved-from handle has no Impl; using it is a caller's bug, reported as one.
+Vm::Impl& Vm::impl() const {
+    if (!impl_) throw Error("this ember::embed::Vm was moved from; it no longer refers to a VM");
+    return *impl_;
+}
+
+void Vm::start() {
+    as_ember_error("cannot start the VM", [&] { impl().start(); });
+}
+void Vm::pause() {
+    as_ember_error("cannot pause the VM", [&] { impl().pause(); });
+}
+void Vm::resume() {
+    as_ember_error("cannot resume the VM", [&] { impl().resume(); });
+}
+CheckpointInfo Vm::checkpoint(const std::filesystem::path& dir, AfterCheckpoint then) {
+    return as_ember_error("cannot checkpoint the VM", [&] { return impl().checkpoint(dir, then); });
+}
+void Vm::send_ctrl_alt_del() {
+    as_ember_error("cannot send Ctrl-Alt-Del", [&] { impl().send_ctrl_alt_del(); });
+}
+ExitInfo Vm::wait() {
+    return as_ember_error("cannot wait for the VM", [&] { return impl().wait(); });
+}
+std::optional<ExitInfo> Vm::wait_for(std::chrono::milliseconds timeout) {
+    return as_ember_error("cannot wait for the VM", [&] { return impl().wait_for(timeout); });
+}
+ExitInfo Vm::stop() {
+    return as_ember_error("cannot stop the VM", [&] { return impl().stop(); });
+}
+State Vm::state() const {
+    return impl().state();
+}
+
+const char* version() noexcept {
+    return EMBER_VERSION;
+}
+
+void set_log_level(LogLevel level) noexcept {
+    switch (level) {
+    case LogLevel::debug:
+        log::set_level(log::Level::debug);
+        break;
+    case LogLevel::info:
+        log::set_level(log::Level::info);
+        break;
+    case LogLevel::warning:
+        log::set_level(log::Level::warn);
+        break;
+    case LogLevel::error:
+        log::set_level(log::Level::error);
+        break;
+    }
+}
+
+} // namespace ember::embed
