@@ -10,7 +10,7 @@
 
 #include "ember/ember.h"
 #include "vmm/embed/config.h"
-#include "vmm/embed/restore.h"
+#include "vmm/snapshot/restore_config.h"
 #include "vmm/snapshot/snapshot.h"
 
 using namespace ember;
@@ -246,8 +246,8 @@ TEST_CASE("embed Vm::restore: missing checkpoint, unknown disk override, resized
         w.finish(ember::Vm::config_to_json(saved));
     }
     SnapshotReader snapshot(ck);
-    CHECK(embed::restore_config(snapshot, {}).disks.at(0).path == disk.path);
-    CHECK(embed::restore_config(snapshot, {{"root", f.dir / "disk-a.img"}}).disks.at(0).id ==
+    CHECK(::ember::restore_config(snapshot, {}).disks.at(0).path == disk.path);
+    CHECK(::ember::restore_config(snapshot, {{"root", f.dir / "disk-a.img"}}).disks.at(0).id ==
           "root");
 
     embed::RestoreOverrides o;
@@ -256,7 +256,7 @@ TEST_CASE("embed Vm::restore: missing checkpoint, unknown disk override, resized
         embed::Vm::restore(ck, o);
         FAIL("restore() accepted an override for a disk the checkpoint lacks");
     } catch (const Error& e) {
-        CHECK(has(e.what(), "the checkpoint has no disk with id 'data'"));
+        CHECK(has(e.what(), "the snapshot has no disk with id 'data'"));
     }
     o.disks.clear();
     o.disks["root"] = f.dir / "disk-b.img"; // 2 MiB, the checkpoint has 1 MiB
@@ -264,7 +264,7 @@ TEST_CASE("embed Vm::restore: missing checkpoint, unknown disk override, resized
         embed::Vm::restore(ck, o);
         FAIL("restore() accepted a disk of another size");
     } catch (const Error& e) {
-        CHECK(has(e.what(), "has 2097152 bytes, but the checkpoint was taken with 1048576 bytes"));
+        CHECK(has(e.what(), "has 2097152 bytes, but the snapshot was taken with 1048576 bytes"));
     }
 }
 

@@ -16,7 +16,7 @@
 
 #include "vmm/embed/config.h"
 #include "vmm/embed/life_cycle.h"
-#include "vmm/embed/restore.h"
+#include "vmm/snapshot/restore_config.h"
 #include "vmm/log.h"
 #include "vmm/snapshot/snapshot.h"
 #include "vmm/vm.h"
@@ -234,7 +234,8 @@ Vm Vm::create(const VmConfig& config) {
 Vm Vm::restore(const std::filesystem::path& dir, const RestoreOverrides& overrides) {
     return as_ember_error("cannot restore the VM", [&] {
         SnapshotReader snapshot(dir);
-        ::ember::VmConfig config = restore_config(snapshot, overrides.disks);
+        ::ember::VmConfig config = ::ember::restore_config(
+            snapshot, DiskOverrides(overrides.disks.begin(), overrides.disks.end()));
         config.console = to_internal(overrides.console);
         apply_signal_checkpoint(config, overrides.checkpoint_on_sigusr1);
         config.start_paused = true;
