@@ -257,9 +257,14 @@ void VirtioMmioTransport::restore_state(std::span<const uint8_t> blob, RestoreSt
             if (!queues_[i].ready) continue;
             inflight_[i] = std::make_unique<InflightRegion>(queues_[i].size);
             inflight_[i]->load(saved[i].region);
-            // Validates and repairs the untrusted region; the device recovers
-            // again (idempotently) when its I/O thread starts.
-            const auto plan = inflight_[i]->recover(mem_, queues_[i]);
+            // Validates the untrusted region on a scratch copy: recovery
+            // repairs it (e.g. resets last_batch_head), and the device
+            // recovers for real when its I/O thread starts; until then the
+            // region stays byte for byte as saved (restore --paused, then
+            // checkpoint, gives the same state).
+            InflightRegion scratch(queues_[i].size);
+            scratch.load(saved[i].region);
+            const auto plan = scratch.recover(mem_, queues_[i]);
             log::debug("{}: queue {}: {} requests to resubmit, {} repaired", name_, i,
                        plan.resubmit.size(), plan.repaired);
         }

@@ -183,6 +183,13 @@ TEST_CASE("checkpoint: a deferred restore stays as saved until start_restored (r
     auto t = make_block_transport(mem, f.path(), {DelayEngine::factory(20ms, 60ms, 9)});
     GuestDriver d(mem, *t);
     d.init();
+    // Completions first, so the region's batch chain (last_batch_head) is
+    // not in its initial state: restore must keep it as saved, too.
+    std::vector<TrackedRequest> early;
+    for (uint32_t i = 0; i < 3; ++i)
+        early.push_back(submit_tracked(d, f, true, 900 + 8 * i, 4096, 90 + i));
+    d.kick();
+    complete_all(d, mem, f, early);
     std::vector<TrackedRequest> reqs;
     for (uint32_t i = 0; i < 12; ++i)
         reqs.push_back(submit_tracked(d, f, i % 2 == 0, 16 * i, 4096, 60 + i));
@@ -200,7 +207,7 @@ TEST_CASE("checkpoint: a deferred restore stays as saved until start_restored (r
     CHECK_FALSE(blk2->running());
     CHECK(t2->inflight_requests() == 12);
     std::this_thread::sleep_for(30ms);
-    CHECK(d.used_idx() == 0); // nothing resubmitted, nothing completed
+    CHECK(d.used_idx() == 3); // nothing resubmitted, nothing completed
     // Saved again at once, it is the same state, byte for byte.
     t2->quiesce();
     CHECK(t2->save_state() == blob);
