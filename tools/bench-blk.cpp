@@ -45,6 +45,7 @@
 #include "tests/support/guest_driver.h"
 #include "vmm/errors.h"
 #include "vmm/fault/fault_points.h"
+#include "tests/support/list_option.h"
 
 using namespace ember;
 using namespace ember::testing;
@@ -66,17 +67,6 @@ struct Options {
     std::vector<MaskingMode> masking{MaskingMode::deferred};
     bool fault_cost{false};
 };
-
-std::vector<std::string> split(const std::string& s) {
-    std::vector<std::string> out;
-    size_t start = 0;
-    for (;;) {
-        const size_t comma = s.find(',', start);
-        out.push_back(s.substr(start, comma - start));
-        if (comma == std::string::npos) return out;
-        start = comma + 1;
-    }
-}
 
 [[noreturn]] void usage(const char* why) {
     std::fprintf(stderr,
@@ -104,12 +94,12 @@ Options parse(int argc, char** argv) {
             o.seconds = std::stod(value());
         else if (a == "--qd") {
             o.qds.clear();
-            for (const auto& q : split(value()))
+            for (const auto& q : testing::split_list(value()))
                 o.qds.push_back(static_cast<unsigned>(std::stoul(q)));
         } else if (a == "--rw")
-            o.rws = split(value());
+            o.rws = testing::split_list(value());
         else if (a == "--cache")
-            o.caches = split(value());
+            o.caches = testing::split_list(value());
         else if (a == "--engine")
             o.engine = value();
         else if (a == "--poll")
@@ -122,7 +112,7 @@ Options parse(int argc, char** argv) {
             o.fault_cost = true;
         else if (a == "--masking") {
             o.masking.clear();
-            for (const auto& m : split(value())) {
+            for (const auto& m : testing::split_list(value())) {
                 if (m == "deferred")
                     o.masking.push_back(MaskingMode::deferred);
                 else if (m == "sigmask")

@@ -22,6 +22,7 @@
 
 #include "devices/virtio/quiesce.h"
 #include "tests/support/checkpoint_rig.h"
+#include "tests/support/list_option.h"
 
 using namespace ember;
 using namespace ember::testing;
@@ -38,13 +39,9 @@ struct Options {
 
 std::vector<unsigned> split_uints(const std::string& s) {
     std::vector<unsigned> out;
-    size_t start = 0;
-    for (;;) {
-        const size_t comma = s.find(',', start);
-        out.push_back(static_cast<unsigned>(std::stoul(s.substr(start, comma - start))));
-        if (comma == std::string::npos) return out;
-        start = comma + 1;
-    }
+    for (const auto& item : testing::split_list(s))
+        out.push_back(static_cast<unsigned>(std::stoul(item)));
+    return out;
 }
 
 [[noreturn]] void usage(const char* why) {

@@ -41,6 +41,7 @@
 #include "vmm/fault/fault_points.h"
 #include "vmm/fault/io_supervisor.h"
 #include "vmm/log.h"
+#include "tests/support/list_option.h"
 
 using namespace ember;
 using namespace ember::testing;
@@ -77,17 +78,6 @@ struct Options {
     bool verbose{false};
 };
 
-std::vector<std::string> split(const std::string& s) {
-    std::vector<std::string> out;
-    size_t start = 0;
-    for (;;) {
-        const size_t comma = s.find(',', start);
-        out.push_back(s.substr(start, comma - start));
-        if (comma == std::string::npos) return out;
-        start = comma + 1;
-    }
-}
-
 uint64_t number(const std::string& flag, const std::string& v, uint64_t min, uint64_t max) {
     uint64_t n = 0;
     try {
@@ -112,7 +102,7 @@ Options parse(int argc, char** argv) {
         };
         if (a == "--runs") o.runs = static_cast<uint32_t>(number(a, value(), 1, 100000));
         else if (a == "--csv") o.csv = value();
-        else if (a == "--points") o.points = split(value());
+        else if (a == "--points") o.points = testing::split_list(value());
         else if (a == "--negative") {
             const auto v = value();
             if (v == "skip-resubmit") o.negative = fault::NegativeControl::skip_resubmit;
