@@ -97,6 +97,34 @@ finish_bg() {
   RC=$?
 }
 
+# checkpoint_paused LOG SNAPSHOT DIR [ARG...]: restores SNAPSHOT paused (no
+# vcpu runs, no device starts) and checkpoints it at once into DIR with
+# SIGUSR1; sets RC like run_ember. ARGs go to `ember restore`.
+checkpoint_paused() {
+  _cp_log=$1
+  _cp_from=$2
+  _cp_to=$3
+  shift 3
+  run_bg "$_cp_log" restore "$_cp_from" --paused --checkpoint-dir "$_cp_to" --console none "$@"
+  if wait_for "$ERR" 'VM is paused' 120; then
+    kill -USR1 "$PID"
+  else
+    _unmet "restore --paused never reported the paused VM"
+    kill "$PID" 2>/dev/null
+  fi
+  finish_bg
+}
+
+# extract_verifier: sets VERIFIER to the in-guest verifier (ember-verify)
+# taken out of the cloud test initramfs, for host-side `check-image` (L1 has
+# nothing else that knows the format); empty when it is not there.
+extract_verifier() {
+  VERIFIER=""
+  mkdir -p "$SCRATCH/initramfs"
+  (cd "$SCRATCH/initramfs" && zcat "$IMAGES/cloud/initramfs.cpio.gz" | cpio -i -d bin/ember-verify 2>/dev/null)
+  [ -x "$SCRATCH/initramfs/bin/ember-verify" ] && VERIFIER="$SCRATCH/initramfs/bin/ember-verify"
+}
+
 # Each expectation returns 0 when it holds; otherwise it sets REASON (the first
 # unmet expectation since the last pass/fail) and returns 1, so checks chain:
 #   if expect_rc 0 && expect_stdout 'READY cpus=2'; then pass x; else fail x "$REASON"; fi

@@ -49,6 +49,19 @@ void complete_all(GuestDriver& d, const GuestMemory& mem, const TempFile& f,
         if (r.write) CHECK(f.contents(r.sector * 512, r.len) == r.expect);
 }
 
+// Quiesces once the device has popped `n` requests (all marked in flight;
+// the slow engine keeps them there): a fixed sleep is not enough on a loaded
+// machine, where the I/O thread may not have run yet.
+void quiesce_with_inflight(VirtioMmioTransport& t, uint32_t n) {
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    for (;;) {
+        t.quiesce();
+        if (t.inflight_requests() >= n || std::chrono::steady_clock::now() > deadline) return;
+        t.unquiesce();
+        std::this_thread::sleep_for(1ms);
+    }
+}
+
 // Offsets into the state blob (format in mmio_transport_state.cpp).
 constexpr size_t kOffVersion = 4;
 constexpr size_t kOffStatus = 19;
@@ -94,7 +107,8 @@ TEST_CASE("quiesce: parks mid-flight without draining host I/O; unquiesce comple
     for (uint32_t i = 0; i < 16; ++i)
         reqs.push_back(submit_tracked(d, f, i % 2 == 1, 8 * i, 4096, i));
     d.kick();
-    std::this_thread::sleep_for(10ms); // popped and submitted; none done (>= 100 ms)
+    quiesce_with_inflight(*t, 16); // all popped and submitted; none done (>= 100 ms)
+    t->unquiesce();
     const auto t0 = std::chrono::steady_clock::now();
     t->quiesce();
     const auto pause = std::chrono::steady_clock::now() - t0;
@@ -138,8 +152,7 @@ TEST_CASE("checkpoint round trip: save mid-flight, new device restores, every he
         for (uint32_t i = 0; i < 24; ++i)
             reqs.push_back(submit_tracked(d, f, i % 3 == 0, 16 * i, 4096 + 512 * (i % 4), 40 + i));
         d.kick();
-        std::this_thread::sleep_for(5ms);
-        t->quiesce();
+        quiesce_with_inflight(*t, 24);
         REQUIRE(t->inflight_requests() == 24);
         const auto region_before = std::vector<uint8_t>(t->inflight_region(0)->bytes().begin(),
                                                         t->inflight_region(0)->bytes().end());
@@ -194,8 +207,7 @@ TEST_CASE("checkpoint: a deferred restore stays as saved until start_restored (r
     for (uint32_t i = 0; i < 12; ++i)
         reqs.push_back(submit_tracked(d, f, i % 2 == 0, 16 * i, 4096, 60 + i));
     d.kick();
-    std::this_thread::sleep_for(5ms);
-    t->quiesce();
+    quiesce_with_inflight(*t, 12);
     REQUIRE(t->inflight_requests() == 12);
     const auto blob = t->save_state();
     t.reset();
@@ -231,8 +243,8 @@ TEST_CASE("checkpoint: restore_state refuses corrupt or mismatched state, device
     for (uint32_t i = 0; i < 3; ++i)
         reqs.push_back(submit_tracked(d, f, false, 8 * i, 4096, i));
     d.kick();
-    std::this_thread::sleep_for(5ms);
-    t->quiesce();
+    quiesce_with_inflight(*t, 3);
+    REQUIRE(t->inflight_requests() == 3);
     const auto good = t->save_state();
     t->unquiesce();
     const size_t q = queue_offset(good);

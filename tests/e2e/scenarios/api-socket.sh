@@ -36,15 +36,6 @@ expect_status() {
   [ "$STATUS" = "$1" ] || _unmet "$LAST_REQUEST answered $STATUS, expected $1: $BODY"
 }
 
-wait_for() {
-  _n=0
-  while ! grep -a -q -E -- "$2" "$1" 2>/dev/null; do
-    sleep 1
-    _n=$((_n + 1))
-    [ "$_n" -lt "$3" ] || return 1
-  done
-}
-
 wait_socket() {
   _n=0
   while [ ! -S "$SOCK" ]; do

@@ -84,14 +84,7 @@ fi
 # Restored paused and checkpointed at once, that checkpoint (requests in
 # flight and all) comes back with the same vcpu and device state.
 if [ -n "$busiest" ]; then
-  run_bg ckd-again restore "$busiest" --paused --checkpoint-dir "$WORK/ckd-again" --console none
-  if wait_for "$ERR" 'VM is paused' 120; then
-    kill -USR1 "$PID"
-  else
-    _unmet "restore --paused never reported the paused VM"
-    kill "$PID" 2>/dev/null
-  fi
-  finish_bg
+  checkpoint_paused ckd-again "$busiest" "$WORK/ckd-again"
   expect_rc 0 && expect_stderr 'checkpoint written to'
   [ -n "$REASON" ] || run_ember ckd-compare 120 snapshot-info "$WORK/ckd-again" --compare "$busiest"
   [ -n "$REASON" ] || { expect_rc 0 && expect_stdout 'vcpu and device state equal'; }

@@ -48,14 +48,7 @@ run_ember ckpt-nomanifest 60 restore "$bad" --console none
 expect_rc 1 && expect_stderr 'interrupted'
 check checkpoint-incomplete-refused
 
-run_bg ckpt-again restore "$ck" --paused --checkpoint-dir "$ck2" --console none
-if wait_for "$ERR" 'VM is paused' 120; then
-  kill -USR1 "$PID"
-else
-  _unmet "restore --paused never reported the paused VM"
-  kill "$PID" 2>/dev/null
-fi
-finish_bg
+checkpoint_paused ckpt-again "$ck" "$ck2"
 expect_rc 0 && expect_stderr 'checkpoint written to'
 check checkpoint-restore-paused-checkpoint
 

@@ -36,12 +36,6 @@ section() {
     index($0, "EMBER-DISK verify-end dev=" d " ") { on = 0 }'
 }
 
-verifier=""
-extract_verifier() {
-  mkdir -p "$SCRATCH/initramfs"
-  (cd "$SCRATCH/initramfs" && zcat "$IMAGES/cloud/initramfs.cpio.gz" | cpio -i -d bin/ember-verify 2>/dev/null)
-  [ -x "$SCRATCH/initramfs/bin/ember-verify" ] && verifier="$SCRATCH/initramfs/bin/ember-verify"
-}
 extract_verifier
 
 # check_disk DEV IMAGE SEED SIZE NAME
@@ -56,12 +50,12 @@ check_disk() {
   check "$5"
 
   writes=$(sed -n 's/.*VERIFY PASS .*writes=\([0-9]*\).*/\1/p' "$WORK/verify-$1.txt" | head -n1)
-  if [ -z "$verifier" ]; then
+  if [ -z "$VERIFIER" ]; then
     fail "$5-image" "could not take bin/ember-verify out of $IMAGES/cloud/initramfs.cpio.gz"
   elif [ -z "$writes" ]; then
     fail "$5-image" "no writes=W from the guest's VERIFY PASS line on $1"
   else
-    "$verifier" check-image --image "$2" --seed "$3" --writes "$writes" --size "$4" >"$WORK/check-$1.txt" 2>&1
+    "$VERIFIER" check-image --image "$2" --seed "$3" --writes "$writes" --size "$4" >"$WORK/check-$1.txt" 2>&1
     crc=$?
     echo "e2e: check-image $1: $(tail -n1 "$WORK/check-$1.txt")"
     [ "$crc" = 0 ] && grep -q 'CHECK PASS' "$WORK/check-$1.txt" ||
