@@ -53,7 +53,7 @@ struct DiskConfig {
     // The disk's serial (virtio-blk GET_ID, at most 20 bytes); names the disk
     // in a checkpoint so a restore can move it. Empty: the file's name.
     std::string id;
-    std::filesystem::path path; // a regular file
+    std::filesystem::path path; // a regular file or a block device
     bool readonly = false;
     Cache cache = Cache::writeback;
     Engine engine = Engine::uring;
