@@ -1,19 +1,21 @@
-// The ember command: parse the command line, build the VM, run it, and turn
-// the way it stopped into an exit status (0 guest power-off/reboot, 1 error or
-// guest panic, 2 bad usage).
+// The ember command: parse the command line, build the VM through libember
+// (include/ember/vm.h), run it, and turn the way it stopped into an exit
+// status (0 guest power-off/reboot, 1 error or guest panic, 2 bad usage).
 #include <signal.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "ember/vm.h"
 #include "vmm/api/serve.h"
 #include "vmm/cli.h"
+#include "vmm/cli_embed.h"
 #include "vmm/log.h"
 #include "vmm/snapshot/compare.h"
-#include "vmm/snapshot/restore_config.h"
 #include "vmm/snapshot/snapshot.h"
 #include "vmm/vm.h"
 
@@ -22,16 +24,31 @@ const char* version_string();
 
 namespace {
 
-std::unique_ptr<Vm> restore_vm(const RestoreRequest& r) {
-    SnapshotReader snapshot(r.snapshot_dir);
-    VmConfig config = restore_config(snapshot, DiskOverrides(r.disk_overrides.begin(), r.disk_overrides.end()));
-    config.console = r.console;
-    r.checkpoint.apply_to(config);
-    config.start_paused = r.paused;
-    config.faults = r.faults;
-    auto vm = std::make_unique<Vm>(config, snapshot);
-    log::info("restored from {}", r.snapshot_dir.string());
-    return vm;
+// How the VM stopped, for the person at the terminal; the exit status
+// (README "Exit status"): 0 poweroff, reboot, checkpoint or Ctrl-A x; 1 panic
+// or error.
+int report_exit(const embed::ExitInfo& e) {
+    switch (e.reason) {
+    case embed::ExitReason::error:
+        log::error("{}", e.message);
+        return 1;
+    case embed::ExitReason::stopped:
+        log::info("{}", e.checkpointed ? "checkpoint taken; exiting" : e.message);
+        return 0;
+    case embed::ExitReason::poweroff:
+    case embed::ExitReason::reboot:
+    case embed::ExitReason::panic:
+        break;
+    }
+    const char* what = e.reason == embed::ExitReason::poweroff ? "guest powered off"
+                       : e.reason == embed::ExitReason::reboot ? "guest rebooted"
+                                                               : "guest kernel panicked";
+    if (e.message.empty()) {
+        log::info("{}", what);
+    } else {
+        log::info("{} ({})", what, e.message);
+    }
+    return e.reason == embed::ExitReason::panic ? 1 : 0;
 }
 
 void print_snapshot_info(const std::filesystem::path& dir) {
@@ -99,29 +116,28 @@ int main(int argc, char** argv) {
         }
     }
     try {
-        std::unique_ptr<Vm> vm;
         if (auto* serve = std::get_if<ApiServeRequest>(&cmd)) {
             if (serve->verbose) log::set_level(log::Level::debug);
             return serve_api(serve->api_sock, VmConfig{}, nullptr);
         }
-        if (auto* run = std::get_if<RunRequest>(&cmd)) {
+        // The control socket drives the internal VM (vmm/api); everything
+        // else goes through libember, as any program embedding ember would.
+        if (auto* run = std::get_if<RunRequest>(&cmd); run && run->api_sock) {
             if (run->verbose) log::set_level(log::Level::debug);
-            vm = std::make_unique<Vm>(run->config);
-            if (run->api_sock) return serve_api(*run->api_sock, run->config, std::move(vm));
+            return serve_api(*run->api_sock, run->config, std::make_unique<Vm>(run->config));
+        }
+        std::optional<embed::Vm> vm;
+        if (auto* run = std::get_if<RunRequest>(&cmd)) {
+            if (run->verbose) embed::set_log_level(embed::LogLevel::debug);
+            vm = embed::Vm::create(to_embed(*run));
         } else {
             auto& r = std::get<RestoreRequest>(cmd);
-            if (r.verbose) log::set_level(log::Level::debug);
-            vm = restore_vm(r);
+            if (r.verbose) embed::set_log_level(embed::LogLevel::debug);
+            vm = embed::Vm::restore(r.snapshot_dir, to_embed(r));
+            log::info("restored from {}", r.snapshot_dir.string());
         }
-        const VmExit e = vm->run();
-        if (e.reason == ExitReason::error) {
-            log::error("{}", e.message);
-        } else if (e.message.empty()) {
-            log::info("{}", describe(e.reason));
-        } else {
-            log::info("{} ({})", describe(e.reason), e.message);
-        }
-        return exit_status(e.reason);
+        vm->start();
+        return report_exit(vm->wait());
     } catch (const std::exception& e) {
         log::error("{}", e.what());
         return 1;

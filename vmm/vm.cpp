@@ -361,9 +361,16 @@ VmExit Vm::run(const RunOptions& options) {
         sigfd = UniqueFd(::signalfd(-1, &usr1, SFD_CLOEXEC | SFD_NONBLOCK));
         if (!sigfd) throw_errno("signalfd(SIGUSR1)");
     }
-    if (!config_.start_paused) {
+    // Whoever drives the VM (libember, the control socket) may have started
+    // the vcpus before calling run(); then they are left as they are.
+    bool started = false;
+    {
+        std::lock_guard lock(control_mu_);
+        started = vcpus_started_;
+    }
+    if (!started && !config_.start_paused) {
         resume();
-    } else if (options.checkpoint_on_sigusr1) {
+    } else if (!started && options.checkpoint_on_sigusr1) {
         log::info("VM is paused (restored with --paused); send SIGUSR1 to checkpoint it");
     }
     for (;;) {

@@ -43,11 +43,20 @@ namespace ember::embed {
 // One virtio-blk disk (virtio-mmio). The guest sees the disks as /dev/vda,
 // /dev/vdb, ... in this order.
 struct DiskConfig {
+    // How the host caches the file: writeback uses the page cache; none opens
+    // it with O_DIRECT (its file system must support that).
+    enum class Cache { writeback, none };
+    // How the disk's I/O thread reaches the file: io_uring (many requests in
+    // flight) or plain pread/pwrite.
+    enum class Engine { uring, sync };
+
     // The disk's serial (virtio-blk GET_ID, at most 20 bytes); names the disk
     // in a checkpoint so a restore can move it. Empty: the file's name.
     std::string id;
-    std::filesystem::path path; // a regular file, opened with O_DIRECT when possible
+    std::filesystem::path path; // a regular file or a block device
     bool readonly = false;
+    Cache cache = Cache::writeback;
+    Engine engine = Engine::uring;
 };
 
 // Where the guest's serial console (ttyS0, COM1) goes.
@@ -102,6 +111,19 @@ struct SignalCheckpoint {
     AfterCheckpoint then = AfterCheckpoint::stop;
 };
 
+// How every checkpoint of a VM is written: by checkpoint() and by SIGUSR1
+// alike. A checkpoint does not record these; a restored VM takes them from
+// RestoreOverrides.
+struct CheckpointOptions {
+    // Let the host I/O in flight finish before saving (drain first, as
+    // Firecracker does), instead of saving it as in flight for the restore
+    // to resubmit. Bounded: fails after 60 s.
+    bool drain = false;
+    // Also copy every writable disk image into the checkpoint directory; a
+    // restore then uses the copies.
+    bool copy_disks = false;
+};
+
 struct VmConfig {
     std::filesystem::path kernel;                // bzImage or ELF vmlinux (x86-64)
     std::optional<std::filesystem::path> initrd; // initramfs (cpio, may be compressed)
@@ -110,7 +132,17 @@ struct VmConfig {
     uint64_t memory_bytes = 512ULL << 20; // at least 32 MiB, a multiple of 4 KiB
     std::vector<DiskConfig> disks;        // at most 8
     ConsoleConfig console;                // default: discarded
+    // Also describe the virtio-mmio devices on the kernel command line
+    // (virtio_mmio.device=), for kernels built with
+    // CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES that do not read the ACPI DSDT.
+    bool virtio_cmdline = false;
     std::optional<SignalCheckpoint> checkpoint_on_sigusr1;
+    CheckpointOptions checkpoints;
+    // Crash injection, for testing recovery (`ember --list-faults` lists the
+    // points): specs "NAME[:after=N][:action=restart-io|kill|abort]" or
+    // "random:period=MS". Fault points are process-wide: at most one VM per
+    // process should use them. A bad spec is an ember::Error.
+    std::vector<std::string> faults;
 };
 
 // Why a VM stopped.
@@ -126,10 +158,14 @@ const char* to_string(ExitReason reason) noexcept; // "poweroff", "reboot", ...
 struct ExitInfo {
     ExitReason reason = ExitReason::error;
     std::string message; // details; empty for a plain poweroff
+    // ExitReason::stopped by a checkpoint (AfterCheckpoint::stop, or SIGUSR1
+    // without keep_running), rather than by stop() or the console.
+    bool checkpointed = false;
 };
 
 // Where a Vm is in its life:
 //   created --start()--> running <--pause()/resume()--> paused
+//   created --start()--> paused, for RestoreOverrides::paused
 //   created, running, paused --guest exit, stop(), checkpoint(stop)--> exited
 enum class State { created, running, paused, exited };
 const char* to_string(State state) noexcept; // "created", "running", ...
@@ -146,6 +182,13 @@ struct RestoreOverrides {
     std::map<std::string, std::filesystem::path> disks;
     ConsoleConfig console; // a checkpoint records no console
     std::optional<SignalCheckpoint> checkpoint_on_sigusr1;
+    CheckpointOptions checkpoints; // a checkpoint records none
+    std::vector<std::string> faults; // as VmConfig::faults; armed before the disks restart
+    // start() starts the VM's thread but leaves the vcpus and the disks' I/O
+    // threads stopped, exactly as checkpointed (requests in flight stay
+    // unsubmitted): State::paused. resume() runs them; checkpoint() and
+    // SIGUSR1 work meanwhile.
+    bool paused = false;
 };
 
 class Vm final {
@@ -165,7 +208,8 @@ class Vm final {
     // Stops a VM that still runs (as stop() does) and frees it.
     ~Vm();
 
-    // created -> running: starts one thread per vcpu.
+    // created -> running: starts one thread per vcpu (created -> paused
+    // for a VM restored with RestoreOverrides::paused).
     void start();
     // running -> paused: returns once every vcpu is out of the guest.
     void pause();

@@ -108,7 +108,8 @@ TEST_CASE("embed config: missing or unusable files are named") {
 
     c = f.config();
     c.disks.push_back({"d", f.dir / "missing.img", false});
-    CHECK(has(error_of(c), "disk " + (f.dir / "missing.img").string()));
+    // The device's own check and message, as `ember run --disk` gives.
+    CHECK(has(error_of(c), "disk image " + (f.dir / "missing.img").string() + ": does not exist"));
 
     c = f.config();
     c.disks.push_back({"d", "", false});

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <set>
 
+#include "devices/block/block_disk.h"
 #include "devices/block/disk_spec.h"
 #include "vmm/platform.h"
 
@@ -91,6 +92,18 @@ void apply_signal_checkpoint(::ember::VmConfig& config,
     config.continue_after_checkpoint = on_signal->then == AfterCheckpoint::keep_running;
 }
 
+void apply_checkpoint_options(::ember::VmConfig& config, const CheckpointOptions& options) {
+    config.checkpoint_drain = options.drain;
+    config.checkpoint_copy_disks = options.copy_disks;
+}
+
+std::vector<fault::FaultSpec> to_internal(const std::vector<std::string>& faults) {
+    std::vector<fault::FaultSpec> out;
+    // A bad spec throws fault::FaultSpecError, an ember::Error naming it.
+    for (const auto& f : faults) out.push_back(fault::parse_fault_spec(f));
+    return out;
+}
+
 ::ember::VmConfig to_internal(const VmConfig& c) {
     ::ember::VmConfig out;
     if (c.kernel.empty()) throw Error("no kernel image given (VmConfig::kernel)");
@@ -117,10 +130,13 @@ void apply_signal_checkpoint(::ember::VmConfig& config,
     std::set<std::string> ids;
     for (const auto& d : c.disks) {
         if (d.path.empty()) throw Error("a disk has no path");
-        require_file(d.path, "disk", d.readonly ? R_OK : R_OK | W_OK);
         DiskSpec spec;
         spec.path = d.path.string();
         spec.readonly = d.readonly;
+        spec.cache = d.cache == DiskConfig::Cache::none ? DiskSpec::Cache::none
+                                                         : DiskSpec::Cache::writeback;
+        spec.engine = d.engine == DiskConfig::Engine::sync ? DiskSpec::Engine::sync
+                                                            : DiskSpec::Engine::uring;
         // As BlockDisk does for the GET_ID string; here so that a checkpoint
         // records the id a restore override names.
         spec.id = d.id.empty() ? d.path.filename().string().substr(0, kBlockIdMax) : d.id;
@@ -130,10 +146,17 @@ void apply_signal_checkpoint(::ember::VmConfig& config,
         if (!ids.insert(spec.id).second)
             throw Error(
                 fmt::format("disk {}: another disk already has the id '{}'", spec.path, spec.id));
+        // The device's own checks (exists, file or block device, opens as
+        // asked, size a whole number of sectors), with its messages, before
+        // KVM is touched; the VM opens it again.
+        BlockDisk::open(spec);
         out.disks.push_back(std::move(spec));
     }
     out.console = to_internal(c.console);
+    out.virtio_cmdline = c.virtio_cmdline;
     apply_signal_checkpoint(out, c.checkpoint_on_sigusr1);
+    apply_checkpoint_options(out, c.checkpoints);
+    out.faults = to_internal(c.faults);
     return out;
 }
 
@@ -151,7 +174,7 @@ ExitInfo to_public(const ::ember::VmExit& e) {
         return {ExitReason::stopped,
                 e.message.empty() ? "stopped from the console (Ctrl-A x)" : e.message};
     case ::ember::ExitReason::checkpointed:
-        return {ExitReason::stopped, e.message.empty() ? "checkpoint taken" : e.message};
+        return {ExitReason::stopped, e.message.empty() ? "checkpoint taken" : e.message, true};
     }
     return {ExitReason::error, "unknown exit reason"};
 }

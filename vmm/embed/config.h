@@ -5,6 +5,8 @@
 #pragma once
 
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "ember/vm.h"
 #include "vmm/exit_monitor.h"
@@ -21,6 +23,10 @@ namespace ember::embed {
 // Applies an opt-in SIGUSR1 checkpoint to the internal configuration.
 void apply_signal_checkpoint(::ember::VmConfig& config,
                              const std::optional<SignalCheckpoint>& on_signal);
+// Applies how checkpoints are written (drain, disk copies).
+void apply_checkpoint_options(::ember::VmConfig& config, const CheckpointOptions& options);
+// Parses fault specs (VmConfig::faults); throws ember::Error naming a bad one.
+std::vector<fault::FaultSpec> to_internal(const std::vector<std::string>& faults);
 ExitInfo to_public(const ::ember::VmExit& exit);
 
 } // namespace ember::embed

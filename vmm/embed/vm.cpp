@@ -40,8 +40,8 @@ template <typename F> auto as_ember_error(const char* what, F&& f) -> decltype(f
 
 class Vm::Impl final {
   public:
-    Impl(std::unique_ptr<::ember::Vm> vm, ::ember::RunOptions options)
-        : vm_(std::move(vm)), options_(options) {}
+    Impl(std::unique_ptr<::ember::Vm> vm, ::ember::RunOptions options, bool start_paused = false)
+        : vm_(std::move(vm)), options_(options), start_paused_(start_paused) {}
     ~Impl() {
         try {
             stop();
@@ -54,10 +54,11 @@ class Vm::Impl final {
         std::lock_guard lock(mu_);
         const State next = checked(Action::start);
         // The vcpus are started here, under mu_, not by run(): a pause()
-        // right after start() then always finds them running.
-        vm_->resume();
+        // right after start() then always finds them running. A paused
+        // restore leaves them (and the disks' I/O threads) for resume().
+        if (!start_paused_) vm_->resume();
         runner_ = std::thread([this] { run(); });
-        life_.set(next);
+        life_.set(start_paused_ ? State::paused : next);
     }
 
     void pause() {
@@ -97,7 +98,7 @@ class Vm::Impl final {
         if (runner_.joinable()) {
             vm_->exits().report(::ember::ExitReason::checkpointed);
         } else {
-            finish_unstarted(ExitInfo{ExitReason::stopped, "checkpoint taken"});
+            finish_unstarted(ExitInfo{ExitReason::stopped, "checkpoint taken", true});
         }
         return to_info(stats);
     }
@@ -209,6 +210,7 @@ class Vm::Impl final {
     mutable std::mutex mu_; // serialises control calls; guards vm_, runner_, life_
     std::unique_ptr<::ember::Vm> vm_;
     ::ember::RunOptions options_;
+    bool start_paused_{false}; // RestoreOverrides::paused
     LifeCycle life_;
     std::thread runner_;
     mutable std::mutex exit_mu_;
@@ -238,10 +240,13 @@ Vm Vm::restore(const std::filesystem::path& dir, const RestoreOverrides& overrid
             snapshot, DiskOverrides(overrides.disks.begin(), overrides.disks.end()));
         config.console = to_internal(overrides.console);
         apply_signal_checkpoint(config, overrides.checkpoint_on_sigusr1);
+        apply_checkpoint_options(config, overrides.checkpoints);
+        config.faults = to_internal(overrides.faults);
         config.start_paused = true;
         auto vm = std::make_unique<::ember::Vm>(config, snapshot);
         return Vm(std::make_unique<Impl>(
-            std::move(vm), run_options(overrides.console, overrides.checkpoint_on_sigusr1)));
+            std::move(vm), run_options(overrides.console, overrides.checkpoint_on_sigusr1),
+            overrides.paused));
     });
 }
 

@@ -1,0 +1,151 @@
+// The ember command as a libember client (vmm/cli_embed.cpp): every run and
+// restore option reaches the public configuration, and from there the
+// internal one the VM is built from. No KVM needed.
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <string>
+
+#include "ember/ember.h"
+#include "vmm/cli.h"
+#include "vmm/cli_embed.h"
+#include "vmm/embed/config.h"
+
+using namespace ember;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Dir {
+    fs::path path;
+    Dir() {
+        char tmpl[] = "/tmp/ember-embed-cli-test-XXXXXX";
+        REQUIRE(::mkdtemp(tmpl) != nullptr);
+        path = tmpl;
+        write("vmlinuz", 4096);
+        write("a.img", 1 << 20);
+        write("b.img", 1 << 20);
+    }
+    ~Dir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+    void write(const std::string& name, size_t bytes) const {
+        std::ofstream f(path / name, std::ios::binary);
+        f << std::string(bytes, '\0');
+    }
+    std::string operator/(const std::string& name) const { return (path / name).string(); }
+};
+
+template <typename T> T parse(std::vector<std::string> args) {
+    args.insert(args.begin(), "ember");
+    auto cmd = parse_command_line(args);
+    REQUIRE(std::holds_alternative<T>(cmd));
+    return std::get<T>(cmd);
+}
+
+} // namespace
+
+TEST_CASE("ember run through libember: every option reaches the VM's configuration") {
+    Dir d;
+    const auto run = parse<RunRequest>(
+        {"run", "--kernel", d / "vmlinuz", "--cmdline", "console=ttyS0 quiet", "--cpus", "3",
+         "--mem", "64M", "--disk", d / "a.img" + ",readonly,id=root,cache=none,engine=sync",
+         "--disk", d / "b.img", "--console", "file:" + d / "console.log", "--virtio-cmdline",
+         "--checkpoint-dir", d / "ck", "--on-checkpoint", "continue", "--checkpoint-drain",
+         "--checkpoint-disks", "copy", "--fault", "blk.popped:after=4"});
+    const embed::VmConfig pub = to_embed(run);
+    CHECK(pub.kernel == d.path / "vmlinuz");
+    CHECK(pub.cmdline == "console=ttyS0 quiet");
+    CHECK(pub.cpus == 3);
+    CHECK(pub.memory_bytes == 64ULL << 20);
+    REQUIRE(pub.disks.size() == 2);
+    CHECK(pub.disks[0].cache == embed::DiskConfig::Cache::none);
+    CHECK(pub.disks[0].engine == embed::DiskConfig::Engine::sync);
+    CHECK(pub.disks[1].cache == embed::DiskConfig::Cache::writeback);
+    CHECK(pub.disks[1].engine == embed::DiskConfig::Engine::uring);
+    CHECK(pub.console.kind == embed::ConsoleConfig::Kind::file);
+    REQUIRE(pub.checkpoint_on_sigusr1);
+    CHECK(pub.checkpoint_on_sigusr1->then == embed::AfterCheckpoint::keep_running);
+
+    // And on to what the VM is built from: the same as the CLI parsed.
+    const ::ember::VmConfig in = embed::to_internal(pub);
+    const ::ember::VmConfig& want = run.config;
+    CHECK(in.cmdline == want.cmdline);
+    CHECK(in.cpus == want.cpus);
+    CHECK(in.mem_bytes == want.mem_bytes);
+    REQUIRE(in.disks.size() == 2);
+    CHECK(in.disks[0].id == "root");
+    CHECK(in.disks[0].readonly);
+    CHECK(in.disks[0].cache == DiskSpec::Cache::none);
+    CHECK(in.disks[0].engine == DiskSpec::Engine::sync);
+    CHECK(in.disks[1].id == "b.img");
+    CHECK(in.disks[1].cache == DiskSpec::Cache::writeback);
+    CHECK(in.console.kind == ConsoleSpec::Kind::file);
+    CHECK(in.console.path == want.console.path);
+    CHECK(in.virtio_cmdline);
+    REQUIRE(in.checkpoint_dir);
+    CHECK(*in.checkpoint_dir == d.path / "ck");
+    CHECK(in.continue_after_checkpoint);
+    CHECK(in.checkpoint_drain);
+    CHECK(in.checkpoint_copy_disks);
+    CHECK(in.faults == want.faults);
+    CHECK_FALSE(in.faults.empty());
+}
+
+TEST_CASE("ember run through libember: defaults, and no --checkpoint-dir leaves SIGUSR1 alone") {
+    Dir d;
+    const auto run = parse<RunRequest>({"run", "--kernel", d / "vmlinuz"});
+    const embed::VmConfig pub = to_embed(run);
+    CHECK_FALSE(pub.checkpoint_on_sigusr1);
+    CHECK_FALSE(pub.checkpoints.drain);
+    CHECK_FALSE(pub.checkpoints.copy_disks);
+    CHECK_FALSE(pub.virtio_cmdline);
+    CHECK(pub.faults.empty());
+    // The command's stdio console forwards stdin (Ctrl-A x), as it always did.
+    CHECK(pub.console.kind == embed::ConsoleConfig::Kind::stdio);
+    CHECK(pub.console.interactive);
+    CHECK(embed::run_options(pub.console, pub.checkpoint_on_sigusr1).console_input);
+    const auto in = embed::to_internal(pub);
+    CHECK_FALSE(in.checkpoint_dir);
+    CHECK(in.cmdline == kDefaultCmdline);
+}
+
+TEST_CASE("ember restore through libember: overrides, checkpoint options, --paused, faults") {
+    Dir d;
+    const auto r = parse<RestoreRequest>(
+        {"restore", d / "ck", "--disk", "root=" + d / "a.img", "--disk", "root=" + d / "b.img",
+         "--console", "none", "--checkpoint-dir", d / "ck2", "--checkpoint-disks", "copy",
+         "--paused", "--fault", "random:period=50"});
+    const embed::RestoreOverrides o = to_embed(r);
+    REQUIRE(o.disks.size() == 1);
+    CHECK(o.disks.at("root") == d.path / "a.img"); // the first one given, as before
+    CHECK(o.console.kind == embed::ConsoleConfig::Kind::none);
+    REQUIRE(o.checkpoint_on_sigusr1);
+    CHECK(o.checkpoint_on_sigusr1->dir == d.path / "ck2");
+    CHECK(o.checkpoint_on_sigusr1->then == embed::AfterCheckpoint::stop);
+    CHECK(o.checkpoints.copy_disks);
+    CHECK_FALSE(o.checkpoints.drain);
+    CHECK(o.paused);
+    REQUIRE(o.faults.size() == 1);
+    CHECK(embed::to_internal(o.faults) == r.faults);
+}
+
+TEST_CASE("libember: a bad fault spec is an ember::Error naming it") {
+    CHECK_THROWS_WITH_AS(embed::to_internal(std::vector<std::string>{"blk.nosuch"}),
+                         doctest::Contains("blk.nosuch"), Error);
+    CHECK(embed::to_internal(std::vector<std::string>{}).empty());
+}
+
+TEST_CASE("libember: a checkpoint that stops the VM says so in the exit") {
+    const auto ck = embed::to_public({::ember::ExitReason::checkpointed, ""});
+    CHECK(ck.reason == embed::ExitReason::stopped);
+    CHECK(ck.checkpointed);
+    const auto quit = embed::to_public({::ember::ExitReason::user_quit, ""});
+    CHECK(quit.reason == embed::ExitReason::stopped);
+    CHECK_FALSE(quit.checkpointed);
+    CHECK(quit.message == "stopped from the console (Ctrl-A x)");
+}

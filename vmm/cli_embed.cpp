@@ -1,0 +1,82 @@
+#include "vmm/cli_embed.h"
+
+namespace ember {
+namespace {
+
+// The command's console: a stdio console is interactive (stdin forwarded,
+// Ctrl-A x quits), as it always was for `ember run` and `ember restore`.
+embed::ConsoleConfig console_of(const ConsoleSpec& spec) {
+    switch (spec.kind) {
+    case ConsoleSpec::Kind::stdio:
+        return embed::ConsoleConfig::to_stdout(true);
+    case ConsoleSpec::Kind::none:
+        return embed::ConsoleConfig::none();
+    case ConsoleSpec::Kind::file:
+        return embed::ConsoleConfig::to_file(spec.path);
+    case ConsoleSpec::Kind::callback:
+        break;
+    }
+    throw Error("the command line cannot give a callback console");
+}
+
+// --checkpoint-dir arms SIGUSR1; without it SIGUSR1 stays blocked (main()
+// blocks it before any thread starts) and does nothing.
+std::optional<embed::SignalCheckpoint> on_sigusr1(const CheckpointOptions& c) {
+    if (!c.dir) return std::nullopt;
+    return embed::SignalCheckpoint{
+        *c.dir, c.continue_after ? embed::AfterCheckpoint::keep_running : embed::AfterCheckpoint::stop};
+}
+
+embed::CheckpointOptions checkpoints_of(const CheckpointOptions& c) {
+    return embed::CheckpointOptions{c.drain, c.copy_disks};
+}
+
+std::vector<std::string> fault_texts(const std::vector<fault::FaultSpec>& faults) {
+    std::vector<std::string> out;
+    for (const auto& f : faults) out.push_back(fault::to_string(f)); // parses back to f
+    return out;
+}
+
+} // namespace
+
+embed::VmConfig to_embed(const RunRequest& run) {
+    const VmConfig& c = run.config;
+    embed::VmConfig out;
+    out.kernel = c.kernel;
+    out.initrd = c.initrd;
+    out.cmdline = c.cmdline;
+    out.cpus = c.cpus;
+    out.memory_bytes = c.mem_bytes;
+    for (const auto& d : c.disks) {
+        embed::DiskConfig disk;
+        disk.id = d.id;
+        disk.path = d.path;
+        disk.readonly = d.readonly;
+        disk.cache = d.cache == DiskSpec::Cache::none ? embed::DiskConfig::Cache::none
+                                                      : embed::DiskConfig::Cache::writeback;
+        disk.engine = d.engine == DiskSpec::Engine::sync ? embed::DiskConfig::Engine::sync
+                                                         : embed::DiskConfig::Engine::uring;
+        out.disks.push_back(std::move(disk));
+    }
+    out.console = console_of(c.console);
+    out.virtio_cmdline = c.virtio_cmdline;
+    const CheckpointOptions ckpt{c.checkpoint_dir, c.continue_after_checkpoint, c.checkpoint_drain,
+                                 c.checkpoint_copy_disks};
+    out.checkpoint_on_sigusr1 = on_sigusr1(ckpt);
+    out.checkpoints = checkpoints_of(ckpt);
+    out.faults = fault_texts(c.faults);
+    return out;
+}
+
+embed::RestoreOverrides to_embed(const RestoreRequest& r) {
+    embed::RestoreOverrides out;
+    for (const auto& [id, path] : r.disk_overrides) out.disks.emplace(id, path); // the first one for an id wins, as before
+    out.console = console_of(r.console);
+    out.checkpoint_on_sigusr1 = on_sigusr1(r.checkpoint);
+    out.checkpoints = checkpoints_of(r.checkpoint);
+    out.faults = fault_texts(r.faults);
+    out.paused = r.paused;
+    return out;
+}
+
+} // namespace ember
