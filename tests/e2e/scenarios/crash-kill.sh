@@ -1,0 +1,55 @@
+#!/bin/sh
+# e2e-timeout: 480
+# The crash-injection suite's sandbox level for kill (issue 5): the VMM is
+# SIGKILLed at a block fault point while the in-guest verifier writes.
+#  - durability: every write the guest saw completed and flushed (the last
+#    VERIFY FLUSHED line) is in the image: host `ember-verify check-image`;
+#  - a checkpoint taken before the crash (--on-checkpoint continue, disk
+#    captured with --checkpoint-disks copy) restores, and the guest's
+#    verifier carries on to VERIFY PASS;
+#  - a checkpoint killed while being written (--fault checkpoint.devices)
+#    leaves no manifest, and restoring it is refused cleanly.
+. "$E2E_DIR/lib.sh"
+
+img="$SCRATCH/crash-kill.img"
+truncate -s 8M "$img"
+ck="$WORK/ck"
+run_bg kill-run run --kernel "$IMAGES/cloud/vmlinuz" --initrd "$IMAGES/cloud/initramfs.cpio.gz" --cpus 1 \
+  --mem "$GUEST_MEM" --console stdio --cmdline "$(guest_cmdline crash-verify)" --disk "$img,id=data" \
+  --checkpoint-dir "$ck" --on-checkpoint continue --checkpoint-disks copy \
+  --fault blk.host_done:after=3000:action=kill
+if wait_for "$OUT" 'VERIFY FLUSHED' 240; then
+  kill -USR1 "$PID"
+  wait_for "$ERR" 'checkpoint written to' 60 || _unmet "no checkpoint was written"
+else
+  _unmet "the verifier never flushed"
+fi
+wait_for "$ERR" 'fault blk.host_done fired' 300 || _unmet "the fault never fired"
+finish_bg
+expect_rc 137 && expect_stderr 'SIGKILL at hit 3000' && expect_no_log 'VERIFY PASS'
+check crash-kill-fired
+
+extract_verifier
+flushed=$(tr -d '\r' <"$OUT" | sed -n 's/.*VERIFY FLUSHED seed=\([0-9]*\) size=[0-9]* writes=\([0-9]*\).*/\1 \2/p' | tail -n1)
+if [ -z "$VERIFIER" ] || [ -z "$flushed" ]; then
+  _unmet "no verifier (${VERIFIER:-missing}) or no VERIFY FLUSHED line"
+else
+  set -- $flushed
+  "$VERIFIER" check-image --image "$img" --seed "$1" --writes "$2" --size 8M >"$WORK/check.txt" 2>&1
+  echo "e2e: check-image after the kill (seed $1, writes $2): $(tail -n1 "$WORK/check.txt")"
+  grep -q 'CHECK PASS' "$WORK/check.txt" || _unmet "check-image: $(tail -n1 "$WORK/check.txt")"
+fi
+check crash-kill-durable
+
+# A checkpoint whose writer dies mid-way is refused, not half-restored.
+checkpoint_paused kill-ckpt "$ck" "$WORK/ck-torn" --fault checkpoint.devices:action=kill
+expect_rc 137 && expect_stderr 'fault checkpoint.devices fired'
+[ -n "$REASON" ] || run_ember torn-restore 60 restore "$WORK/ck-torn" --console none
+[ -n "$REASON" ] || { expect_rc 1 && expect_stderr 'interrupted'; }
+check crash-kill-torn-checkpoint-refused
+
+# The checkpoint from before the crash carries on (its captured disk).
+run_ember kill-restore 300 restore "$ck" --console stdio
+expect_rc 0 && expect_stdout 'VERIFY PASS' && expect_stdout 'EMBER-CRASH verify-end rc=0' &&
+  expect_no_log 'EMBER-GUEST READY'
+check crash-kill-restore-continues
