@@ -1,5 +1,5 @@
 #!/bin/sh
-# e2e-timeout: 900
+# e2e-timeout: 600
 # libember in L1: tools/ember-pool boots 4 test guests in parallel from one
 # configuration (each runs /tests/hello.sh and powers off) and prints its
 # summary table; a program compiled against the installed library
