@@ -22,6 +22,15 @@ mailbox="$WORK/mailbox.img"
 dd if=/dev/zero of="$disk" bs=1M count=16 2>/dev/null
 dd if=/dev/zero of="$mailbox" bs=4096 count=1 2>/dev/null
 cycles=5
+# Background writes on the same share keep its host I/O slow even on an idle
+# machine, so requests are still in flight when the vcpus have been paused
+# and the I/O thread parks (on a fast medium they all complete in between).
+(
+  while :; do
+    dd if=/dev/zero of="$WORK/share-load" bs=1M count=32 conv=fsync 2>/dev/null
+  done
+) &
+share_load=$!
 
 run_bg ckd-0 run --kernel "$img/vmlinuz" --initrd "$img/initramfs.cpio.gz" --cpus 1 --mem "$GUEST_MEM" \
   --console stdio --cmdline "$(guest_cmdline ckpt-verify)" --disk "$disk,id=data" --disk "$mailbox,id=mailbox,readonly" \
@@ -50,6 +59,9 @@ while [ -z "$REASON" ] && [ "$i" -le "$cycles" ]; do
   i=$((i + 1))
 done
 check checkpoint-disk-cycles
+kill "$share_load" 2>/dev/null
+wait "$share_load" 2>/dev/null
+rm -f "$WORK/share-load"
 
 # The last restored process runs the verifier to its end once asked to stop.
 printf STOP | dd of="$mailbox" conv=notrunc 2>/dev/null
