@@ -2,7 +2,9 @@
 
 #include <poll.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -248,12 +250,21 @@ bool GuestDriver::kick() {
 }
 
 uint32_t GuestDriver::wait_interrupt(std::chrono::milliseconds timeout) {
-    pollfd p{transport_->interrupt_event().fd(), POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0) return 0;
-    transport_->interrupt_event().drain();
-    const uint32_t status = read32(mmio::kInterruptStatus);
-    write32(mmio::kInterruptAck, status);
-    return status;
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        const auto left = std::chrono::ceil<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        pollfd p{transport_->interrupt_event().fd(), POLLIN, 0};
+        if (::poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0))) <= 0) return 0;
+        transport_->interrupt_event().drain();
+        const uint32_t status = read32(mmio::kInterruptStatus);
+        write32(mmio::kInterruptAck, status);
+        // Zero: an earlier wakeup already read and acked the bit this
+        // eventfd signal was for (the device sets the status, then signals,
+        // so a read can land between the two). Linux's vm_interrupt answers
+        // IRQ_NONE and waits on; so do we.
+        if (status != 0) return status;
+    }
 }
 
 void GuestDriver::free_chain(uint16_t head) {

@@ -106,7 +106,8 @@ class GuestDriver final {
     // Returns whether it wrote QueueNotify.
     bool kick();
     // Waits for the irq eventfd, then reads and acks InterruptStatus like
-    // Linux's vm_interrupt. Returns the status bits, 0 on timeout.
+    // Linux's vm_interrupt. Returns the status bits, 0 on timeout; a wakeup
+    // whose bits an earlier call already acked is spurious and ignored.
     uint32_t wait_interrupt(std::chrono::milliseconds timeout = std::chrono::seconds(5));
     // Takes every new used element; each head must be outstanding. With
     // EVENT_IDX, re-arms used_event to interrupt on the next completion.
