@@ -14,6 +14,7 @@
 #include "vmm/api/serve.h"
 #include "vmm/cli.h"
 #include "vmm/cli_embed.h"
+#include "vmm/diagnostics.h"
 #include "vmm/log.h"
 #include "vmm/snapshot/compare.h"
 #include "vmm/snapshot/snapshot.h"
@@ -77,10 +78,12 @@ int main(int argc, char** argv) {
     // Block the checkpoint signal before anything else: a SIGUSR1 that arrives
     // while the VM is being built stays pending for the main loop instead of
     // killing the process (its default action). Threads inherit the mask.
-    sigset_t usr1;
-    sigemptyset(&usr1);
-    sigaddset(&usr1, SIGUSR1);
-    pthread_sigmask(SIG_BLOCK, &usr1, nullptr);
+    // SIGUSR2 (state dump) likewise, for the diagnostics thread's sigwait.
+    sigset_t usr;
+    sigemptyset(&usr);
+    sigaddset(&usr, SIGUSR1);
+    sigaddset(&usr, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &usr, nullptr);
     std::vector<std::string> args(argv, argv + argc);
     Command cmd;
     try {
@@ -115,6 +118,7 @@ int main(int argc, char** argv) {
             return 1;
         }
     }
+    diagnostics::serve_sigusr2();
     try {
         if (auto* serve = std::get_if<ApiServeRequest>(&cmd)) {
             if (serve->verbose) log::set_level(log::Level::debug);

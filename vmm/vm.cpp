@@ -45,6 +45,7 @@ Vm::Vm(const VmConfig& config)
     setup_disks();
     setup_faults();
     load_guest();
+    diagnostics_ = diagnostics::add_source([this] { return describe(); });
 }
 
 Vm::Vm(const VmConfig& config, const SnapshotReader& snapshot)
@@ -54,9 +55,11 @@ Vm::Vm(const VmConfig& config, const SnapshotReader& snapshot)
     setup_disks();
     setup_faults();
     restore_from(snapshot);
+    diagnostics_ = diagnostics::add_source([this] { return describe(); });
 }
 
 Vm::~Vm() {
+    diagnostics_ = {}; // no dump reads the devices while they go away
     shutdown();
     if (!config_.faults.empty()) fault::disarm_all();
 }
@@ -403,6 +406,16 @@ void Vm::take_checkpoint_now() {
     } catch (const std::exception& e) {
         log::error("checkpoint failed: {}", e.what());
     }
+}
+
+std::string Vm::describe() {
+    // try_lock: a dump is most wanted when a pause or checkpoint hangs.
+    std::string life = "pause or checkpoint in progress";
+    if (std::unique_lock lock(control_mu_, std::try_to_lock); lock.owns_lock())
+        life = paused_ ? "paused" : (vcpus_started_ ? "running" : "not started");
+    std::string s = fmt::format("VM: {} vcpus, {} MiB, {}\n", vcpus_.size(), config_.mem_bytes >> 20, life);
+    for (auto& d : virtio_) s += "  " + d->describe() + "\n";
+    return s;
 }
 
 void Vm::shutdown() {

@@ -17,6 +17,7 @@
 #include "vmm/exit_monitor.h"
 #include "vmm/guest_memory.h"
 #include "vmm/kvm.h"
+#include "vmm/diagnostics.h"
 #include "vmm/vcpu_thread.h"
 #include "vmm/vm_config.h"
 
@@ -105,6 +106,9 @@ private:
     std::recursive_mutex control_mu_;
     // --fault restart-io or random: restarts the block I/O threads.
     std::unique_ptr<IoSupervisor> io_supervisor_;
+    // Last member: unregistered first, before anything describe() reads.
+    diagnostics::Registration diagnostics_;
+    std::string describe();
 };
 
 } // namespace ember

@@ -4,9 +4,12 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <future>
+#include <memory>
 #include <mutex>
 #include <optional>
 
+#include <asio/post.hpp>
 #include <fmt/format.h>
 
 #include "devices/block/virtio_blk_spec.h"
@@ -120,6 +123,22 @@ void BlockIoThread::run() noexcept {
         signals_.io_thread_lost(fmt::format("fault {}", fault::info(*lost).name));
 }
 
+std::string BlockIoThread::describe(std::chrono::milliseconds timeout) {
+    auto answer = std::make_shared<std::promise<std::string>>();
+    auto future = answer->get_future();
+    asio::post(io_, [this, answer] {
+        answer->set_value(fmt::format("{}; engine {}: {} in flight; wakeups: {} kicks, {} completions; "
+                                      "region: {} in flight",
+                                      queue_.describe(), engine_->name(), engine_->in_flight(),
+                                      kick_wakeups_, completion_wakeups_, region_.count_inflight()));
+    });
+    if (future.wait_for(timeout) != std::future_status::ready)
+        return fmt::format("the I/O thread did not answer within {} ms (blocked in host I/O, parked "
+                           "or gone)",
+                           timeout.count());
+    return future.get();
+}
+
 void BlockIoThread::resubmit_inflight() {
     if (inflight_heads_.empty()) return;
     log::debug("virtio-blk {}: resubmitting {} in-flight requests", disk_.path(),
@@ -143,6 +162,7 @@ void BlockIoThread::arm_notify() {
                               // Drain before processing: a kick after this
                               // point makes the fd readable again.
                               drain_eventfd(notify_sd_.native_handle());
+                              ++kick_wakeups_;
                               process_avail();
                               arm_notify();
                           });
@@ -154,6 +174,7 @@ void BlockIoThread::arm_completions() {
                               [this](const std::error_code& ec) {
                                   if (ec) return;
                                   drain_eventfd(completion_sd_.native_handle());
+                                  ++completion_wakeups_;
                                   // Reaps, publishes, and picks up requests
                                   // the driver added without a kick.
                                   process_avail();

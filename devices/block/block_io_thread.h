@@ -91,6 +91,12 @@ class BlockIoThread final {
     void unquiesce() noexcept { quiesce_.unpark(); }
     bool quiesced() const noexcept { return quiesce_.parked(); }
 
+    // The queue, the host I/O and the wakeups in one line, asked of the I/O
+    // thread itself (its state is its own); says so when the thread does not
+    // answer within `timeout`. For diagnosing a stalled guest (`kill -USR2`).
+    // Not from the I/O thread.
+    std::string describe(std::chrono::milliseconds timeout = std::chrono::seconds(1));
+
   private:
     // Thrown inside the thread once stop() was asked: unwinds to run()
     // before anything guest-visible happens.
@@ -125,6 +131,8 @@ class BlockIoThread final {
     std::vector<BlockRequest> requests_; // indexed by head: a head is in flight once
     std::vector<HostCompletion> completions_;
     size_t enqueued_{0}; // host operations enqueued since the last submit
+    uint64_t kick_wakeups_{0};       // for describe()
+    uint64_t completion_wakeups_{0}; // for describe()
     bool resubmit_{false};
     InflightRegion& region_;
     std::vector<uint16_t> inflight_heads_; // to resubmit at start

@@ -135,6 +135,12 @@ IoRecovery VirtioBlock::restart_io() {
     return rec;
 }
 
+std::string VirtioBlock::describe() {
+    const auto s = stats();
+    return fmt::format("{} requests, {} interrupts, {} host errors; {}", s.requests, s.interrupts,
+                       s.host_errors, io_ ? io_->describe() : std::string("no I/O thread"));
+}
+
 BlockStatsSnapshot VirtioBlock::stats() const noexcept {
     auto ld = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
     return {ld(stats_.requests),   ld(stats_.bad_requests),  ld(stats_.host_errors),

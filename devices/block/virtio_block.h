@@ -50,6 +50,7 @@ class VirtioBlock final : public VirtioDevice {
     // dropped); the new one recovers from the region and resubmits.
     IoRecovery restart_io() override;
     uint16_t config_size() const override { return sizeof(virtio::blk::Config); }
+    std::string describe() override;
 
     // Observe pops and published batches (tests, fault points). Takes effect
     // at the next activation.

@@ -48,6 +48,16 @@ void VirtioMmioTransport::shutdown() noexcept {
     inflight_.clear();
 }
 
+std::string VirtioMmioTransport::describe() {
+    // The lock keeps the device from being reset or restarted under us; the
+    // I/O thread never takes it, so asking it (VirtioBlock) cannot deadlock.
+    std::lock_guard lock(regs_mutex_);
+    auto s = fmt::format("{}: status={:#x} interrupt_status={:#x}", name_, status(), interrupt_status());
+    if (!active_) return s + " (not active)";
+    if (quiesced_) s += " (quiesced)";
+    return s + ": " + device_->describe();
+}
+
 void VirtioMmioTransport::refuse(std::string_view what, uint64_t offset, uint64_t value) noexcept {
     bad_accesses_.fetch_add(1, std::memory_order_relaxed);
     log::warn("{}: ignored {} (offset {:#x}, value {:#x})", name_, what, offset, value);

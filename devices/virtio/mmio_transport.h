@@ -50,6 +50,9 @@ class VirtioMmioTransport final : public IoHandler, private DeviceSignals {
 
     // Stops the device (joins its I/O thread). Idempotent; the destructor calls it.
     void shutdown() noexcept;
+    // Driver status, InterruptStatus and the device's own state in one line
+    // (a `kill -USR2` dump). Any thread but the device's I/O thread.
+    std::string describe();
 
     // --- Checkpoint and restore (DESIGN.md) -------------------------------------------
     // All of these: from the main thread, with the vcpus paused (no register

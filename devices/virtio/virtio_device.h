@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <string_view>
 
 #include "devices/virtio/inflight_region.h"
@@ -85,6 +86,9 @@ class VirtioDevice {
     virtual IoRecovery restart_io() { return {}; }
     // Bytes of the device configuration space (compared on restore).
     virtual uint16_t config_size() const { return 0; }
+    // The device's runtime state in one line, for `kill -USR2` dumps of a
+    // stalled guest. The transport calls it under its register lock.
+    virtual std::string describe() { return {}; }
 };
 
 } // namespace ember

@@ -257,6 +257,25 @@ void Virtqueue::suppress_notifications() {
     }
 }
 
+std::string Virtqueue::describe() const {
+    if (!state_.ready) return "queue not ready";
+    // Acquire loads, like every read of the driver's side; the values are
+    // only printed, so a racing guest write just makes them a little old.
+    const auto avail = mem_.load_acquire<uint16_t>(avail_idx_addr());
+    const auto used = mem_.load_acquire<uint16_t>(used_idx_addr());
+    const auto avail_flags = mem_.load_acquire<uint16_t>(state_.avail_ring);
+    const auto used_flags = mem_.load_acquire<uint16_t>(state_.used_ring);
+    std::string s = fmt::format("size={} avail.idx={} next_avail={} used.idx={} next_used={} "
+                                "pending_used={} avail.flags={:#x} used.flags={:#x}",
+                                state_.size, avail, state_.next_avail, used, state_.next_used,
+                                pending_.size(), avail_flags, used_flags);
+    if (state_.event_idx)
+        s += fmt::format(" used_event={} avail_event={}", mem_.load_acquire<uint16_t>(used_event_addr()),
+                         mem_.load_acquire<uint16_t>(avail_event_addr()));
+    if (broken_) s += " BROKEN";
+    return s;
+}
+
 bool Virtqueue::enable_notifications() {
     if (broken_) return false;
     if (state_.event_idx) {

@@ -168,6 +168,9 @@ class Virtqueue final {
 
     const QueueState& state() const noexcept { return state_; }
     bool broken() const noexcept { return broken_; }
+    // Both sides of the ring in one line (the device's indices and what the
+    // guest last wrote), for `kill -USR2` state dumps. From the I/O thread.
+    std::string describe() const;
     void set_observer(QueueObserver* observer) noexcept { observer_ = observer; }
 
   private:

@@ -29,6 +29,55 @@ guest_cmdline() {
   echo "$GUEST_CMDLINE ember.run=$1"
 }
 
+# Seconds of console silence after which a running ember is diagnosed once
+# (stall_watch); 0 turns the watch off.
+STALL_SECONDS=${STALL_SECONDS:-120}
+
+# ember_pid PID: PID itself when it is ember, else its ember child (coreutils
+# `timeout` forks; BusyBox's execs the command in place).
+ember_pid() {
+  case "$(cat "/proc/$1/comm" 2>/dev/null)" in
+    ember) echo "$1" ;;
+    *) pgrep -P "$1" 2>/dev/null | head -n 1 ;;
+  esac
+}
+
+# stall_watch PID LOG: while PID runs, watches $WORK/LOG.out; once it has not
+# grown for STALL_SECONDS, asks ember for its state dump (SIGUSR2: one line per
+# device in LOG.err: both sides of each ring, host I/O in flight) and writes
+# every ember thread's kernel state to LOG.stall. Again after the console moves.
+stall_watch() {
+  _sw_pid=$1
+  _sw_out="$WORK/$2.out"
+  _sw_size=-1
+  _sw_quiet=0
+  _sw_done=no
+  while kill -0 "$_sw_pid" 2>/dev/null; do
+    sleep 5
+    _sw_now=$(wc -c <"$_sw_out" 2>/dev/null || echo 0)
+    if [ "$_sw_now" != "$_sw_size" ]; then
+      _sw_size=$_sw_now
+      _sw_quiet=0
+      _sw_done=no
+      continue
+    fi
+    _sw_quiet=$((_sw_quiet + 5))
+    [ "$_sw_done" = no ] && [ "$_sw_quiet" -ge "$STALL_SECONDS" ] || continue
+    _sw_done=yes
+    _sw_e=$(ember_pid "$_sw_pid")
+    [ -n "$_sw_e" ] || continue
+    echo "e2e: $2: the console has been silent for ${_sw_quiet}s: state dump in $2.err, threads in $2.stall"
+    kill -USR2 "$_sw_e" 2>/dev/null
+    {
+      echo "== ember pid $_sw_e, console silent for ${_sw_quiet}s, $(date)"
+      for _sw_t in /proc/"$_sw_e"/task/*; do
+        echo "-- thread ${_sw_t##*/} $(cat "$_sw_t/comm" 2>/dev/null): state $(cut -d' ' -f3 "$_sw_t/stat" 2>/dev/null) wchan $(cat "$_sw_t/wchan" 2>/dev/null)"
+        cat "$_sw_t/stack" 2>/dev/null
+      done
+    } >>"$WORK/$2.stall" 2>&1
+  done
+}
+
 # run_ember LOG TIMEOUT ARG...: runs "$EMBER ARG..." with stdin from
 # /dev/null, its stdout (the guest console) in $WORK/LOG.out and its stderr in
 # $WORK/LOG.err. Sets RC (exit status; 124 for a timeout), TIMED_OUT (yes|no),
@@ -42,8 +91,16 @@ run_ember() {
   echo "e2e: ember $*" >"$WORK/$_log.cmd"
   _t0=$(date +%s)
   # BusyBox timeout exits 143 on expiry, coreutils 124: normalise below.
-  timeout "$_tmo" "$EMBER" "$@" </dev/null >"$OUT" 2>"$ERR"
+  timeout "$_tmo" "$EMBER" "$@" </dev/null >"$OUT" 2>"$ERR" &
+  _re_pid=$!
+  _re_watch=
+  if [ "$STALL_SECONDS" -gt 0 ]; then
+    stall_watch "$_re_pid" "$_log" &
+    _re_watch=$!
+  fi
+  wait "$_re_pid"
   RC=$?
+  [ -z "$_re_watch" ] || { kill "$_re_watch" 2>/dev/null; wait "$_re_watch" 2>/dev/null; }
   ELAPSED=$(($(date +%s) - _t0))
   TIMED_OUT=no
   if [ "$RC" = 124 ] || { [ "$RC" = 143 ] && [ "$ELAPSED" -ge "$_tmo" ]; }; then
@@ -90,11 +147,18 @@ run_bg() {
   PID=$!
   TIMED_OUT=no
   ELAPSED=0
+  _bg_watch=
+  if [ "$STALL_SECONDS" -gt 0 ]; then
+    stall_watch "$PID" "$_log" &
+    _bg_watch=$!
+  fi
 }
 
 finish_bg() {
   wait "$PID"
   RC=$?
+  [ -z "$_bg_watch" ] || { kill "$_bg_watch" 2>/dev/null; wait "$_bg_watch" 2>/dev/null; }
+  _bg_watch=
 }
 
 # checkpoint_paused LOG SNAPSHOT DIR [ARG...]: restores SNAPSHOT paused (no
