@@ -97,6 +97,7 @@ void VcpuThread::loop() {
             continue;
         }
         if (!vcpu_->run()) {
+            interrupted_count_.fetch_add(1, std::memory_order_relaxed);
             // Interrupted. A pause that was withdrawn before this thread saw
             // it leaves immediate_exit set; clear it, then re-check the state
             // (a new request sets it again after changing the state).
@@ -108,8 +109,19 @@ void VcpuThread::loop() {
     }
 }
 
+std::string VcpuThread::describe_exits() const {
+    return fmt::format("{} exits to ember ({} KVM_RUN interrupted), last reason {}, last MMIO {:#x}",
+                       exit_count_.load(std::memory_order_relaxed),
+                       interrupted_count_.load(std::memory_order_relaxed), last_exit_.load(std::memory_order_relaxed),
+                       last_mmio_.load(std::memory_order_relaxed));
+}
+
 void VcpuThread::handle_exit() {
     kvm_run* run = vcpu_->run_data();
+    // Relaxed: counters for state dumps only, read by nobody on this path.
+    exit_count_.fetch_add(1, std::memory_order_relaxed);
+    last_exit_.store(run->exit_reason, std::memory_order_relaxed);
+    if (run->exit_reason == KVM_EXIT_MMIO) last_mmio_.store(run->mmio.phys_addr, std::memory_order_relaxed);
     switch (run->exit_reason) {
     case KVM_EXIT_IO: {
         auto* base = reinterpret_cast<uint8_t*>(run) + run->io.data_offset;

@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 
 #include "devices/io_bus.h"
@@ -34,6 +35,10 @@ public:
     void pause();
     void resume();
 
+    // Exits to userspace so far, the last one's KVM_EXIT_* reason and the
+    // last MMIO address (state dumps: a vcpu looping on one MMIO access).
+    std::string describe_exits() const;
+
     // The kick signal; its handler does nothing, it only interrupts KVM_RUN.
     static int kick_signal() noexcept;
     static void install_kick_handler();
@@ -54,6 +59,10 @@ private:
     std::mutex mu_;
     std::condition_variable cv_;
     bool parked_ = false;
+    std::atomic<uint64_t> exit_count_{0};
+    std::atomic<uint64_t> interrupted_count_{0};
+    std::atomic<uint32_t> last_exit_{0};
+    std::atomic<uint64_t> last_mmio_{0};
     bool exited_ = false;
     std::thread thread_;
 };

@@ -21,6 +21,7 @@
 #include "vmm/log.h"
 #include "vmm/platform.h"
 #include "vmm/snapshot/disk_copy.h"
+#include "vmm/vcpu_describe.h"
 #include "vmm/snapshot/snapshot.h"
 
 namespace ember {
@@ -411,9 +412,30 @@ void Vm::take_checkpoint_now() {
 std::string Vm::describe() {
     // try_lock: a dump is most wanted when a pause or checkpoint hangs.
     std::string life = "pause or checkpoint in progress";
-    if (std::unique_lock lock(control_mu_, std::try_to_lock); lock.owns_lock())
+    std::string vcpus;
+    if (std::unique_lock lock(control_mu_, std::try_to_lock); lock.owns_lock()) {
         life = paused_ ? "paused" : (vcpus_started_ ? "running" : "not started");
-    std::string s = fmt::format("VM: {} vcpus, {} MiB, {}\n", vcpus_.size(), config_.mem_bytes >> 20, life);
+        if (vcpus_started_) {
+            // A short pause: a vcpu's registers can only be read outside KVM_RUN.
+            const bool was_running = !paused_;
+            if (was_running) pause();
+            try {
+                for (size_t i = 0; i < vcpus_.size(); ++i)
+                    vcpus += "  " +
+                             describe_vcpu(static_cast<uint32_t>(i),
+                                           vcpus_[i]->vcpu().save_state(msr_indices_, vcpu_cpuid_[i])) +
+                             " | " + vcpus_[i]->describe_exits() + "\n";
+                vcpus += "  " +
+                         describe_ioapic(vm_.save_device_state().ioapic, 1,
+                                         platform::kVirtioFirstGsi + static_cast<unsigned>(virtio_.size()) - 1) +
+                         "\n";
+            } catch (const std::exception& e) {
+                vcpus += fmt::format("  vcpu state not available: {}\n", e.what());
+            }
+            if (was_running) resume();
+        }
+    }
+    std::string s = fmt::format("VM: {} vcpus, {} MiB, {}\n", vcpus_.size(), config_.mem_bytes >> 20, life) + vcpus;
     for (auto& d : virtio_) s += "  " + d->describe() + "\n";
     return s;
 }

@@ -71,7 +71,7 @@ stall_watch() {
     {
       echo "== ember pid $_sw_e, console silent for ${_sw_quiet}s, $(date)"
       for _sw_t in /proc/"$_sw_e"/task/*; do
-        echo "-- thread ${_sw_t##*/} $(cat "$_sw_t/comm" 2>/dev/null): state $(cut -d' ' -f3 "$_sw_t/stat" 2>/dev/null) wchan $(cat "$_sw_t/wchan" 2>/dev/null)"
+        echo "-- thread ${_sw_t##*/} $(cat "$_sw_t/comm" 2>/dev/null): state $(cut -d' ' -f3 "$_sw_t/stat" 2>/dev/null) cpu-ticks user/system $(cut -d' ' -f14,15 "$_sw_t/stat" 2>/dev/null | tr ' ' /) wchan $(cat "$_sw_t/wchan" 2>/dev/null)"
         cat "$_sw_t/stack" 2>/dev/null
       done
     } >>"$WORK/$2.stall" 2>&1
