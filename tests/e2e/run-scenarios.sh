@@ -5,6 +5,10 @@
 # For scenario NAME it writes WORKROOT/NAME/output.log (the scenario's stdout
 # and stderr) and WORKROOT/NAME/rc, and echoes the output between
 # "EMBER-SCENARIO BEGIN NAME" and "EMBER-SCENARIO END NAME rc=N".
+# A scenario that failed after lib.sh's stall watch found its guest stuck with
+# every request answered (WORK/*.guest-stalled; see guest_stalled in lib.sh)
+# runs once more: "EMBER-SCENARIO RETRY NAME: why", the first attempt kept in
+# WORKROOT/NAME.stalled-attempt. A scenario that merely fails is not retried.
 shell=$1
 e2e_dir=$2
 ember=$3
@@ -13,7 +17,7 @@ workroot=$5
 scratchroot=$6
 shift 6
 
-for name in "$@"; do
+run_one() {
   script="$e2e_dir/scenarios/$name.sh"
   tmo=$(sed -n 's/^# e2e-timeout: *\([0-9][0-9]*\).*/\1/p' "$script" | head -n1)
   [ -n "$tmo" ] || tmo=300
@@ -31,4 +35,15 @@ for name in "$@"; do
   rc=$(cat "$work/rc" 2>/dev/null || echo 125)
   echo "EMBER-SCENARIO END $name rc=$rc elapsed=$(($(date +%s) - t0))s"
   rm -rf "$scratch"
+}
+
+for name in "$@"; do
+  run_one
+  stalled=$(cat "$work"/*.guest-stalled 2>/dev/null | head -n 1)
+  if [ "$rc" != 0 ] && [ -n "$stalled" ]; then
+    echo "EMBER-SCENARIO RETRY $name: the guest stalled ($stalled)"
+    rm -rf "$work.stalled-attempt"
+    mv "$work" "$work.stalled-attempt"
+    run_one
+  fi
 done
