@@ -5,10 +5,11 @@
 # For scenario NAME it writes WORKROOT/NAME/output.log (the scenario's stdout
 # and stderr) and WORKROOT/NAME/rc, and echoes the output between
 # "EMBER-SCENARIO BEGIN NAME" and "EMBER-SCENARIO END NAME rc=N".
-# A scenario that failed after lib.sh's stall watch found its guest stuck with
+# A scenario during which lib.sh's stall watch found its guest stuck with
 # every request answered (WORK/*.guest-stalled; see guest_stalled in lib.sh)
-# runs once more: "EMBER-SCENARIO RETRY NAME: why", the first attempt kept in
-# WORKROOT/NAME.stalled-attempt. A scenario that merely fails is not retried.
+# runs again, at most twice more: "EMBER-SCENARIO RETRY NAME: why", the
+# earlier attempts kept in WORKROOT/NAME.stalled-attempt-N. A scenario that
+# merely fails is not retried.
 shell=$1
 e2e_dir=$2
 ember=$3
@@ -38,12 +39,17 @@ run_one() {
 }
 
 for name in "$@"; do
+  attempt=1
   run_one
-  stalled=$(cat "$work"/*.guest-stalled 2>/dev/null | head -n 1)
-  if [ "$rc" != 0 ] && [ -n "$stalled" ]; then
+  # The marker means ember was stopped mid-scenario: whatever the scenario
+  # reported (its rc is 0 when it ran to its end) is void.
+  while [ "$attempt" -le 2 ]; do
+    stalled=$(cat "$work"/*.guest-stalled 2>/dev/null | head -n 1)
+    [ -n "$stalled" ] || break
     echo "EMBER-SCENARIO RETRY $name: the guest stalled ($stalled)"
-    rm -rf "$work.stalled-attempt"
-    mv "$work" "$work.stalled-attempt"
+    rm -rf "$work.stalled-attempt-$attempt"
+    mv "$work" "$work.stalled-attempt-$attempt"
+    attempt=$((attempt + 1))
     run_one
-  fi
+  done
 done
