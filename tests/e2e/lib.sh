@@ -31,7 +31,7 @@ guest_cmdline() {
 
 # Seconds without guest output other than kernel messages after which a
 # running ember is diagnosed (stall_watch); 0 turns the watch off.
-STALL_SECONDS=${STALL_SECONDS:-120}
+STALL_SECONDS=${STALL_SECONDS:-90}
 
 # ember_pid PID: PID itself when it is ember, else its ember child (coreutils
 # `timeout` forks; BusyBox's execs the command in place).
