@@ -18,10 +18,10 @@
 
 #include <fmt/format.h>
 
-#include <time.h>
 
 #include "devices/virtio/quiesce.h"
 #include "tests/support/checkpoint_rig.h"
+#include "tests/support/masking_cost.h"
 #include "tests/support/list_option.h"
 
 using namespace ember;
@@ -130,25 +130,6 @@ Sample checkpoint_once(const Options& o, unsigned n, bool drain_first, uint64_t 
     return Sample{std::chrono::duration<double, std::milli>(t1 - t0).count(), held};
 }
 
-// CPU time of one masked section per mode, on this thread (load-independent,
-// unlike IOPS on a shared machine). An I/O thread runs two per wakeup.
-double section_ns(MaskingMode mode) {
-    QuiescePoint point(mode);
-    auto cpu_ns = [] {
-        timespec ts{};
-        ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-        return static_cast<double>(ts.tv_sec) * 1e9 + static_cast<double>(ts.tv_nsec);
-    };
-    constexpr int kRounds = 200000;
-    volatile uint64_t sink = 0;
-    const double t0 = cpu_ns();
-    for (int i = 0; i < kRounds; ++i) {
-        MaskedSection masked(point);
-        sink = sink + 1;
-    }
-    return (cpu_ns() - t0) / kRounds;
-}
-
 double percentile(std::vector<double> v, double p) {
     std::sort(v.begin(), v.end());
     return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
@@ -186,8 +167,9 @@ int main(int argc, char** argv) {
                     "resubmitted on restore.\n");
         std::printf("\nCPU time per masked section (two per I/O-thread wakeup): deferred %.1f ns, "
                     "pthread_sigmask %.1f ns, off %.1f ns\n",
-                    section_ns(MaskingMode::deferred), section_ns(MaskingMode::sigmask),
-                    section_ns(MaskingMode::off));
+                    testing::masked_section_cpu_ns(MaskingMode::deferred),
+                    testing::masked_section_cpu_ns(MaskingMode::sigmask),
+                    testing::masked_section_cpu_ns(MaskingMode::off));
     } catch (const std::exception& e) {
         std::fprintf(stderr, "bench-checkpoint: %s\n", e.what());
         return 1;
