@@ -65,7 +65,7 @@ struct Options {
     bool poll{false};
     bool fio{true};
     unsigned repeat{1};
-    std::vector<MaskingMode> masking{MaskingMode::deferred};
+    std::vector<MaskingMode> masking{MaskingMode::sigmask}; // ember's default
     bool fault_cost{false};
 };
 
