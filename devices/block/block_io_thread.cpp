@@ -219,8 +219,8 @@ void BlockIoThread::process_avail() {
 // Pop + mark as one masked section (DESIGN.md): a checkpoint never sees a
 // head taken from the avail ring but not yet marked in flight. The batch of
 // completions already reaped is published first in the same section: one
-// pthread_sigmask pair (two system calls) instead of two, which halves the
-// masking cost when host I/O completes a request or two at a time. The
+// pthread_sigmask pair (two system calls) instead of two, about a third fewer
+// sections when host I/O completes a request or two at a time. The
 // chains are started after the section, so host I/O (the sync engine runs it
 // inline) never delays a quiesce.
 bool BlockIoThread::pop_and_mark() {
