@@ -200,9 +200,16 @@ void GuestDriver::push_avail_raw(uint16_t head) {
     const uint16_t slot = avail_idx_ & static_cast<uint16_t>(queue_.size - 1);
     mem_.write<uint16_t>(GuestAddress{queue_.avail_ring.value + 4 + 2ull * slot}, head);
     ++avail_idx_;
+    if (hold_avail_) return;
     // Release: the descriptors and the ring entry are visible before the new
     // index; pairs with the device's acquire load of avail.idx (Virtqueue::pop).
     mem_.store_release<uint16_t>(GuestAddress{queue_.avail_ring.value + 2}, avail_idx_);
+}
+
+void GuestDriver::hold_avail(bool hold) {
+    hold_avail_ = hold;
+    // Release: as in push_avail_raw, for every entry added while held.
+    if (!hold) mem_.store_release<uint16_t>(GuestAddress{queue_.avail_ring.value + 2}, avail_idx_);
 }
 
 void GuestDriver::set_avail_idx_raw(uint16_t idx) {

@@ -102,6 +102,10 @@ class GuestDriver final {
     // publishes avail.idx. Returns the head. Throws DriverError when no
     // descriptors are free.
     uint16_t submit(const Chain& chain);
+    // While held, submit() writes chains and ring entries but not avail.idx;
+    // releasing publishes them all with one store, so a device that is awake
+    // meanwhile cannot take some of them early.
+    void hold_avail(bool hold);
     // Notifies the device unless EVENT_IDX says it does not want a kick.
     // Returns whether it wrote QueueNotify.
     bool kick();
@@ -148,6 +152,7 @@ class GuestDriver final {
     std::vector<uint8_t> in_flight_;                 // per head: 1 while outstanding
     size_t outstanding_count_{0};
     uint16_t avail_idx_{0};
+    bool hold_avail_{false};
     uint16_t kicked_idx_{0};
     uint16_t last_used_{0};
     uint64_t kicks_{0};

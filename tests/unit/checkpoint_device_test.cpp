@@ -51,7 +51,10 @@ void complete_all(GuestDriver& d, const GuestMemory& mem, const TempFile& f,
 
 // Quiesces once the device has popped `n` requests (all marked in flight;
 // the slow engine keeps them there): a fixed sleep is not enough on a loaded
-// machine, where the I/O thread may not have run yet.
+// machine, where the I/O thread may not have run yet. The caller makes the
+// `n` available with one avail.idx store (GuestDriver::hold_avail): a device
+// still awake from earlier completions may otherwise pop the first few while
+// the rest are being added, and those finish before the last are popped.
 void quiesce_with_inflight(VirtioMmioTransport& t, uint32_t n) {
     const auto deadline = std::chrono::steady_clock::now() + 5s;
     for (;;) {
@@ -104,8 +107,10 @@ TEST_CASE("quiesce: parks mid-flight without draining host I/O; unquiesce comple
     CHECK_THROWS_AS(t->save_state(), Error); // running: quiesce first
 
     std::vector<TrackedRequest> reqs;
+    d.hold_avail(true); // all 16 become available at once (see quiesce_with_inflight)
     for (uint32_t i = 0; i < 16; ++i)
         reqs.push_back(submit_tracked(d, f, i % 2 == 1, 8 * i, 4096, i));
+    d.hold_avail(false);
     d.kick();
     quiesce_with_inflight(*t, 16); // all popped and submitted; none done (>= 100 ms)
     t->unquiesce();
@@ -149,8 +154,10 @@ TEST_CASE("checkpoint round trip: save mid-flight, new device restores, every he
         complete_all(d, mem, f, early);
         // ...and 24 in flight, reads and writes, one indirect.
         std::vector<TrackedRequest> reqs;
+        d.hold_avail(true);
         for (uint32_t i = 0; i < 24; ++i)
             reqs.push_back(submit_tracked(d, f, i % 3 == 0, 16 * i, 4096 + 512 * (i % 4), 40 + i));
+        d.hold_avail(false);
         d.kick();
         quiesce_with_inflight(*t, 24);
         REQUIRE(t->inflight_requests() == 24);
@@ -204,8 +211,10 @@ TEST_CASE("checkpoint: a deferred restore stays as saved until start_restored (r
     d.kick();
     complete_all(d, mem, f, early);
     std::vector<TrackedRequest> reqs;
+    d.hold_avail(true);
     for (uint32_t i = 0; i < 12; ++i)
         reqs.push_back(submit_tracked(d, f, i % 2 == 0, 16 * i, 4096, 60 + i));
+    d.hold_avail(false);
     d.kick();
     quiesce_with_inflight(*t, 12);
     REQUIRE(t->inflight_requests() == 12);
@@ -240,8 +249,10 @@ TEST_CASE("checkpoint: restore_state refuses corrupt or mismatched state, device
     GuestDriver d(mem, *t);
     d.init();
     std::vector<TrackedRequest> reqs;
+    d.hold_avail(true);
     for (uint32_t i = 0; i < 3; ++i)
         reqs.push_back(submit_tracked(d, f, false, 8 * i, 4096, i));
+    d.hold_avail(false);
     d.kick();
     quiesce_with_inflight(*t, 3);
     REQUIRE(t->inflight_requests() == 3);
