@@ -165,7 +165,7 @@ int main(int argc, char** argv) {
         }
         std::printf("\n\"held\": requests in flight inside the saved state (average); they are "
                     "resubmitted on restore.\n");
-        std::printf("\nCPU time per masked section (at most one per I/O-thread wakeup, plus one for completions that arrive during it): deferred %.1f ns, "
+        std::printf("\nCPU time per masked section (two per I/O-thread wakeup): deferred %.1f ns, "
                     "pthread_sigmask %.1f ns, off %.1f ns\n",
                     testing::masked_section_cpu_ns(MaskingMode::deferred),
                     testing::masked_section_cpu_ns(MaskingMode::sigmask),

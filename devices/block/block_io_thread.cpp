@@ -188,9 +188,6 @@ void BlockIoThread::process_avail() {
     check_abandoned();
     if (!queue_.broken()) {
         try {
-            // What finished since the last look is published in the same
-            // masked section as the pop below (pop_and_mark).
-            reap_host();
             for (;;) {
                 const bool ring_ok = pop_and_mark();
                 for (auto& chain : popped_)
@@ -217,23 +214,13 @@ void BlockIoThread::process_avail() {
 }
 
 // Pop + mark as one masked section (DESIGN.md): a checkpoint never sees a
-// head taken from the avail ring but not yet marked in flight. The batch of
-// completions already reaped is published first in the same section: one
-// pthread_sigmask pair (two system calls) instead of two, about a third fewer
-// sections when host I/O completes a request or two at a time. The
-// chains are started after the section, so host I/O (the sync engine runs it
-// inline) never delays a quiesce.
+// head taken from the avail ring but not yet marked in flight. The chains are
+// started after the section, so host I/O (the sync engine runs it inline)
+// never delays a quiesce.
 bool BlockIoThread::pop_and_mark() {
-    const bool completed = queue_.pending_used() > 0;
-    // A host completion often wakes this thread with nothing new to pop and
-    // nothing to publish: then no section at all. What arrives after this
-    // look is found by the caller's enable_notifications() re-check, or by
-    // the next wakeup.
-    if (!completed && !queue_.avail_pending()) return true;
     stats_.masked_sections.fetch_add(1, std::memory_order_relaxed);
     MaskedSection masked(quiesce_);
     check_abandoned();
-    if (completed) publish_batch();
     try {
         while (auto chain = queue_.pop()) {
             if (!region_.mark_popped(chain->head()))

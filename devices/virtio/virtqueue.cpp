@@ -134,13 +134,6 @@ std::optional<DescriptorChain> Virtqueue::pop() {
     return chain;
 }
 
-bool Virtqueue::avail_pending() const {
-    if (broken_ || state_.next_avail != avail_idx_) return true;
-    // Only a peek: pop() reads avail.idx again and validates it (a value too
-    // far ahead breaks the ring there), so nothing is cached here.
-    return mem_.load_acquire<uint16_t>(avail_idx_addr()) != state_.next_avail;
-}
-
 DescriptorChain Virtqueue::resubmit(uint16_t head) {
     if (head >= state_.size)
         fail(fmt::format("in-flight head {} is beyond queue size {}", head, state_.size));

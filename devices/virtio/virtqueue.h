@@ -127,9 +127,6 @@ class Virtqueue final {
     // device can complete it with an error. Throws VirtqueueError when the
     // ring is broken; the queue then stays broken.
     std::optional<DescriptorChain> pop();
-    // Whether pop() would find something (or a broken ring) right now. Lets
-    // the I/O thread skip a masked section that would pop nothing.
-    bool avail_pending() const;
 
     // The chain of a head the in-flight region says is still in flight
     // (recovery): walked and validated like a popped one, without touching
