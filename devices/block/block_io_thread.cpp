@@ -338,10 +338,6 @@ void BlockIoThread::publish() {
     stats_.masked_sections.fetch_add(1, std::memory_order_relaxed);
     MaskedSection masked(quiesce_);
     check_abandoned();
-    publish_batch();
-}
-
-void BlockIoThread::publish_batch() {
     const auto batch = queue_.write_used_elements(); // 1. used elements
     fault::hit(fault::Point::blk_used_written);
     region_.link_batch(batch); // 2. next links, last_batch_head

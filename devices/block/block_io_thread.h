@@ -49,9 +49,8 @@ struct BlockStats {
     std::atomic<uint64_t> bytes_read{0};
     std::atomic<uint64_t> bytes_written{0};
     std::atomic<uint64_t> interrupts{0};
-    // Masked sections run (pop + mark with something to pop, and one per
-    // published batch); bench-blk turns these into the masking cost per
-    // request.
+    // Masked sections run (one pop + mark per wakeup, one per published
+    // batch); bench-blk turns these into the masking cost per request.
     std::atomic<uint64_t> masked_sections{0};
 };
 
@@ -118,8 +117,7 @@ class BlockIoThread final {
     void reap_host();
     void host_done(const HostCompletion& c);
     void complete(BlockRequest& req, uint8_t status);
-    void publish();       // publish_batch() in a masked section of its own
-    void publish_batch(); // steps 1-6 of DESIGN.md; only inside a masked section
+    void publish();
 
     void check_abandoned() const {
         if (abandoned_.load(std::memory_order_acquire)) throw Abandoned{};
