@@ -4,7 +4,7 @@
 //
 //   bench-blk [--file PATH] [--size MiB] [--seconds N] [--qd 1,32] [--rw randread,randwrite]
 //             [--cache writeback,none] [--engine uring|sync] [--poll] [--no-fio] [--repeat N]
-//             [--masking deferred,sigmask,off] [--fault-cost]
+//             [--masking sigmask,off] [--fault-cost]
 //
 // --fault-cost measures the crash-injection fault points (vmm/fault): first
 // the time of one disarmed point (a relaxed load and a branch) against an
@@ -14,7 +14,8 @@
 //
 // --masking runs the device once per mode of keeping the checkpoint signal
 // out of completions (DESIGN.md "Signal-masked completion", quiesce.h); with
-// `off` in the list it also prints each mode's IOPS cost against no masking.
+// `off` in the list it also prints the IOPS cost of masking against none,
+// and the same cost from CPU times (park points per request x their cost).
 //
 // Virtual disks are noisy: --repeat N alternates ember and fio N times per
 // case and reports the medians.
@@ -73,7 +74,7 @@ struct Options {
     std::fprintf(stderr,
                  "bench-blk: %s\nusage: bench-blk [--file PATH] [--size MiB] [--seconds N] "
                  "[--qd 1,32] [--rw randread,randwrite] [--cache writeback,none] "
-                 "[--engine uring|sync] [--poll] [--no-fio] [--repeat N] [--masking deferred,sigmask,off] "
+                 "[--engine uring|sync] [--poll] [--no-fio] [--repeat N] [--masking sigmask,off] "
                  "[--fault-cost]\n",
                  why);
     std::exit(2);
@@ -114,14 +115,12 @@ Options parse(int argc, char** argv) {
         else if (a == "--masking") {
             o.masking.clear();
             for (const auto& m : testing::split_list(value())) {
-                if (m == "deferred")
-                    o.masking.push_back(MaskingMode::deferred);
-                else if (m == "sigmask")
+                if (m == "sigmask")
                     o.masking.push_back(MaskingMode::sigmask);
                 else if (m == "off")
                     o.masking.push_back(MaskingMode::off);
                 else
-                    usage("--masking takes deferred, sigmask and/or off");
+                    usage("--masking takes sigmask and/or off");
             }
         }
         else
@@ -150,7 +149,7 @@ void prepare_file(const std::string& path, uint64_t size) {
 
 struct RunResult {
     double iops;
-    double sections_per_request; // masked sections the I/O thread ran, per request
+    double park_points_per_request; // park points the I/O thread passed, per request
 };
 
 RunResult run_ember(const Options& o, bool direct, bool write, unsigned qd, MaskingMode masking) {
@@ -218,8 +217,9 @@ RunResult run_ember(const Options& o, bool direct, bool write, unsigned qd, Mask
     const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
     const auto st = device->stats();
     dev.shutdown();
-    const double sections = static_cast<double>(st.masked_sections);
-    return {static_cast<double>(completed) / elapsed, sections / static_cast<double>(std::max<uint64_t>(st.requests, 1))};
+    const double points = static_cast<double>(st.park_points);
+    return {static_cast<double>(completed) / elapsed,
+            points / static_cast<double>(std::max<uint64_t>(st.requests, 1))};
 }
 
 // Nanoseconds per disarmed fault point, net of the loop itself.
@@ -296,25 +296,26 @@ int main(int argc, char** argv) {
             o.fio = false;
         }
         auto mode_name = [](MaskingMode m) {
-            return m == MaskingMode::deferred ? "deferred" : m == MaskingMode::sigmask ? "sigmask" : "off";
+            return m == MaskingMode::sigmask ? "sigmask" : "off";
         };
         if (o.fault_cost)
             std::printf("fault points: a disarmed point costs %.2f ns (relaxed load + branch, "
                         "net of the loop)\n",
                         disarmed_point_ns());
         int off_index = -1;
-        // CPU time per masked section, for the model printed under each row.
+        // CPU time per park point, for the model printed under each row.
         double sigmask_ns = 0, off_ns = 0;
         if (std::find(o.masking.begin(), o.masking.end(), MaskingMode::sigmask) != o.masking.end()) {
             std::vector<double> s, f;
             for (int i = 0; i < 5; ++i) {
-                s.push_back(testing::masked_section_cpu_ns(MaskingMode::sigmask));
-                f.push_back(testing::masked_section_cpu_ns(MaskingMode::off));
+                s.push_back(testing::park_point_cpu_ns(MaskingMode::sigmask));
+                f.push_back(testing::park_point_cpu_ns(MaskingMode::off));
             }
             sigmask_ns = median(s);
             off_ns = median(f);
-            std::printf("masked section, CPU time (median of 5): pthread_sigmask %.0f ns, off %.0f ns\n",
-                        sigmask_ns, off_ns);
+            std::printf("park point with no checkpoint pending, CPU time (median of 5): sigmask "
+                        "%.2f ns, off %.2f ns; opening the mask (per checkpoint only): %.0f ns\n",
+                        sigmask_ns, off_ns, testing::mask_pair_cpu_ns());
         }
         for (size_t i = 0; i < o.masking.size(); ++i)
             if (o.masking[i] == MaskingMode::off) off_index = static_cast<int>(i);
@@ -336,7 +337,7 @@ int main(int argc, char** argv) {
                     std::vector<std::vector<double>> per_mode(o.masking.size());
                     std::vector<double> f;
                     std::vector<double> armed;
-                    std::vector<double> sections;
+                    std::vector<double> park_points;
                     for (unsigned i = 0; i < std::max(1u, o.repeat); ++i) {
                         if (o.fault_cost) {
                             FaultsArmedElsewhere on;
@@ -346,7 +347,7 @@ int main(int argc, char** argv) {
                         for (size_t m = 0; m < o.masking.size(); ++m) {
                             const auto r = run_ember(o, direct, write, qd, o.masking[m]);
                             per_mode[m].push_back(r.iops);
-                            if (o.masking[m] == MaskingMode::sigmask) sections.push_back(r.sections_per_request);
+                            if (o.masking[m] == MaskingMode::sigmask) park_points.push_back(r.park_points_per_request);
                         }
                         if (o.fio) f.push_back(run_fio(o, direct, write, qd));
                     }
@@ -372,16 +373,17 @@ int main(int argc, char** argv) {
                         std::printf(" %14.0f %11.1f%%", a, 100.0 * (ember - a) / ember);
                     }
                     std::printf("\n");
-                    if (!sections.empty() && off_index >= 0) {
+                    if (!park_points.empty() && off_index >= 0) {
                         // The IOPS columns above carry this VM's noise; this
-                        // is the same cost from CPU times: sections per
-                        // request x extra CPU per section, against the time
-                        // one request takes without masking.
-                        const double spr = median(sections);
-                        const double extra_ns = sigmask_ns - off_ns;
+                        // is the same cost from CPU times: park points per
+                        // request x the whole CPU time of one (not only what
+                        // sigmask adds to off, which is a load), against the
+                        // time one request takes without masking.
+                        const double spr = median(park_points);
+                        const double extra_ns = sigmask_ns;
                         const double request_ns = 1e9 / iops[static_cast<size_t>(off_index)];
-                        std::printf("           sigmask, from CPU time: %.3f masked sections per request x "
-                                    "%.0f ns = %.0f ns of a %.0f ns request: %.2f%%\n",
+                        std::printf("           sigmask, from CPU time: %.3f park points per request x "
+                                    "%.2f ns = %.2f ns of a %.0f ns request: %.3f%%\n",
                                     spr, extra_ns, spr * extra_ns, request_ns,
                                     100.0 * spr * extra_ns / request_ns);
                     }

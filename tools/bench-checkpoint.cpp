@@ -165,11 +165,10 @@ int main(int argc, char** argv) {
         }
         std::printf("\n\"held\": requests in flight inside the saved state (average); they are "
                     "resubmitted on restore.\n");
-        std::printf("\nCPU time per masked section (two per I/O-thread wakeup): deferred %.1f ns, "
-                    "pthread_sigmask %.1f ns, off %.1f ns\n",
-                    testing::masked_section_cpu_ns(MaskingMode::deferred),
-                    testing::masked_section_cpu_ns(MaskingMode::sigmask),
-                    testing::masked_section_cpu_ns(MaskingMode::off));
+        std::printf("\nCPU time of masking: a park point with no checkpoint pending %.1f ns "
+                    "(one per handler and per started request); opening the mask when one is "
+                    "pending (two pthread_sigmask calls, once per checkpoint) %.1f ns\n",
+                    testing::park_point_cpu_ns(MaskingMode::sigmask), testing::mask_pair_cpu_ns());
     } catch (const std::exception& e) {
         std::fprintf(stderr, "bench-checkpoint: %s\n", e.what());
         return 1;

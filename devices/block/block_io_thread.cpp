@@ -58,7 +58,8 @@ BlockIoThread::BlockIoThread(const Params& p)
       requests_(p.queue.size), region_(p.inflight),
       inflight_heads_(p.resubmit.begin(), p.resubmit.end()), quiesce_(p.masking),
       notify_sd_(io_, dup_or_throw(p.notify_fd, "queue notify eventfd")), completion_sd_(io_),
-      stop_sd_(io_, dup_or_throw(stop_event_.fd(), "stop eventfd")) {
+      stop_sd_(io_, dup_or_throw(stop_event_.fd(), "stop eventfd")),
+      wake_sd_(io_, dup_or_throw(quiesce_.wake_fd(), "quiesce wake eventfd")) {
     if (p.inflight.queue_size() != p.queue.size)
         throw Error(fmt::format("in-flight region for {} heads, queue of {}",
                                 p.inflight.queue_size(), p.queue.size));
@@ -67,8 +68,7 @@ BlockIoThread::BlockIoThread(const Params& p)
     popped_.reserve(p.queue.size);
     if (engine_->completion_fd() >= 0)
         completion_sd_.assign(dup_or_throw(engine_->completion_fd(), "io_uring eventfd"));
-    thread_ = std::thread([this] { run(); });
-    quiesce_.set_thread(thread_.native_handle());
+    thread_ = quiesce_.spawn([this] { run(); });
     ::pthread_setname_np(thread_.native_handle(), "ember-blk-io");
 }
 
@@ -94,12 +94,17 @@ void BlockIoThread::run() noexcept {
                             [this](const std::error_code&) { io_.stop(); });
         arm_notify();
         arm_completions();
+        arm_wake();
         // DESIGN.md "Recover": what was in flight goes first, oldest first,
         // before any new avail entry.
         resubmit_inflight();
         // Buffers may have been made available before the first kick.
         process_avail();
-        io_.run();
+        // One handler at a time, each followed by a park point: the only
+        // places a checkpoint can find this thread (quiesce.h).
+        do
+            park_point();
+        while (io_.run_one() != 0);
     } catch (const Abandoned&) {
         // stop(): leave everything as the region describes it.
     } catch (const fault::IoRestart& f) {
@@ -144,8 +149,10 @@ void BlockIoThread::resubmit_inflight() {
     log::debug("virtio-blk {}: resubmitting {} in-flight requests", disk_.path(),
                inflight_heads_.size());
     try {
-        for (uint16_t head : inflight_heads_)
+        for (uint16_t head : inflight_heads_) {
             start(queue_.resubmit(head));
+            park_point(); // the sync engine ran it already
+        }
     } catch (const VirtqueueError& e) {
         signals_.needs_reset(e.what());
     }
@@ -166,6 +173,23 @@ void BlockIoThread::arm_notify() {
                               process_avail();
                               arm_notify();
                           });
+}
+
+void BlockIoThread::arm_wake() {
+    wake_sd_.async_wait(asio::posix::stream_descriptor::wait_read,
+                        [this](const std::error_code& ec) {
+                            if (ec) return;
+                            // Nothing else to do: the park point after
+                            // this handler parks the thread.
+                            drain_eventfd(wake_sd_.native_handle());
+                            arm_wake();
+                        });
+}
+
+void BlockIoThread::park_point() {
+    stats_.park_points.fetch_add(1, std::memory_order_relaxed);
+    quiesce_.park_point();
+    check_abandoned(); // stop() releases a parked thread
 }
 
 void BlockIoThread::arm_completions() {
@@ -190,8 +214,12 @@ void BlockIoThread::process_avail() {
         try {
             for (;;) {
                 const bool ring_ok = pop_and_mark();
-                for (auto& chain : popped_)
+                for (auto& chain : popped_) {
                     start(std::move(chain));
+                    // A checkpoint need not wait for a batch of synchronous
+                    // I/O (the sync engine runs it inside start()).
+                    park_point();
+                }
                 popped_.clear();
                 if (!ring_ok) throw VirtqueueError(ring_error_);
                 submit_engine();
@@ -213,13 +241,10 @@ void BlockIoThread::process_avail() {
     publish();
 }
 
-// Pop + mark as one masked section (DESIGN.md): a checkpoint never sees a
-// head taken from the avail ring but not yet marked in flight. The chains are
-// started after the section, so host I/O (the sync engine runs it inline)
-// never delays a quiesce.
+// Pop + mark with no park point in between (DESIGN.md): a checkpoint never
+// sees a head taken from the avail ring but not yet marked in flight. The
+// chains are started afterwards, with a park point after each one.
 bool BlockIoThread::pop_and_mark() {
-    stats_.masked_sections.fetch_add(1, std::memory_order_relaxed);
-    MaskedSection masked(quiesce_);
     check_abandoned();
     try {
         while (auto chain = queue_.pop()) {
@@ -332,11 +357,10 @@ void BlockIoThread::complete(BlockRequest& req, uint8_t status) {
 }
 
 // The completion of one batch, exactly in the order of DESIGN.md "The two
-// seeds", as one masked section: a checkpoint sees all of it or none of it.
+// seeds", with the quiesce signal blocked throughout and no park point in
+// between: a checkpoint sees all of it or none of it.
 void BlockIoThread::publish() {
     if (queue_.pending_used() == 0) return;
-    stats_.masked_sections.fetch_add(1, std::memory_order_relaxed);
-    MaskedSection masked(quiesce_);
     check_abandoned();
     const auto batch = queue_.write_used_elements(); // 1. used elements
     fault::hit(fault::Point::blk_used_written);

@@ -14,9 +14,11 @@
 // eventfd, the stop request on the stop eventfd, and the thread talks back
 // only through DeviceSignals (atomics + irqfd).
 //
-// Checkpoints (DESIGN.md "Signal-masked completion"): pop + mark and each
-// completion batch run with the quiesce signal blocked (MaskedSection), so
-// quiesce() parks the thread only between them; host I/O is not drained.
+// Checkpoints (DESIGN.md "Signal-masked completion"): the thread runs with
+// the quiesce signal blocked and opens it only at park points, between event
+// handlers and after each started request, never inside pop + mark or a
+// completion batch (quiesce.h). quiesce() parks it at the next one; host I/O
+// is not drained.
 #pragma once
 
 #include <atomic>
@@ -49,9 +51,9 @@ struct BlockStats {
     std::atomic<uint64_t> bytes_read{0};
     std::atomic<uint64_t> bytes_written{0};
     std::atomic<uint64_t> interrupts{0};
-    // Masked sections run (one pop + mark per wakeup, one per published
-    // batch); bench-blk turns these into the masking cost per request.
-    std::atomic<uint64_t> masked_sections{0};
+    // Park points passed (one per handler, one per started request);
+    // bench-blk turns these into the masking cost per request.
+    std::atomic<uint64_t> park_points{0};
 };
 
 class BlockIoThread final {
@@ -108,6 +110,9 @@ class BlockIoThread final {
     void run() noexcept;
     void arm_notify();
     void arm_completions();
+    void arm_wake();
+    // A park point (quiesce.h), then a check for stop().
+    void park_point();
     void resubmit_inflight();
     void process_avail();
     bool pop_and_mark(); // false when the ring broke
@@ -149,6 +154,7 @@ class BlockIoThread final {
     asio::posix::stream_descriptor notify_sd_;
     asio::posix::stream_descriptor completion_sd_;
     asio::posix::stream_descriptor stop_sd_;
+    asio::posix::stream_descriptor wake_sd_; // quiesce_.wake_fd()
     std::thread thread_;
 };
 

@@ -27,7 +27,7 @@ struct BlockStatsSnapshot {
     uint64_t bytes_read;
     uint64_t bytes_written;
     uint64_t interrupts;
-    uint64_t masked_sections; // pop + mark sections and completion batches
+    uint64_t park_points; // places a checkpoint could have parked the I/O thread
 };
 
 class VirtioBlock final : public VirtioDevice {

@@ -50,9 +50,9 @@ QuiescePoint::QuiescePoint(MaskingMode mode) : mode_(mode) {
         struct sigaction sa{};
         sa.sa_sigaction = &QuiescePoint::handler;
         sigfillset(&sa.sa_mask); // nothing else interrupts a parked thread
-        // SA_RESTART: a read/write interrupted by a park resumes by itself;
-        // epoll_wait and io_uring_enter still return EINTR, which Asio and
-        // the engines retry.
+        // SA_RESTART: with masking off the signal can land in any system
+        // call; a read/write resumes by itself, epoll_wait and
+        // io_uring_enter return EINTR, which Asio and the engines retry.
         sa.sa_flags = SA_SIGINFO | SA_RESTART;
         if (::sigaction(quiesce_signal(), &sa, nullptr) != 0)
             throw_errno("sigaction(quiesce signal)");
@@ -60,20 +60,15 @@ QuiescePoint::QuiescePoint(MaskingMode mode) : mode_(mode) {
 }
 
 // Only async-signal-safe operations: lock-free atomics, futex, errno kept.
+// Runs only at a park point (sigmask) or anywhere (off: negative control).
 void QuiescePoint::handler(int, siginfo_t* info, void*) {
     const int saved_errno = errno;
     auto* self = info != nullptr && info->si_code == SI_QUEUE
                      ? static_cast<QuiescePoint*>(info->si_value.sival_ptr)
                      : nullptr;
     // acq_rel: pairs with the release store of request_ in park().
-    if (self != nullptr && self->request_.exchange(0, std::memory_order_acq_rel) == 1) {
-        // Same thread as the section: relaxed is enough (signal fences in
-        // MaskedSection keep the compiler from moving the section's stores).
-        if (self->section_depth_.load(std::memory_order_relaxed) != 0)
-            self->deferred_.store(1, std::memory_order_relaxed); // parked at section exit
-        else
-            self->park_here();
-    }
+    if (self != nullptr && self->request_.exchange(0, std::memory_order_acq_rel) == 1)
+        self->park_here();
     errno = saved_errno;
 }
 
@@ -90,10 +85,17 @@ void QuiescePoint::park_here() noexcept {
         futex_wait(resume_, generation, nullptr);
 }
 
+sigset_t QuiescePoint::block_on_caller() noexcept {
+    const sigset_t s = quiesce_set();
+    sigset_t old;
+    ::pthread_sigmask(SIG_BLOCK, &s, &old);
+    return old;
+}
+
 void QuiescePoint::attach_current_thread() noexcept {
     sigset_t set;
     sigfillset(&set);
-    sigdelset(&set, quiesce_signal());
+    if (mode_ == MaskingMode::off) sigdelset(&set, quiesce_signal());
     for (int s : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT})
         sigdelset(&set, s);
     ::pthread_sigmask(SIG_SETMASK, &set, nullptr);
@@ -105,6 +107,19 @@ void QuiescePoint::detach_current_thread() noexcept {
     // A signal still pending dies with the thread; the parker sees kExited.
     ack_.store(kExited, std::memory_order_release);
     futex_wake(ack_);
+}
+
+void QuiescePoint::park_point() noexcept {
+    // Acquire: pairs with the release store in park(). Seeing the request
+    // before its signal is queued only opens the mask early, for nothing;
+    // park() signals wake_ after queueing, so the thread comes back here.
+    if (mode_ != MaskingMode::sigmask || request_.load(std::memory_order_acquire) == 0) return;
+    openings_.fetch_add(1, std::memory_order_relaxed);
+    static const sigset_t set = quiesce_set();
+    // A pending quiesce signal is delivered before SIG_UNBLOCK returns
+    // (POSIX sigprocmask): the handler parks the thread inside this call.
+    ::pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+    ::pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
 void QuiescePoint::set_thread(pthread_t t) noexcept {
@@ -126,6 +141,9 @@ bool QuiescePoint::park(std::chrono::milliseconds timeout) {
         if (ack_.load(std::memory_order_acquire) == kExited) return false;
         throw SystemError("pthread_sigqueue(quiesce signal)", err);
     }
+    // After the signal is queued: the thread wakes, reaches a park point and
+    // finds the signal pending there.
+    wake_.signal();
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
         // Acquire: pairs with the handler's (or detach's) release store.
@@ -159,45 +177,6 @@ void QuiescePoint::unpark() noexcept {
     // Release: pairs with the handler's acquire load of resume_.
     resume_.fetch_add(1, std::memory_order_release);
     futex_wake(resume_);
-}
-
-MaskedSection::MaskedSection(QuiescePoint& point) noexcept : point_(point) {
-    switch (point_.mode_) {
-    case MaskingMode::sigmask: {
-        static const sigset_t set = quiesce_set();
-        ::pthread_sigmask(SIG_BLOCK, &set, &old_);
-        break;
-    }
-    case MaskingMode::deferred:
-        point_.section_depth_.fetch_add(1, std::memory_order_relaxed);
-        // Pairs with the handler on this thread: the section's memory
-        // accesses stay after the counter went up.
-        std::atomic_signal_fence(std::memory_order_seq_cst);
-        break;
-    case MaskingMode::off:
-        break;
-    }
-}
-
-MaskedSection::~MaskedSection() {
-    switch (point_.mode_) {
-    case MaskingMode::sigmask:
-        // A quiesce signal that arrived inside the section is delivered here,
-        // when the syscall returns: the thread parks after the section.
-        ::pthread_sigmask(SIG_SETMASK, &old_, nullptr);
-        break;
-    case MaskingMode::deferred:
-        // Pairs with the handler: the section's accesses are done before the
-        // counter drops. A request that came meanwhile parks us here; one
-        // that comes after the decrement parks us in the handler instead.
-        std::atomic_signal_fence(std::memory_order_seq_cst);
-        if (point_.section_depth_.fetch_sub(1, std::memory_order_relaxed) == 1 &&
-            point_.deferred_.exchange(0, std::memory_order_relaxed) != 0)
-            point_.park_here();
-        break;
-    case MaskingMode::off:
-        break;
-    }
 }
 
 } // namespace ember

@@ -20,7 +20,7 @@ namespace ember::testing {
 
 struct DeviceOptions {
     IoEngineFactory engine;      // empty: the disk spec's engine
-    MaskingMode masking{MaskingMode::deferred};
+    MaskingMode masking{MaskingMode::sigmask};
     std::string spec_suffix{};   // e.g. ",engine=sync"
 };
 

@@ -17,6 +17,7 @@
 //      Checked without EVENT_IDX, where every batch must interrupt.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <random>
 
@@ -59,11 +60,21 @@ class Guest final {
         resume();
         thread_.join();
     }
-    // Like a vcpu pause: returns once the thread is parked between steps.
-    void pause() {
+    // Like a vcpu pause: returns true once the thread is parked between
+    // steps; false (and the request withdrawn) after `timeout`. With masking
+    // off the I/O thread may park holding the allocator's lock, and this
+    // thread then waits for it inside malloc until the device is unquiesced.
+    bool pause(std::chrono::milliseconds timeout = 2s) {
         pause_.store(true, std::memory_order_release);
-        while (!paused_.load(std::memory_order_acquire) && !failed_.load())
+        const auto deadline = std::chrono::steady_clock::now() + timeout;
+        while (!paused_.load(std::memory_order_acquire) && !failed_.load()) {
+            if (std::chrono::steady_clock::now() > deadline) {
+                resume();
+                return false;
+            }
             std::this_thread::yield();
+        }
+        return true;
     }
     void resume() { pause_.store(false, std::memory_order_release); }
 
@@ -157,6 +168,7 @@ struct Violations {
 
 struct Outcome {
     uint64_t checkpoints{0};
+    uint64_t skipped{0}; // the guest did not pause (masking off only, see Guest::pause)
     uint64_t with_inflight{0}; // checkpoints that held requests in flight
     uint64_t completed{0};
     Violations v;
@@ -190,11 +202,19 @@ Outcome run_invariant(MaskingMode masking, bool event_idx, uint64_t max_checkpoi
     std::vector<uint8_t> inflight_prev(size, 0);
     uint64_t used_prev = 0, consumed_prev = 0; // 64-bit positions
     std::mt19937_64 rng(42);
+    // Allocated up front: with masking off the I/O thread can park inside
+    // malloc, and nothing between quiesce() and unquiesce() may allocate.
+    std::vector<uint8_t> inflight(size);
+    std::vector<int> balance(size, 0);
     g.start();
     for (uint64_t i = 0; i < max_checkpoints && !g.failed(); ++i) {
         std::this_thread::sleep_for(std::chrono::microseconds(rng() % load.max_gap.count()));
         t->quiesce();
-        g.pause();
+        if (!g.pause()) {
+            t->unquiesce();
+            ++out.skipped;
+            continue;
+        }
         if (g.failed()) break;
 
         // Capture: guest memory, the region, transport registers only.
@@ -203,7 +223,6 @@ Outcome run_invariant(MaskingMode masking, bool event_idx, uint64_t max_checkpoi
         const uint16_t used = mem.load_acquire<uint16_t>(GuestAddress{used_ring.value + 2});
         const auto header = region->header();
         const uint16_t consumed = region->consumed_avail_idx();
-        std::vector<uint8_t> inflight(size);
         uint32_t count = 0;
         bool bad_value = false;
         for (uint16_t h = 0; h < size; ++h) {
@@ -220,7 +239,7 @@ Outcome run_invariant(MaskingMode masking, bool event_idx, uint64_t max_checkpoi
         if (consumed != static_cast<uint16_t>(used + count)) ++v.consumed;
         const uint64_t used64 = used_prev + static_cast<uint16_t>(used - used_prev);
         const uint64_t consumed64 = consumed_prev + static_cast<uint16_t>(consumed - consumed_prev);
-        std::vector<int> balance(size, 0);
+        std::fill(balance.begin(), balance.end(), 0);
         if (consumed64 > g.avail_log().size()) {
             ++v.conservation;
         } else {
@@ -253,7 +272,7 @@ Outcome run_invariant(MaskingMode masking, bool event_idx, uint64_t max_checkpoi
         out.v.bad_value += v.bad_value;
         ++out.checkpoints;
         if (count > 0) ++out.with_inflight;
-        inflight_prev = inflight;
+        std::copy(inflight.begin(), inflight.end(), inflight_prev.begin());
         used_prev = used64;
         consumed_prev = consumed64;
 
@@ -268,7 +287,8 @@ Outcome run_invariant(MaskingMode masking, bool event_idx, uint64_t max_checkpoi
 }
 
 void report(const std::string& what, const Outcome& o) {
-    MESSAGE(what << ": " << o.checkpoints << " checkpoints (" << o.with_inflight
+    MESSAGE(what << ": " << o.checkpoints << " checkpoints (" << o.skipped << " skipped, "
+                 << o.with_inflight
                  << " with requests in flight), " << o.completed << " requests completed; "
                  << "violations: header used_idx " << o.v.header_used << ", consumed "
                  << o.v.consumed << ", conservation " << o.v.conservation << ", interrupt "
@@ -278,9 +298,10 @@ void report(const std::string& what, const Outcome& o) {
 } // namespace
 
 TEST_CASE("checkpoint invariant holds at 1000 random quiesces (masked completion)") {
-    const auto o = run_invariant(MaskingMode::deferred, false, 1200, 0);
-    report("masked (deferred), no EVENT_IDX", o);
+    const auto o = run_invariant(MaskingMode::sigmask, false, 1200, 0);
+    report("masked (pthread_sigmask), no EVENT_IDX", o);
     CHECK(o.checkpoints >= 1000);
+    CHECK(o.skipped == 0); // the I/O thread parks holding no lock
     // The backend keeps requests in flight; ~98% of checkpoints catch some on
     // an idle machine, fewer when the host is loaded. Many must, or the
     // invariant would be checked on idle queues only.
@@ -290,28 +311,19 @@ TEST_CASE("checkpoint invariant holds at 1000 random quiesces (masked completion
 }
 
 TEST_CASE("checkpoint invariant holds with EVENT_IDX too (ring and region checks)") {
-    const auto o = run_invariant(MaskingMode::deferred, true, 400, 0);
-    report("masked (deferred), EVENT_IDX", o);
+    const auto o = run_invariant(MaskingMode::sigmask, true, 400, 0);
+    report("masked (pthread_sigmask), EVENT_IDX", o);
     CHECK(o.checkpoints >= 400);
-    CHECK(o.v.total() == 0);
-}
-
-TEST_CASE("checkpoint invariant holds at 1000 random quiesces with pthread_sigmask masking") {
-    const auto o = run_invariant(MaskingMode::sigmask, false, 1000, 0);
-    report("masked (pthread_sigmask), no EVENT_IDX", o);
-    CHECK(o.checkpoints >= 1000);
+    CHECK(o.skipped == 0);
     CHECK(o.v.total() == 0);
 }
 
 TEST_CASE("checkpoint invariant holds under the busy load of the negative control") {
-    for (const auto mode : {MaskingMode::deferred, MaskingMode::sigmask}) {
-        const auto o = run_invariant(mode, false, 2000, 0, kBusyDisk);
-        report(mode == MaskingMode::deferred ? "masked (deferred), busy disk"
-                                             : "masked (pthread_sigmask), busy disk",
-               o);
-        CHECK(o.checkpoints >= 2000);
-        CHECK(o.v.total() == 0);
-    }
+    const auto o = run_invariant(MaskingMode::sigmask, false, 2000, 0, kBusyDisk);
+    report("masked (pthread_sigmask), busy disk", o);
+    CHECK(o.checkpoints >= 2000);
+    CHECK(o.skipped == 0);
+    CHECK(o.v.total() == 0);
 }
 
 TEST_CASE("negative control: without masking the same checks find violations") {
