@@ -1,6 +1,6 @@
 // bench-checkpoint: how long a checkpoint pauses the guest's disk with
 // requests in flight on a slow backend, ember's way (quiesce the I/O thread
-// between masked sections, save the device state, host I/O keeps running)
+// at its next park point, save the device state, host I/O keeps running)
 // against drain-first (wait until every in-flight request completed, then
 // save: what Firecracker does). Native: the software guest driver plays the
 // guest, an engine with random latency plays a slow disk.

@@ -238,7 +238,7 @@ CheckpointStats Vm::checkpoint(const std::filesystem::path& dir) {
     CheckpointStats stats;
     const auto t0 = std::chrono::steady_clock::now();
     pause();
-    // The I/O threads park at their next unmasked instant: a completion is in
+    // The I/O threads park at their next park point: a completion is in
     // the snapshot entirely or not at all. Host I/O in flight is not drained;
     // its requests stay marked in the in-flight regions.
     auto unquiesce_all = [&] {

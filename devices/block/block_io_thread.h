@@ -87,7 +87,7 @@ class BlockIoThread final {
     void stop() noexcept;
     std::string_view engine_name() const noexcept { return engine_->name(); }
 
-    // Parks the thread at its next unmasked instant; host I/O keeps running.
+    // Parks the thread at its next park point; host I/O keeps running.
     // Returns false when the thread has already exited. Throws ember::Error
     // when it does not park in time. Not from the I/O thread itself.
     bool quiesce(std::chrono::milliseconds timeout = std::chrono::seconds(5)) {

@@ -96,7 +96,7 @@ class InflightRegion final {
     // used.idx, last_batch_head the sentinel, and every entry is cleared.
     void activate(uint16_t ring_used_idx);
 
-    // --- The I/O thread, inside its masked sections ---------------------------------
+    // --- The I/O thread, with the quiesce signal blocked ------------------------------
     // Pop: counter first, then the flag. Returns false when the head is
     // already in flight (the driver offered it twice: a broken ring).
     [[nodiscard]] bool mark_popped(uint16_t head);

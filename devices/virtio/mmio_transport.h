@@ -58,7 +58,7 @@ class VirtioMmioTransport final : public IoHandler, private DeviceSignals {
     // All of these: from the main thread, with the vcpus paused (no register
     // access may run concurrently), never from an I/O thread.
     //
-    // Parks the device's I/O threads at their next unmasked instant (the
+    // Parks the device's I/O threads at their next park point (the
     // quiesce signal, quiesce_signal() = SIGRTMIN+1, sent with
     // pthread_sigqueue); host I/O already submitted is not drained. Returns
     // when every thread acknowledged; trivially for an inactive device.

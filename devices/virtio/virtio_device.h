@@ -77,7 +77,7 @@ class VirtioDevice {
     // The main thread calls these with the vcpus paused. A device without
     // I/O threads has nothing to park: the defaults do nothing.
     //
-    // Parks every I/O thread between two masked sections; host I/O already
+    // Parks every I/O thread at its next park point (quiesce.h); host I/O already
     // submitted is not drained. Throws ember::Error when a thread does not park.
     virtual void quiesce() {}
     virtual void unquiesce() noexcept {}
