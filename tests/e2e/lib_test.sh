@@ -29,4 +29,28 @@ case $(guest_stalled "$data/stall-guest.err") in
     bad=$((bad + 1))
     ;;
 esac
+# ember-pool: guest 1 triple-faulted in early boot (pool-triple-fault is the
+# run that showed it); a clean table, and a triple fault after READY (the
+# guest's own user space was running), do not count.
+got=$(pool_early_triple_faults "$data/pool-triple-fault/pool.out" "$data/pool-triple-fault" | tr '\n' ' ')
+if [ "$got" = "1 " ]; then echo "ok: pool-triple-fault: guest 1"; else
+  echo "FAIL: pool-triple-fault: expected guest 1, got '$got'"
+  bad=$((bad + 1))
+fi
+tmp=$(mktemp -d)
+cp "$data"/pool-triple-fault/* "$tmp/"
+sed -i 's/^1      reboot    -        21.2     -       (triple fault)/1      poweroff  22.0     22.5     0       APIC/' "$tmp/pool.out"
+got=$(pool_early_triple_faults "$tmp/pool.out" "$tmp")
+if [ -z "$got" ]; then echo "ok: clean pool table: none"; else
+  echo "FAIL: clean pool table: expected none, got '$got'"
+  bad=$((bad + 1))
+fi
+cp "$data"/pool-triple-fault/pool.out "$tmp/pool.out"
+echo "EMBER-GUEST READY cpus=1" >>"$tmp/guest-1.log"
+got=$(pool_early_triple_faults "$tmp/pool.out" "$tmp")
+if [ -z "$got" ]; then echo "ok: triple fault after READY: none"; else
+  echo "FAIL: triple fault after READY: expected none, got '$got'"
+  bad=$((bad + 1))
+fi
+rm -rf "$tmp"
 [ "$bad" = 0 ]

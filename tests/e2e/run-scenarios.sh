@@ -6,7 +6,9 @@
 # and stderr) and WORKROOT/NAME/rc, and echoes the output between
 # "EMBER-SCENARIO BEGIN NAME" and "EMBER-SCENARIO END NAME rc=N".
 # A scenario during which lib.sh's stall watch found its guest stuck with
-# every request answered (WORK/*.guest-stalled; see guest_stalled in lib.sh)
+# every request answered (WORK/*.guest-stalled; see guest_stalled in lib.sh),
+# or whose guest died in a way known from the nested sandbox (the scenario
+# writes the same marker, see embed-pool.sh)
 # runs again, at most twice more: "EMBER-SCENARIO RETRY NAME: why", the
 # earlier attempts kept in WORKROOT/NAME.stalled-attempt-N. A scenario that
 # merely fails is not retried.
@@ -46,7 +48,7 @@ for name in "$@"; do
   while [ "$attempt" -le 2 ]; do
     stalled=$(cat "$work"/*.guest-stalled 2>/dev/null | head -n 1)
     [ -n "$stalled" ] || break
-    echo "EMBER-SCENARIO RETRY $name: the guest stalled ($stalled)"
+    echo "EMBER-SCENARIO RETRY $name: $stalled"
     rm -rf "$work.stalled-attempt-$attempt"
     mv "$work" "$work.stalled-attempt-$attempt"
     attempt=$((attempt + 1))

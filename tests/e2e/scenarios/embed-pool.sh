@@ -27,6 +27,14 @@ echo "e2e: ember-pool rc=$RC after ${ELAPSED}s"
 cat "$OUT"
 # Four rows, each a clean poweroff with a boot time and the script's rc 0.
 rows=$(grep -c -E '^[0-3] +poweroff +[0-9]+\.[0-9] +[0-9]+\.[0-9] +0 ' "$OUT")
+early=$(pool_early_triple_faults "$OUT" "$WORK" | tr '\n' ' ')
+if [ -n "$early" ] && in_sandbox; then
+  # run-scenarios.sh runs the scenario again (at most twice) on this marker.
+  echo "guest ${early% } of ember-pool triple-faulted in early boot, before EMBER-GUEST READY (nested TCG; see pool.out)" \
+    >"$WORK/pool.guest-stalled"
+  echo "e2e: embed-pool: $(cat "$WORK/pool.guest-stalled")"
+  exit 0
+fi
 expect_rc 0 && expect_stdout '^guest +exit +boot s +wall s' && expect_stdout '4/4 guests powered off cleanly' &&
   expect_stderr 'booted 4/4, running 0, done 4/4' &&
   { [ "$rows" = 4 ] || _unmet "expected 4 clean rows in the table, found $rows"; } &&
