@@ -224,13 +224,12 @@ void BlockIoThread::process_avail() {
                 if (!ring_ok) throw VirtqueueError(ring_error_);
                 submit_engine();
                 reap_host(); // page-cache hits often complete inside submit
-                // With host I/O in flight its completion wakes this thread,
-                // which then looks at the ring anyway: spare the driver its
-                // kicks (one eventfd round trip per request at high depth).
-                if (engine_->in_flight() > 0) {
-                    queue_.suppress_notifications();
-                    break;
-                }
+                // Notifications stay on while host I/O is in flight, too:
+                // what the driver adds after a completion goes to the host
+                // at its kick, not at the next completion. A slow disk
+                // completes much of the queue at once, and waiting for the
+                // next burst left bench-blk's O_DIRECT queue 18.7 of 32 deep
+                // on average; with the kick it is 27.7.
                 if (!queue_.enable_notifications()) break;
             }
         } catch (const VirtqueueError& e) {

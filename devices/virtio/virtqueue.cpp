@@ -247,16 +247,6 @@ bool Virtqueue::publish_used() {
     return needs_interrupt();
 }
 
-void Virtqueue::suppress_notifications() {
-    if (broken_) return;
-    if (state_.event_idx) {
-        mem_.store_release<uint16_t>(avail_event_addr(),
-                                     static_cast<uint16_t>(state_.next_avail - 1));
-    } else {
-        mem_.store_release<uint16_t>(state_.used_ring, virtio::kUsedFlagNoNotify);
-    }
-}
-
 std::string Virtqueue::describe() const {
     if (!state_.ready) return "queue not ready";
     // Acquire loads, like every read of the driver's side; the values are

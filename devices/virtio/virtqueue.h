@@ -158,13 +158,6 @@ class Virtqueue final {
     // to kick for anything past next_avail (§2.7.10). Returns true when more
     // buffers arrived meanwhile, so the caller must pop again.
     bool enable_notifications();
-    // While the device is sure to look at the ring again soon (host I/O in
-    // flight: its completion wakes the device), tell the driver not to kick:
-    // avail_event set to an index the driver has already passed, or
-    // VIRTQ_USED_F_NO_NOTIFY without EVENT_IDX (§2.7.10, §2.7.7). Only a hint;
-    // enable_notifications() must run before the device sleeps with nothing
-    // in flight.
-    void suppress_notifications();
 
     const QueueState& state() const noexcept { return state_; }
     bool broken() const noexcept { return broken_; }

@@ -369,29 +369,3 @@ TEST_CASE("QueueState::validate: size, alignment and bounds of the three parts")
     bad.used_ring = GuestAddress{0x10000 - 64}; // 6 + 8*16 bytes do not fit
     CHECK(bad.validate(mem)->find("used ring") != std::string::npos);
 }
-
-TEST_CASE("Virtqueue: suppress_notifications spares kicks until notifications are enabled again") {
-    for (bool event_idx : {true, false}) {
-        CAPTURE(event_idx);
-        QueueRig r(event_idx ? ~0ull : ~virtio::kFeatureRingEventIdx);
-        r.driver.submit(r.driver.chain().writable(4).build());
-        CHECK(r.driver.kick());
-        auto a = r.pop_one();
-        r.q().suppress_notifications();
-        r.driver.submit(r.driver.chain().writable(4).build());
-        CHECK_FALSE(r.driver.kick());
-        auto b = r.pop_one();
-        r.driver.submit(r.driver.chain().writable(4).build());
-        CHECK_FALSE(r.driver.kick());
-        // Before sleeping the device re-enables, sees the new entry, pops it.
-        CHECK(r.q().enable_notifications());
-        auto c = r.pop_one();
-        CHECK_FALSE(r.q().enable_notifications());
-        r.driver.submit(r.driver.chain().writable(4).build());
-        CHECK(r.driver.kick());
-        for (auto* ch : {&a, &b, &c})
-            r.q().add_used(std::move(*ch), 0);
-        r.q().publish_used();
-        CHECK(r.driver.reap().size() == 3);
-    }
-}
