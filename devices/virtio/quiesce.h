@@ -15,7 +15,7 @@
 // the handler would then park the thread at any instant outside a batch,
 // including inside malloc, Asio's scheduler or the log, holding their locks;
 // the checkpointing thread, or a vcpu, needing the same lock would wait
-// forever. unit-checkpoint hung that way once under ASan. A park point holds
+// forever (most likely why unit-checkpoint hung once under ASan). A park point holds
 // no lock. And the common case costs one atomic load per wakeup, no system
 // call: the mask changes only when a checkpoint actually happens.
 //
