@@ -2,9 +2,13 @@
 
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
+#include <memory>
 #include <fstream>
 
+#include "vmm/kvm.h"
+#include "vmm/snapshot/compare.h"
 #include "vmm/snapshot/snapshot.h"
 
 using namespace ember;
@@ -108,4 +112,31 @@ TEST_CASE("snapshot: corruption, truncation, a missing manifest and a wrong vers
             << R"({"magic":"ember-snapshot","format_version":99,"config":{},"sections":[]})";
         CHECK_THROWS_WITH_AS(SnapshotReader{d.path}, doctest::Contains("version 99"), SnapshotError);
     }
+}
+
+// snapshot-info --compare: what a restore followed at once by a checkpoint
+// may change (the e2e test restores paused and checkpoints again).
+TEST_CASE("compare_vcpu_state: the LAPIC timer count and PPR are derived; TPR and ISR are not") {
+    auto a = std::make_unique<VcpuState>();
+    std::memset(a.get(), 0, sizeof(VcpuState));
+    auto set32 = [](VcpuState& s, size_t off, uint32_t v) { std::memcpy(s.lapic.regs + off, &v, 4); };
+    set32(*a, 0x80, 0x10);        // TPR
+    set32(*a, 0x170, 0x1000);     // ISR: vector 0xec in service
+    set32(*a, 0xa0, 0xe0);        // PPR as KVM reports it while running
+    set32(*a, 0x390, 12345);      // TMCCT
+    auto b = std::make_unique<VcpuState>(*a);
+    set32(*b, 0xa0, 0x10);        // PPR right after KVM_SET_LAPIC
+    set32(*b, 0x390, 999);
+    std::vector<std::string> out;
+    compare_vcpu_state("vcpu0", *a, *b, out);
+    CHECK(out.empty());
+    set32(*b, 0x170, 0);          // nothing in service: a real difference
+    compare_vcpu_state("vcpu0", *a, *b, out);
+    REQUIRE(out.size() == 1);
+    CHECK(out[0] == "vcpu0: lapic differs");
+    out.clear();
+    set32(*b, 0x170, 0x1000);
+    set32(*b, 0x80, 0x20);        // TPR
+    compare_vcpu_state("vcpu0", *a, *b, out);
+    CHECK(out.size() == 1);
 }

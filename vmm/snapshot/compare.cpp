@@ -35,13 +35,21 @@ bool volatile_msr(uint32_t index) {
     }
 }
 constexpr size_t kLapicTimerCurrentCount = 0x390; // APIC TMCCT (Intel SDM vol. 3, table 10-1)
+// PPR is derived from TPR and the highest vector in service (SDM 10.8.3.1),
+// both compared. KVM recomputes it when the vcpu next runs; right after
+// KVM_SET_LAPIC it reports TPR alone, so a VM restored paused while an
+// interrupt was in service (a timer tick, say) saves PPR = TPR.
+constexpr size_t kLapicProcessorPriority = 0xa0;
 
 template <typename T>
 bool same(const T& a, const T& b) {
     return std::memcmp(&a, &b, sizeof(T)) == 0;
 }
 
-void compare_vcpu(const std::string& name, const VcpuState& a, const VcpuState& b, std::vector<std::string>& out) {
+} // namespace
+
+void compare_vcpu_state(const std::string& name, const VcpuState& a, const VcpuState& b,
+                        std::vector<std::string>& out) {
     auto field = [&](const char* f, bool equal) {
         if (!equal) out.push_back(fmt::format("{}: {} differs", name, f));
     };
@@ -55,6 +63,8 @@ void compare_vcpu(const std::string& name, const VcpuState& a, const VcpuState& 
     kvm_lapic_state la = a.lapic, lb = b.lapic;
     std::memset(la.regs + kLapicTimerCurrentCount, 0, 4);
     std::memset(lb.regs + kLapicTimerCurrentCount, 0, 4);
+    std::memset(la.regs + kLapicProcessorPriority, 0, 4);
+    std::memset(lb.regs + kLapicProcessorPriority, 0, 4);
     field("lapic", same(la, lb));
     field("cpuid", a.cpuid_count == b.cpuid_count &&
                        std::memcmp(a.cpuid, b.cpuid, a.cpuid_count * sizeof(kvm_cpuid_entry2)) == 0);
@@ -75,8 +85,6 @@ void compare_vcpu(const std::string& name, const VcpuState& a, const VcpuState& 
     }
 }
 
-} // namespace
-
 std::vector<std::string> compare_snapshots(const SnapshotReader& a, const SnapshotReader& b) {
     std::vector<std::string> out;
     for (const auto& sec : a.manifest()["sections"]) {
@@ -89,7 +97,7 @@ std::vector<std::string> compare_snapshots(const SnapshotReader& a, const Snapsh
         if (name.rfind("vcpu", 0) == 0) {
             const auto va = std::make_unique<VcpuState>(a.read_value<VcpuState>(name));
             const auto vb = std::make_unique<VcpuState>(b.read_value<VcpuState>(name));
-            compare_vcpu(name, *va, *vb, out);
+            compare_vcpu_state(name, *va, *vb, out);
         } else if (name == "vm") {
             auto va = a.read_value<VmDeviceState>(name);
             auto vb = b.read_value<VmDeviceState>(name);

@@ -14,4 +14,9 @@ namespace ember {
 // One line per difference, naming the section and field; empty when equal.
 std::vector<std::string> compare_snapshots(const SnapshotReader& a, const SnapshotReader& b);
 
+struct VcpuState;
+// The same for one vcpu's state, appending to `out`.
+void compare_vcpu_state(const std::string& name, const VcpuState& a, const VcpuState& b,
+                        std::vector<std::string>& out);
+
 } // namespace ember
