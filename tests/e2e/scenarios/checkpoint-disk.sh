@@ -1,5 +1,5 @@
 #!/bin/sh
-# e2e-timeout: 600
+# e2e-timeout: 900
 # Checkpoint mid-flight with a disk (the state array and the signal-masked
 # completion, DESIGN.md): the in-guest verifier keeps requests in flight while
 # ember is checkpointed with SIGUSR1 and restored in a new process, cycle
@@ -23,13 +23,13 @@ dd if=/dev/zero of="$disk" bs=1M count=16 2>/dev/null
 dd if=/dev/zero of="$mailbox" bs=4096 count=1 2>/dev/null
 cycles=5
 # Some cycle must catch requests in flight. Each does so only now and then
-# (8 of 37 in eight sandbox runs: the verifier spends most of its time
-# computing, and a burst of host I/O may end while the vcpus are being
-# paused), so cycles go on, up to max_cycles, until one has: all 24 eligible
-# ones missing has a probability of about 0.3%. A checkpoint that held
-# nothing in flight loses its memory image once the next process restored
-# from it, so the share does not fill up.
-max_cycles=25
+# (7 of 47 in seven sandbox runs, one needing 14: the verifier spends most
+# of its time computing, and a burst of host I/O may end while the vcpus are
+# being paused), so cycles go on, up to max_cycles (~12 s each), until one
+# has: all 39 eligible ones missing has a probability of about 0.2%. A
+# checkpoint that held nothing in flight loses its memory image once the
+# next process restored from it, so the share does not fill up.
+max_cycles=40
 # Background writes on the same share keep its host I/O slow even on an idle
 # machine, so requests are still in flight when the vcpus have been paused
 # and the I/O thread parks (on a fast medium they all complete in between).
