@@ -52,7 +52,9 @@ struct BlockStats {
     std::atomic<uint64_t> bytes_written{0};
     std::atomic<uint64_t> interrupts{0};
     // Park points passed (one per handler, one per started request);
-    // bench-blk turns these into the masking cost per request.
+    // bench-blk turns these into the masking cost per request. Written only
+    // by the device's one I/O thread at a time (a successor starts after
+    // the join), so it is bumped with a plain load and store.
     std::atomic<uint64_t> park_points{0};
 };
 
