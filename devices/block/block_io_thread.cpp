@@ -90,6 +90,7 @@ void BlockIoThread::run() noexcept {
     quiesce_.attach_current_thread();
     std::optional<fault::Point> lost;
     try {
+        engine_->bind_to_current_thread();
         stop_sd_.async_wait(asio::posix::stream_descriptor::wait_read,
                             [this](const std::error_code&) { io_.stop(); });
         arm_notify();

@@ -42,6 +42,10 @@ class IoEngine {
     // (every completion is available right after submit()).
     virtual int completion_fd() const noexcept = 0;
     virtual size_t in_flight() const noexcept = 0;
+    // Called on the I/O thread before its first enqueue(): an engine whose
+    // host interface belongs to one thread (io_uring's single issuer) binds
+    // to that thread here, not to the one that constructed it.
+    virtual void bind_to_current_thread() {}
 };
 
 // Makes the engine of one I/O thread for a disk fd and a queue depth. Tests
@@ -49,9 +53,21 @@ class IoEngine {
 // itself uses io_uring or the sync engine (BlockIoThread).
 using IoEngineFactory = std::function<std::unique_ptr<IoEngine>(int fd, unsigned depth)>;
 
+// How the io_uring engine sets up its ring.
+enum class UringSetup {
+    // Completions are posted only when the I/O thread asks for them
+    // (IORING_SETUP_DEFER_TASKRUN, Linux 6.1), instead of interrupting the
+    // thread, with an IPI, once per completion while it runs.
+    deferred,
+    plain,   // no setup flags: the fallback for older kernels
+    best,    // deferred where the kernel has it, else plain
+};
+
 // Throws SystemError when io_uring is unavailable (old kernel, seccomp,
-// io_uring_disabled); the caller falls back to the sync engine.
-std::unique_ptr<IoEngine> make_uring_engine(int fd, unsigned depth);
+// io_uring_disabled) or lacks what `setup` asks for; ember's caller falls
+// back to the sync engine.
+std::unique_ptr<IoEngine> make_uring_engine(int fd, unsigned depth,
+                                            UringSetup setup = UringSetup::best);
 std::unique_ptr<IoEngine> make_sync_engine(int fd);
 
 } // namespace ember
