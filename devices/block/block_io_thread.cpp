@@ -21,6 +21,9 @@ namespace ember {
 using namespace virtio::blk;
 
 namespace {
+// Requests started between two publishes within one batch (process_avail).
+constexpr size_t kPublishEvery = 8;
+
 int dup_or_throw(int fd, std::string_view what) {
     const int d = ::dup(fd);
     if (d < 0) throw_errno(fmt::format("dup({})", what));
@@ -210,19 +213,30 @@ void BlockIoThread::arm_completions() {
                               });
 }
 
-// Drain the avail ring, submit the host I/O in one go, then complete what is
-// already done as one batch with (at most) one interrupt.
+// Drain the avail ring, submit the host I/O, then complete what is already
+// done as one batch with (at most) one interrupt. A long run of requests is
+// submitted and completed kPublishEvery at a time: page-cache hits complete
+// inside submit(), and the driver can refill what completed first while this
+// thread copies the rest. Publishing 32 at once left the two threads taking
+// turns: bench-blk's page-cache reads at QD32 went from ~0.55 of fio's IOPS
+// to ~1.0 with batches of 8 (4 and 16 did no better).
 void BlockIoThread::process_avail() {
     check_abandoned();
     if (!queue_.broken()) {
         try {
             for (;;) {
                 const bool ring_ok = pop_and_mark();
+                size_t started = 0;
                 for (auto& chain : popped_) {
                     start(std::move(chain));
                     // A checkpoint need not wait for a batch of synchronous
                     // I/O (the sync engine runs it inside start()).
                     park_point();
+                    if (++started % kPublishEvery == 0) {
+                        submit_engine();
+                        reap_host();
+                        publish();
+                    }
                 }
                 popped_.clear();
                 if (!ring_ok) throw VirtqueueError(ring_error_);
