@@ -524,6 +524,38 @@ TEST_CASE("virtio-blk: many requests in flight, data verified end to end (both e
     }
 }
 
+TEST_CASE("virtio-blk: a long batch is completed and published 8 requests at a time") {
+    // The driver can refill what completed first while the I/O thread is
+    // still on the rest (process_avail). The sync engine completes each
+    // request inside start(), as io_uring does for page-cache hits.
+    struct Batches final : QueueObserver {
+        std::vector<size_t> sizes; // written by the I/O thread; read after shutdown
+        void on_pop(uint16_t) override {}
+        void on_batch_published(std::span<const VirtqUsedElem> batch, uint16_t) override {
+            sizes.push_back(batch.size());
+        }
+    } batches;
+    TempFile f(kDiskSize);
+    auto mem = GuestMemory::flat(64 << 20);
+    auto dev = std::make_unique<VirtioBlock>(BlockDisk::open(parse_disk_spec(f.path() + ",engine=sync")));
+    dev->set_queue_observer(&batches);
+    VirtioMmioTransport transport(mem, std::move(dev), EventFd{});
+    GuestDriver d(mem, transport);
+    d.init();
+    d.hold_avail(true); // all 36 become available with one avail.idx store
+    for (int i = 0; i < 36; ++i)
+        d.submit(d.chain().readable(blk_header(kTypeIn, i * 8)).writable(4096).writable(1).build());
+    d.hold_avail(false);
+    d.kick();
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (d.used_idx() != 36 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::yield();
+    CHECK(d.used_idx() == 36);
+    transport.shutdown(); // joins the I/O thread
+    CHECK(batches.sizes == std::vector<size_t>{8, 8, 8, 8, 4});
+    CHECK(d.reap().size() == 36);
+}
+
 TEST_CASE("virtio-blk: cache=none (O_DIRECT) with aligned and unaligned guest buffers") {
     TempFile f(kDiskSize);
     for (int e = 0; e < 2; ++e) {
