@@ -3,6 +3,8 @@
 // so instead the ring's completion eventfd is registered and the I/O thread's
 // io_context waits on it like on any other descriptor.
 #include <liburing.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cerrno>
 
@@ -54,8 +56,11 @@ class UringEngine final : public IoEngine {
 
     void bind_to_current_thread() override {
         if (!deferred_ || bound_) return;
-        if (const int r = io_uring_enable_rings(&ring_); r < 0)
-            throw SystemError("io_uring_enable_rings", -r);
+        // The system call itself: Debian 12's shared liburing (2.3) does not
+        // export io_uring_enable_rings (its version map lacks it).
+        if (::syscall(__NR_io_uring_register, ring_.ring_fd, IORING_REGISTER_ENABLE_RINGS,
+                      nullptr, 0) < 0)
+            throw SystemError("io_uring_register(IORING_REGISTER_ENABLE_RINGS)", errno);
         bound_ = true;
     }
 
