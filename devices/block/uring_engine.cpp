@@ -7,9 +7,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
+#include <mutex>
 
 #include "devices/block/io_engine.h"
 #include "vmm/errors.h"
+#include "vmm/log.h"
 #include "vmm/unique_fd.h"
 
 namespace ember {
@@ -34,6 +37,14 @@ class UringEngine final : public IoEngine {
             if (r < 0 && setup == UringSetup::deferred)
                 throw SystemError("io_uring_queue_init (deferred task running)", -r);
             deferred_ = r == 0;
+            if (!deferred_) {
+                static std::once_flag once;
+                std::call_once(once, [r] {
+                    log::info("io_uring without deferred task running ({}; it needs Linux 6.1): "
+                              "each host completion interrupts the I/O thread",
+                              std::strerror(-r));
+                });
+            }
         }
         if (!deferred_) { // plain, or best on a kernel before 6.1
             r = io_uring_queue_init(depth, &ring_, 0);
