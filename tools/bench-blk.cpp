@@ -18,7 +18,8 @@
 // and the same cost from CPU times (park points per request x their cost).
 //
 // Virtual disks are noisy: --repeat N alternates ember and fio N times per
-// case and reports the medians.
+// case and reports the medians, their ratio, and `paired`: the median of each
+// round's ember/fio.
 //
 // The device runs on its own I/O thread exactly as under KVM; the driver
 // thread plays the guest. By default it sleeps on the irq eventfd between
@@ -323,8 +324,9 @@ int main(int argc, char** argv) {
         }
         for (size_t i = 0; i < o.masking.size(); ++i)
             if (o.masking[i] == MaskingMode::off) off_index = static_cast<int>(i);
-        std::printf("%-10s %-6s %-10s %4s %12s %12s %7s", "rw", "bs", "cache", "qd",
-                    fmt::format("{} IOPS", mode_name(o.masking[0])).c_str(), "fio IOPS", "ratio");
+        std::printf("%-10s %-6s %-10s %4s %12s %12s %7s %7s", "rw", "bs", "cache", "qd",
+                    fmt::format("{} IOPS", mode_name(o.masking[0])).c_str(), "fio IOPS", "ratio",
+                    "paired");
         for (size_t i = 1; i < o.masking.size(); ++i)
             std::printf(" %14s", fmt::format("{} IOPS", mode_name(o.masking[i])).c_str());
         if (off_index >= 0)
@@ -360,10 +362,18 @@ int main(int argc, char** argv) {
                         iops.push_back(median(v));
                     const double ember = iops[0];
                     const double fio = o.fio ? median(f) : -1;
-                    std::printf("%-10s %-6s %-10s %4u %12.0f %12s %7s", rw.c_str(), "4k",
+                    // Each round's ember/fio, then their median: the disk's
+                    // speed drifts over minutes here, and the two runs of one
+                    // round see the same drift.
+                    std::vector<double> rounds;
+                    for (size_t i = 0; i < f.size() && i < per_mode[0].size(); ++i)
+                        if (f[i] > 0) rounds.push_back(per_mode[0][i] / f[i]);
+                    const double paired = rounds.empty() ? -1 : median(rounds);
+                    std::printf("%-10s %-6s %-10s %4u %12.0f %12s %7s %7s", rw.c_str(), "4k",
                                 cache.c_str(), qd, ember,
                                 fio > 0 ? fmt::format("{:.0f}", fio).c_str() : "-",
-                                fio > 0 ? fmt::format("{:.2f}", ember / fio).c_str() : "-");
+                                fio > 0 ? fmt::format("{:.2f}", ember / fio).c_str() : "-",
+                                paired > 0 ? fmt::format("{:.2f}", paired).c_str() : "-");
                     for (size_t m = 1; m < iops.size(); ++m)
                         std::printf(" %14.0f", iops[m]);
                     if (off_index >= 0) {
