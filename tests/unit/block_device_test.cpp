@@ -12,6 +12,7 @@
 
 #include "devices/block/virtio_blk_spec.h"
 #include "tests/support/block_rig.h"
+#include "tests/support/checkpoint_rig.h"
 
 using namespace ember;
 using namespace ember::testing;
@@ -537,10 +538,12 @@ TEST_CASE("virtio-blk: a long batch is completed and published 8 requests at a t
     } batches;
     TempFile f(kDiskSize);
     auto mem = GuestMemory::flat(64 << 20);
-    auto dev = std::make_unique<VirtioBlock>(BlockDisk::open(parse_disk_spec(f.path() + ",engine=sync")));
-    dev->set_queue_observer(&batches);
-    VirtioMmioTransport transport(mem, std::move(dev), EventFd{});
-    GuestDriver d(mem, transport);
+    DeviceOptions sync;
+    sync.spec_suffix = ",engine=sync";
+    VirtioBlock* blk = nullptr;
+    auto transport = make_block_transport(mem, f.path(), sync, &blk);
+    blk->set_queue_observer(&batches); // before init() starts the I/O thread
+    GuestDriver d(mem, *transport);
     d.init();
     d.hold_avail(true); // all 36 become available with one avail.idx store
     for (int i = 0; i < 36; ++i)
@@ -551,7 +554,7 @@ TEST_CASE("virtio-blk: a long batch is completed and published 8 requests at a t
     while (d.used_idx() != 36 && std::chrono::steady_clock::now() < deadline)
         std::this_thread::yield();
     CHECK(d.used_idx() == 36);
-    transport.shutdown(); // joins the I/O thread
+    transport->shutdown(); // joins the I/O thread
     CHECK(batches.sizes == std::vector<size_t>{8, 8, 8, 8, 4});
     CHECK(d.reap().size() == 36);
 }
