@@ -19,6 +19,14 @@ expect() { # expect yes|no FILE
 }
 expect yes stall-guest.err
 expect no stall-lost-kick.err
+expect yes stall-unkicked.err
+case $(guest_stalled "$data/stall-unkicked.err") in
+  "vcpu0: rip=0xffffffffc040920c irr=0xec; new requests not yet kicked") ;;
+  *)
+    echo "FAIL: the reason names the requests not yet kicked: $(guest_stalled "$data/stall-unkicked.err")"
+    bad=$((bad + 1))
+    ;;
+esac
 expect no stall-all-idle.err
 expect no stall-moving.err
 expect no stall-paused.err
