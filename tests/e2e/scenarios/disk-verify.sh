@@ -2,8 +2,9 @@
 # e2e-timeout: 420
 # The in-guest verifier (tools/ember-verify, at /bin/ember-verify in the test
 # initramfs) over two virtio-blk disks in one boot of the cloud kernel:
-#   vda  16 MiB, engine=uring (the default)
-#        write-verify --size 16M --qd 4 --direct --seed 1 (3 passes: ~12k requests)
+#   vda  64 MiB, engine=uring (the default)
+#        write-verify --size 64M --passes 1 --qd 16 --direct --seed 1 (the
+#        whole disk: 16k writes, 16k reads)
 #   vdb  8 MiB, engine=sync (cache=none when this filesystem takes O_DIRECT)
 #        write-verify --size 8M --passes 2 --qd 4 --direct --seed 2
 # (under the sandbox's TCG a request costs ~5 ms: about a minute and a half)
@@ -15,7 +16,7 @@
 
 u="$SCRATCH/verify-uring.img"
 s="$SCRATCH/verify-sync.img"
-truncate -s 16M "$u"
+truncate -s 64M "$u"
 truncate -s 8M "$s"
 # tmpfs (L1's scratch, kernel 6.1) has no O_DIRECT; use cache=none only where it works.
 sync_opts=engine=sync
@@ -64,7 +65,7 @@ check_disk() {
   fi
 }
 
-check_disk vda "$u" 1 16M disk-verify-uring
+check_disk vda "$u" 1 64M disk-verify-uring
 check_disk vdb "$s" 2 8M disk-verify-sync
 
 expect_stdout 'EMBER-GUEST EXIT rc=0' && expect_rc 0
