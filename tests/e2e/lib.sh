@@ -124,8 +124,10 @@ pool_early_triple_faults() {
 # the middle of a verifier pass with no errors (that run's L1 had wedged
 # twice in the same scenario just before), and crash-kill's restored guest
 # after three clean verifier cycles, with nothing resubmitted. Like the
-# stalls, TCG's SVM emulation is the suspect. run_ember and finish_bg turn it
-# into a retry in the sandbox only; on real KVM it fails like anything else.
+# stalls, they come with two-vcpu guests doing disk I/O under TCG's SVM, with
+# either engine, and only rarely with one vcpu (README, "The nested sandbox").
+# run_ember and finish_bg turn one into a retry in the sandbox only; on real
+# KVM it fails like anything else.
 unexplained_triple_fault() {
   grep -a -q 'guest rebooted (triple fault)' "$1" 2>/dev/null || return 1
   tr -d '\r' <"$2" 2>/dev/null |
