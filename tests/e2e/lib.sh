@@ -80,7 +80,7 @@ guest_stalled() {
         # when ember asked for that kick (avail_event at its next entry, no
         # NO_NOTIFY), i.e. when the stuck vcpu is what keeps the kick back.
         if (val($0, "avail_event") == val($0, "next_avail") && val($0, "used.flags") == "0x0")
-          unkicked[n] = val($0, "avail.idx")
+          unkicked[n] = 1
         else
           busy[n] = 1
       }
@@ -89,7 +89,7 @@ guest_stalled() {
       if (n < 2 || !running[n] || !running[n - 1] || busy[n] || busy[n - 1]) exit 1
       for (v in vcpus)
         if (rip[n, v] == rip[n - 1, v] && irr[n, v] != "-" && irr[n - 1, v] != "-" && ifl[n, v] == "1") {
-          print v " rip=" rip[n, v] " irr=" irr[n, v] (unkicked[n] == "" ? "" : "; new requests not yet kicked")
+          print v " rip=" rip[n, v] " irr=" irr[n, v] (unkicked[n] ? "; new requests not yet kicked" : "")
           exit 0
         }
       exit 1

@@ -7,7 +7,7 @@
 #        whole disk: 16k writes, 16k reads)
 #   vdb  8 MiB, engine=sync (cache=none when this filesystem takes O_DIRECT)
 #        write-verify --size 8M --passes 2 --qd 4 --direct --seed 2
-# (under the sandbox's TCG a request costs ~5 ms: about a minute and a half)
+# (in the sandbox, ~15 s of guest time for vda and ~3 s for vdb)
 # Each must print VERIFY PASS; then the host checks each image with
 # `ember-verify check-image` (the binary taken from the initramfs), which proves
 # that what the guest verified is what the image file holds.
