@@ -254,14 +254,17 @@ VcpuState KvmVcpu::save_state(const std::vector<uint32_t>& msr_indices,
                               const std::vector<kvm_cpuid_entry2>& cpuid) const {
     auto s = std::make_unique<VcpuState>();
     std::memset(s.get(), 0, sizeof(VcpuState));
+    // KVM_GET_MP_STATE first: it accepts pending INIT/SIPI events
+    // (kvm_apic_accept_events), which rewrite the registers, segments and
+    // LAPIC read below; read earlier, they would be from before the INIT
+    // while mp_state is from after it.
+    xioctl(fd_.get(), KVM_GET_MP_STATE, &s->mp_state, "KVM_GET_MP_STATE");
     s->regs = regs();
     s->sregs = sregs();
     xioctl(fd_.get(), kGetXsave, &s->xsave, "KVM_GET_XSAVE");
     xioctl(fd_.get(), KVM_GET_XCRS, &s->xcrs, "KVM_GET_XCRS");
-    s->lapic = lapic();
-    xioctl(fd_.get(), KVM_GET_MP_STATE, &s->mp_state, "KVM_GET_MP_STATE");
-    xioctl(fd_.get(), KVM_GET_VCPU_EVENTS, &s->events, "KVM_GET_VCPU_EVENTS");
     xioctl(fd_.get(), KVM_GET_DEBUGREGS, &s->debugregs, "KVM_GET_DEBUGREGS");
+    s->lapic = lapic();
     // KVM_GET_MSRS stops at the first MSR it cannot read and returns how many
     // it did; skip that one and go on, so one odd MSR never fails a snapshot.
     auto m = std::make_unique<MsrList>();
@@ -276,6 +279,10 @@ VcpuState KvmVcpu::save_state(const std::vector<uint32_t>& msr_indices,
         for (int i = 0; i < got; ++i) s->msrs[s->msr_count++] = m->entries[i];
         next += static_cast<size_t>(got) < batch ? static_cast<size_t>(got) + 1 : batch;
     }
+    // Events (pending exception, interrupt, NMI) last, after every read that
+    // can still move pending state (the LAPIC read syncs posted interrupts
+    // into the IRR), as Firecracker reads them; restore_state() sets them last.
+    xioctl(fd_.get(), KVM_GET_VCPU_EVENTS, &s->events, "KVM_GET_VCPU_EVENTS");
     s->cpuid_count = static_cast<uint32_t>(std::min(cpuid.size(), std::size(s->cpuid)));
     std::copy_n(cpuid.begin(), s->cpuid_count, s->cpuid);
     return *s;
