@@ -4,7 +4,7 @@
 //
 //   bench-blk [--file PATH] [--size MiB] [--seconds N] [--qd 1,32] [--rw randread,randwrite]
 //             [--cache writeback,none] [--engine uring|sync] [--poll] [--no-fio] [--repeat N]
-//             [--masking sigmask,off] [--fault-cost]
+//             [--masking sigmask,off] [--fault-cost] [--disk-load]
 //
 // --fault-cost measures the crash-injection fault points (vmm/fault): first
 // the time of one disarmed point (a relaxed load and a branch) against an
@@ -16,6 +16,12 @@
 // out of completions (DESIGN.md "Signal-masked completion", quiesce.h); with
 // `off` in the list it also prints the IOPS cost of masking against none,
 // and the same cost from CPU times (park points per request x their cost).
+//
+// --disk-load prints, under each row, what the block device under the file
+// did during ember's runs and during fio's (tools/disk_load.h): requests it
+// held on average, how busy it was, milliseconds per request there. Equal
+// IOPS with fewer requests held at the disk means the rest wait in the
+// pipeline around it: threads, wakeups, the driver.
 //
 // Virtual disks are noisy: --repeat N alternates ember and fio N times per
 // case and reports the medians, their ratio, and `paired`: the median of each
@@ -32,6 +38,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -49,6 +56,7 @@
 #include "vmm/fault/fault_points.h"
 #include "tests/support/list_option.h"
 #include "tests/support/masking_cost.h"
+#include "tools/disk_load.h"
 
 using namespace ember;
 using namespace ember::testing;
@@ -69,6 +77,7 @@ struct Options {
     unsigned repeat{1};
     std::vector<MaskingMode> masking{MaskingMode::sigmask}; // ember's default
     bool fault_cost{false};
+    bool disk_load{false};
 };
 
 [[noreturn]] void usage(const char* why) {
@@ -76,7 +85,7 @@ struct Options {
                  "bench-blk: %s\nusage: bench-blk [--file PATH] [--size MiB] [--seconds N] "
                  "[--qd 1,32] [--rw randread,randwrite] [--cache writeback,none] "
                  "[--engine uring|sync] [--poll] [--no-fio] [--repeat N] [--masking sigmask,off] "
-                 "[--fault-cost]\n",
+                 "[--fault-cost] [--disk-load]\n",
                  why);
     std::exit(2);
 }
@@ -113,6 +122,8 @@ Options parse(int argc, char** argv) {
             o.repeat = static_cast<unsigned>(std::stoul(value()));
         else if (a == "--fault-cost")
             o.fault_cost = true;
+        else if (a == "--disk-load")
+            o.disk_load = true;
         else if (a == "--masking") {
             o.masking.clear();
             for (const auto& m : testing::split_list(value())) {
@@ -151,6 +162,7 @@ void prepare_file(const std::string& path, uint64_t size) {
 struct RunResult {
     double iops;
     double park_points_per_request; // park points the I/O thread passed, per request
+    double seconds;                 // with I/O in flight (for --disk-load)
 };
 
 RunResult run_ember(const Options& o, bool direct, bool write, unsigned qd, MaskingMode masking) {
@@ -220,7 +232,7 @@ RunResult run_ember(const Options& o, bool direct, bool write, unsigned qd, Mask
     dev.shutdown();
     const double points = static_cast<double>(st.park_points);
     return {static_cast<double>(completed) / elapsed,
-            points / static_cast<double>(std::max<uint64_t>(st.requests, 1))};
+            points / static_cast<double>(std::max<uint64_t>(st.requests, 1)), elapsed};
 }
 
 // Nanoseconds per disarmed fault point, net of the loop itself.
@@ -253,7 +265,12 @@ double median(std::vector<double> v) {
     return v.empty() ? -1 : v[v.size() / 2];
 }
 
-double run_fio(const Options& o, bool direct, bool write, unsigned qd) {
+struct FioResult {
+    double iops{-1};
+    double seconds{0}; // fio's job runtime: with I/O in flight
+};
+
+FioResult run_fio(const Options& o, bool direct, bool write, unsigned qd) {
     const std::string out_path = o.file + ".fio.json";
     // --invalidate=0: fio drops the file's pages from the page cache before
     // it starts by default, so its page-cache cells read from the disk while
@@ -265,9 +282,9 @@ double run_fio(const Options& o, bool direct, bool write, unsigned qd) {
                     "--randrepeat=0 --norandommap --output-format=json --output={} >/dev/null 2>&1",
                     o.file, o.size_mib, write ? "randwrite" : "randread", qd, direct ? 1 : 0,
                     std::max(1.0, o.seconds), out_path);
-    if (std::system(cmd.c_str()) != 0) return -1;
+    if (std::system(cmd.c_str()) != 0) return {};
     FILE* f = std::fopen(out_path.c_str(), "rb");
-    if (f == nullptr) return -1;
+    if (f == nullptr) return {};
     std::string text;
     char buf[4096];
     size_t n = 0;
@@ -277,9 +294,10 @@ double run_fio(const Options& o, bool direct, bool write, unsigned qd) {
     ::unlink(out_path.c_str());
     try {
         const auto j = nlohmann::json::parse(text);
-        return j["jobs"][0][write ? "write" : "read"]["iops"].get<double>();
+        return {j["jobs"][0][write ? "write" : "read"]["iops"].get<double>(),
+                j["jobs"][0]["job_runtime"].get<double>() / 1000.0};
     } catch (const std::exception&) {
-        return -1;
+        return {};
     }
 }
 
@@ -300,6 +318,24 @@ int main(int argc, char** argv) {
             std::fprintf(stderr, "bench-blk: fio not found; running without it\n");
             o.fio = false;
         }
+        std::optional<bench::DiskStatFile> disk_stat;
+        if (o.disk_load) {
+            disk_stat = bench::DiskStatFile::for_file(o.file);
+            if (!disk_stat)
+                std::fprintf(stderr, "bench-blk: --disk-load: %s is on no block device with "
+                                     "statistics (tmpfs, overlayfs, 9p?); not printing it\n",
+                             o.file.c_str());
+        }
+        // Runs `run` between two samples of the disk's counters; the load
+        // is over the seconds `run` reports with I/O in flight.
+        auto measured = [&](std::vector<bench::DiskLoad>& loads, auto&& run) {
+            const auto before = disk_stat ? disk_stat->sample() : std::nullopt;
+            auto r = run();
+            const auto after = disk_stat ? disk_stat->sample() : std::nullopt;
+            if (before && after && r.seconds > 0)
+                loads.push_back(bench::disk_load(*before, *after, r.seconds));
+            return r;
+        };
         auto mode_name = [](MaskingMode m) {
             return m == MaskingMode::sigmask ? "sigmask" : "off";
         };
@@ -344,6 +380,7 @@ int main(int argc, char** argv) {
                     std::vector<double> f;
                     std::vector<double> armed;
                     std::vector<double> park_points;
+                    std::vector<bench::DiskLoad> ember_load, fio_load;
                     for (unsigned i = 0; i < std::max(1u, o.repeat); ++i) {
                         if (o.fault_cost) {
                             FaultsArmedElsewhere on;
@@ -351,11 +388,17 @@ int main(int argc, char** argv) {
                         }
                         // Interleaved, so drift in a noisy VM hits every mode alike.
                         for (size_t m = 0; m < o.masking.size(); ++m) {
-                            const auto r = run_ember(o, direct, write, qd, o.masking[m]);
+                            std::vector<bench::DiskLoad> other_modes;
+                            const auto r = measured(m == 0 ? ember_load : other_modes, [&] {
+                                return run_ember(o, direct, write, qd, o.masking[m]);
+                            });
                             per_mode[m].push_back(r.iops);
                             if (o.masking[m] == MaskingMode::sigmask) park_points.push_back(r.park_points_per_request);
                         }
-                        if (o.fio) f.push_back(run_fio(o, direct, write, qd));
+                        if (o.fio)
+                            f.push_back(
+                                measured(fio_load, [&] { return run_fio(o, direct, write, qd); })
+                                    .iops);
                     }
                     std::vector<double> iops;
                     for (auto& v : per_mode)
@@ -400,6 +443,22 @@ int main(int argc, char** argv) {
                                     "%.2f ns = %.2f ns of a %.0f ns request: %.3f%%\n",
                                     spr, extra_ns, spr * extra_ns, request_ns,
                                     100.0 * spr * extra_ns / request_ns);
+                    }
+                    if (!ember_load.empty()) {
+                        auto show = [](const std::vector<bench::DiskLoad>& v) -> std::string {
+                            if (v.empty()) return "-";
+                            std::vector<double> held, busy, ms;
+                            for (const auto& l : v) {
+                                held.push_back(l.in_flight);
+                                busy.push_back(l.busy);
+                                ms.push_back(l.ms_per_request);
+                            }
+                            return fmt::format("{:.1f} held, busy {:.0f}%, {:.3f} ms per request",
+                                               median(held), 100 * median(busy), median(ms));
+                        };
+                        std::printf("           disk %s (medians): ember %s; fio %s\n",
+                                    disk_stat->device().c_str(), show(ember_load).c_str(),
+                                    show(fio_load).c_str());
                     }
                     std::fflush(stdout);
                 }
