@@ -8,9 +8,14 @@
 . "$E2E_DIR/lib.sh"
 
 img="$IMAGES/cloud"
-ck="$WORK/ck-1"
-ck2="$WORK/ck-2"
-bad="$WORK/ck-bad"
+# Checkpoints on the local scratch file system, not the 9p share: in CI runs
+# the sandbox's L1 wedged while 256 MiB snapshots were copied and read over
+# 9p (session 7: during `cp -r` and the corrupt-snapshot restore below), and
+# nothing here needs the share. checkpoint-disk keeps its own on 9p on
+# purpose (slow host I/O leaves requests in flight).
+ck="$SCRATCH/ck-1"
+ck2="$SCRATCH/ck-2"
+bad="$SCRATCH/ck-bad"
 rm -rf "$ck" "$ck2" "$bad"
 
 run_bg ckpt-run run --kernel "$img/vmlinuz" --initrd "$img/initramfs.cpio.gz" --cpus 2 --mem "$GUEST_MEM" \

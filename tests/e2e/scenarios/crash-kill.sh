@@ -13,7 +13,8 @@
 
 img="$SCRATCH/crash-kill.img"
 truncate -s 8M "$img"
-ck="$WORK/ck"
+# Checkpoints on scratch, not the 9p share (see checkpoint.sh).
+ck="$SCRATCH/ck"
 run_bg kill-run run --kernel "$IMAGES/cloud/vmlinuz" --initrd "$IMAGES/cloud/initramfs.cpio.gz" --cpus 1 \
   --mem "$GUEST_MEM" --console stdio --cmdline "$(guest_cmdline crash-verify)" --disk "$img,id=data" \
   --checkpoint-dir "$ck" --on-checkpoint continue --checkpoint-disks copy \
@@ -42,9 +43,9 @@ fi
 check crash-kill-durable
 
 # A checkpoint whose writer dies mid-way is refused, not half-restored.
-checkpoint_paused kill-ckpt "$ck" "$WORK/ck-torn" --fault checkpoint.devices:action=kill
+checkpoint_paused kill-ckpt "$ck" "$SCRATCH/ck-torn" --fault checkpoint.devices:action=kill
 expect_rc 137 && expect_stderr 'fault checkpoint.devices fired'
-[ -n "$REASON" ] || run_ember torn-restore 60 restore "$WORK/ck-torn" --console none
+[ -n "$REASON" ] || run_ember torn-restore 60 restore "$SCRATCH/ck-torn" --console none
 [ -n "$REASON" ] || { expect_rc 1 && expect_stderr 'interrupted'; }
 check crash-kill-torn-checkpoint-refused
 
