@@ -388,10 +388,11 @@ int main(int argc, char** argv) {
                         }
                         // Interleaved, so drift in a noisy VM hits every mode alike.
                         for (size_t m = 0; m < o.masking.size(); ++m) {
-                            std::vector<bench::DiskLoad> other_modes;
-                            const auto r = measured(m == 0 ? ember_load : other_modes, [&] {
+                            auto run = [&] {
                                 return run_ember(o, direct, write, qd, o.masking[m]);
-                            });
+                            };
+                            // The disk load is printed for the first mode only.
+                            const auto r = m == 0 ? measured(ember_load, run) : run();
                             per_mode[m].push_back(r.iops);
                             if (o.masking[m] == MaskingMode::sigmask) park_points.push_back(r.park_points_per_request);
                         }
