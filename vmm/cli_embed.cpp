@@ -1,5 +1,7 @@
 #include "vmm/cli_embed.h"
 
+#include "vmm/log.h"
+
 namespace ember {
 namespace {
 
@@ -40,7 +42,10 @@ std::vector<std::string> fault_texts(const std::vector<fault::FaultSpec>& faults
 } // namespace
 
 embed::VmConfig to_embed(const RunRequest& run) {
-    const VmConfig& c = run.config;
+    return to_embed(run.config);
+}
+
+embed::VmConfig to_embed(const VmConfig& c) {
     embed::VmConfig out;
     out.kernel = c.kernel;
     out.initrd = c.initrd;
@@ -68,6 +73,10 @@ embed::VmConfig to_embed(const RunRequest& run) {
     return out;
 }
 
+embed::ConsoleConfig to_embed(const ConsoleSpec& console) {
+    return console_of(console);
+}
+
 embed::RestoreOverrides to_embed(const RestoreRequest& r) {
     embed::RestoreOverrides out;
     for (const auto& [id, path] : r.disk_overrides) out.disks.emplace(id, path); // the first one for an id wins, as before
@@ -77,6 +86,30 @@ embed::RestoreOverrides to_embed(const RestoreRequest& r) {
     out.faults = fault_texts(r.faults);
     out.paused = r.paused;
     return out;
+}
+
+int report_exit(const embed::ExitInfo& e) {
+    switch (e.reason) {
+    case embed::ExitReason::error:
+        log::error("{}", e.message);
+        return 1;
+    case embed::ExitReason::stopped:
+        log::info("{}", e.checkpointed ? "checkpoint taken; exiting" : e.message);
+        return 0;
+    case embed::ExitReason::poweroff:
+    case embed::ExitReason::reboot:
+    case embed::ExitReason::panic:
+        break;
+    }
+    const char* what = e.reason == embed::ExitReason::poweroff ? "guest powered off"
+                       : e.reason == embed::ExitReason::reboot ? "guest rebooted"
+                                                               : "guest kernel panicked";
+    if (e.message.empty()) {
+        log::info("{}", what);
+    } else {
+        log::info("{} ({})", what, e.message);
+    }
+    return e.reason == embed::ExitReason::panic ? 1 : 0;
 }
 
 } // namespace ember

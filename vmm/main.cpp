@@ -25,33 +25,6 @@ const char* version_string();
 
 namespace {
 
-// How the VM stopped, for the person at the terminal; the exit status
-// (README "Exit status"): 0 poweroff, reboot, checkpoint or Ctrl-A x; 1 panic
-// or error.
-int report_exit(const embed::ExitInfo& e) {
-    switch (e.reason) {
-    case embed::ExitReason::error:
-        log::error("{}", e.message);
-        return 1;
-    case embed::ExitReason::stopped:
-        log::info("{}", e.checkpointed ? "checkpoint taken; exiting" : e.message);
-        return 0;
-    case embed::ExitReason::poweroff:
-    case embed::ExitReason::reboot:
-    case embed::ExitReason::panic:
-        break;
-    }
-    const char* what = e.reason == embed::ExitReason::poweroff ? "guest powered off"
-                       : e.reason == embed::ExitReason::reboot ? "guest rebooted"
-                                                               : "guest kernel panicked";
-    if (e.message.empty()) {
-        log::info("{}", what);
-    } else {
-        log::info("{} ({})", what, e.message);
-    }
-    return e.reason == embed::ExitReason::panic ? 1 : 0;
-}
-
 void print_snapshot_info(const std::filesystem::path& dir) {
     SnapshotReader s(dir);
     const auto& c = s.config();
@@ -122,13 +95,13 @@ int main(int argc, char** argv) {
     try {
         if (auto* serve = std::get_if<ApiServeRequest>(&cmd)) {
             if (serve->verbose) log::set_level(log::Level::debug);
-            return serve_api(serve->api_sock, VmConfig{}, nullptr);
+            return serve_api(serve->api_sock, VmConfig{}, std::nullopt);
         }
-        // The control socket drives the internal VM (vmm/api); everything
-        // else goes through libember, as any program embedding ember would.
+        // Every VM goes through libember, as in any program embedding ember;
+        // the control socket (vmm/api) is a client of it too.
         if (auto* run = std::get_if<RunRequest>(&cmd); run && run->api_sock) {
-            if (run->verbose) log::set_level(log::Level::debug);
-            return serve_api(*run->api_sock, run->config, std::make_unique<Vm>(run->config));
+            if (run->verbose) embed::set_log_level(embed::LogLevel::debug);
+            return serve_api(*run->api_sock, run->config, embed::Vm::create(to_embed(*run)));
         }
         std::optional<embed::Vm> vm;
         if (auto* run = std::get_if<RunRequest>(&cmd)) {

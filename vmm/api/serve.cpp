@@ -7,22 +7,22 @@
 
 #include "vmm/api/api_router.h"
 #include "vmm/api/api_server.h"
-#include "vmm/api/kvm_vm_controller.h"
-#include "vmm/log.h"
-#include "vmm/vm.h"
+#include "vmm/api/embed_vm_controller.h"
+#include "vmm/cli_embed.h"
 
 namespace ember {
 
-int serve_api(const std::filesystem::path& socket, const VmConfig& config, std::unique_ptr<Vm> vm) {
+int serve_api(const std::filesystem::path& socket, const VmConfig& config,
+              std::optional<embed::Vm> vm) {
     asio::io_context io;
     asio::signal_set signals(io, SIGINT, SIGTERM);
-    std::optional<VmExit> exit;
+    std::optional<embed::ExitInfo> exit;
     // Declared in this order so they are destroyed in reverse: the server
     // stops accepting before the router and the controller (which stops a
     // live VM and joins its thread) go away.
     std::optional<api::ApiRouter> router;
     std::optional<api::ApiServer> server;
-    api::KvmVmController controller(config.console, [&](const VmExit& e) {
+    api::EmbedVmController controller(to_embed(config.console), [&](const embed::ExitInfo& e) {
         asio::post(io, [&, e] {
             exit = e;
             if (router) router->vm_stopped();
@@ -34,16 +34,14 @@ int serve_api(const std::filesystem::path& socket, const VmConfig& config, std::
     server.emplace(io, socket, *router);
     if (vm) {
         router->attach_running(config);
-        controller.adopt(std::move(vm));
+        controller.adopt(std::move(*vm));
     }
     signals.async_wait([&](const std::error_code& ec, int) {
         if (!ec) server->close();
     });
     io.run();
     if (!exit) return 0;
-    if (exit->reason == ExitReason::error) log::error("{}", exit->message);
-    else log::info("{}", describe(exit->reason));
-    return exit_status(exit->reason);
+    return report_exit(*exit);
 }
 
 } // namespace ember

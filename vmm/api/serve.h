@@ -3,15 +3,16 @@
 #pragma once
 
 #include <filesystem>
-#include <memory>
+#include <optional>
 
+#include "ember/vm.h"
 #include "vmm/vm_config.h"
 
 namespace ember {
-class Vm;
 
-// `vm` is a VM already built from `config` (ember run), or null to wait for
-// configuration over the socket. Returns the process exit status.
-int serve_api(const std::filesystem::path& socket, const VmConfig& config, std::unique_ptr<Vm> vm);
+// `vm` is a libember VM already built from `config` (ember run), or empty to
+// wait for configuration over the socket. Returns the process exit status.
+int serve_api(const std::filesystem::path& socket, const VmConfig& config,
+              std::optional<embed::Vm> vm);
 
 } // namespace ember

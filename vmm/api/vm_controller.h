@@ -6,7 +6,7 @@
 // state) and throws ember::Error with a user-facing message on failure; the
 // message is returned to the API client as a 400 fault_message.
 //
-// KvmVmController (kvm_vm_controller.h) drives a real ember::Vm; the unit
+// EmbedVmController (embed_vm_controller.h) drives a libember VM; the unit
 // tests use a recording fake.
 #pragma once
 

@@ -3,8 +3,7 @@
 // caller's exception. Once started, one thread of the library ("ember-vm")
 // sits in ember::Vm::run() until the guest stops; its vcpus and disk I/O
 // threads are the internal VM's own. Control calls (pause, checkpoint, ...)
-// are serialised by mu_ and act on the internal VM directly, as the control
-// socket does (vmm/api/kvm_vm_controller.cpp).
+// are serialised by mu_ and act on the internal VM directly.
 #include "ember/vm.h"
 
 #include <pthread.h>

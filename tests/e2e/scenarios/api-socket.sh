@@ -5,7 +5,9 @@
 # /boot-source, /machine-config, /actions InstanceStart), paused and resumed
 # (PATCH /vm), snapshotted (PUT /snapshot/create), stopped with SendCtrlAltDel
 # (the guest reboots through its PS/2 keyboard), and loaded in a second ember
-# (PUT /snapshot/load with resume_vm), where it counts on to the end.
+# (PUT /snapshot/load with resume_vm), where it counts on to the end. Last,
+# `ember run ... --api-sock`: a VM built from the command line is served on
+# the socket (GET /vm/config shows its kernel), paused and resumed there.
 . "$E2E_DIR/lib.sh"
 
 host="$WORK/../../host/api-socket"
@@ -45,12 +47,15 @@ wait_socket() {
   done
 }
 
-# start_ember LOG: `ember --api-sock $SOCK` in the background; PID, OUT, ERR.
+# start_ember LOG [RUN-ARGS...]: `ember --api-sock $SOCK` in the background
+# (with RUN-ARGS, `ember run RUN-ARGS --api-sock $SOCK`); PID, OUT, ERR.
 start_ember() {
   OUT="$WORK/$1.out"
   ERR="$WORK/$1.err"
-  echo "e2e: ember --api-sock $SOCK" >"$WORK/$1.cmd"
-  "$EMBER" --api-sock "$SOCK" </dev/null >"$OUT" 2>"$ERR" &
+  shift
+  if [ $# -gt 0 ]; then set -- run "$@"; fi
+  echo "e2e: $(echo ember "$@") --api-sock $SOCK" >"$WORK/$(basename "$OUT" .out).cmd"
+  "$EMBER" "$@" --api-sock "$SOCK" </dev/null >"$OUT" 2>"$ERR" &
   PID=$!
   TIMED_OUT=no
   ELAPSED=0
@@ -145,3 +150,29 @@ finish_ember 400
 expect_rc 0 && expect_stdout 'EMBER-GUEST COUNT DONE' && expect_stdout "COUNT $((after + 1))([^0-9]|\$)" &&
   expect_no_log 'EMBER-GUEST READY' && expect_no_log 'EMBER-GUEST COUNT 1([^0-9]|$)' && expect_stderr 'powered off'
 check api-socket-snapshot-load
+
+# 5. `ember run --api-sock`: the command line builds and starts the VM; the
+# socket reports it and pauses and resumes it; the guest counts to the end.
+SOCK="$SCRATCH/api-3.sock"
+start_ember vm3 --kernel "$img/vmlinuz" --initrd "$img/initramfs.cpio.gz" --cpus 1 --mem 256 \
+  --cmdline "$(guest_cmdline count) ember.count=16"
+LAST_REQUEST="GET / (ember run)"
+[ -n "$REASON" ] || api GET /
+expect_status 200 && { echo "$BODY" | grep -q '"state":"Running"' || _unmet "GET / says $BODY, not Running"; }
+LAST_REQUEST="GET /vm/config (ember run)"
+[ -n "$REASON" ] || api GET /vm/config
+expect_status 200 && { echo "$BODY" | grep -q "$img/vmlinuz" || _unmet "GET /vm/config does not name the kernel: $BODY"; }
+wait_for "$OUT" 'EMBER-GUEST COUNT 2([^0-9]|$)' 300 || _unmet "the guest of ember run never counted to 2"
+LAST_REQUEST="PATCH /vm Paused (ember run)"
+[ -n "$REASON" ] || api PATCH /vm '{"state": "Paused"}'
+expect_status 204
+before=$(grep -a -c 'EMBER-GUEST COUNT' "$OUT")
+sleep 3
+after=$(grep -a -c 'EMBER-GUEST COUNT' "$OUT")
+[ "$before" = "$after" ] || _unmet "the paused guest of ember run went on counting ($before -> $after lines)"
+LAST_REQUEST="PATCH /vm Resumed (ember run)"
+[ -n "$REASON" ] || api PATCH /vm '{"state": "Resumed"}'
+expect_status 204
+finish_ember 300
+expect_rc 0 && expect_stdout 'EMBER-GUEST COUNT DONE' && expect_stderr 'powered off'
+check api-socket-ember-run
