@@ -50,11 +50,12 @@ wait_socket() {
 # start_ember LOG [RUN-ARGS...]: `ember --api-sock $SOCK` in the background
 # (with RUN-ARGS, `ember run RUN-ARGS --api-sock $SOCK`); PID, OUT, ERR.
 start_ember() {
+  LOG=$1
   OUT="$WORK/$1.out"
   ERR="$WORK/$1.err"
   shift
   if [ $# -gt 0 ]; then set -- run "$@"; fi
-  echo "e2e: $(echo ember "$@") --api-sock $SOCK" >"$WORK/$(basename "$OUT" .out).cmd"
+  echo "e2e: $(echo ember "$@") --api-sock $SOCK" >"$WORK/$LOG.cmd"
   "$EMBER" "$@" --api-sock "$SOCK" </dev/null >"$OUT" 2>"$ERR" &
   PID=$!
   TIMED_OUT=no
@@ -77,6 +78,9 @@ finish_ember() {
   wait "$PID"
   RC=$?
   ELAPSED=$_n
+  # A triple fault with a clean console in the sandbox runs the scenario
+  # again, as for every other scenario (lib.sh).
+  retry_if_nested_fault "$LOG"
 }
 
 # 1. Configure and start, with the bodies of Firecracker's getting-started guide.
