@@ -3,8 +3,8 @@
 // io_uring on the same file in the same run.
 //
 //   bench-blk [--file PATH] [--size MiB] [--seconds N] [--qd 1,32] [--rw randread,randwrite]
-//             [--cache writeback,none] [--engine uring|sync] [--poll] [--no-fio] [--repeat N]
-//             [--masking sigmask,off] [--fault-cost] [--disk-load]
+//             [--cache writeback,none] [--engine uring|sync] [--poll] [--device-poll US]
+//             [--no-fio] [--repeat N] [--masking sigmask,off] [--fault-cost] [--disk-load]
 //
 // --fault-cost measures the crash-injection fault points (vmm/fault): first
 // the time of one disarmed point (a relaxed load and a branch) against an
@@ -30,6 +30,8 @@
 // The device runs on its own I/O thread exactly as under KVM; the driver
 // thread plays the guest. By default it sleeps on the irq eventfd between
 // completions (a halted vcpu); --poll spins on used.idx instead (a busy one).
+// --device-poll US gives the O_DIRECT (cache=none) cells the disk option
+// poll=US: the I/O thread spins up to US microseconds before it sleeps.
 #include <poll.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -73,6 +75,7 @@ struct Options {
     std::vector<std::string> caches{"writeback", "none"};
     std::string engine{"uring"};
     bool poll{false};
+    uint32_t device_poll_us{0};
     bool fio{true};
     unsigned repeat{1};
     std::vector<MaskingMode> masking{MaskingMode::sigmask}; // ember's default
@@ -84,7 +87,8 @@ struct Options {
     std::fprintf(stderr,
                  "bench-blk: %s\nusage: bench-blk [--file PATH] [--size MiB] [--seconds N] "
                  "[--qd 1,32] [--rw randread,randwrite] [--cache writeback,none] "
-                 "[--engine uring|sync] [--poll] [--no-fio] [--repeat N] [--masking sigmask,off] "
+                 "[--engine uring|sync] [--poll] [--device-poll US] [--no-fio] [--repeat N] "
+                 "[--masking sigmask,off] "
                  "[--fault-cost] [--disk-load]\n",
                  why);
     std::exit(2);
@@ -116,7 +120,11 @@ Options parse(int argc, char** argv) {
             o.engine = value();
         else if (a == "--poll")
             o.poll = true;
-        else if (a == "--no-fio")
+        else if (a == "--device-poll") {
+            const auto us = std::stoul(value());
+            if (us > kMaxPollUs) usage("--device-poll takes 0 to 10000 microseconds");
+            o.device_poll_us = static_cast<uint32_t>(us);
+        } else if (a == "--no-fio")
             o.fio = false;
         else if (a == "--repeat")
             o.repeat = static_cast<unsigned>(std::stoul(value()));
@@ -170,6 +178,9 @@ RunResult run_ember(const Options& o, bool direct, bool write, unsigned qd, Mask
     DiskSpec spec = parse_disk_spec(o.file);
     spec.cache = direct ? DiskSpec::Cache::none : DiskSpec::Cache::writeback;
     spec.engine = o.engine == "sync" ? DiskSpec::Engine::sync : DiskSpec::Engine::uring;
+    // poll= is for O_DIRECT only (check_disk_spec); the page-cache cells run
+    // without it.
+    spec.poll_us = direct && spec.engine == DiskSpec::Engine::uring ? o.device_poll_us : 0;
     auto disk = BlockDisk::open(spec);
     const uint64_t blocks = disk.size_bytes() / 4096;
     auto blk = std::make_unique<VirtioBlock>(std::move(disk));

@@ -127,7 +127,10 @@ Command parse_command_line(const std::vector<std::string>& args) {
         ->default_str(kDefaultCmdline);
     run->add_option("--cpus", cpus, "number of vcpus (1-254)")->default_val(1);
     run->add_option("--mem", mem, "guest memory, e.g. 512M or 2G")->default_str("512M");
-    run->add_option("--disk", disks, "virtio block device PATH[,readonly][,id=NAME][,cache=writeback|none][,engine=uring|sync] (repeatable, up to 8)");
+    run->add_option("--disk", disks,
+                    "virtio block device "
+                    "PATH[,readonly][,id=NAME][,cache=writeback|none][,engine=uring|sync][,poll=US]"
+                    " (repeatable, up to 8)");
     run->add_option("--console", console, "guest serial console: stdio, none or file:PATH")->default_str("stdio");
     run->add_flag("--virtio-cmdline", virtio_cmdline,
                   "also describe virtio-mmio devices with virtio_mmio.device= (for custom kernels)");

@@ -61,6 +61,7 @@ embed::VmConfig to_embed(const VmConfig& c) {
                                                       : embed::DiskConfig::Cache::writeback;
         disk.engine = d.engine == DiskSpec::Engine::sync ? embed::DiskConfig::Engine::sync
                                                          : embed::DiskConfig::Engine::uring;
+        disk.poll_us = d.poll_us;
         out.disks.push_back(std::move(disk));
     }
     out.console = console_of(c.console);

@@ -320,6 +320,7 @@ nlohmann::json Vm::config_to_json(const VmConfig& c) {
                          {"id", d.id},
                          {"cache", d.cache == DiskSpec::Cache::none ? "none" : "writeback"},
                          {"engine", d.engine == DiskSpec::Engine::sync ? "sync" : "uring"},
+                         {"poll_us", d.poll_us},
                          {"size", ec ? 0 : size}});
     }
     return {{"kernel", c.kernel.string()}, {"cmdline", c.cmdline}, {"cpus", c.cpus}, {"mem_bytes", c.mem_bytes},
@@ -342,6 +343,13 @@ VmConfig Vm::config_from_json(const nlohmann::json& j) {
             s.id = d.at("id").get<std::string>();
             s.cache = d.at("cache").get<std::string>() == "none" ? DiskSpec::Cache::none : DiskSpec::Cache::writeback;
             s.engine = d.at("engine").get<std::string>() == "sync" ? DiskSpec::Engine::sync : DiskSpec::Engine::uring;
+            // Absent in checkpoints from before poll= existed.
+            s.poll_us = d.value("poll_us", uint32_t{0});
+            try {
+                check_disk_spec(s);
+            } catch (const DiskSpecError& e) {
+                throw SnapshotError(fmt::format("snapshot configuration: {}", e.what()));
+            }
             c.disks.push_back(s);
         }
         return c;

@@ -56,6 +56,9 @@ struct BlockStats {
     // by the device's one I/O thread at a time (a successor starts after
     // the join), so it is bumped with a plain load and store.
     std::atomic<uint64_t> park_points{0};
+    // Rounds of poll= spinning that found a completion or a new request
+    // before the thread slept; written like park_points.
+    std::atomic<uint64_t> poll_hits{0};
 };
 
 class BlockIoThread final {
@@ -110,6 +113,7 @@ class BlockIoThread final {
     struct Abandoned {};
 
     void run() noexcept;
+    size_t step();
     void arm_notify();
     void arm_completions();
     void arm_wake();
@@ -141,6 +145,7 @@ class BlockIoThread final {
     std::vector<BlockRequest> requests_; // indexed by head: a head is in flight once
     std::vector<HostCompletion> completions_;
     size_t enqueued_{0}; // host operations enqueued since the last submit
+    std::chrono::nanoseconds poll_{0};
     uint64_t kick_wakeups_{0};       // for describe()
     uint64_t completion_wakeups_{0}; // for describe()
     bool resubmit_{false};

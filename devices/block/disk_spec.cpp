@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <charconv>
+
 namespace ember {
 
 DiskSpec parse_disk_spec(std::string_view text) {
@@ -10,9 +12,10 @@ DiskSpec parse_disk_spec(std::string_view text) {
     spec.path = std::string(text.substr(0, pos));
     if (spec.path.empty())
         throw DiskSpecError(fmt::format("disk '{}': the path is missing (PATH[,readonly][,id=NAME]"
-                                        "[,cache=writeback|none][,engine=uring|sync])",
+                                        "[,cache=writeback|none][,engine=uring|sync][,poll=US])",
                                         text));
-    bool seen_id = false, seen_cache = false, seen_engine = false, seen_ro = false;
+    bool seen_id = false, seen_cache = false, seen_engine = false, seen_ro = false,
+         seen_poll = false;
     while (pos != std::string_view::npos) {
         const size_t start = pos + 1;
         pos = text.find(',', start);
@@ -52,14 +55,42 @@ DiskSpec parse_disk_spec(std::string_view text) {
             else
                 throw DiskSpecError(
                     fmt::format("disk '{}': engine '{}' is not one of uring, sync", text, value));
+        } else if (key == "poll" && eq != std::string_view::npos) {
+            once(seen_poll);
+            uint32_t us = 0;
+            const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), us);
+            if (value.empty() || ec != std::errc{} || end != value.data() + value.size() ||
+                us > kMaxPollUs)
+                throw DiskSpecError(
+                    fmt::format("disk '{}': poll '{}' is not a number of microseconds from 0 to {}",
+                                text, value, kMaxPollUs));
+            spec.poll_us = us;
         } else {
             throw DiskSpecError(fmt::format(
                 "disk '{}': unknown option '{}' (known: readonly, id=NAME, cache=writeback|none, "
-                "engine=uring|sync)",
+                "engine=uring|sync, poll=US)",
                 text, part));
         }
     }
+    check_disk_spec(spec);
     return spec;
+}
+
+void check_disk_spec(const DiskSpec& spec) {
+    if (spec.poll_us == 0) return;
+    if (spec.poll_us > kMaxPollUs)
+        throw DiskSpecError(fmt::format("disk {}: poll {} us is more than {} us", spec.path,
+                                        spec.poll_us, kMaxPollUs));
+    // Buffered writes run on io_uring's worker thread, which a spinning I/O
+    // thread would starve of CPU (bench-blk: a third of the IOPS on 2 CPUs).
+    if (spec.cache != DiskSpec::Cache::none)
+        throw DiskSpecError(fmt::format("disk {}: poll= needs cache=none (O_DIRECT); with the page "
+                                        "cache, io_uring's worker would compete with the spinning "
+                                        "I/O thread",
+                                        spec.path));
+    // The synchronous engine has nothing in flight to poll for.
+    if (spec.engine != DiskSpec::Engine::uring)
+        throw DiskSpecError(fmt::format("disk {}: poll= needs engine=uring", spec.path));
 }
 
 } // namespace ember

@@ -1,7 +1,8 @@
 // The user's description of one disk: `--disk PATH[,readonly][,id=NAME]
-// [,cache=writeback|none][,engine=uring|sync]`.
+// [,cache=writeback|none][,engine=uring|sync][,poll=MICROSECONDS]`.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -21,7 +22,13 @@ struct DiskSpec {
     std::string id; // empty: derived from the file name
     Cache cache{Cache::writeback};
     Engine engine{Engine::uring};
+    // How long the I/O thread spins for host completions and new requests
+    // while requests are in flight, before it sleeps (0: never spins).
+    uint32_t poll_us{0};
 };
+
+// The most a disk's I/O thread may spin before it sleeps (poll=).
+inline constexpr uint32_t kMaxPollUs = 10000;
 
 // A --disk value that cannot be parsed; the message names the bad part.
 class DiskSpecError : public Error {
@@ -30,5 +37,8 @@ class DiskSpecError : public Error {
 };
 
 DiskSpec parse_disk_spec(std::string_view text);
+// The checks between options (poll= needs cache=none and engine=uring), for
+// a spec built without parse_disk_spec (libember). Throws DiskSpecError.
+void check_disk_spec(const DiskSpec& spec);
 
 } // namespace ember

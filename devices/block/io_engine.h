@@ -42,6 +42,9 @@ class IoEngine {
     // (every completion is available right after submit()).
     virtual int completion_fd() const noexcept = 0;
     virtual size_t in_flight() const noexcept = 0;
+    // True when reap() would return something now; reads only memory shared
+    // with the kernel (no system call), so a polling loop may call it often.
+    virtual bool completions_ready() const noexcept { return false; }
     // Called on the I/O thread before its first enqueue(): an engine whose
     // host interface belongs to one thread (io_uring's single issuer) binds
     // to that thread here, not to the one that constructed it.

@@ -161,6 +161,12 @@ class UringEngine final : public IoEngine {
     }
 
     int completion_fd() const noexcept override { return event_.fd(); }
+    bool completions_ready() const noexcept override {
+        if (!early_.empty()) return true;
+        if (deferred_ && (IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_TASKRUN) != 0)
+            return true;
+        return io_uring_cq_ready(&ring_) != 0;
+    }
     size_t in_flight() const noexcept override { return in_flight_ + queued_; }
 
   private:

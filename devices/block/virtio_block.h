@@ -28,6 +28,7 @@ struct BlockStatsSnapshot {
     uint64_t bytes_written;
     uint64_t interrupts;
     uint64_t park_points; // places a checkpoint could have parked the I/O thread
+    uint64_t poll_hits;   // poll= spins that found work before sleeping
 };
 
 class VirtioBlock final : public VirtioDevice {

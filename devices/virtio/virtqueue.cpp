@@ -282,4 +282,10 @@ bool Virtqueue::enable_notifications() {
     return mem_.load_acquire<uint16_t>(avail_idx_addr()) != state_.next_avail;
 }
 
+bool Virtqueue::has_avail() const noexcept {
+    // Acquire: pairs with the driver's release of avail.idx after it wrote
+    // the ring entries (Linux virtio_wmb in virtqueue_add_split).
+    return !broken_ && mem_.load_acquire<uint16_t>(avail_idx_addr()) != state_.next_avail;
+}
+
 } // namespace ember

@@ -158,6 +158,9 @@ class Virtqueue final {
     // to kick for anything past next_avail (§2.7.10). Returns true when more
     // buffers arrived meanwhile, so the caller must pop again.
     bool enable_notifications();
+    // True when the driver made buffers available past next_avail. Reads
+    // avail.idx only, for a polling device.
+    bool has_avail() const noexcept;
 
     const QueueState& state() const noexcept { return state_; }
     bool broken() const noexcept { return broken_; }

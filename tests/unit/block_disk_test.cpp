@@ -45,6 +45,34 @@ TEST_CASE("parse_disk_spec: every option") {
     CHECK(s.cache == DiskSpec::Cache::none);
     CHECK(s.engine == DiskSpec::Engine::sync);
     CHECK(parse_disk_spec("d.img,cache=writeback,engine=uring").engine == DiskSpec::Engine::uring);
+    CHECK(parse_disk_spec("d.img").poll_us == 0);
+    CHECK(parse_disk_spec("d.img,cache=none,poll=50").poll_us == 50);
+    CHECK(parse_disk_spec("d.img,poll=10000,cache=none").poll_us == 10000);
+    // poll=0 is "never spin", allowed with any cache mode.
+    CHECK(parse_disk_spec("d.img,poll=0").poll_us == 0);
+}
+
+TEST_CASE("parse_disk_spec: poll= needs a number, cache=none and io_uring") {
+    CHECK(contains(error_of([] { parse_disk_spec("d.img,cache=none,poll=x"); }), "poll 'x'"));
+    CHECK(contains(error_of([] { parse_disk_spec("d.img,cache=none,poll="); }), "poll ''"));
+    CHECK(contains(error_of([] { parse_disk_spec("d.img,cache=none,poll=-1"); }), "poll '-1'"));
+    CHECK(contains(error_of([] { parse_disk_spec("d.img,cache=none,poll=50us"); }), "poll '50us'"));
+    CHECK(contains(error_of([] { parse_disk_spec("d.img,cache=none,poll=10001"); }),
+                   "from 0 to 10000"));
+    CHECK(contains(error_of([] { parse_disk_spec("d.img,cache=none,poll=1,poll=2"); }),
+                   "given twice"));
+    CHECK(contains(error_of([] { parse_disk_spec("d.img,poll=50"); }), "needs cache=none"));
+    CHECK(contains(error_of([] { parse_disk_spec("d.img,cache=writeback,poll=50"); }),
+                   "needs cache=none"));
+    CHECK(contains(error_of([] { parse_disk_spec("d.img,cache=none,engine=sync,poll=50"); }),
+                   "needs engine=uring"));
+    DiskSpec s;
+    s.path = "d.img";
+    s.cache = DiskSpec::Cache::none;
+    s.poll_us = kMaxPollUs + 1;
+    CHECK_THROWS_AS(check_disk_spec(s), DiskSpecError);
+    s.poll_us = kMaxPollUs;
+    CHECK_NOTHROW(check_disk_spec(s));
 }
 
 TEST_CASE("parse_disk_spec: errors name the bad part") {

@@ -222,6 +222,37 @@ TEST_CASE(
     }
 }
 
+TEST_CASE("embed config: poll_us is checked, and carried through a checkpoint") {
+    Files f;
+    auto c = f.config();
+    c.disks.push_back({"d", f.dir / "disk-a.img", false});
+    c.disks.back().poll_us = 50; // with the page cache
+    CHECK(has(error_of(c), "poll= needs cache=none"));
+    c.disks.back().cache = embed::DiskConfig::Cache::none;
+    c.disks.back().engine = embed::DiskConfig::Engine::sync;
+    CHECK(has(error_of(c), "poll= needs engine=uring"));
+    c.disks.back().engine = embed::DiskConfig::Engine::uring;
+    c.disks.back().poll_us = 10001;
+    CHECK(has(error_of(c), "more than 10000 us"));
+
+    VmConfig saved;
+    saved.kernel = f.dir / "vmlinuz";
+    saved.cpus = 1;
+    DiskSpec disk;
+    disk.path = (f.dir / "disk-a.img").string();
+    disk.id = "root";
+    disk.cache = DiskSpec::Cache::none;
+    disk.poll_us = 50;
+    saved.disks.push_back(disk);
+    auto j = ember::Vm::config_to_json(saved);
+    CHECK(ember::Vm::config_from_json(j).disks.at(0).poll_us == 50);
+    j["disks"][0].erase("poll_us"); // a checkpoint from before poll=
+    CHECK(ember::Vm::config_from_json(j).disks.at(0).poll_us == 0);
+    j["disks"][0]["poll_us"] = 50;
+    j["disks"][0]["cache"] = "writeback"; // no ember writes this
+    CHECK_THROWS_AS(ember::Vm::config_from_json(j), SnapshotError);
+}
+
 TEST_CASE("embed Vm::restore: missing checkpoint, unknown disk override, resized disk") {
     Files f;
     try {

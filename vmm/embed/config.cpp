@@ -137,6 +137,8 @@ std::vector<fault::FaultSpec> to_internal(const std::vector<std::string>& faults
                                                          : DiskSpec::Cache::writeback;
         spec.engine = d.engine == DiskConfig::Engine::sync ? DiskSpec::Engine::sync
                                                             : DiskSpec::Engine::uring;
+        spec.poll_us = d.poll_us;
+        check_disk_spec(spec);
         // As BlockDisk does for the GET_ID string; here so that a checkpoint
         // records the id a restore override names.
         spec.id = d.id.empty() ? d.path.filename().string().substr(0, kBlockIdMax) : d.id;
