@@ -222,6 +222,21 @@ TEST_CASE(
     }
 }
 
+namespace {
+// An internal configuration as a checkpoint records it: one vcpu and the
+// disk disk-a.img with the id "root".
+VmConfig one_disk_config(const Files& f) {
+    VmConfig c;
+    c.kernel = f.dir / "vmlinuz";
+    c.cpus = 1;
+    DiskSpec disk;
+    disk.path = (f.dir / "disk-a.img").string();
+    disk.id = "root";
+    c.disks.push_back(disk);
+    return c;
+}
+} // namespace
+
 TEST_CASE("embed config: poll_us is checked, and carried through a checkpoint") {
     Files f;
     auto c = f.config();
@@ -235,15 +250,9 @@ TEST_CASE("embed config: poll_us is checked, and carried through a checkpoint") 
     c.disks.back().poll_us = 10001;
     CHECK(has(error_of(c), "more than 10000 us"));
 
-    VmConfig saved;
-    saved.kernel = f.dir / "vmlinuz";
-    saved.cpus = 1;
-    DiskSpec disk;
-    disk.path = (f.dir / "disk-a.img").string();
-    disk.id = "root";
-    disk.cache = DiskSpec::Cache::none;
-    disk.poll_us = 50;
-    saved.disks.push_back(disk);
+    VmConfig saved = one_disk_config(f);
+    saved.disks[0].cache = DiskSpec::Cache::none;
+    saved.disks[0].poll_us = 50;
     auto j = ember::Vm::config_to_json(saved);
     CHECK(ember::Vm::config_from_json(j).disks.at(0).poll_us == 50);
     j["disks"][0].erase("poll_us"); // a checkpoint from before poll=
@@ -265,13 +274,8 @@ TEST_CASE("embed Vm::restore: missing checkpoint, unknown disk override, resized
 
     // A checkpoint directory with only its manifest: enough for the checks
     // that come before any section is read.
-    VmConfig saved;
-    saved.kernel = f.dir / "vmlinuz";
-    saved.cpus = 1;
-    DiskSpec disk;
-    disk.path = (f.dir / "disk-a.img").string();
-    disk.id = "root";
-    saved.disks.push_back(disk);
+    const VmConfig saved = one_disk_config(f);
+    const DiskSpec& disk = saved.disks[0];
     const fs::path ck = f.dir / "ck";
     {
         SnapshotWriter w(ck);

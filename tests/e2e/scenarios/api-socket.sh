@@ -63,6 +63,18 @@ start_ember() {
   wait_socket || _unmet "ember never created $SOCK"
 }
 
+# pause_holds SECONDS WHAT: PATCH /vm Paused, then the guest prints no COUNT
+# line for SECONDS. Sets AFTER to the number of COUNT lines.
+pause_holds() {
+  LAST_REQUEST="PATCH /vm Paused${2:+ ($2)}"
+  [ -n "$REASON" ] || api PATCH /vm '{"state": "Paused"}'
+  expect_status 204
+  _before=$(grep -a -c 'EMBER-GUEST COUNT' "$OUT")
+  sleep "$1"
+  AFTER=$(grep -a -c 'EMBER-GUEST COUNT' "$OUT")
+  [ "$_before" = "$AFTER" ] || _unmet "the paused guest${2:+ of $2} went on counting ($_before -> $AFTER lines)"
+}
+
 # finish_ember SECONDS: waits for ember to exit (killing it after SECONDS).
 finish_ember() {
   _n=0
@@ -106,13 +118,8 @@ wait_for "$OUT" 'EMBER-GUEST COUNT 3([^0-9]|$)' 300 || _unmet "the guest started
 check api-socket-configure-and-start
 
 # 2. Pause: the guest stops counting; snapshot; resume: it counts on.
-LAST_REQUEST="PATCH /vm Paused"
-api PATCH /vm '{"state": "Paused"}'
-expect_status 204
-before=$(grep -a -c 'EMBER-GUEST COUNT' "$OUT")
-sleep 4
-after=$(grep -a -c 'EMBER-GUEST COUNT' "$OUT")
-[ "$before" = "$after" ] || _unmet "the paused guest went on counting ($before -> $after lines)"
+pause_holds 4
+after=$AFTER
 LAST_REQUEST="GET / (paused)"
 api GET /
 echo "$BODY" | grep -q '"state":"Paused"' || _unmet "GET / says $BODY, not Paused"
@@ -167,13 +174,7 @@ LAST_REQUEST="GET /vm/config (ember run)"
 [ -n "$REASON" ] || api GET /vm/config
 expect_status 200 && { echo "$BODY" | grep -q "$img/vmlinuz" || _unmet "GET /vm/config does not name the kernel: $BODY"; }
 wait_for "$OUT" 'EMBER-GUEST COUNT 2([^0-9]|$)' 300 || _unmet "the guest of ember run never counted to 2"
-LAST_REQUEST="PATCH /vm Paused (ember run)"
-[ -n "$REASON" ] || api PATCH /vm '{"state": "Paused"}'
-expect_status 204
-before=$(grep -a -c 'EMBER-GUEST COUNT' "$OUT")
-sleep 3
-after=$(grep -a -c 'EMBER-GUEST COUNT' "$OUT")
-[ "$before" = "$after" ] || _unmet "the paused guest of ember run went on counting ($before -> $after lines)"
+pause_holds 3 "ember run"
 LAST_REQUEST="PATCH /vm Resumed (ember run)"
 [ -n "$REASON" ] || api PATCH /vm '{"state": "Resumed"}'
 expect_status 204
