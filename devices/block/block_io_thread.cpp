@@ -169,9 +169,9 @@ void BlockIoThread::resubmit_inflight() {
 // One handler, or with poll= one round of spinning: while requests are in
 // flight the thread checks the completion ring and avail.idx (memory only,
 // no system call) for up to poll_ before it sleeps in epoll. Each sleep
-// costs a wakeup when the disk answers; on this 2-vCPU VM a cross-vCPU
-// wakeup takes ~34 us, and with the driver also polling, bench-blk's
-// O_DIRECT cells reach fio (README "The block device"). The kicks and the
+// costs a wakeup when the disk answers (~34 us across two vCPUs on our CI
+// VM); with the driver polling too, bench-blk's O_DIRECT reads come near
+// fio's and writes closer (README "The block device"). The kicks and the
 // completion eventfd stay armed: what polling consumed makes their handlers
 // find nothing to do.
 size_t BlockIoThread::step() {
