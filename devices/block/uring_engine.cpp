@@ -135,8 +135,7 @@ class UringEngine final : public IoEngine {
         // The kernel sets TASKRUN before it signals the eventfd, for the
         // first completion it queues after the last get_events: a wakeup on
         // the eventfd always finds it set.
-        if (deferred_ && (IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_TASKRUN) != 0)
-            io_uring_get_events(&ring_); // posts the queued completions
+        if (taskrun_pending()) io_uring_get_events(&ring_); // posts the queued completions
         io_uring_cqe* cqe = nullptr;
         unsigned head = 0, n = 0;
         io_uring_for_each_cqe(&ring_, head, cqe) {
@@ -162,14 +161,16 @@ class UringEngine final : public IoEngine {
 
     int completion_fd() const noexcept override { return event_.fd(); }
     bool completions_ready() const noexcept override {
-        if (!early_.empty()) return true;
-        if (deferred_ && (IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_TASKRUN) != 0)
-            return true;
-        return io_uring_cq_ready(&ring_) != 0;
+        return !early_.empty() || taskrun_pending() || io_uring_cq_ready(&ring_) != 0;
     }
     size_t in_flight() const noexcept override { return in_flight_ + queued_; }
 
   private:
+    // Completions the kernel queued for this thread, not yet in the CQ.
+    bool taskrun_pending() const noexcept {
+        return deferred_ && (IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_TASKRUN) != 0;
+    }
+
     int fd_;
     io_uring ring_{};
     EventFd event_;
