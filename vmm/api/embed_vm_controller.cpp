@@ -33,7 +33,6 @@ void EmbedVmController::launch(embed::Vm vm) {
         } catch (const std::exception& ex) {
             e = embed::ExitInfo{embed::ExitReason::error, ex.what()};
         }
-        exited_ = true;
         if (on_exit_) on_exit_(e);
     });
 }
@@ -52,7 +51,10 @@ void EmbedVmController::adopt(embed::Vm vm) {
 
 embed::Vm& EmbedVmController::live_vm(const char* action) {
     if (!vm_) throw Error(fmt::format("cannot {}: there is no VM", action));
-    if (exited_) throw Error(fmt::format("cannot {}: the VM has stopped", action));
+    // libember knows the exit as soon as the VM reports it, before the
+    // waiter's wait() returns.
+    if (vm_->state() == embed::State::exited)
+        throw Error(fmt::format("cannot {}: the VM has stopped", action));
     return *vm_;
 }
 

@@ -7,7 +7,6 @@
 // serialises them with the waiter.
 #pragma once
 
-#include <atomic>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -51,7 +50,6 @@ class EmbedVmController final : public VmController {
     std::mutex mu_;
     std::optional<embed::Vm> vm_;
     std::thread waiter_;
-    std::atomic<bool> exited_{false};
 };
 
 } // namespace ember::api
