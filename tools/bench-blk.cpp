@@ -6,6 +6,10 @@
 //             [--cache writeback,none] [--engine uring|sync] [--poll] [--device-poll US]
 //             [--no-fio] [--repeat N] [--masking sigmask,off] [--fault-cost] [--disk-load]
 //
+// --file names the file (or block device) to run on: one that exists is used
+// whole, by ember and fio alike; one that does not is created with --size MiB
+// of random data and kept. Without --file a temporary one is made and removed.
+//
 // --fault-cost measures the crash-injection fault points (vmm/fault): first
 // the time of one disarmed point (a relaxed load and a branch) against an
 // empty loop, then, per case, one more device run with a point armed that
@@ -33,6 +37,7 @@
 // --device-poll US gives the O_DIRECT (cache=none) cells the disk option
 // poll=US: the I/O thread spins up to US microseconds before it sleeps.
 #include <poll.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -322,9 +327,22 @@ int main(int argc, char** argv) {
             o.file = fmt::format("/var/tmp/ember-bench-blk-{}.img", ::getpid());
             own_file = true;
         }
-        std::fprintf(stderr, "bench-blk: preparing %s (%llu MiB)\n", o.file.c_str(),
-                     static_cast<unsigned long long>(o.size_mib));
-        if (own_file) prepare_file(o.file, o.size_mib << 20);
+        struct stat st {};
+        if (own_file || ::stat(o.file.c_str(), &st) != 0) {
+            // A --file that does not exist yet is made and kept: the user
+            // named it, and the next run can reuse it.
+            std::fprintf(stderr, "bench-blk: preparing %s (%llu MiB)\n", o.file.c_str(),
+                         static_cast<unsigned long long>(o.size_mib));
+            prepare_file(o.file, o.size_mib << 20);
+        } else {
+            // fio gets --size: it must cover what ember's device covers,
+            // the whole file (or block device), not --size of it.
+            const uint64_t bytes = BlockDisk::open(parse_disk_spec(o.file)).size_bytes();
+            if (bytes < (1 << 20)) throw Error(fmt::format("{} is smaller than 1 MiB", o.file));
+            o.size_mib = bytes >> 20;
+            std::fprintf(stderr, "bench-blk: using %s (%llu MiB)\n", o.file.c_str(),
+                         static_cast<unsigned long long>(o.size_mib));
+        }
         if (o.fio && std::system("fio --version >/dev/null 2>&1") != 0) {
             std::fprintf(stderr, "bench-blk: fio not found; running without it\n");
             o.fio = false;
