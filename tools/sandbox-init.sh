@@ -30,6 +30,10 @@ fail() {
 [ -c /dev/kvm ] || fail "no /dev/kvm after loading kvm_amd (does the CPU model offer svm?)"
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=none ember /mnt/ember ||
   fail "cannot mount the shared directory (9p tag ember)"
+# The scratch disk tools/sandbox attaches (ext4, made fresh for this run).
+mkdir -p /mnt/disk
+mount -t ext4 /dev/vda /mnt/disk || fail "cannot mount the scratch disk (/dev/vda, ext4)"
+export EMBER_L1_DISK=/mnt/disk
 
 tty=
 for arg in $(cat /proc/cmdline); do
@@ -37,7 +41,7 @@ for arg in $(cat /proc/cmdline); do
     ember.l1tty=*) tty=${arg#ember.l1tty=} ;;
   esac
 done
-echo "EMBER-L1 READY kvm=yes cpus=$(grep -c '^processor' /proc/cpuinfo) uptime=$(cut -d' ' -f1 /proc/uptime)"
+echo "EMBER-L1 READY kvm=yes cpus=$(grep -c '^processor' /proc/cpuinfo) disk=$EMBER_L1_DISK uptime=$(cut -d' ' -f1 /proc/uptime)"
 
 cd /mnt/ember || fail "cannot enter /mnt/ember"
 if [ "$tty" = raw ]; then
@@ -53,5 +57,5 @@ fi
 cd /
 echo "EMBER-L1 EXIT rc=$rc uptime=$(cut -d' ' -f1 /proc/uptime)"
 sync
-umount /mnt/ember 2>/dev/null
+umount /mnt/ember /mnt/disk 2>/dev/null
 poweroff -f

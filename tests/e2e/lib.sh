@@ -9,6 +9,9 @@
 #            (in the sandbox it is on the 9p share, so the host sees it)
 #   SCRATCH  this scenario's own empty directory on a local filesystem (tmpfs
 #            in L1): put disk images here, not in WORK
+#   DIRECT_SCRATCH  the same on a filesystem that should take O_DIRECT (in
+#            L1 the sandbox's ext4 disk, whose tmpfs refuses it): for
+#            cache=none disks; check with takes_o_direct
 #   E2E_DIR  the directory holding this file
 # A scenario does `. "$E2E_DIR/lib.sh"`, then reports each check with
 # `pass NAME` or `fail NAME REASON` (one line each: "EMBER-TEST PASS NAME",
@@ -100,6 +103,15 @@ guest_stalled() {
 # EMBER_E2E_SANDBOX=1 there), false on a KVM host.
 in_sandbox() {
   [ "${EMBER_E2E_SANDBOX:-0}" = 1 ]
+}
+
+# takes_o_direct DIR: true when a file in DIR can be written with O_DIRECT,
+# as ember's cache=none disks are.
+takes_o_direct() {
+  _direct_ok=yes
+  dd if=/dev/zero of="$1/.odirect-probe" bs=4096 count=1 oflag=direct 2>/dev/null || _direct_ok=no
+  rm -f "$1/.odirect-probe"
+  [ "$_direct_ok" = yes ]
 }
 
 # pool_early_triple_faults POOL_OUT DIR: prints the numbers of the guests in

@@ -98,5 +98,14 @@ if grep -q 'triple-faulted' "$tmp/boot.guest-stalled" 2>/dev/null; then echo "ok
   echo "FAIL: no retry marker in the sandbox"
   bad=$((bad + 1))
 fi
+# takes_o_direct: no directory, no O_DIRECT (and no probe file left behind
+# where there is one: disk-verify-direct runs the true case in the sandbox).
+if takes_o_direct "$tmp/missing"; then echo "FAIL: O_DIRECT in a missing directory"; bad=$((bad + 1)); else
+  echo "ok: no O_DIRECT in a missing directory"
+fi
+takes_o_direct "$tmp" || true
+if [ -e "$tmp/.odirect-probe" ]; then echo "FAIL: the O_DIRECT probe file was left behind"; bad=$((bad + 1)); else
+  echo "ok: no probe file left behind"
+fi
 rm -rf "$tmp"
 [ "$bad" = 0 ]

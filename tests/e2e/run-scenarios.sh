@@ -2,6 +2,9 @@
 # Runs e2e scenarios one after the other, each under its own timeout. POSIX sh:
 # tests/e2e/run uses it on a KVM host and inside the nested sandbox's L1.
 #   run-scenarios.sh SHELL E2E_DIR EMBER IMAGES WORKROOT SCRATCHROOT NAME...
+# DIRECT_SCRATCHROOT (env, optional): a directory on a filesystem that takes
+# O_DIRECT (the sandbox's ext4 disk in L1); scenarios get DIRECT_SCRATCH under
+# it, or under SCRATCHROOT without it.
 # For scenario NAME it writes WORKROOT/NAME/output.log (the scenario's stdout
 # and stderr) and WORKROOT/NAME/rc, and echoes the output between
 # "EMBER-SCENARIO BEGIN NAME" and "EMBER-SCENARIO END NAME rc=N".
@@ -26,18 +29,19 @@ run_one() {
   [ -n "$tmo" ] || tmo=300
   work="$workroot/$name"
   scratch="$scratchroot/$name"
-  rm -rf "$work" "$scratch"
-  mkdir -p "$work" "$scratch"
+  direct="${DIRECT_SCRATCHROOT:-$scratchroot}/$name-direct"
+  rm -rf "$work" "$scratch" "$direct"
+  mkdir -p "$work" "$scratch" "$direct"
   echo "EMBER-SCENARIO BEGIN $name timeout=${tmo}s"
   t0=$(date +%s)
   (
-    EMBER=$ember IMAGES=$images WORK=$work SCRATCH=$scratch E2E_DIR=$e2e_dir \
+    EMBER=$ember IMAGES=$images WORK=$work SCRATCH=$scratch DIRECT_SCRATCH=$direct E2E_DIR=$e2e_dir \
       timeout "$tmo" "$shell" "$script" </dev/null
     echo $? >"$work/rc"
   ) 2>&1 | tee "$work/output.log"
   rc=$(cat "$work/rc" 2>/dev/null || echo 125)
   echo "EMBER-SCENARIO END $name rc=$rc elapsed=$(($(date +%s) - t0))s"
-  rm -rf "$scratch"
+  rm -rf "$scratch" "$direct"
 }
 
 for name in "$@"; do

@@ -5,9 +5,12 @@
 #   vda  64 MiB, engine=uring (the default)
 #        write-verify --size 64M --passes 1 --qd 16 --direct --seed 1 (the
 #        whole disk: 16k writes, 16k reads)
-#   vdb  8 MiB, engine=sync (cache=none when this filesystem takes O_DIRECT)
+#   vdb  8 MiB, engine=sync (cache=none when DIRECT_SCRATCH takes O_DIRECT)
 #        write-verify --size 8M --passes 2 --qd 4 --direct --seed 2
-# (in the sandbox, ~15 s of guest time for vda and ~3 s for vdb)
+#   vdc  16 MiB, engine=uring,cache=none,poll=200 (O_DIRECT with the I/O
+#        thread polling; in the sandbox on L1's ext4 disk)
+#        write-verify --size 16M --passes 1 --qd 16 --direct --seed 3
+# (in the sandbox, ~15 s of guest time for vda, ~3 s for vdb, ~4 s for vdc)
 # Each must print VERIFY PASS; then the host checks each image with
 # `ember-verify check-image` (the binary taken from the initramfs), which proves
 # that what the guest verified is what the image file holds.
@@ -15,17 +18,22 @@
 . "$E2E_DIR/lib.sh"
 
 u="$SCRATCH/verify-uring.img"
-s="$SCRATCH/verify-sync.img"
+s="$DIRECT_SCRATCH/verify-sync.img"
+d="$DIRECT_SCRATCH/verify-direct.img"
 truncate -s 64M "$u"
 truncate -s 8M "$s"
-# tmpfs (L1's scratch, kernel 6.1) has no O_DIRECT; use cache=none only where it works.
+truncate -s 16M "$d"
+# The cache=none disks need O_DIRECT. vdc exists to test it: without it, its
+# checks fail. vdb tested the sync engine before the sandbox had a filesystem
+# with O_DIRECT, and falls back to the page cache.
 sync_opts=engine=sync
-if dd if=/dev/zero of="$SCRATCH/odirect-probe" bs=4096 count=1 oflag=direct 2>/dev/null; then
+direct_opts=engine=uring,cache=none,poll=200
+if takes_o_direct "$DIRECT_SCRATCH"; then
   sync_opts="engine=sync,cache=none"
 else
-  echo "e2e: $SCRATCH has no O_DIRECT: the sync-engine disk uses cache=writeback"
+  echo "e2e: $DIRECT_SCRATCH has no O_DIRECT: the sync-engine disk uses cache=writeback"
+  direct_opts=engine=uring
 fi
-rm -f "$SCRATCH/odirect-probe"
 
 # Two vcpus on real KVM, one in the nested sandbox. There, with two, the
 # guest triple-faulted, stalled or took L1 down in 5 of 9 attempts (4 runs),
@@ -36,7 +44,8 @@ rm -f "$SCRATCH/odirect-probe"
 # TCG's emulation of SVM.
 cpus=2
 in_sandbox && cpus=1
-BOOT_TIMEOUT=380 boot_guest disk-verify cloud "$cpus" disk-verify --disk "$u,id=verify-uring" --disk "$s,id=verify-sync,$sync_opts"
+BOOT_TIMEOUT=380 boot_guest disk-verify cloud "$cpus" disk-verify --disk "$u,id=verify-uring" \
+  --disk "$s,id=verify-sync,$sync_opts" --disk "$d,id=verify-direct,$direct_opts"
 
 # section DEV: the console lines of DEV's run, from verify-begin to verify-end.
 section() {
@@ -76,6 +85,11 @@ check_disk() {
 
 check_disk vda "$u" 1 64M disk-verify-uring
 check_disk vdb "$s" 2 8M disk-verify-sync
+if [ "$direct_opts" = engine=uring ]; then
+  fail disk-verify-direct "no O_DIRECT where the cache=none disk goes ($DIRECT_SCRATCH): vdc ran through the page cache"
+else
+  check_disk vdc "$d" 3 16M disk-verify-direct
+fi
 
 expect_stdout 'EMBER-GUEST EXIT rc=0' && expect_rc 0
 check disk-verify-poweroff
