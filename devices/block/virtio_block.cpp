@@ -137,8 +137,11 @@ IoRecovery VirtioBlock::restart_io() {
 
 std::string VirtioBlock::describe() {
     const auto s = stats();
-    return fmt::format("{} requests, {} interrupts, {} host errors; {}", s.requests, s.interrupts,
-                       s.host_errors, io_ ? io_->describe() : std::string("no I/O thread"));
+    // With poll=, how often spinning found work tells whether it pays.
+    const std::string polled =
+        disk_.spec().poll_us > 0 ? fmt::format(", {} poll hits", s.poll_hits) : std::string();
+    return fmt::format("{} requests, {} interrupts, {} host errors{}; {}", s.requests, s.interrupts,
+                       s.host_errors, polled, io_ ? io_->describe() : std::string("no I/O thread"));
 }
 
 BlockStatsSnapshot VirtioBlock::stats() const noexcept {

@@ -534,11 +534,15 @@ TEST_CASE("virtio-blk: poll= spins for completions and requests, data verified e
     // The spinning found work: O_DIRECT completions take longer than a
     // loop round, and 2 ms covers most of them.
     CHECK(s.poll_hits > 0);
-    // Without poll= the thread never spins.
+    // The state dump (SIGUSR2) counts them for a disk with poll=.
+    CHECK(r.transport->describe().find(" host errors, " + std::to_string(s.poll_hits) +
+                                       " poll hits;") != std::string::npos);
+    // Without poll= the thread never spins, and the dump does not mention it.
     TempFile g(kDiskSize);
     BlockRig q(g.path() + ",cache=none");
     many_in_flight(q, g, 32, 500, 6);
     CHECK(q.blk->stats().poll_hits == 0);
+    CHECK(q.transport->describe().find("poll hits") == std::string::npos);
 }
 
 TEST_CASE("virtio-blk: a long batch is completed and published 8 requests at a time") {
