@@ -2,7 +2,8 @@
 # e2e-timeout: 300
 # virtio-blk in a stock Debian cloud kernel, one boot with eight disks:
 #   vda  16 MiB writable, zero-filled         (--disk rw16.img,id=rw16)
-#   vdb  24 MiB readonly, with random pieces   (--disk ro24.img,readonly,id=ro24)
+#   vdb  24 MiB readonly, with random pieces   (--disk ro24.img,readonly,id=ro24,cache=none:
+#        O_DIRECT on the host, one piece at an offset that is not page-aligned)
 #   vdc..vdh  1..6 MiB, each named in its last sector (--disk vdX.img,id=vdX)
 # Checks: the kernel finds all through ACPI (LNRO0005) with the right sizes and
 # GET_ID serials; it reads the pieces the host put in vdb bit-exact; what it
@@ -12,7 +13,12 @@
 . "$E2E_DIR/lib.sh"
 
 rw="$SCRATCH/rw16.img"
-ro="$SCRATCH/ro24.img"
+ro="$DIRECT_SCRATCH/ro24.img"
+ro_opts=readonly,id=ro24,cache=none
+if ! takes_o_direct "$DIRECT_SCRATCH"; then
+  echo "e2e: $DIRECT_SCRATCH has no O_DIRECT: the readonly disk uses cache=writeback"
+  ro_opts=readonly,id=ro24
+fi
 pat="$SCRATCH/pattern.bin"
 expect="$SCRATCH/rw16.expected"
 
@@ -61,7 +67,7 @@ for n in vdc vdd vde vdf vdg vdh; do
 done
 
 # shellcheck disable=SC2086 # $extra: the scratch paths hold no blanks
-boot_guest disk-io cloud 1 disk-io --disk "$rw,id=rw16" --disk "$ro,readonly,id=ro24" $extra
+boot_guest disk-io cloud 1 disk-io --disk "$rw,id=rw16" --disk "$ro,$ro_opts" $extra
 echo "e2e: guest saw: $(tr -d '\r' <"$OUT" | grep -a 'EMBER-DISK found' | sed 's/.*EMBER-DISK found //' | tr '\n' ';')"
 
 # 1. Both disks, in --disk order, sized right, found through ACPI.
