@@ -5,6 +5,7 @@
 //   bench-blk [--file PATH] [--size MiB] [--seconds N] [--qd 1,32] [--rw randread,randwrite]
 //             [--cache writeback,none] [--engine uring|sync] [--poll] [--device-poll US]
 //             [--no-fio] [--repeat N] [--masking sigmask,off] [--fault-cost] [--disk-load]
+//             [--cpu]
 //
 // --file names the file (or block device) to run on: one that exists is used
 // whole, by ember and fio alike; one that does not is created with --size MiB
@@ -27,6 +28,11 @@
 // IOPS with fewer requests held at the disk means the rest wait in the
 // pipeline around it: threads, wakeups, the driver.
 //
+// --cpu prints, under each row, the CPU the threads used (medians, % of one
+// CPU over the run): ember's I/O thread and driver thread, and fio's job
+// (usr + sys from its JSON). Threads that mostly wait for each other use
+// little; one that is the bottleneck is near 100%.
+//
 // Virtual disks are noisy: --repeat N alternates ember and fio N times per
 // case and reports the medians, their ratio, and `paired`: the median of each
 // round's ember/fio.
@@ -36,6 +42,7 @@
 // completions (a halted vcpu); --poll spins on used.idx instead (a busy one).
 // --device-poll US gives the O_DIRECT (cache=none) cells the disk option
 // poll=US: the I/O thread spins up to US microseconds before it sleeps.
+#include <dirent.h>
 #include <poll.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -45,8 +52,11 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
+#include <fstream>
 #include <optional>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -86,6 +96,7 @@ struct Options {
     std::vector<MaskingMode> masking{MaskingMode::sigmask}; // ember's default
     bool fault_cost{false};
     bool disk_load{false};
+    bool cpu{false};
 };
 
 [[noreturn]] void usage(const char* why) {
@@ -94,7 +105,7 @@ struct Options {
                  "[--qd 1,32] [--rw randread,randwrite] [--cache writeback,none] "
                  "[--engine uring|sync] [--poll] [--device-poll US] [--no-fio] [--repeat N] "
                  "[--masking sigmask,off] "
-                 "[--fault-cost] [--disk-load]\n",
+                 "[--fault-cost] [--disk-load] [--cpu]\n",
                  why);
     std::exit(2);
 }
@@ -137,6 +148,8 @@ Options parse(int argc, char** argv) {
             o.fault_cost = true;
         else if (a == "--disk-load")
             o.disk_load = true;
+        else if (a == "--cpu")
+            o.cpu = true;
         else if (a == "--masking") {
             o.masking.clear();
             for (const auto& m : testing::split_list(value())) {
@@ -176,7 +189,52 @@ struct RunResult {
     double iops;
     double park_points_per_request; // park points the I/O thread passed, per request
     double seconds;                 // with I/O in flight (for --disk-load)
+    double io_thread_cpu{-1};       // CPU seconds per second (for --cpu)
+    double driver_cpu{-1};
 };
+
+// The id of this process's thread named `comm`, or -1.
+pid_t find_thread(std::string_view comm) {
+    DIR* dir = ::opendir("/proc/self/task");
+    if (dir == nullptr) return -1;
+    pid_t found = -1;
+    while (const dirent* e = ::readdir(dir)) {
+        if (e->d_name[0] == '.') continue;
+        std::ifstream in(fmt::format("/proc/self/task/{}/comm", e->d_name));
+        std::string name;
+        if (std::getline(in, name) && name == comm) {
+            found = static_cast<pid_t>(std::stol(e->d_name));
+            break;
+        }
+    }
+    ::closedir(dir);
+    return found;
+}
+
+// CPU seconds (user + system) thread `tid` of this process has used, or -1.
+double thread_cpu_seconds(pid_t tid) {
+    std::ifstream in(fmt::format("/proc/self/task/{}/stat", tid));
+    std::string stat;
+    if (tid < 0 || !std::getline(in, stat)) return -1;
+    // Fields after the command, which may hold blanks: state is field 3,
+    // utime and stime are 14 and 15.
+    const auto close = stat.rfind(')');
+    if (close == std::string::npos) return -1;
+    std::istringstream rest(stat.substr(close + 2));
+    std::string field;
+    unsigned long long utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && rest >> field; ++i) {
+        if (i == 14) utime = std::stoull(field);
+        if (i == 15) stime = std::stoull(field);
+    }
+    return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+double this_thread_cpu_seconds() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
 
 RunResult run_ember(const Options& o, bool direct, bool write, unsigned qd, MaskingMode masking) {
     GuestMemory mem = GuestMemory::flat(32 << 20);
@@ -212,6 +270,9 @@ RunResult run_ember(const Options& o, bool direct, bool write, unsigned qd, Mask
         mem.write(s.hdr, virtio::blk::RequestHeader{type, 0, (rng() % blocks) * 8});
         slot_of_head[d.submit(s.chain)] = si;
     };
+    const pid_t io_tid = find_thread("ember-blk-io");
+    const double io_cpu0 = thread_cpu_seconds(io_tid);
+    const double driver_cpu0 = this_thread_cpu_seconds();
     const auto start = Clock::now();
     const auto end = start + std::chrono::duration_cast<Clock::duration>(
                                  std::chrono::duration<double>(o.seconds));
@@ -244,11 +305,14 @@ RunResult run_ember(const Options& o, bool direct, bool write, unsigned qd, Mask
         }
     }
     const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+    const double io_cpu1 = thread_cpu_seconds(io_tid);
+    const double driver_cpu = (this_thread_cpu_seconds() - driver_cpu0) / elapsed;
     const auto st = device->stats();
     dev.shutdown();
     const double points = static_cast<double>(st.park_points);
     return {static_cast<double>(completed) / elapsed,
-            points / static_cast<double>(std::max<uint64_t>(st.requests, 1)), elapsed};
+            points / static_cast<double>(std::max<uint64_t>(st.requests, 1)), elapsed,
+            io_cpu0 >= 0 && io_cpu1 >= 0 ? (io_cpu1 - io_cpu0) / elapsed : -1, driver_cpu};
 }
 
 // Nanoseconds per disarmed fault point, net of the loop itself.
@@ -284,6 +348,7 @@ double median(std::vector<double> v) {
 struct FioResult {
     double iops{-1};
     double seconds{0}; // fio's job runtime: with I/O in flight
+    double cpu{-1};    // CPU seconds per second of the job (usr + sys)
 };
 
 FioResult run_fio(const Options& o, bool direct, bool write, unsigned qd) {
@@ -310,8 +375,10 @@ FioResult run_fio(const Options& o, bool direct, bool write, unsigned qd) {
     ::unlink(out_path.c_str());
     try {
         const auto j = nlohmann::json::parse(text);
-        return {j["jobs"][0][write ? "write" : "read"]["iops"].get<double>(),
-                j["jobs"][0]["job_runtime"].get<double>() / 1000.0};
+        const auto& job = j["jobs"][0];
+        return {job[write ? "write" : "read"]["iops"].get<double>(),
+                job["job_runtime"].get<double>() / 1000.0,
+                (job["usr_cpu"].get<double>() + job["sys_cpu"].get<double>()) / 100.0};
     } catch (const std::exception&) {
         return {};
     }
@@ -410,6 +477,7 @@ int main(int argc, char** argv) {
                     std::vector<double> armed;
                     std::vector<double> park_points;
                     std::vector<bench::DiskLoad> ember_load, fio_load;
+                    std::vector<double> io_cpu, driver_cpu, fio_cpu; // first mode only
                     for (unsigned i = 0; i < std::max(1u, o.repeat); ++i) {
                         if (o.fault_cost) {
                             FaultsArmedElsewhere on;
@@ -423,12 +491,18 @@ int main(int argc, char** argv) {
                             // The disk load is printed for the first mode only.
                             const auto r = m == 0 ? measured(ember_load, run) : run();
                             per_mode[m].push_back(r.iops);
+                            if (m == 0 && r.io_thread_cpu >= 0) {
+                                io_cpu.push_back(r.io_thread_cpu);
+                                driver_cpu.push_back(r.driver_cpu);
+                            }
                             if (o.masking[m] == MaskingMode::sigmask) park_points.push_back(r.park_points_per_request);
                         }
-                        if (o.fio)
-                            f.push_back(
-                                measured(fio_load, [&] { return run_fio(o, direct, write, qd); })
-                                    .iops);
+                        if (o.fio) {
+                            const auto r =
+                                measured(fio_load, [&] { return run_fio(o, direct, write, qd); });
+                            f.push_back(r.iops);
+                            if (r.cpu >= 0) fio_cpu.push_back(r.cpu);
+                        }
                     }
                     std::vector<double> iops;
                     for (auto& v : per_mode)
@@ -489,6 +563,16 @@ int main(int argc, char** argv) {
                         std::printf("           disk %s (medians): ember %s; fio %s\n",
                                     disk_stat->device().c_str(), show(ember_load).c_str(),
                                     show(fio_load).c_str());
+                    }
+                    if (o.cpu) {
+                        auto pct = [](const std::vector<double>& v) {
+                            return v.empty() ? std::string("-")
+                                             : fmt::format("{:.0f}%", 100 * median(v));
+                        };
+                        std::printf("           cpu (medians, of one CPU): ember I/O thread %s, "
+                                    "driver %s; fio %s\n",
+                                    pct(io_cpu).c_str(), pct(driver_cpu).c_str(),
+                                    pct(fio_cpu).c_str());
                     }
                     std::fflush(stdout);
                 }
