@@ -52,7 +52,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <ctime>
 #include <fstream>
 #include <optional>
 #include <random>
@@ -213,9 +212,10 @@ pid_t find_thread(std::string_view comm) {
 
 // CPU seconds (user + system) thread `tid` of this process has used, or -1.
 double thread_cpu_seconds(pid_t tid) {
+    if (tid < 0) return -1;
     std::ifstream in(fmt::format("/proc/self/task/{}/stat", tid));
     std::string stat;
-    if (tid < 0 || !std::getline(in, stat)) return -1;
+    if (!std::getline(in, stat)) return -1;
     // Fields after the command, which may hold blanks: state is field 3,
     // utime and stime are 14 and 15.
     const auto close = stat.rfind(')');
@@ -228,12 +228,6 @@ double thread_cpu_seconds(pid_t tid) {
         if (i == 15) stime = std::stoull(field);
     }
     return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
-}
-
-double this_thread_cpu_seconds() {
-    timespec ts{};
-    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
 }
 
 RunResult run_ember(const Options& o, bool direct, bool write, unsigned qd, MaskingMode masking) {
@@ -272,7 +266,7 @@ RunResult run_ember(const Options& o, bool direct, bool write, unsigned qd, Mask
     };
     const pid_t io_tid = find_thread("ember-blk-io");
     const double io_cpu0 = thread_cpu_seconds(io_tid);
-    const double driver_cpu0 = this_thread_cpu_seconds();
+    const double driver_cpu0 = thread_cpu_ns();
     const auto start = Clock::now();
     const auto end = start + std::chrono::duration_cast<Clock::duration>(
                                  std::chrono::duration<double>(o.seconds));
@@ -306,7 +300,7 @@ RunResult run_ember(const Options& o, bool direct, bool write, unsigned qd, Mask
     }
     const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
     const double io_cpu1 = thread_cpu_seconds(io_tid);
-    const double driver_cpu = (this_thread_cpu_seconds() - driver_cpu0) / elapsed;
+    const double driver_cpu = (thread_cpu_ns() - driver_cpu0) / 1e9 / elapsed;
     const auto st = device->stats();
     dev.shutdown();
     const double points = static_cast<double>(st.park_points);
