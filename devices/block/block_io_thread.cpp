@@ -35,6 +35,11 @@ void drain_eventfd(int fd) noexcept {
     [[maybe_unused]] auto n = ::read(fd, &v, sizeof v);
 }
 
+void signal_eventfd(int fd) noexcept {
+    const uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(fd, &one, sizeof one);
+}
+
 std::unique_ptr<IoEngine> make_engine(const BlockDisk& disk, unsigned depth) {
     if (disk.spec().engine == DiskSpec::Engine::uring) {
         try {
@@ -205,6 +210,7 @@ void BlockIoThread::arm_notify() {
                               drain_eventfd(notify_sd_.native_handle());
                               ++kick_wakeups_;
                               process_avail();
+                              settle_completion_signal();
                               arm_notify();
                           });
 }
@@ -234,13 +240,28 @@ void BlockIoThread::arm_completions() {
     completion_sd_.async_wait(asio::posix::stream_descriptor::wait_read,
                               [this](const std::error_code& ec) {
                                   if (ec) return;
-                                  drain_eventfd(completion_sd_.native_handle());
                                   ++completion_wakeups_;
                                   // Reaps, publishes, and picks up requests
                                   // the driver added without a kick.
                                   process_avail();
+                                  settle_completion_signal();
                                   arm_completions();
                               });
+}
+
+// io_uring signals the completion eventfd twice for one completion with
+// deferred task running: when it queues the completion for this thread, and
+// again when reap_host() posts it to the CQ. Draining before the work left
+// the second signal pending, so every batch cost a wakeup that found nothing
+// to do (and, after a kick, could take a request the driver made available
+// but had not kicked for yet). So the signal is drained after the work. What
+// completed between the reap and the drain is still queued in the ring;
+// completions_ready() sees it, and the signal is raised again so the next
+// wakeup, after a park point, takes it.
+void BlockIoThread::settle_completion_signal() {
+    if (!completion_sd_.is_open()) return;
+    drain_eventfd(completion_sd_.native_handle());
+    if (engine_->completions_ready()) signal_eventfd(completion_sd_.native_handle());
 }
 
 // Drain the avail ring, submit the host I/O, then complete what is already

@@ -116,6 +116,7 @@ class BlockIoThread final {
     size_t step();
     void arm_notify();
     void arm_completions();
+    void settle_completion_signal();
     void arm_wake();
     // A park point (quiesce.h), then a check for stop().
     void park_point();

@@ -44,7 +44,10 @@ class IoEngine {
     virtual size_t in_flight() const noexcept = 0;
     // True when reap() would return something now; reads only memory shared
     // with the kernel (no system call), so a polling loop may call it often.
-    virtual bool completions_ready() const noexcept { return false; }
+    // With a completion_fd() it must not miss a ready completion: the I/O
+    // thread drains that fd after its work and asks this for what the drain
+    // swallowed.
+    virtual bool completions_ready() const noexcept = 0;
     // Called on the I/O thread before its first enqueue(): an engine whose
     // host interface belongs to one thread (io_uring's single issuer) binds
     // to that thread here, not to the one that constructed it.

@@ -40,6 +40,7 @@ class SyncEngine final : public IoEngine {
         done_.clear();
     }
     void drain(std::vector<HostCompletion>& out) override { reap(out); }
+    bool completions_ready() const noexcept override { return !done_.empty(); }
     int completion_fd() const noexcept override { return -1; }
     size_t in_flight() const noexcept override { return 0; }
 

@@ -98,6 +98,10 @@ class DelayEngine final : public IoEngine {
     }
 
     int completion_fd() const noexcept override { return event_.fd(); }
+    bool completions_ready() const noexcept override {
+        std::lock_guard lock(mu_);
+        return !done_.empty();
+    }
     size_t in_flight() const noexcept override { return outstanding_ + queued_.size(); }
 
   private:
@@ -158,7 +162,7 @@ class DelayEngine final : public IoEngine {
     EventFd event_;
     std::vector<Op> queued_; // I/O thread only
     size_t outstanding_{0};  // I/O thread only: submitted, not yet reaped
-    std::mutex mu_;
+    mutable std::mutex mu_;
     std::condition_variable cv_;
     std::priority_queue<Op, std::vector<Op>, std::greater<>> timers_;
     std::vector<HostCompletion> done_;

@@ -670,6 +670,11 @@ TEST_CASE("virtio-blk: describe() shows both sides of the ring (the SIGUSR2 stat
     CHECK(s.find("used_event=2") != std::string::npos);
     CHECK(s.find("engine io_uring: 0 in flight") != std::string::npos);
     CHECK(s.find("region: 0 in flight") != std::string::npos);
+    // At most one completion wakeup per request: io_uring signals its eventfd
+    // twice per completion, and the second must not wake the thread again.
+    const auto at = s.find(" kicks, ");
+    REQUIRE(at != std::string::npos);
+    CHECK(std::stoul(s.substr(at + 8)) <= 2);
 
     // A chain made available without a kick: the device has not seen it, and
     // the dump says so (the signature of a lost kick).
