@@ -255,13 +255,19 @@ void BlockIoThread::arm_completions() {
 // the second signal pending, so every batch cost a wakeup that found nothing
 // to do (and, after a kick, could take a request the driver made available
 // but had not kicked for yet). So the signal is drained after the work. What
-// completed between the reap and the drain is still queued in the ring;
-// completions_ready() sees it, and the signal is raised again so the next
-// wakeup, after a park point, takes it.
+// completed between the reap and the drain is still queued in the ring, and
+// completions_ready() sees it: it is taken here, with a park point before
+// each round as between two handlers; after a few rounds the signal is
+// raised again, so the other handlers get their turn.
 void BlockIoThread::settle_completion_signal() {
     if (!completion_sd_.is_open()) return;
-    drain_eventfd(completion_sd_.native_handle());
-    if (engine_->completions_ready()) signal_eventfd(completion_sd_.native_handle());
+    for (int round = 0; round < 4; ++round) {
+        drain_eventfd(completion_sd_.native_handle());
+        if (!engine_->completions_ready()) return;
+        park_point(); // as between two handlers
+        process_avail();
+    }
+    signal_eventfd(completion_sd_.native_handle());
 }
 
 // Drain the avail ring, submit the host I/O, then complete what is already
