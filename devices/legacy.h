@@ -2,6 +2,7 @@
 // hardware-reduced sleep/reset registers, and QEMU's pvpanic port.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -78,6 +79,7 @@ public:
 
 private:
     GuestEventSink sink_;
+    std::atomic<uint64_t> unsupported_sleeps_{0}; // vcpus write concurrently
 };
 
 // pvpanic (QEMU docs/specs/pvpanic.rst): reading returns the supported events,

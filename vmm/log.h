@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <cstdint>
 #include <string_view>
 
 namespace ember::log {
@@ -12,6 +13,14 @@ enum class Level { debug = 0, info = 1, warn = 2, error = 3 };
 void set_level(Level level) noexcept;
 bool enabled(Level level) noexcept;
 void write(Level level, std::string_view message) noexcept;
+
+// For events a guest can cause at will (bad register accesses, failing
+// requests, a reset loop): a line for each would let it flood the host's log
+// and keep the thread that formats them busy. `nth` counts from 1; the first
+// 10 are logged, then every 1000th, and each line says how many there were.
+constexpr bool worth_logging(uint64_t nth) noexcept {
+    return nth <= 10 || nth % 1000 == 0;
+}
 
 template <typename... Args>
 void debug(fmt::format_string<Args...> f, Args&&... args) {

@@ -342,7 +342,11 @@ void BlockIoThread::start(DescriptorChain&& chain) {
     req.chain = std::move(chain);
     stats_.requests.fetch_add(1, std::memory_order_relaxed);
     if (auto status = prepare_block_request(req, mem_, disk_, features_, limits_)) {
-        if (*status != kStatusOk) stats_.bad_requests.fetch_add(1, std::memory_order_relaxed);
+        if (req.host_errno != 0)
+            count_host_error(req.type == kTypeDiscard ? "discard" : "write-zeroes", req.offset,
+                             req.host_errno);
+        else if (*status != kStatusOk)
+            stats_.bad_requests.fetch_add(1, std::memory_order_relaxed);
         complete(req, *status);
         return;
     }
@@ -376,16 +380,10 @@ void BlockIoThread::host_done(const HostCompletion& c) {
     fault::hit(fault::Point::blk_host_done);
     auto& req = requests_[c.cookie];
     if (c.result < 0 || (c.result == 0 && req.op != HostIo::Op::flush)) {
-        const auto n = stats_.host_errors.fetch_add(1, std::memory_order_relaxed);
-        if (n < 10 || n % 1000 == 0)
-            log::warn("virtio-blk {}: host {} at offset {} failed: {} ({} host errors so far)",
-                      disk_.path(),
-                      req.op == HostIo::Op::read    ? "read"
-                      : req.op == HostIo::Op::write ? "write"
-                                                    : "flush",
-                      req.offset + req.done,
-                      c.result < 0 ? std::strerror(static_cast<int>(-c.result)) : "end of file",
-                      n + 1);
+        count_host_error(req.op == HostIo::Op::read    ? "read"
+                         : req.op == HostIo::Op::write ? "write"
+                                                       : "flush",
+                         req.offset + req.done, c.result < 0 ? static_cast<int>(-c.result) : 0);
         complete(req, kStatusIoErr);
         return;
     }
@@ -418,6 +416,15 @@ void BlockIoThread::host_done(const HostCompletion& c) {
         }
     }
     complete(req, kStatusOk);
+}
+
+// A guest can make host operations fail at will (discards on a file system
+// without hole punching, say), so the log is sampled; the count is exact.
+void BlockIoThread::count_host_error(std::string_view op, uint64_t offset, int err) {
+    const uint64_t n = stats_.host_errors.fetch_add(1, std::memory_order_relaxed) + 1;
+    if (log::worth_logging(n))
+        log::warn("virtio-blk {}: host {} at offset {} failed: {} ({} host errors so far)",
+                  disk_.path(), op, offset, err != 0 ? std::strerror(err) : "end of file", n);
 }
 
 void BlockIoThread::complete(BlockRequest& req, uint8_t status) {

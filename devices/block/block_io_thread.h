@@ -117,6 +117,7 @@ class BlockIoThread final {
     void arm_notify();
     void arm_completions();
     void settle_completion_signal();
+    void count_host_error(std::string_view op, uint64_t offset, int err);
     void arm_wake();
     // A park point (quiesce.h), then a check for stop().
     void park_point();

@@ -20,6 +20,7 @@ void BlockRequest::clear() noexcept {
     bounce.reset();
     status.reset();
     used_len = 0;
+    host_errno = 0;
 }
 
 namespace {
@@ -109,8 +110,9 @@ std::optional<uint8_t> discard_or_zero(BlockRequest& req, const GuestMemory& mem
         const int res = zeroes ? disk.write_zeroes(off, len, (r.flags & kWriteZeroesFlagUnmap) != 0)
                                : disk.discard(off, len);
         if (res < 0) {
-            log::warn("virtio-blk {}: {} of [{}, +{}) failed: {}", disk.path(),
-                      zeroes ? "write-zeroes" : "discard", off, len, std::strerror(-res));
+            // Counted and logged by the I/O thread, like failed reads and writes.
+            req.host_errno = -res;
+            req.offset = off;
             return kStatusIoErr;
         }
     }

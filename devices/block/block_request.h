@@ -42,6 +42,7 @@ struct BlockRequest {
     std::unique_ptr<uint8_t, decltype(&std::free)> bounce{nullptr, &std::free};
     std::optional<GuestAddress> status; // the status byte, when the chain has one
     uint32_t used_len{0};               // bytes written into writable buffers, excl. status
+    int host_errno{0};                  // a DISCARD or WRITE_ZEROES the host refused (at offset)
 
     // Ready for the next chain, keeping vector capacity.
     void clear() noexcept;
@@ -50,8 +51,8 @@ struct BlockRequest {
 // Parses and validates `req.chain` against the disk. Returns nullopt when the
 // request needs host I/O (IN, OUT, FLUSH: `op`, `offset`, `iov` are set);
 // otherwise it is already done (an error, GET_ID, DISCARD, WRITE_ZEROES) and
-// the status byte to complete with is returned. `host_errors` counts failed
-// host operations run here.
+// the status byte to complete with is returned. A DISCARD or WRITE_ZEROES the
+// host refuses sets `host_errno`.
 std::optional<uint8_t> prepare_block_request(BlockRequest& req, const GuestMemory& mem,
                                              const BlockDisk& disk, uint64_t features,
                                              const BlockLimits& limits);

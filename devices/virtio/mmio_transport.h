@@ -158,6 +158,7 @@ class VirtioMmioTransport final : public IoHandler, private DeviceSignals {
     // Set by the I/O thread (release), read and acknowledged by vcpus.
     std::atomic<uint32_t> interrupt_status_{0};
     std::atomic<uint64_t> bad_accesses_{0};
+    std::atomic<uint64_t> needs_reset_events_{0};
 };
 
 } // namespace ember

@@ -1,9 +1,11 @@
 #include <doctest/doctest.h>
 
+#include <string>
 #include <vector>
 
 #include "devices/legacy.h"
 #include "devices/serial.h"
+#include "tests/support/stderr_capture.h"
 #include "vmm/platform.h"
 
 using namespace ember;
@@ -79,6 +81,15 @@ TEST_CASE("ACPI registers: S5 with SLP_EN powers off, other types do not; reset 
     REQUIRE(events.size() == 2);
     CHECK(events[0] == GuestEvent::poweroff);
     CHECK(events[1] == GuestEvent::reboot);
+}
+
+TEST_CASE("ACPI registers: a guest asking for S3 in a loop is logged 10 times, then every 1000th") {
+    AcpiPowerRegisters r([](GuestEvent) {});
+    testing::StderrCapture err;
+    for (int i = 0; i < 2500; ++i)
+        wr(r, 0, static_cast<uint8_t>((3 << 2) | 0x20));
+    CHECK(err.lines_with("sleep type 3") == 12); // 1..10, 1000, 2000
+    CHECK(err.text().find("(2000 times so far)") != std::string::npos);
 }
 
 TEST_CASE("pvpanic: advertises its events and reports a panic") {

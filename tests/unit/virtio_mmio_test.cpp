@@ -7,6 +7,7 @@
 #include "devices/virtio/mmio_transport.h"
 #include "tests/support/guest_driver.h"
 #include "tests/support/loopback_device.h"
+#include "tests/support/stderr_capture.h"
 
 using namespace ember;
 using namespace ember::testing;
@@ -85,6 +86,18 @@ TEST_CASE("virtio-mmio: bad register accesses are ignored, counted and never fat
     CHECK(r.rd(mmio::kMagicValue) == 0x74726976);
     CHECK(r.rd(mmio::kDriverFeatures) == 0); // write-only register reads as 0
     CHECK(r.t().bad_accesses() == 7);
+}
+
+TEST_CASE("virtio-mmio: a guest hammering bad registers is counted exactly, its log sampled") {
+    MmioRig r;
+    StderrCapture err;
+    for (int i = 0; i < 5000; ++i)
+        r.wr(0x0f0, static_cast<uint32_t>(i)); // not a register
+    CHECK(r.t().bad_accesses() == 5000);
+    // The first 10, then every 1000th, each with the count: a guest cannot
+    // flood the host's log.
+    CHECK(err.lines_with("ignored write") == 15);
+    CHECK(err.text().find("5000 ignored accesses so far") != std::string::npos);
 }
 
 TEST_CASE("virtio-mmio: FEATURES_OK only for offered features that include VERSION_1") {
