@@ -1,5 +1,6 @@
 #include "vmm/vm.h"
 
+#include <errno.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
@@ -71,7 +72,20 @@ void Vm::setup_memory() {
     vm_.create_irqchip();
     vm_.create_pit2();
     uint32_t slot = 0;
-    for (const auto& r : mem_.regions()) vm_.set_user_memory_region(slot++, r.start.value, r.size, r.host);
+    for (const auto& r : mem_.regions()) {
+        try {
+            vm_.set_user_memory_region(slot++, r.start.value, r.size, r.host);
+        } catch (const SystemError& e) {
+            if (e.code() != EINVAL) throw;
+            // The bare ioctl error says nothing about --mem, the only cause
+            // a user can act on.
+            throw Error(
+                fmt::format("KVM refused {} MiB of guest RAM at {:#x}: more than KVM maps in "
+                            "one memory slot (8 TiB on x86) or than the host's physical "
+                            "address width; ask for less --mem ({})",
+                            r.size >> 20, r.start.value, e.what()));
+        }
+    }
 }
 
 void Vm::setup_devices() {

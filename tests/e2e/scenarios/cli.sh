@@ -30,3 +30,9 @@ check cli-no-kernel
 run_ember cpus-zero 20 run --kernel "$kernel" --cpus 0
 expect_rc 2 && expect_stderr_i 'cpus'
 check cli-cpus-zero
+
+# More guest RAM than KVM maps in one slot (8 TiB on x86): exit 1 with a
+# message about --mem, not just the name of the ioctl that failed.
+run_ember mem-too-large 20 run --kernel "$kernel" --mem 16T
+expect_rc 1 && expect_stderr 'KVM refused' && expect_stderr 'less --mem'
+check cli-mem-too-large
