@@ -8,6 +8,7 @@
 
 #include "vmm/console.h"
 #include "vmm/platform.h"
+#include "vmm/snapshot/snapshot.h"
 
 namespace ember {
 namespace {
@@ -40,7 +41,11 @@ void add_checkpoint_options(CLI::App* app, CheckpointFlags& f) {
 
 CheckpointOptions parse_checkpoint_options(const CheckpointFlags& f) {
     CheckpointOptions o;
-    if (!f.dir.empty()) o.dir = f.dir;
+    if (!f.dir.empty()) {
+        if (auto why = checkpoint_dir_problem(f.dir))
+            throw UsageError(fmt::format("--checkpoint-dir {}: {}", f.dir, *why));
+        o.dir = f.dir;
+    }
     if (f.on == "continue") {
         o.continue_after = true;
     } else if (f.on != "exit") {

@@ -64,6 +64,9 @@ TEST_CASE("CLI: bad usage names the offending value") {
                          doctest::Contains("at least"), UsageError);
     CHECK_THROWS_WITH_AS(parse({"run", "--kernel", "/proc/self/exe", "--console", "tty"}), doctest::Contains("tty"),
                          UsageError);
+    CHECK_THROWS_WITH_AS(
+        parse({"run", "--kernel", "/proc/self/exe", "--checkpoint-dir", "/proc/self/exe/ckpt"}),
+        doctest::Contains("--checkpoint-dir /proc/self/exe/ckpt: "), UsageError);
     CHECK_THROWS_WITH_AS(parse({"run", "--kernel", "/proc/self/exe", "--bogus"}), doctest::Contains("--bogus"),
                          UsageError);
     CHECK_THROWS_AS(parse({"fly"}), UsageError);

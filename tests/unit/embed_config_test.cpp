@@ -191,6 +191,9 @@ TEST_CASE("embed config: the process-wide takeovers are opt-in") {
     CHECK(in.continue_after_checkpoint);
     c.checkpoint_on_sigusr1 = embed::SignalCheckpoint{};
     CHECK(has(error_of(c), "no checkpoint directory"));
+    // A checkpoint that could never be written is refused before the VM starts.
+    c.checkpoint_on_sigusr1 = embed::SignalCheckpoint{c.kernel / "ck"};
+    CHECK(has(error_of(c), "is not a directory"));
 }
 
 TEST_CASE("embed config: internal exits map onto the public reasons") {

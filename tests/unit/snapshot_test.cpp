@@ -62,6 +62,26 @@ TEST_CASE("snapshot: sections and sparse memory round-trip") {
     CHECK_NOTHROW(r.verify_all());
 }
 
+TEST_CASE("checkpoint_dir_problem: a directory, or missing ones below a writable one, will do") {
+    TempDir d;
+    // Not there yet: its parent, the temp directory, will do.
+    CHECK_FALSE(checkpoint_dir_problem(d.path).has_value());
+    fs::create_directories(d.path);
+    CHECK_FALSE(checkpoint_dir_problem(d.path).has_value());
+    CHECK_FALSE(checkpoint_dir_problem(d.path / "new" / "deeper").has_value());
+    CHECK_FALSE(fs::exists(d.path / "new")); // checked, not created
+    std::ofstream(d.path / "file") << "x";
+    const auto file = checkpoint_dir_problem(d.path / "file");
+    REQUIRE(file.has_value());
+    CHECK(file->find("is not a directory") != std::string::npos);
+    // A file where a directory of the path should be.
+    const auto below = checkpoint_dir_problem(d.path / "file" / "ckpt");
+    REQUIRE(below.has_value());
+    CHECK(below->find((d.path / "file").string() + " exists and is not a directory") !=
+          std::string::npos);
+    CHECK(checkpoint_dir_problem("").has_value());
+}
+
 TEST_CASE("snapshot: corruption, truncation, a missing manifest and a wrong version are clear errors") {
     TempDir d;
     auto mem = GuestMemory::flat(1 << 20);

@@ -10,6 +10,7 @@
 #include "devices/block/block_disk.h"
 #include "devices/block/disk_spec.h"
 #include "vmm/platform.h"
+#include "vmm/snapshot/snapshot.h"
 
 namespace ember::embed {
 namespace {
@@ -88,6 +89,8 @@ void apply_signal_checkpoint(::ember::VmConfig& config,
                              const std::optional<SignalCheckpoint>& on_signal) {
     if (!on_signal) return;
     if (on_signal->dir.empty()) throw Error("checkpoint_on_sigusr1: no checkpoint directory given");
+    if (auto why = checkpoint_dir_problem(on_signal->dir))
+        throw Error(fmt::format("checkpoint directory {}: {}", on_signal->dir.string(), *why));
     config.checkpoint_dir = on_signal->dir;
     config.continue_after_checkpoint = on_signal->then == AfterCheckpoint::keep_running;
 }

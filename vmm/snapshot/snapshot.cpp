@@ -54,6 +54,29 @@ bool page_is_zero(const uint8_t* p) {
 
 } // namespace
 
+std::optional<std::string> checkpoint_dir_problem(const fs::path& dir) {
+    if (dir.empty()) return "no directory given";
+    std::error_code ec;
+    fs::path at = fs::absolute(dir, ec);
+    if (ec) return ec.message();
+    for (;;) {
+        // A missing component, or a file where a directory should be
+        // (ENOTDIR), reads as not_found: go up until something exists.
+        const auto st = fs::status(at, ec);
+        if (st.type() == fs::file_type::not_found && at.has_relative_path()) {
+            at = at.parent_path();
+            continue;
+        }
+        if (ec) return fmt::format("{}: {}", at.string(), ec.message());
+        if (st.type() != fs::file_type::directory)
+            return fmt::format("{} exists and is not a directory", at.string());
+        if (::access(at.c_str(), W_OK | X_OK) != 0)
+            return fmt::format("cannot create entries in {}: {}", at.string(),
+                               std::strerror(errno));
+        return std::nullopt;
+    }
+}
+
 SnapshotWriter::SnapshotWriter(fs::path dir) : dir_(std::move(dir)) {
     std::error_code ec;
     fs::create_directories(dir_, ec);

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -28,6 +29,13 @@ class SnapshotError : public Error {
 public:
     using Error::Error;
 };
+
+// Checked before a VM starts, so a typo in a checkpoint directory is not
+// found only when the checkpoint signal comes: why a checkpoint could not be
+// written into `dir` (it exists but is not a directory, or the nearest part
+// of its path that exists is not a directory it may create entries in), or
+// nullopt. The directories missing below that are created at checkpoint time.
+std::optional<std::string> checkpoint_dir_problem(const std::filesystem::path& dir);
 
 class SnapshotWriter final {
 public:

@@ -36,3 +36,9 @@ check cli-cpus-zero
 run_ember mem-too-large 20 run --kernel "$kernel" --mem 16T
 expect_rc 1 && expect_stderr 'KVM refused' && expect_stderr 'less --mem'
 check cli-mem-too-large
+
+# A checkpoint directory that could never be written (a file stands in its
+# path) is refused before the guest starts, not when SIGUSR1 comes.
+run_ember checkpoint-dir-under-file 20 run --kernel "$kernel" --checkpoint-dir "$kernel/ckpt"
+expect_rc 2 && expect_stderr 'checkpoint-dir' && expect_stderr 'is not a directory'
+check cli-checkpoint-dir-unusable
