@@ -189,7 +189,7 @@ void AcpiPowerRegisters::write(uint64_t offset, std::span<const uint8_t> data) {
             const uint64_t n = unsupported_sleeps_.fetch_add(1, std::memory_order_relaxed) + 1;
             if (log::worth_logging(n))
                 log::warn("guest asked for ACPI sleep type {}, which ember does not support; "
-                          "ignored ({} times so far)",
+                          "ignored (so far: {})",
                           type, n);
         }
     } else if (port == platform::kAcpiResetPort && v == platform::kAcpiResetValue) {

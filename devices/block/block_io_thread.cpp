@@ -423,7 +423,7 @@ void BlockIoThread::host_done(const HostCompletion& c) {
 void BlockIoThread::count_host_error(std::string_view op, uint64_t offset, int err) {
     const uint64_t n = stats_.host_errors.fetch_add(1, std::memory_order_relaxed) + 1;
     if (log::worth_logging(n))
-        log::warn("virtio-blk {}: host {} at offset {} failed: {} ({} host errors so far)",
+        log::warn("virtio-blk {}: host {} at offset {} failed: {} (host errors so far: {})",
                   disk_.path(), op, offset, err != 0 ? std::strerror(err) : "end of file", n);
 }
 

@@ -61,7 +61,7 @@ std::string VirtioMmioTransport::describe() {
 void VirtioMmioTransport::refuse(std::string_view what, uint64_t offset, uint64_t value) noexcept {
     const uint64_t n = bad_accesses_.fetch_add(1, std::memory_order_relaxed) + 1;
     if (log::worth_logging(n))
-        log::warn("{}: ignored {} (offset {:#x}, value {:#x}; {} ignored accesses so far)", name_,
+        log::warn("{}: ignored {} (offset {:#x}, value {:#x}; ignored accesses so far: {})", name_,
                   what, offset, value, n);
 }
 
@@ -77,8 +77,7 @@ void VirtioMmioTransport::used_buffer_notification() noexcept {
 void VirtioMmioTransport::needs_reset(std::string_view why) noexcept {
     // A guest can ask for this in a loop (reset, a bad ring, QueueReady).
     const uint64_t n = needs_reset_events_.fetch_add(1, std::memory_order_relaxed) + 1;
-    if (log::worth_logging(n))
-        log::warn("{}: device needs reset: {} ({} times so far)", name_, why, n);
+    if (log::worth_logging(n)) log::warn("{}: device needs reset: {} (so far: {})", name_, why, n);
     // acq_rel: pairs with the vcpu's status loads and stores (write_status).
     const uint32_t old = status_.fetch_or(kStatusNeedsReset, std::memory_order_acq_rel);
     // §2.1.2: notify only once the driver is running (DRIVER_OK).
