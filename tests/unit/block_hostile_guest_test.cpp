@@ -39,7 +39,6 @@ using namespace ember;
 using namespace ember::testing;
 using namespace ember::virtio;
 using namespace ember::virtio::blk;
-using virtio::VirtqDesc;
 
 namespace {
 
