@@ -48,7 +48,6 @@ constexpr uint64_t kSlots = 16;
 constexpr uint64_t kSlotSectors = 64;
 constexpr uint64_t kDiskSectors = kSlots * kSlotSectors; // 512 KiB
 constexpr uint32_t kMaxDataSectors = 32;
-constexpr uint64_t kRamSize = 64 << 20; // BlockRig's guest RAM
 constexpr uint64_t kArenaSize = 1 << 20;
 constexpr uint16_t kQueueSize = 256;
 constexpr size_t kMaxBatch = 12;
@@ -139,10 +138,10 @@ struct Planned {
     bool indirect{false};
     ChainPoison chain_poison{ChainPoison::none};
     // Expected answer; for a chain poison only "IOERR or nothing".
-    uint8_t status{kStatusOk};
     uint32_t used_len{0};
     // What the writable stream must hold afterwards, byte by byte (nullopt:
-    // the canary is still there). Empty for a chain poison.
+    // the canary is still there), the status byte last. Empty for a chain
+    // poison.
     std::vector<std::optional<uint8_t>> expect_written;
     // Effect on the disk of a well-formed request that succeeds.
     std::vector<uint8_t> out_data;
@@ -166,6 +165,7 @@ class HostileGuest final {
           model_(pattern(7, kDiskSectors * kSectorSize, static_cast<uint32_t>(seed))) {
         file_.write(0, model_);
         rig_.emplace(file_.path() + spec + (readonly ? ",readonly" : ""), ~0ull, options());
+        ram_end_ = rig_->mem.end().value;
         arena_ = rig_->driver->alloc(kArenaSize, 4096).value;
         const auto& id = rig_->blk->disk().id();
         std::memcpy(id_, id.data(), std::min(id.size(), kIdBytes));
@@ -253,7 +253,6 @@ class HostileGuest final {
     // The writable stream of a request that is refused: only the status byte
     // may change, and only when the chain ends in a writable byte.
     void expect_refused(Planned& p, uint8_t status) {
-        p.status = status;
         p.used_len = p.writable > 0 ? 1 : 0;
         p.expect_written.assign(p.writable, std::nullopt);
         if (p.writable > 0) p.expect_written.back() = status;
@@ -527,7 +526,7 @@ class HostileGuest final {
         }
         case ChainPoison::outside_ram: {
             auto& victim = p.pieces[pick(rng_, 0, p.pieces.size() - 1)];
-            const uint64_t addrs[] = {kRamSize - victim.len / 2, kRamSize + pick(rng_, 0, 1 << 30),
+            const uint64_t addrs[] = {ram_end_ - victim.len / 2, ram_end_ + pick(rng_, 0, 1 << 30),
                                       UINT64_MAX - pick(rng_, 0, 4096)};
             victim.addr = addrs[pick(rng_, 0, 2)];
             if (victim.len < 2) victim.len = 2; // so the first choice still crosses the end
@@ -618,8 +617,8 @@ class HostileGuest final {
                         top.len -= static_cast<uint32_t>(pick(rng_, 1, 15));
                         break;
                     case 2: // crossing the end of RAM, or beyond it
-                        top.addr = chance(rng_, 0.5) ? kRamSize + 16 * pick(rng_, 0, 1 << 20)
-                                                     : kRamSize - 16;
+                        top.addr = chance(rng_, 0.5) ? ram_end_ + 16 * pick(rng_, 0, 1 << 20)
+                                                     : ram_end_ - 16;
                         top.len = 32;
                         break;
                     default:
@@ -637,7 +636,7 @@ class HostileGuest final {
         drv.kick();
     }
 
-    std::string wait_all(std::vector<Planned>& batch) {
+    std::string wait_all(const std::vector<Planned>& batch) {
         auto& drv = *rig_->driver;
         std::vector<std::optional<uint32_t>> used(kQueueSize);
         size_t left = batch.size();
@@ -652,7 +651,7 @@ class HostileGuest final {
                 return fmt::format("{} of {} requests never completed", left, batch.size());
             drv.wait_interrupt(std::chrono::milliseconds(50));
         }
-        for (auto& p : batch) {
+        for (const auto& p : batch) {
             const uint32_t len = *used[p.head];
             const bool ok = p.chain_poison != ChainPoison::none ? len <= 1 : len == p.used_len;
             if (!ok)
@@ -732,6 +731,7 @@ class HostileGuest final {
     std::vector<uint8_t> model_; // what the disk must hold
     std::optional<BlockRig> rig_;
     uint8_t id_[kIdBytes] = {};
+    uint64_t ram_end_{0}; // one past guest RAM: where "outside RAM" starts
     uint64_t arena_{0};
     uint64_t next_{0};
     std::vector<uint8_t> shadow_; // what the arena must hold
@@ -872,7 +872,7 @@ TEST_CASE("virtio-blk hostile guest: register writes and ring scribbles, then a 
             }
             case 3: { // a descriptor pointing anywhere, even into the rings
                 VirtqDesc desc{chance(rng, 0.5) ? ring + pick(rng, 0, 0x2000)
-                                                : pick(rng, 0, kRamSize + 4096),
+                                                : pick(rng, 0, r.mem.end().value + 4096),
                                static_cast<uint32_t>(pick(rng, 0, 9000)),
                                static_cast<uint16_t>(pick(rng, 0, 7)),
                                static_cast<uint16_t>(pick(rng, 0, 20))};
