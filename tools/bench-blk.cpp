@@ -3,7 +3,8 @@
 // io_uring on the same file in the same run.
 //
 //   bench-blk [--file PATH] [--size MiB] [--seconds N] [--qd 1,32] [--rw randread,randwrite]
-//             [--cache writeback,none] [--engine uring|sync] [--poll] [--device-poll US]
+//             [--cache writeback,none] [--engine uring|sync] [--poll] [--halt-poll US]
+//             [--device-poll US]
 //             [--no-fio] [--repeat N] [--masking sigmask,off] [--fault-cost] [--disk-load]
 //             [--cpu]
 //
@@ -40,6 +41,9 @@
 // The device runs on its own I/O thread exactly as under KVM; the driver
 // thread plays the guest. By default it sleeps on the irq eventfd between
 // completions (a halted vcpu); --poll spins on used.idx instead (a busy one).
+// --halt-poll US makes the sleeping driver spin up to US microseconds for its
+// interrupt first, as KVM does for a halted vcpu (halt_poll_ns, 200 us by
+// default on x86).
 // --device-poll US gives the O_DIRECT (cache=none) cells the disk option
 // poll=US: the I/O thread spins up to US microseconds before it sleeps.
 #include <dirent.h>
@@ -90,6 +94,7 @@ struct Options {
     std::vector<std::string> caches{"writeback", "none"};
     std::string engine{"uring"};
     bool poll{false};
+    uint32_t halt_poll_us{0};
     uint32_t device_poll_us{0};
     bool fio{true};
     unsigned repeat{1};
@@ -103,7 +108,8 @@ struct Options {
     std::fprintf(stderr,
                  "bench-blk: %s\nusage: bench-blk [--file PATH] [--size MiB] [--seconds N] "
                  "[--qd 1,32] [--rw randread,randwrite] [--cache writeback,none] "
-                 "[--engine uring|sync] [--poll] [--device-poll US] [--no-fio] [--repeat N] "
+                 "[--engine uring|sync] [--poll] [--halt-poll US] [--device-poll US] [--no-fio] "
+                 "[--repeat N] "
                  "[--masking sigmask,off] "
                  "[--fault-cost] [--disk-load] [--cpu]\n",
                  why);
@@ -136,7 +142,11 @@ Options parse(int argc, char** argv) {
             o.engine = value();
         else if (a == "--poll")
             o.poll = true;
-        else if (a == "--device-poll") {
+        else if (a == "--halt-poll") {
+            const auto us = std::stoul(value());
+            if (us > kMaxPollUs) usage("--halt-poll takes 0 to 10000 microseconds");
+            o.halt_poll_us = static_cast<uint32_t>(us);
+        } else if (a == "--device-poll") {
             const auto us = std::stoul(value());
             if (us > kMaxPollUs) usage("--device-poll takes 0 to 10000 microseconds");
             o.device_poll_us = static_cast<uint32_t>(us);
@@ -164,6 +174,8 @@ Options parse(int argc, char** argv) {
         else
             usage(("unknown argument " + a).c_str());
     }
+    if (o.poll && o.halt_poll_us > 0)
+        usage("--poll spins always; --halt-poll is for a driver that sleeps");
     for (auto q : o.qds)
         if (q == 0 || q > 80) usage("--qd values must be in [1, 80] (3 descriptors per request)");
     for (const auto& r : o.rws)
@@ -298,7 +310,9 @@ RunResult run_ember(const Options& o, bool direct, bool write, unsigned qd, Mask
     while (d.outstanding() > 0) {
         auto used = d.reap();
         if (used.empty()) {
-            if (!o.poll) d.wait_interrupt(std::chrono::milliseconds(1000));
+            if (!o.poll)
+                d.wait_interrupt(std::chrono::microseconds(o.halt_poll_us),
+                                 std::chrono::milliseconds(1000));
             continue;
         }
         finished.clear();

@@ -113,6 +113,10 @@ class GuestDriver final {
     // Linux's vm_interrupt. Returns the status bits, 0 on timeout; a wakeup
     // whose bits an earlier call already acked is spurious and ignored.
     uint32_t wait_interrupt(std::chrono::milliseconds timeout = std::chrono::seconds(5));
+    // The same for a vcpu that halts under KVM's halt polling (halt_poll_ns):
+    // first spin up to `halt_poll` on InterruptStatus, the analogue of KVM
+    // polling the vcpu's pending interrupts, and sleep only after that.
+    uint32_t wait_interrupt(std::chrono::microseconds halt_poll, std::chrono::milliseconds timeout);
     // Takes every new used element; each head must be outstanding. With
     // EVENT_IDX, re-arms used_event to interrupt on the next completion.
     std::vector<virtio::VirtqUsedElem> reap();

@@ -2,7 +2,8 @@
 # bench-blk still runs: not its numbers (those are the README's, measured by
 # hand), but that it creates a --file it is given, reuses one that exists,
 # prints a row with IOPS for every cell asked for and, with --cpu, the CPU
-# lines. Without fio, so nothing but ember runs.
+# lines, and that a halt-polling driver works. Without fio, so nothing but
+# ember runs.
 #   bench_blk_smoke.sh BENCH_BLK
 bench=${1:?usage: bench_blk_smoke.sh BENCH_BLK}
 tmp=$(mktemp -d)
@@ -38,6 +39,15 @@ cpu=$(grep -c 'cpu (medians, of one CPU): ember I/O thread [0-9]*%, driver [0-9]
 run "$tmp/second" --file "$tmp/disk.img" --size 512 --qd 32
 grep -q "using $tmp/disk.img (8 MiB)" "$tmp/second" || fail "an existing --file was not used whole: $(head -n 1 "$tmp/second")"
 grep -q 'cpu (medians' "$tmp/second" && fail "CPU lines without --cpu"
+
+# A driver that halt-polls (KVM's halt_poll_ns) still completes every cell.
+run "$tmp/third" --file "$tmp/disk.img" --qd 32 --halt-poll 200
+[ "$(awk '$3 == "writeback" && $4 == 32 && $5 > 0' "$tmp/third" | wc -l)" = 2 ] ||
+  fail "--halt-poll 200 did not give a row with IOPS for both cells: $(tail -n 3 "$tmp/third")"
+# --poll spins always, so a halt-poll window with it is a usage error.
+"$bench" --no-fio --poll --halt-poll 200 >"$tmp/both" 2>&1
+rc=$?
+[ "$rc" = 2 ] && grep -q 'halt-poll' "$tmp/both" || fail "--poll --halt-poll exited $rc: $(cat "$tmp/both")"
 
 [ "$bad" = 0 ] && echo "bench-blk smoke: all checks passed"
 [ "$bad" = 0 ]

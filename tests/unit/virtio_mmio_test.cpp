@@ -3,6 +3,10 @@
 #include <doctest/doctest.h>
 
 #include <poll.h>
+#include <sys/resource.h>
+
+#include <chrono>
+#include <thread>
 
 #include "devices/virtio/mmio_transport.h"
 #include "tests/support/guest_driver.h"
@@ -253,6 +257,43 @@ TEST_CASE("virtio-mmio: interrupts set InterruptStatus, signal the irqfd, and ar
     CHECK(r.driver.wait_interrupt() == kInterruptUsedBuffer); // reads and acks
     CHECK(r.rd(mmio::kInterruptStatus) == 0);
     CHECK_FALSE(readable(irq));
+}
+
+namespace {
+long voluntary_switches() {
+    rusage u{};
+    ::getrusage(RUSAGE_THREAD, &u);
+    return u.ru_nvcsw;
+}
+} // namespace
+
+TEST_CASE("guest driver: a halt-polling wait takes the interrupt without sleeping") {
+    MmioRig r;
+    r.driver.init();
+    using std::chrono::microseconds, std::chrono::milliseconds, std::chrono::seconds;
+
+    SUBCASE("raised while it spins") {
+        std::thread device([&] {
+            std::this_thread::sleep_for(milliseconds(1));
+            r.dev().signals->used_buffer_notification();
+        });
+        const long before = voluntary_switches();
+        // The window is far longer than the device takes: the spin sees it.
+        const uint32_t status = r.driver.wait_interrupt(seconds(5), milliseconds(100));
+        const long switches = voluntary_switches() - before;
+        device.join();
+        CHECK(status == kInterruptUsedBuffer);
+        CHECK(switches == 0); // it never slept in poll()
+        CHECK(r.rd(mmio::kInterruptStatus) == 0);
+        // The eventfd signal may land after the spin drained it: the next
+        // wait wakes for it, finds nothing to ack, and times out.
+        CHECK(r.driver.wait_interrupt(microseconds(100), milliseconds(10)) == 0);
+    }
+    SUBCASE("none comes: it spins, then sleeps until the timeout") {
+        const auto t0 = std::chrono::steady_clock::now();
+        CHECK(r.driver.wait_interrupt(milliseconds(2), milliseconds(10)) == 0);
+        CHECK(std::chrono::steady_clock::now() - t0 >= milliseconds(12));
+    }
 }
 
 TEST_CASE("virtio-mmio: DEVICE_NEEDS_RESET raises one configuration interrupt") {
