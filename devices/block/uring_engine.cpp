@@ -119,7 +119,10 @@ class UringEngine final : public IoEngine {
         if (queued_ == 0) return;
         int r = 0;
         do {
-            r = io_uring_submit(&ring_);
+            // With deferred task running, one system call both submits and
+            // posts what completed meanwhile: page-cache hits complete inside
+            // the submit, and reap() would otherwise enter again for them.
+            r = deferred_ ? io_uring_submit_and_get_events(&ring_) : io_uring_submit(&ring_);
         } while (r == -EINTR);
         if (r > 0) {
             in_flight_ += static_cast<size_t>(r);
