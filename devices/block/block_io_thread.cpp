@@ -73,7 +73,7 @@ BlockIoThread::BlockIoThread(const Params& p)
                                 p.inflight.queue_size(), p.queue.size));
     queue_.set_observer(p.observer);
     completions_.reserve(p.queue.size);
-    popped_.reserve(p.queue.size);
+    popped_.resize(p.queue.size); // a round pops at most size chains
     if (engine_->completion_fd() >= 0)
         completion_sd_.assign(dup_or_throw(engine_->completion_fd(), "io_uring eventfd"));
     thread_ = quiesce_.spawn([this] { run(); });
@@ -159,7 +159,8 @@ void BlockIoThread::resubmit_inflight() {
                inflight_heads_.size());
     try {
         for (uint16_t head : inflight_heads_) {
-            start(queue_.resubmit(head));
+            auto chain = queue_.resubmit(head);
+            start(chain);
             park_point(); // the sync engine ran it already
         }
     } catch (const VirtqueueError& e) {
@@ -284,8 +285,8 @@ void BlockIoThread::process_avail() {
             for (;;) {
                 const bool ring_ok = pop_and_mark();
                 size_t started = 0;
-                for (auto& chain : popped_) {
-                    start(std::move(chain));
+                for (size_t i = 0; i < popped_n_; ++i) {
+                    start(popped_[i]);
                     // A checkpoint need not wait for a batch of synchronous
                     // I/O (the sync engine runs it inside start()).
                     park_point();
@@ -295,7 +296,7 @@ void BlockIoThread::process_avail() {
                         publish();
                     }
                 }
-                popped_.clear();
+                popped_n_ = 0;
                 if (!ring_ok) throw VirtqueueError(ring_error_);
                 submit_engine();
                 reap_host(); // page-cache hits often complete inside submit
@@ -321,12 +322,16 @@ void BlockIoThread::process_avail() {
 bool BlockIoThread::pop_and_mark() {
     check_abandoned();
     try {
-        while (auto chain = queue_.pop()) {
-            if (!region_.mark_popped(chain->head()))
+        popped_n_ = 0;
+        // At most size chains: a ring whose avail.idx ran further ahead is
+        // refused by pop(), and a head offered twice by mark_popped().
+        while (popped_n_ < popped_.size() && queue_.pop(popped_[popped_n_])) {
+            const uint16_t head = popped_[popped_n_].head();
+            if (!region_.mark_popped(head))
                 queue_.mark_broken(fmt::format("the driver offered head {} again while it is "
                                                "in flight",
-                                               chain->head()));
-            popped_.push_back(std::move(*chain));
+                                               head));
+            ++popped_n_;
             fault::hit(fault::Point::blk_popped);
         }
     } catch (const VirtqueueError& e) {
@@ -336,10 +341,10 @@ bool BlockIoThread::pop_and_mark() {
     return true;
 }
 
-void BlockIoThread::start(DescriptorChain&& chain) {
+void BlockIoThread::start(DescriptorChain& chain) {
     auto& req = requests_[chain.head()];
     req.clear();
-    req.chain = std::move(chain);
+    std::swap(req.chain, chain); // both keep their storage
     stats_.requests.fetch_add(1, std::memory_order_relaxed);
     if (auto status = prepare_block_request(req, mem_, disk_, features_, limits_)) {
         if (req.host_errno != 0)

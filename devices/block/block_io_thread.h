@@ -124,7 +124,8 @@ class BlockIoThread final {
     void resubmit_inflight();
     void process_avail();
     bool pop_and_mark(); // false when the ring broke
-    void start(DescriptorChain&& chain);
+    // Takes the chain, leaving `chain` with the request's old (empty) one.
+    void start(DescriptorChain& chain);
     void submit_host(BlockRequest& req);
     void submit_engine(); // engine_->submit(), then the blk.submitted fault point
     void reap_host();
@@ -153,7 +154,10 @@ class BlockIoThread final {
     bool resubmit_{false};
     InflightRegion& region_;
     std::vector<uint16_t> inflight_heads_; // to resubmit at start
+    // popped_[0, popped_n_): this round's chains; the slots past it are
+    // kept with their storage for the next round.
     std::vector<DescriptorChain> popped_;
+    size_t popped_n_{0};
     std::string ring_error_;
     QuiescePoint quiesce_;
     std::atomic<bool> abandoned_{false};

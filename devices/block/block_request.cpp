@@ -11,7 +11,7 @@ namespace ember {
 using namespace virtio::blk;
 
 void BlockRequest::clear() noexcept {
-    chain = DescriptorChain{};
+    chain.clear();
     type = 0;
     op = HostIo::Op::read;
     offset = length = done = 0;

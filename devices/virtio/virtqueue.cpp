@@ -78,6 +78,14 @@ DescriptorChain& DescriptorChain::operator=(DescriptorChain&& o) noexcept {
     return *this;
 }
 
+void DescriptorChain::clear() noexcept {
+    head_ = 0;
+    owned_ = false;
+    error_ = ChainError::none;
+    readable_ = writable_ = 0;
+    segments_.clear();
+}
+
 Virtqueue::Virtqueue(const GuestMemory& mem, const QueueState& state)
     : mem_(mem), state_(state), avail_idx_(state.next_avail) {
     pending_.reserve(state_.size);
@@ -111,6 +119,12 @@ void Virtqueue::fail(std::string why) {
 }
 
 std::optional<DescriptorChain> Virtqueue::pop() {
+    DescriptorChain chain;
+    if (!pop(chain)) return std::nullopt;
+    return chain;
+}
+
+bool Virtqueue::pop(DescriptorChain& into) {
     if (broken_) throw VirtqueueError("the queue is broken and needs a device reset");
     if (state_.next_avail == avail_idx_) {
         // Acquire: the ring entries up to idx are visible once we see idx;
@@ -121,7 +135,7 @@ std::optional<DescriptorChain> Virtqueue::pop() {
         if (ahead > state_.size)
             fail(fmt::format("avail.idx {} is {} entries ahead of the device (queue size {})",
                              avail_idx_, ahead, state_.size));
-        if (ahead == 0) return std::nullopt;
+        if (ahead == 0) return false;
     }
     const uint16_t slot = state_.next_avail & static_cast<uint16_t>(state_.size - 1);
     const uint16_t head = mem_.read<uint16_t>(avail_entry_addr(slot));
@@ -129,28 +143,27 @@ std::optional<DescriptorChain> Virtqueue::pop() {
         fail(fmt::format("avail ring slot {} names head {} beyond queue size {}", slot, head,
                          state_.size));
     ++state_.next_avail;
-    DescriptorChain chain = walk(head);
+    walk(head, into);
     if (observer_ != nullptr) observer_->on_pop(head);
-    return chain;
+    return true;
 }
 
 DescriptorChain Virtqueue::resubmit(uint16_t head) {
     if (head >= state_.size)
         fail(fmt::format("in-flight head {} is beyond queue size {}", head, state_.size));
-    return walk(head);
+    DescriptorChain chain;
+    walk(head, chain);
+    return chain;
 }
 
 // Validates the whole chain before the device acts on it (DESIGN.md "virtio-mmio
 // block"). A refused chain keeps the segments checked so far, so the device
 // can still find a writable status byte at the end.
-DescriptorChain Virtqueue::walk(uint16_t head) const {
-    DescriptorChain c;
+void Virtqueue::walk(uint16_t head, DescriptorChain& c) const {
+    c.clear();
     c.head_ = head;
     c.owned_ = true;
-    auto refuse = [&c](ChainError e) -> DescriptorChain {
-        c.error_ = e;
-        return std::move(c);
-    };
+    auto refuse = [&c](ChainError e) { c.error_ = e; };
     GuestAddress table = state_.desc_table;
     uint32_t table_size = state_.size;
     uint32_t index = head;
@@ -194,7 +207,6 @@ DescriptorChain Virtqueue::walk(uint16_t head) const {
         if ((d.flags & virtio::kDescFlagNext) == 0) break;
         index = d.next;
     }
-    return c;
 }
 
 void Virtqueue::add_used(DescriptorChain&& chain, uint32_t written) {

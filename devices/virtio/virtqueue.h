@@ -84,6 +84,9 @@ class DescriptorChain final {
     std::span<const ChainSegment> segments() const noexcept { return segments_; }
     uint32_t readable_bytes() const noexcept { return readable_; }
     uint32_t writable_bytes() const noexcept { return writable_; }
+    // Back to the empty state, keeping the segments' storage: the I/O thread
+    // reuses chains, so a request costs no allocation.
+    void clear() noexcept;
 
   private:
     friend class Virtqueue;
@@ -127,6 +130,9 @@ class Virtqueue final {
     // device can complete it with an error. Throws VirtqueueError when the
     // ring is broken; the queue then stays broken.
     std::optional<DescriptorChain> pop();
+    // The same into `into` (whose storage it reuses; it must not own a head):
+    // false when the driver has made nothing new available.
+    bool pop(DescriptorChain& into);
 
     // The chain of a head the in-flight region says is still in flight
     // (recovery): walked and validated like a popped one, without touching
@@ -171,7 +177,7 @@ class Virtqueue final {
 
   private:
     [[noreturn]] void fail(std::string why);
-    DescriptorChain walk(uint16_t head) const;
+    void walk(uint16_t head, DescriptorChain& c) const;
     GuestAddress avail_idx_addr() const noexcept;
     GuestAddress avail_entry_addr(uint16_t slot) const noexcept;
     GuestAddress used_event_addr() const noexcept;
