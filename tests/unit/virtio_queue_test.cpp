@@ -63,6 +63,42 @@ TEST_CASE("Virtqueue: a direct chain pops whole, in order, with its lengths") {
     CHECK_FALSE(r.q().pop().has_value());
 }
 
+TEST_CASE("Virtqueue: popping into a kept chain reuses its storage and replaces all of it") {
+    QueueRig r;
+    const auto first =
+        r.driver.submit(r.driver.chain().readable(bytes(16, 1)).writable(512).writable(1).build());
+    DescriptorChain c;
+    REQUIRE(r.q().pop(c));
+    CHECK(c.head() == first);
+    REQUIRE(c.segments().size() == 3);
+    const ChainSegment* storage = c.segments().data();
+    r.q().add_used(std::move(c), 0);
+    CHECK_FALSE(c.owns_head());
+
+    // A refused chain first: its error and lengths must not outlive it.
+    VirtqDesc bad{};
+    bad.addr = kRam; // outside RAM
+    bad.len = 16;
+    const uint16_t bad_head = r.driver.submit(r.driver.chain().readable(bytes(16, 3)).build());
+    r.driver.write_descriptor(bad_head, bad);
+    REQUIRE(r.q().pop(c));
+    CHECK(c.error() == ChainError::out_of_bounds);
+    r.q().add_used(std::move(c), 0);
+
+    const auto second =
+        r.driver.submit(r.driver.chain().readable(bytes(16, 2)).writable(1).build());
+    REQUIRE(r.q().pop(c));
+    CHECK(c.owns_head());
+    CHECK(c.valid());
+    CHECK(c.head() == second);
+    REQUIRE(c.segments().size() == 2);
+    CHECK(c.segments().data() == storage); // no new allocation
+    CHECK(c.readable_bytes() == 16);
+    CHECK(c.writable_bytes() == 1);
+    CHECK(r.mem.read<uint8_t>(c.segments()[0].addr) == 2);
+    CHECK_FALSE(r.q().pop(c)); // nothing new
+}
+
 TEST_CASE("Virtqueue: an indirect chain is followed into its table") {
     QueueRig r;
     r.driver.submit(
