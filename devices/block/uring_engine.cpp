@@ -120,8 +120,9 @@ class UringEngine final : public IoEngine {
         int r = 0;
         do {
             // With deferred task running, one system call both submits and
-            // posts what completed meanwhile: page-cache hits complete inside
-            // the submit, and reap() would otherwise enter again for them.
+            // posts the completions the kernel queued for this thread since
+            // it last asked (as io_uring_get_events would): reap() then finds
+            // them in the CQ without entering the kernel again.
             r = deferred_ ? io_uring_submit_and_get_events(&ring_) : io_uring_submit(&ring_);
         } while (r == -EINTR);
         if (r > 0) {
