@@ -124,6 +124,12 @@ Options parse(int argc, char** argv) {
             if (i + 1 >= argc) usage(("missing value for " + a).c_str());
             return argv[++i];
         };
+        // A spin window in microseconds, bounded like the disk option poll=.
+        auto poll_window = [&]() -> uint32_t {
+            const auto us = std::stoul(value());
+            if (us > kMaxPollUs) usage((a + " takes 0 to 10000 microseconds").c_str());
+            return static_cast<uint32_t>(us);
+        };
         if (a == "--file")
             o.file = value();
         else if (a == "--size")
@@ -142,15 +148,11 @@ Options parse(int argc, char** argv) {
             o.engine = value();
         else if (a == "--poll")
             o.poll = true;
-        else if (a == "--halt-poll") {
-            const auto us = std::stoul(value());
-            if (us > kMaxPollUs) usage("--halt-poll takes 0 to 10000 microseconds");
-            o.halt_poll_us = static_cast<uint32_t>(us);
-        } else if (a == "--device-poll") {
-            const auto us = std::stoul(value());
-            if (us > kMaxPollUs) usage("--device-poll takes 0 to 10000 microseconds");
-            o.device_poll_us = static_cast<uint32_t>(us);
-        } else if (a == "--no-fio")
+        else if (a == "--halt-poll")
+            o.halt_poll_us = poll_window();
+        else if (a == "--device-poll")
+            o.device_poll_us = poll_window();
+        else if (a == "--no-fio")
             o.fio = false;
         else if (a == "--repeat")
             o.repeat = static_cast<unsigned>(std::stoul(value()));
