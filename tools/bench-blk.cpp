@@ -73,11 +73,11 @@
 #include "devices/block/virtio_block.h"
 #include "devices/virtio/mmio_transport.h"
 #include "tests/support/guest_driver.h"
+#include "tests/support/masking_cost.h"
+#include "tests/support/options.h"
+#include "tools/disk_load.h"
 #include "vmm/errors.h"
 #include "vmm/fault/fault_points.h"
-#include "tests/support/list_option.h"
-#include "tests/support/masking_cost.h"
-#include "tools/disk_load.h"
 
 using namespace ember;
 using namespace ember::testing;
@@ -104,42 +104,43 @@ struct Options {
     bool cpu{false};
 };
 
+constexpr const char* kUsage =
+    "usage: bench-blk [--file PATH] [--size MiB] [--seconds N] [--qd 1,32] "
+    "[--rw randread,randwrite] [--cache writeback,none] [--engine uring|sync] [--poll] "
+    "[--halt-poll US] [--device-poll US] [--no-fio] [--repeat N] [--masking sigmask,off] "
+    "[--fault-cost] [--disk-load] [--cpu]\n";
+
 [[noreturn]] void usage(const char* why) {
-    std::fprintf(stderr,
-                 "bench-blk: %s\nusage: bench-blk [--file PATH] [--size MiB] [--seconds N] "
-                 "[--qd 1,32] [--rw randread,randwrite] [--cache writeback,none] "
-                 "[--engine uring|sync] [--poll] [--halt-poll US] [--device-poll US] [--no-fio] "
-                 "[--repeat N] "
-                 "[--masking sigmask,off] "
-                 "[--fault-cost] [--disk-load] [--cpu]\n",
-                 why);
+    std::fprintf(stderr, "bench-blk: %s\n%s", why, kUsage);
     std::exit(2);
 }
 
-Options parse(int argc, char** argv) {
+Options parse_options(int argc, char** argv) {
+    using testing::number_option;
     Options o;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         auto value = [&]() -> std::string {
-            if (i + 1 >= argc) usage(("missing value for " + a).c_str());
+            if (i + 1 >= argc) throw testing::UsageError("missing value for " + a);
             return argv[++i];
         };
         // A spin window in microseconds, bounded like the disk option poll=.
-        auto poll_window = [&]() -> uint32_t {
-            const auto us = std::stoul(value());
-            if (us > kMaxPollUs) usage((a + " takes 0 to 10000 microseconds").c_str());
-            return static_cast<uint32_t>(us);
+        auto poll_window = [&] {
+            return static_cast<uint32_t>(number_option(a, value(), 0, kMaxPollUs));
         };
-        if (a == "--file")
+        if (a == "--help" || a == "-h") {
+            std::fputs(kUsage, stdout);
+            std::exit(0);
+        } else if (a == "--file")
             o.file = value();
         else if (a == "--size")
-            o.size_mib = std::stoull(value());
+            o.size_mib = number_option(a, value(), 1, 1u << 20);
         else if (a == "--seconds")
-            o.seconds = std::stod(value());
+            o.seconds = testing::decimal_option(a, value(), 0.05, 3600);
         else if (a == "--qd") {
             o.qds.clear();
             for (const auto& q : testing::split_list(value()))
-                o.qds.push_back(static_cast<unsigned>(std::stoul(q)));
+                o.qds.push_back(static_cast<unsigned>(number_option("--qd", q, 1, 80)));
         } else if (a == "--rw")
             o.rws = testing::split_list(value());
         else if (a == "--cache")
@@ -155,7 +156,7 @@ Options parse(int argc, char** argv) {
         else if (a == "--no-fio")
             o.fio = false;
         else if (a == "--repeat")
-            o.repeat = static_cast<unsigned>(std::stoul(value()));
+            o.repeat = static_cast<unsigned>(number_option(a, value(), 1, 1000));
         else if (a == "--fault-cost")
             o.fault_cost = true;
         else if (a == "--disk-load")
@@ -170,19 +171,31 @@ Options parse(int argc, char** argv) {
                 else if (m == "off")
                     o.masking.push_back(MaskingMode::off);
                 else
-                    usage("--masking takes sigmask and/or off");
+                    throw testing::UsageError("--masking takes sigmask and/or off");
             }
         }
         else
-            usage(("unknown argument " + a).c_str());
+            throw testing::UsageError("unknown argument " + a);
     }
     if (o.poll && o.halt_poll_us > 0)
-        usage("--poll spins always; --halt-poll is for a driver that sleeps");
-    for (auto q : o.qds)
-        if (q == 0 || q > 80) usage("--qd values must be in [1, 80] (3 descriptors per request)");
+        throw testing::UsageError("--poll spins always; --halt-poll is for a driver that sleeps");
     for (const auto& r : o.rws)
-        if (r != "randread" && r != "randwrite") usage("--rw takes randread and/or randwrite");
+        if (r != "randread" && r != "randwrite")
+            throw testing::UsageError("--rw takes randread and/or randwrite");
+    for (const auto& c : o.caches)
+        if (c != "writeback" && c != "none")
+            throw testing::UsageError("--cache takes writeback and/or none");
+    if (o.engine != "uring" && o.engine != "sync")
+        throw testing::UsageError("--engine takes uring or sync");
     return o;
+}
+
+Options parse(int argc, char** argv) {
+    try {
+        return parse_options(argc, argv);
+    } catch (const testing::UsageError& e) {
+        usage(e.what());
+    }
 }
 
 // Fills the file with non-zero data so reads are real reads.

@@ -22,7 +22,7 @@
 #include "devices/virtio/quiesce.h"
 #include "tests/support/checkpoint_rig.h"
 #include "tests/support/masking_cost.h"
-#include "tests/support/list_option.h"
+#include "tests/support/options.h"
 
 using namespace ember;
 using namespace ember::testing;
@@ -37,50 +37,53 @@ struct Options {
     unsigned repeat{15};
 };
 
-std::vector<unsigned> split_uints(const std::string& s) {
+// "--inflight 0,8,32": each item a whole number in [min, max].
+std::vector<unsigned> split_uints(const std::string& flag, const std::string& s, unsigned min,
+                                  unsigned max) {
     std::vector<unsigned> out;
-    for (const auto& item : testing::split_list(s))
-        out.push_back(static_cast<unsigned>(std::stoul(item)));
+    for (const auto& item : split_list(s))
+        out.push_back(static_cast<unsigned>(number_option(flag, item, min, max)));
     return out;
 }
 
-[[noreturn]] void usage(const char* why) {
-    std::fprintf(stderr,
-                 "bench-checkpoint: %s\nusage: bench-checkpoint [--inflight 0,8,32] "
-                 "[--latency-ms MIN,MAX] [--repeat N]\n",
-                 why);
-    std::exit(2);
-}
+constexpr const char* kUsage =
+    "usage: bench-checkpoint [--inflight 0,8,32] [--latency-ms MIN,MAX] [--repeat N]\n";
 
-Options parse(int argc, char** argv) {
+Options parse_options(int argc, char** argv) {
     Options o;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         auto value = [&]() -> std::string {
-            if (i + 1 >= argc) usage(("missing value for " + a).c_str());
+            if (i + 1 >= argc) throw UsageError("missing value for " + a);
             return argv[++i];
         };
-        try {
-            if (a == "--inflight") {
-                o.inflight = split_uints(value());
-            } else if (a == "--latency-ms") {
-                const auto v = split_uints(value());
-                if (v.size() != 2 || v[0] > v[1]) usage("--latency-ms takes MIN,MAX");
-                o.min_ms = v[0];
-                o.max_ms = v[1];
-            } else if (a == "--repeat") {
-                o.repeat = static_cast<unsigned>(std::stoul(value()));
-            } else {
-                usage(("unknown argument " + a).c_str());
-            }
-        } catch (const std::logic_error&) {
-            usage(("bad value for " + a).c_str());
+        if (a == "--help" || a == "-h") {
+            std::fputs(kUsage, stdout);
+            std::exit(0);
+        } else if (a == "--inflight") {
+            // 3 descriptors per request in a 256-entry queue.
+            o.inflight = split_uints(a, value(), 0, 80);
+        } else if (a == "--latency-ms") {
+            const auto v = split_uints(a, value(), 0, 60000);
+            if (v.size() != 2 || v[0] > v[1]) throw UsageError("--latency-ms takes MIN,MAX");
+            o.min_ms = v[0];
+            o.max_ms = v[1];
+        } else if (a == "--repeat") {
+            o.repeat = static_cast<unsigned>(number_option(a, value(), 1, 100000));
+        } else {
+            throw UsageError("unknown argument " + a);
         }
     }
-    for (auto n : o.inflight)
-        if (n > 80) usage("--inflight values must be <= 80 (3 descriptors per request)");
-    if (o.repeat == 0) usage("--repeat must be >= 1");
     return o;
+}
+
+Options parse(int argc, char** argv) {
+    try {
+        return parse_options(argc, argv);
+    } catch (const UsageError& e) {
+        std::fprintf(stderr, "bench-checkpoint: %s\n%s", e.what(), kUsage);
+        std::exit(2);
+    }
 }
 
 struct Sample {

@@ -38,10 +38,10 @@
 
 #include "devices/virtio/quiesce.h"
 #include "tests/support/checkpoint_rig.h"
+#include "tests/support/options.h"
 #include "vmm/fault/fault_points.h"
 #include "vmm/fault/io_supervisor.h"
 #include "vmm/log.h"
-#include "tests/support/list_option.h"
 
 using namespace ember;
 using namespace ember::testing;
@@ -56,10 +56,7 @@ constexpr uint32_t kMaxBlocksPerRequest = 4;
 constexpr uint32_t kMaxAfter = 48;      // the fault fires at a hit in [1, kMaxAfter]
 constexpr uint32_t kExtraRequests = 4000; // keep going until the fault fired
 
-class UsageError : public std::runtime_error {
-  public:
-    using std::runtime_error::runtime_error;
-};
+using testing::UsageError;
 
 struct Options {
     uint32_t runs{20};
@@ -78,19 +75,10 @@ struct Options {
     bool verbose{false};
 };
 
-uint64_t number(const std::string& flag, const std::string& v, uint64_t min, uint64_t max) {
-    uint64_t n = 0;
-    try {
-        size_t used = 0;
-        n = std::stoull(v, &used);
-        if (used != v.size()) throw std::invalid_argument(v);
-    } catch (const std::exception&) {
-        throw UsageError(fmt::format("{} {}: not a number", flag, v));
-    }
-    if (n < min || n > max)
-        throw UsageError(fmt::format("{} {}: must be in [{}, {}]", flag, v, min, max));
-    return n;
-}
+constexpr const char* kUsage =
+    "usage: crash-native [--runs N] [--csv FILE] [--points P,...] "
+    "[--negative skip-resubmit|clear-before-publish] [--engine mix|delay|sync|uring] "
+    "[--requests N] [--qd N] [--hang-ms MS] [--random-period MS] [--seed S] [--verbose]\n";
 
 Options parse(int argc, char** argv) {
     Options o;
@@ -100,7 +88,8 @@ Options parse(int argc, char** argv) {
             if (i + 1 >= argc) throw UsageError(fmt::format("{} needs a value", a));
             return argv[++i];
         };
-        if (a == "--runs") o.runs = static_cast<uint32_t>(number(a, value(), 1, 100000));
+        if (a == "--runs")
+            o.runs = static_cast<uint32_t>(testing::number_option(a, value(), 1, 100000));
         else if (a == "--csv") o.csv = value();
         else if (a == "--points") o.points = testing::split_list(value());
         else if (a == "--negative") {
@@ -116,19 +105,23 @@ Options parse(int argc, char** argv) {
             if (o.engine != "mix" && o.engine != "delay" && o.engine != "sync" &&
                 o.engine != "uring")
                 throw UsageError(fmt::format("--engine {}: use mix, delay, sync or uring", o.engine));
-        } else if (a == "--requests") o.requests = static_cast<uint32_t>(number(a, value(), 1, 100000));
-        else if (a == "--qd") o.qd = static_cast<uint32_t>(number(a, value(), 1, 64));
-        else if (a == "--hang-ms") o.hang_ms = static_cast<uint32_t>(number(a, value(), 10, 600000));
+        } else if (a == "--requests")
+            o.requests = static_cast<uint32_t>(testing::number_option(a, value(), 1, 100000));
+        else if (a == "--qd")
+            o.qd = static_cast<uint32_t>(testing::number_option(a, value(), 1, 64));
+        else if (a == "--hang-ms")
+            o.hang_ms = static_cast<uint32_t>(testing::number_option(a, value(), 10, 600000));
         else if (a == "--random-period")
-            o.random_period_ms = static_cast<uint32_t>(number(a, value(), 1, 60000));
-        else if (a == "--seed") o.seed = number(a, value(), 0, UINT64_MAX);
+            o.random_period_ms =
+                static_cast<uint32_t>(testing::number_option(a, value(), 1, 60000));
+        else if (a == "--seed")
+            o.seed = testing::number_option(a, value(), 0, UINT64_MAX);
         else if (a == "--verbose" || a == "-v") o.verbose = true;
-        else if (a == "--help" || a == "-h")
-            throw UsageError("usage: crash-native [--runs N] [--csv FILE] [--points P,...] "
-                             "[--negative skip-resubmit|clear-before-publish] "
-                             "[--engine mix|delay|sync|uring] [--requests N] [--qd N] "
-                             "[--hang-ms MS] [--random-period MS] [--seed S] [--verbose]");
-        else throw UsageError(fmt::format("unknown argument {}", a));
+        else if (a == "--help" || a == "-h") {
+            std::fputs(kUsage, stdout);
+            std::exit(0);
+        } else
+            throw UsageError(fmt::format("unknown argument {}", a));
     }
     if (o.points.empty()) {
         for (const auto& p : fault::all_points())
@@ -521,7 +514,7 @@ int main(int argc, char** argv) {
     try {
         o = parse(argc, argv);
     } catch (const UsageError& e) {
-        std::fprintf(stderr, "crash-native: %s\n", e.what());
+        std::fprintf(stderr, "crash-native: %s\n%s", e.what(), kUsage);
         return 2;
     }
     // The restart log lines (one per run) only with --verbose.
