@@ -76,6 +76,7 @@
 #include "tests/support/masking_cost.h"
 #include "tests/support/options.h"
 #include "tools/disk_load.h"
+#include "tools/round_stats.h"
 #include "vmm/errors.h"
 #include "vmm/fault/fault_points.h"
 
@@ -382,8 +383,7 @@ struct FaultsArmedElsewhere {
 };
 
 double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v.empty() ? -1 : v[v.size() / 2];
+    return bench::median_of(std::move(v)).value_or(-1);
 }
 
 struct FioResult {
@@ -582,6 +582,14 @@ int main(int argc, char** argv) {
                         std::printf(" %14.0f %11.1f%%", a, 100.0 * (ember - a) / ember);
                     }
                     std::printf("\n");
+                    // Whether these rounds show a goal met or missed: a
+                    // ratio's margin of 0.05 is inside this VM's noise.
+                    if (const auto ci = bench::median_interval(rounds, 0.95)) {
+                        const auto [lo, hi] = std::minmax_element(rounds.begin(), rounds.end());
+                        std::printf("           paired: %zu rounds from %.2f to %.2f; their "
+                                    "median is in [%.2f, %.2f] with %.1f%% confidence\n",
+                                    rounds.size(), *lo, *hi, ci->lo, ci->hi, 100 * ci->coverage);
+                    }
                     if (!park_points.empty() && off_index >= 0) {
                         // The IOPS columns above carry this VM's noise; this
                         // is the same cost from CPU times: park points per

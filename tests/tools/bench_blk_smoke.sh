@@ -3,7 +3,7 @@
 # hand), but that it creates a --file it is given, reuses one that exists,
 # prints a row with IOPS for every cell asked for and, with --cpu, the CPU
 # lines, and that a halt-polling driver works. Without fio, so nothing but
-# ember runs.
+# ember runs, except the last check: the paired rounds' interval needs fio.
 #   bench_blk_smoke.sh BENCH_BLK
 bench=${1:?usage: bench_blk_smoke.sh BENCH_BLK}
 tmp=$(mktemp -d)
@@ -48,6 +48,31 @@ run "$tmp/third" --file "$tmp/disk.img" --qd 32 --halt-poll 200
 "$bench" --no-fio --poll --halt-poll 200 >"$tmp/both" 2>&1
 rc=$?
 [ "$rc" = 2 ] && grep -q 'halt-poll' "$tmp/both" || fail "--poll --halt-poll exited $rc: $(cat "$tmp/both")"
+
+# With fio (tools/install-deps installs it) and 6 rounds, the row has a ratio
+# and a paired median, and a line says where the paired rounds lie and the
+# sign-test interval of their median (tools/round_stats.h): min <= lo <=
+# paired <= hi <= max, 96.9% for 6 rounds. 5 rounds cannot give 95%: no line.
+if command -v fio >/dev/null; then
+  "$bench" --seconds 0.2 --rw randread --cache writeback --qd 32 --file "$tmp/disk.img" --repeat 6 >"$tmp/fio6" 2>&1 ||
+    fail "bench-blk with fio, 6 rounds, exited $?: $(tail -n 3 "$tmp/fio6")"
+  awk '
+    $1 == "randread" && $3 == "writeback" { paired = $8 + 0; row = 1 }
+    $1 == "paired:" { n = $2; mn = $5 + 0; mx = $7 + 0; lo = substr($12, 2) + 0; hi = $13 + 0; cov = $15; line = 1 }
+    END {
+      if (!row || !line) { print "no row or no paired line"; exit 1 }
+      if (n != 6 || cov != "96.9%") { print "rounds " n ", confidence " cov; exit 1 }
+      if (!(mn <= lo && lo <= paired && paired <= hi && hi <= mx)) {
+        print "not ordered: min " mn ", lo " lo ", paired " paired ", hi " hi ", max " mx; exit 1 }
+      print "ok: 6 rounds: paired " paired " in [" lo ", " hi "], rounds " mn "-" mx
+    }' "$tmp/fio6" || fail "the paired line with 6 rounds: $(tail -n 2 "$tmp/fio6")"
+  "$bench" --seconds 0.2 --rw randread --cache writeback --qd 32 --file "$tmp/disk.img" --repeat 5 >"$tmp/fio5" 2>&1 ||
+    fail "bench-blk with fio, 5 rounds, exited $?: $(tail -n 3 "$tmp/fio5")"
+  grep -q '^randread .* writeback ' "$tmp/fio5" || fail "no row with 5 rounds: $(tail -n 2 "$tmp/fio5")"
+  grep -q 'paired:' "$tmp/fio5" && fail "a 95% interval from 5 rounds, which cannot have one"
+else
+  fail "fio is not installed (tools/install-deps installs it)"
+fi
 
 [ "$bad" = 0 ] && echo "bench-blk smoke: all checks passed"
 [ "$bad" = 0 ]
