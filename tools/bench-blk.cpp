@@ -35,8 +35,9 @@
 // little; one that is the bottleneck is near 100%.
 //
 // Virtual disks are noisy: --repeat N alternates ember and fio N times per
-// case and reports the medians, their ratio, and `paired`: the median of each
-// round's ember/fio.
+// case (fio first in every other round) and reports the medians, their
+// ratio, and `paired`: the median of each round's ember/fio. From 6 rounds a
+// line gives the sign-test interval of that median (tools/round_stats.h).
 //
 // The device runs on its own I/O thread exactly as under KVM; the driver
 // thread plays the guest. By default it sleeps on the irq eventfd between
@@ -103,13 +104,14 @@ struct Options {
     bool fault_cost{false};
     bool disk_load{false};
     bool cpu{false};
+    bool rounds{false}; // print every round, in the order its runs went
 };
 
 constexpr const char* kUsage =
     "usage: bench-blk [--file PATH] [--size MiB] [--seconds N] [--qd 1,32] "
     "[--rw randread,randwrite] [--cache writeback,none] [--engine uring|sync] [--poll] "
     "[--halt-poll US] [--device-poll US] [--no-fio] [--repeat N] [--masking sigmask,off] "
-    "[--fault-cost] [--disk-load] [--cpu]\n";
+    "[--fault-cost] [--disk-load] [--cpu] [--rounds]\n";
 
 [[noreturn]] void usage(const char* why) {
     std::fprintf(stderr, "bench-blk: %s\n%s", why, kUsage);
@@ -164,6 +166,8 @@ Options parse_options(int argc, char** argv) {
             o.disk_load = true;
         else if (a == "--cpu")
             o.cpu = true;
+        else if (a == "--rounds")
+            o.rounds = true;
         else if (a == "--masking") {
             o.masking.clear();
             for (const auto& m : testing::split_list(value())) {
@@ -532,25 +536,52 @@ int main(int argc, char** argv) {
                             armed.push_back(run_ember(o, direct, write, qd, o.masking[0]).iops);
                         }
                         // Interleaved, so drift in a noisy VM hits every mode alike.
-                        for (size_t m = 0; m < o.masking.size(); ++m) {
-                            auto run = [&] {
-                                return run_ember(o, direct, write, qd, o.masking[m]);
-                            };
-                            // The disk load is printed for the first mode only.
-                            const auto r = m == 0 ? measured(ember_load, run) : run();
-                            per_mode[m].push_back(r.iops);
-                            if (m == 0 && r.io_thread_cpu >= 0) {
-                                io_cpu.push_back(r.io_thread_cpu);
-                                driver_cpu.push_back(r.driver_cpu);
+                        auto ember_round = [&] {
+                            for (size_t m = 0; m < o.masking.size(); ++m) {
+                                auto run = [&] {
+                                    return run_ember(o, direct, write, qd, o.masking[m]);
+                                };
+                                // The disk load is printed for the first mode only.
+                                const auto r = m == 0 ? measured(ember_load, run) : run();
+                                per_mode[m].push_back(r.iops);
+                                if (m == 0 && r.io_thread_cpu >= 0) {
+                                    io_cpu.push_back(r.io_thread_cpu);
+                                    driver_cpu.push_back(r.driver_cpu);
+                                }
+                                if (o.masking[m] == MaskingMode::sigmask)
+                                    park_points.push_back(r.park_points_per_request);
                             }
-                            if (o.masking[m] == MaskingMode::sigmask) park_points.push_back(r.park_points_per_request);
-                        }
-                        if (o.fio) {
+                        };
+                        auto fio_round = [&] {
                             const auto r =
                                 measured(fio_load, [&] { return run_fio(o, direct, write, qd); });
                             f.push_back(r.iops);
                             if (r.cpu >= 0) fio_cpu.push_back(r.cpu);
+                        };
+                        // Every other round fio goes first: a disk whose speed
+                        // depends on what ran just before it (a host write
+                        // cache filling, a device warming up) then favours
+                        // neither side across rounds.
+                        std::string order;
+                        if (o.fio && i % 2 == 1) {
+                            fio_round();
+                            order += "fio, ";
                         }
+                        ember_round();
+                        order += "ember";
+                        if (o.fio && i % 2 == 0) {
+                            fio_round();
+                            order += ", fio";
+                        }
+                        if (o.rounds)
+                            std::printf(
+                                "           round %u (%s): ember %.0f, fio %s%s\n", i + 1,
+                                order.c_str(), per_mode[0].back(),
+                                o.fio ? fmt::format("{:.0f}", f.back()).c_str() : "-",
+                                o.fio && f.back() > 0
+                                    ? fmt::format(", ratio {:.2f}", per_mode[0].back() / f.back())
+                                          .c_str()
+                                    : "");
                     }
                     std::vector<double> iops;
                     for (auto& v : per_mode)

@@ -32,6 +32,7 @@ for rw in randread randwrite; do
     esac
   done
 done
+grep -q 'round 1' "$tmp/first" && fail "round lines without --rounds"
 cpu=$(grep -c 'cpu (medians, of one CPU): ember I/O thread [0-9]*%, driver [0-9]*%; fio -' "$tmp/first")
 [ "$cpu" = 4 ] || fail "--cpu printed $cpu CPU lines for 4 cells"
 
@@ -54,7 +55,7 @@ rc=$?
 # sign-test interval of their median (tools/round_stats.h): min <= lo <=
 # paired <= hi <= max, 96.9% for 6 rounds. 5 rounds cannot give 95%: no line.
 if command -v fio >/dev/null; then
-  "$bench" --seconds 0.2 --rw randread --cache writeback --qd 32 --file "$tmp/disk.img" --repeat 6 >"$tmp/fio6" 2>&1 ||
+  "$bench" --seconds 0.2 --rw randread --cache writeback --qd 32 --file "$tmp/disk.img" --repeat 6 --rounds >"$tmp/fio6" 2>&1 ||
     fail "bench-blk with fio, 6 rounds, exited $?: $(tail -n 3 "$tmp/fio6")"
   awk '
     $1 == "randread" && $3 == "writeback" { paired = $8 + 0; row = 1 }
@@ -66,6 +67,11 @@ if command -v fio >/dev/null; then
         print "not ordered: min " mn ", lo " lo ", paired " paired ", hi " hi ", max " mx; exit 1 }
       print "ok: 6 rounds: paired " paired " in [" lo ", " hi "], rounds " mn "-" mx
     }' "$tmp/fio6" || fail "the paired line with 6 rounds: $(tail -n 2 "$tmp/fio6")"
+  # --rounds: fio goes first in every other round, so neither side always
+  # finds the disk as the other left it.
+  order=$(sed -n 's/^ *round \([0-9]*\) (\([a-z, ]*\)):.*/\1:\2/p' "$tmp/fio6" | tr '\n' ';')
+  [ "$order" = "1:ember, fio;2:fio, ember;3:ember, fio;4:fio, ember;5:ember, fio;6:fio, ember;" ] ||
+    fail "the rounds did not alternate who goes first: $order"
   "$bench" --seconds 0.2 --rw randread --cache writeback --qd 32 --file "$tmp/disk.img" --repeat 5 >"$tmp/fio5" 2>&1 ||
     fail "bench-blk with fio, 5 rounds, exited $?: $(tail -n 3 "$tmp/fio5")"
   grep -q '^randread .* writeback ' "$tmp/fio5" || fail "no row with 5 rounds: $(tail -n 2 "$tmp/fio5")"
