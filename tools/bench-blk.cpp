@@ -50,6 +50,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -61,6 +62,7 @@
 #include <fstream>
 #include <optional>
 #include <random>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -105,13 +107,14 @@ struct Options {
     bool disk_load{false};
     bool cpu{false};
     bool rounds{false}; // print every round, in the order its runs went
+    int ember_cpu{-1};  // --ember-cpu: both ember threads on this CPU; fio free
 };
 
 constexpr const char* kUsage =
     "usage: bench-blk [--file PATH] [--size MiB] [--seconds N] [--qd 1,32] "
     "[--rw randread,randwrite] [--cache writeback,none] [--engine uring|sync] [--poll] "
     "[--halt-poll US] [--device-poll US] [--no-fio] [--repeat N] [--masking sigmask,off] "
-    "[--fault-cost] [--disk-load] [--cpu] [--rounds]\n";
+    "[--fault-cost] [--disk-load] [--cpu] [--rounds] [--ember-cpu N]\n";
 
 [[noreturn]] void usage(const char* why) {
     std::fprintf(stderr, "bench-blk: %s\n%s", why, kUsage);
@@ -168,6 +171,8 @@ Options parse_options(int argc, char** argv) {
             o.cpu = true;
         else if (a == "--rounds")
             o.rounds = true;
+        else if (a == "--ember-cpu")
+            o.ember_cpu = static_cast<int>(number_option(a, value(), 0, CPU_SETSIZE - 1));
         else if (a == "--masking") {
             o.masking.clear();
             for (const auto& m : testing::split_list(value())) {
@@ -240,6 +245,7 @@ struct RunResult {
     double seconds;                 // with I/O in flight (for --disk-load)
     double io_thread_cpu{-1};       // CPU seconds per second (for --cpu)
     double driver_cpu{-1};
+    std::string io_thread_cpus; // the CPUs the I/O thread was allowed (for --cpu)
 };
 
 // The id of this process's thread named `comm`, or -1.
@@ -280,7 +286,55 @@ double thread_cpu_seconds(pid_t tid) {
     return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
+// --ember-cpu: the driver thread (this one) and the I/O thread, which
+// inherits this thread's CPU mask when the device starts it, share one CPU,
+// as a vcpu and its disk's I/O thread would if pinned together. The old mask
+// comes back afterwards, so fio runs on every CPU as before.
+class PinnedToCpu {
+  public:
+    explicit PinnedToCpu(int cpu) {
+        if (cpu < 0) return;
+        if (sched_getaffinity(0, sizeof old_, &old_) != 0)
+            throw Error(fmt::format("sched_getaffinity: {}", std::strerror(errno)));
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        if (sched_setaffinity(0, sizeof one, &one) != 0)
+            throw Error(fmt::format("--ember-cpu {}: not a CPU this process may run on ({})", cpu,
+                                    std::strerror(errno)));
+        pinned_ = true;
+    }
+    ~PinnedToCpu() {
+        if (pinned_) sched_setaffinity(0, sizeof old_, &old_);
+    }
+    PinnedToCpu(const PinnedToCpu&) = delete;
+    PinnedToCpu& operator=(const PinnedToCpu&) = delete;
+
+  private:
+    cpu_set_t old_{};
+    bool pinned_{false};
+};
+
+// The CPUs thread TID may run on, in the kernel's list format ("0-3,6", as
+// Cpus_allowed_list in /proc/PID/status); "?" if it is gone.
+std::string allowed_cpus(pid_t tid) {
+    cpu_set_t set;
+    if (tid <= 0 || sched_getaffinity(tid, sizeof set, &set) != 0) return "?";
+    std::string out;
+    for (int c = 0; c < CPU_SETSIZE; ++c) {
+        if (!CPU_ISSET(c, &set)) continue;
+        int last = c;
+        while (last + 1 < CPU_SETSIZE && CPU_ISSET(last + 1, &set))
+            ++last;
+        if (!out.empty()) out += ',';
+        out += last == c ? std::to_string(c) : fmt::format("{}-{}", c, last);
+        c = last;
+    }
+    return out;
+}
+
 RunResult run_ember(const Options& o, bool direct, bool write, unsigned qd, MaskingMode masking) {
+    const PinnedToCpu pinned(o.ember_cpu);
     GuestMemory mem = GuestMemory::flat(32 << 20);
     DiskSpec spec = parse_disk_spec(o.file);
     spec.cache = direct ? DiskSpec::Cache::none : DiskSpec::Cache::writeback;
@@ -353,12 +407,16 @@ RunResult run_ember(const Options& o, bool direct, bool write, unsigned qd, Mask
     const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
     const double io_cpu1 = thread_cpu_seconds(io_tid);
     const double driver_cpu = (thread_cpu_ns() - driver_cpu0) / 1e9 / elapsed;
+    std::string io_cpus = allowed_cpus(io_tid);
     const auto st = device->stats();
     dev.shutdown();
     const double points = static_cast<double>(st.park_points);
     return {static_cast<double>(completed) / elapsed,
-            points / static_cast<double>(std::max<uint64_t>(st.requests, 1)), elapsed,
-            io_cpu0 >= 0 && io_cpu1 >= 0 ? (io_cpu1 - io_cpu0) / elapsed : -1, driver_cpu};
+            points / static_cast<double>(std::max<uint64_t>(st.requests, 1)),
+            elapsed,
+            io_cpu0 >= 0 && io_cpu1 >= 0 ? (io_cpu1 - io_cpu0) / elapsed : -1,
+            driver_cpu,
+            std::move(io_cpus)};
 }
 
 // Nanoseconds per disarmed fault point, net of the loop itself.
@@ -530,6 +588,7 @@ int main(int argc, char** argv) {
                     std::vector<double> park_points;
                     std::vector<bench::DiskLoad> ember_load, fio_load;
                     std::vector<double> io_cpu, driver_cpu, fio_cpu; // first mode only
+                    std::set<std::string> io_cpus_seen;
                     for (unsigned i = 0; i < std::max(1u, o.repeat); ++i) {
                         if (o.fault_cost) {
                             FaultsArmedElsewhere on;
@@ -548,6 +607,7 @@ int main(int argc, char** argv) {
                                     io_cpu.push_back(r.io_thread_cpu);
                                     driver_cpu.push_back(r.driver_cpu);
                                 }
+                                if (m == 0) io_cpus_seen.insert(r.io_thread_cpus);
                                 if (o.masking[m] == MaskingMode::sigmask)
                                     park_points.push_back(r.park_points_per_request);
                             }
@@ -656,10 +716,13 @@ int main(int argc, char** argv) {
                             return v.empty() ? std::string("-")
                                              : fmt::format("{:.0f}%", 100 * median(v));
                         };
+                        std::string where;
+                        for (const auto& c : io_cpus_seen)
+                            where += (where.empty() ? "" : " | ") + c;
                         std::printf("           cpu (medians, of one CPU): ember I/O thread %s, "
-                                    "driver %s; fio %s\n",
+                                    "driver %s; fio %s; I/O thread allowed on CPUs %s\n",
                                     pct(io_cpu).c_str(), pct(driver_cpu).c_str(),
-                                    pct(fio_cpu).c_str());
+                                    pct(fio_cpu).c_str(), where.c_str());
                     }
                     std::fflush(stdout);
                 }

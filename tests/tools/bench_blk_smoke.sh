@@ -36,6 +36,18 @@ grep -q 'round 1' "$tmp/first" && fail "round lines without --rounds"
 cpu=$(grep -c 'cpu (medians, of one CPU): ember I/O thread [0-9]*%, driver [0-9]*%; fio -' "$tmp/first")
 [ "$cpu" = 4 ] || fail "--cpu printed $cpu CPU lines for 4 cells"
 
+# --ember-cpu N confines the I/O thread (and the driver) to CPU N, for the run
+# only: without it the I/O thread may use every CPU this process may.
+grep -q "I/O thread allowed on CPUs $(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/$$/status)\$" "$tmp/first" ||
+  fail "without --ember-cpu the I/O thread was confined: $(grep -m1 'allowed on' "$tmp/first")"
+run "$tmp/pinned" --file "$tmp/disk.img" --qd 32 --rw randread --cpu --ember-cpu 0
+grep -q 'I/O thread allowed on CPUs 0$' "$tmp/pinned" ||
+  fail "--ember-cpu 0 did not confine the I/O thread to CPU 0: $(grep -m1 'allowed on' "$tmp/pinned")"
+"$bench" --no-fio --file "$tmp/disk.img" --seconds 0.2 --rw randread --qd 1 --ember-cpu 1023 >"$tmp/nocpu" 2>&1
+rc=$?
+[ "$rc" = 1 ] && grep -q 'ember-cpu 1023: not a CPU this process may run on' "$tmp/nocpu" ||
+  fail "--ember-cpu 1023 exited $rc: $(tail -n 1 "$tmp/nocpu")"
+
 # An existing file is used whole, whatever --size says.
 run "$tmp/second" --file "$tmp/disk.img" --size 512 --qd 32
 grep -q "using $tmp/disk.img (8 MiB)" "$tmp/second" || fail "an existing --file was not used whole: $(head -n 1 "$tmp/second")"

@@ -44,7 +44,8 @@ expect_usage_error() {
 # options would create it.
 nofile="$tmp/never.img"
 for args in "--seconds abc" "--seconds -1" "--seconds 0" "--seconds nan" "--qd 32x" "--qd 0" \
-  "--qd 81" "--qd 1,,32" "--repeat 0" "--repeat -3" "--size 0" "--halt-poll 10001" "--device-poll x"; do
+  "--qd 81" "--qd 1,,32" "--repeat 0" "--repeat -3" "--size 0" "--halt-poll 10001" "--device-poll x" \
+  "--ember-cpu -1" "--ember-cpu 1024"; do
   flag=${args%% *}
   # shellcheck disable=SC2086 # ARGS is split on purpose
   expect_usage_error "$blk" "$flag" --no-fio --file "$nofile" $args
