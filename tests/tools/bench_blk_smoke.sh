@@ -6,13 +6,7 @@
 # ember runs, except the last check: the paired rounds' interval needs fio.
 #   bench_blk_smoke.sh BENCH_BLK
 bench=${1:?usage: bench_blk_smoke.sh BENCH_BLK}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-bad=0
-fail() {
-  echo "FAIL: $*"
-  bad=$((bad + 1))
-}
+. "$(dirname "$0")/check.sh"
 run() { # run OUT ARGS...: bench-blk with ARGS, its stdout and stderr in OUT
   out=$1
   shift
@@ -92,5 +86,4 @@ else
   fail "fio is not installed (tools/install-deps installs it)"
 fi
 
-[ "$bad" = 0 ] && echo "bench-blk smoke: all checks passed"
-[ "$bad" = 0 ]
+finish "bench-blk smoke"

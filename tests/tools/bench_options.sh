@@ -9,13 +9,7 @@
 blk=${1:?usage: bench_options.sh BENCH_BLK BENCH_CHECKPOINT CRASH_NATIVE}
 ckpt=${2:?}
 crash=${3:?}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-bad=0
-fail() {
-  echo "FAIL: $*"
-  bad=$((bad + 1))
-}
+. "$(dirname "$0")/check.sh"
 
 for prog in "$blk" "$ckpt" "$crash"; do
   name=$(basename "$prog")
@@ -68,5 +62,4 @@ for args in "--runs 0" "--runs 5x" "--qd 65" "--seed -1" "--hang-ms abc"; do
   expect_usage_error "$crash" "$flag" $args
 done
 
-[ "$bad" = 0 ] && echo "bench options: all checks passed"
-[ "$bad" = 0 ]
+finish "bench options"
