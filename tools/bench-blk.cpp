@@ -143,11 +143,9 @@ Options parse_options(int argc, char** argv) {
             o.size_mib = number_option(a, value(), 1, 1u << 20);
         else if (a == "--seconds")
             o.seconds = testing::decimal_option(a, value(), 0.05, 3600);
-        else if (a == "--qd") {
-            o.qds.clear();
-            for (const auto& q : testing::split_list(value()))
-                o.qds.push_back(static_cast<unsigned>(number_option("--qd", q, 1, 80)));
-        } else if (a == "--rw")
+        else if (a == "--qd")
+            o.qds = testing::number_list_option(a, value(), 1, 80);
+        else if (a == "--rw")
             o.rws = testing::split_list(value());
         else if (a == "--cache")
             o.caches = testing::split_list(value());

@@ -37,15 +37,6 @@ struct Options {
     unsigned repeat{15};
 };
 
-// "--inflight 0,8,32": each item a whole number in [min, max].
-std::vector<unsigned> split_uints(const std::string& flag, const std::string& s, unsigned min,
-                                  unsigned max) {
-    std::vector<unsigned> out;
-    for (const auto& item : split_list(s))
-        out.push_back(static_cast<unsigned>(number_option(flag, item, min, max)));
-    return out;
-}
-
 constexpr const char* kUsage =
     "usage: bench-checkpoint [--inflight 0,8,32] [--latency-ms MIN,MAX] [--repeat N]\n";
 
@@ -62,9 +53,9 @@ Options parse_options(int argc, char** argv) {
             std::exit(0);
         } else if (a == "--inflight") {
             // 3 descriptors per request in a 256-entry queue.
-            o.inflight = split_uints(a, value(), 0, 80);
+            o.inflight = number_list_option(a, value(), 0, 80);
         } else if (a == "--latency-ms") {
-            const auto v = split_uints(a, value(), 0, 60000);
+            const auto v = number_list_option(a, value(), 0, 60000);
             if (v.size() != 2 || v[0] > v[1]) throw UsageError("--latency-ms takes MIN,MAX");
             o.min_ms = v[0];
             o.max_ms = v[1];

@@ -50,6 +50,16 @@ inline uint64_t number_option(const std::string& flag, const std::string& v, uin
     return n;
 }
 
+// FLAG's value V as a comma-separated list of whole numbers, each in
+// [min, max] ("--qd 1,32").
+inline std::vector<unsigned> number_list_option(const std::string& flag, const std::string& v,
+                                                unsigned min, unsigned max) {
+    std::vector<unsigned> out;
+    for (const auto& item : split_list(v))
+        out.push_back(static_cast<unsigned>(number_option(flag, item, min, max)));
+    return out;
+}
+
 // FLAG's value V as a decimal number in [min, max] ("--seconds 0.3").
 inline double decimal_option(const std::string& flag, const std::string& v, double min,
                              double max) {
