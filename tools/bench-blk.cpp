@@ -47,6 +47,8 @@
 // default on x86).
 // --device-poll US gives the O_DIRECT (cache=none) cells the disk option
 // poll=US: the I/O thread spins up to US microseconds before it sleeps.
+// --iothread-cpu N gives the disk the option iothread-cpu=N: its I/O thread
+// runs on CPU N, the driver thread where --ember-cpu or the kernel puts it.
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -78,8 +80,10 @@
 #include "tests/support/guest_driver.h"
 #include "tests/support/masking_cost.h"
 #include "tests/support/options.h"
+#include "tests/support/threads.h"
 #include "tools/disk_load.h"
 #include "tools/round_stats.h"
+#include "vmm/cpu_affinity.h"
 #include "vmm/errors.h"
 #include "vmm/fault/fault_points.h"
 
@@ -108,13 +112,15 @@ struct Options {
     bool cpu{false};
     bool rounds{false}; // print every round, in the order its runs went
     int ember_cpu{-1};  // --ember-cpu: both ember threads on this CPU; fio free
+    std::optional<uint32_t> iothread_cpu; // --iothread-cpu: the disk's iothread-cpu=
 };
 
 constexpr const char* kUsage =
     "usage: bench-blk [--file PATH] [--size MiB] [--seconds N] [--qd 1,32] "
     "[--rw randread,randwrite] [--cache writeback,none] [--engine uring|sync] [--poll] "
     "[--halt-poll US] [--device-poll US] [--no-fio] [--repeat N] [--masking sigmask,off] "
-    "[--fault-cost] [--disk-load] [--cpu] [--rounds] [--ember-cpu N]\n";
+    "[--fault-cost] [--disk-load] [--cpu] [--rounds] [--ember-cpu N] "
+    "[--iothread-cpu N]\n";
 
 [[noreturn]] void usage(const char* why) {
     std::fprintf(stderr, "bench-blk: %s\n%s", why, kUsage);
@@ -171,6 +177,8 @@ Options parse_options(int argc, char** argv) {
             o.rounds = true;
         else if (a == "--ember-cpu")
             o.ember_cpu = static_cast<int>(number_option(a, value(), 0, CPU_SETSIZE - 1));
+        else if (a == "--iothread-cpu")
+            o.iothread_cpu = static_cast<uint32_t>(number_option(a, value(), 0, CPU_SETSIZE - 1));
         else if (a == "--masking") {
             o.masking.clear();
             for (const auto& m : testing::split_list(value())) {
@@ -246,24 +254,6 @@ struct RunResult {
     std::string io_thread_cpus; // the CPUs the I/O thread was allowed (for --cpu)
 };
 
-// The id of this process's thread named `comm`, or -1.
-pid_t find_thread(std::string_view comm) {
-    DIR* dir = ::opendir("/proc/self/task");
-    if (dir == nullptr) return -1;
-    pid_t found = -1;
-    while (const dirent* e = ::readdir(dir)) {
-        if (e->d_name[0] == '.') continue;
-        std::ifstream in(fmt::format("/proc/self/task/{}/comm", e->d_name));
-        std::string name;
-        if (std::getline(in, name) && name == comm) {
-            found = static_cast<pid_t>(std::stol(e->d_name));
-            break;
-        }
-    }
-    ::closedir(dir);
-    return found;
-}
-
 // CPU seconds (user + system) thread `tid` of this process has used, or -1.
 double thread_cpu_seconds(pid_t tid) {
     if (tid < 0) return -1;
@@ -313,24 +303,6 @@ class PinnedToCpu {
     bool pinned_{false};
 };
 
-// The CPUs thread TID may run on, in the kernel's list format ("0-3,6", as
-// Cpus_allowed_list in /proc/PID/status); "?" if it is gone.
-std::string allowed_cpus(pid_t tid) {
-    cpu_set_t set;
-    if (tid <= 0 || sched_getaffinity(tid, sizeof set, &set) != 0) return "?";
-    std::string out;
-    for (int c = 0; c < CPU_SETSIZE; ++c) {
-        if (!CPU_ISSET(c, &set)) continue;
-        int last = c;
-        while (last + 1 < CPU_SETSIZE && CPU_ISSET(last + 1, &set))
-            ++last;
-        if (!out.empty()) out += ',';
-        out += last == c ? std::to_string(c) : fmt::format("{}-{}", c, last);
-        c = last;
-    }
-    return out;
-}
-
 RunResult run_ember(const Options& o, bool direct, bool write, unsigned qd, MaskingMode masking) {
     const PinnedToCpu pinned(o.ember_cpu);
     GuestMemory mem = GuestMemory::flat(32 << 20);
@@ -340,6 +312,7 @@ RunResult run_ember(const Options& o, bool direct, bool write, unsigned qd, Mask
     // poll= is for O_DIRECT only (check_disk_spec); the page-cache cells run
     // without it.
     spec.poll_us = direct && spec.engine == DiskSpec::Engine::uring ? o.device_poll_us : 0;
+    spec.iothread_cpu = o.iothread_cpu;
     auto disk = BlockDisk::open(spec);
     const uint64_t blocks = disk.size_bytes() / 4096;
     auto blk = std::make_unique<VirtioBlock>(std::move(disk));
@@ -405,7 +378,7 @@ RunResult run_ember(const Options& o, bool direct, bool write, unsigned qd, Mask
     const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
     const double io_cpu1 = thread_cpu_seconds(io_tid);
     const double driver_cpu = (thread_cpu_ns() - driver_cpu0) / 1e9 / elapsed;
-    std::string io_cpus = allowed_cpus(io_tid);
+    std::string io_cpus = thread_cpu_list(io_tid);
     const auto st = device->stats();
     dev.shutdown();
     const double points = static_cast<double>(st.park_points);

@@ -62,6 +62,7 @@ embed::VmConfig to_embed(const VmConfig& c) {
         disk.engine = d.engine == DiskSpec::Engine::sync ? embed::DiskConfig::Engine::sync
                                                          : embed::DiskConfig::Engine::uring;
         disk.poll_us = d.poll_us;
+        disk.iothread_cpu = d.iothread_cpu;
         out.disks.push_back(std::move(disk));
     }
     out.console = console_of(c.console);

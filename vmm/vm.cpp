@@ -329,13 +329,15 @@ nlohmann::json Vm::config_to_json(const VmConfig& c) {
     for (const auto& d : c.disks) {
         std::error_code ec;
         const auto size = std::filesystem::file_size(d.path, ec);
-        disks.push_back({{"path", d.path},
-                         {"readonly", d.readonly},
-                         {"id", d.id},
-                         {"cache", d.cache == DiskSpec::Cache::none ? "none" : "writeback"},
-                         {"engine", d.engine == DiskSpec::Engine::sync ? "sync" : "uring"},
-                         {"poll_us", d.poll_us},
-                         {"size", ec ? 0 : size}});
+        nlohmann::json disk{{"path", d.path},
+                            {"readonly", d.readonly},
+                            {"id", d.id},
+                            {"cache", d.cache == DiskSpec::Cache::none ? "none" : "writeback"},
+                            {"engine", d.engine == DiskSpec::Engine::sync ? "sync" : "uring"},
+                            {"poll_us", d.poll_us},
+                            {"size", ec ? 0 : size}};
+        if (d.iothread_cpu) disk["iothread_cpu"] = *d.iothread_cpu;
+        disks.push_back(std::move(disk));
     }
     return {{"kernel", c.kernel.string()}, {"cmdline", c.cmdline}, {"cpus", c.cpus}, {"mem_bytes", c.mem_bytes},
             {"disks", disks}};
@@ -359,6 +361,8 @@ VmConfig Vm::config_from_json(const nlohmann::json& j) {
             s.engine = d.at("engine").get<std::string>() == "sync" ? DiskSpec::Engine::sync : DiskSpec::Engine::uring;
             // Absent in checkpoints from before poll= existed.
             s.poll_us = d.value("poll_us", uint32_t{0});
+            // Absent: not placed (also in checkpoints from before it existed).
+            if (d.contains("iothread_cpu")) s.iothread_cpu = d.at("iothread_cpu").get<uint32_t>();
             try {
                 check_disk_spec(s);
             } catch (const DiskSpecError& e) {

@@ -4,6 +4,8 @@
 
 #include <charconv>
 
+#include "vmm/cpu_affinity.h"
+
 namespace ember {
 
 DiskSpec parse_disk_spec(std::string_view text) {
@@ -12,10 +14,11 @@ DiskSpec parse_disk_spec(std::string_view text) {
     spec.path = std::string(text.substr(0, pos));
     if (spec.path.empty())
         throw DiskSpecError(fmt::format("disk '{}': the path is missing (PATH[,readonly][,id=NAME]"
-                                        "[,cache=writeback|none][,engine=uring|sync][,poll=US])",
+                                        "[,cache=writeback|none][,engine=uring|sync][,poll=US]"
+                                        "[,iothread-cpu=N])",
                                         text));
     bool seen_id = false, seen_cache = false, seen_engine = false, seen_ro = false,
-         seen_poll = false;
+         seen_poll = false, seen_cpu = false;
     while (pos != std::string_view::npos) {
         const size_t start = pos + 1;
         pos = text.find(',', start);
@@ -65,10 +68,18 @@ DiskSpec parse_disk_spec(std::string_view text) {
                     fmt::format("disk '{}': poll '{}' is not a number of microseconds from 0 to {}",
                                 text, value, kMaxPollUs));
             spec.poll_us = us;
+        } else if (key == "iothread-cpu" && eq != std::string_view::npos) {
+            once(seen_cpu);
+            uint32_t cpu = 0;
+            const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), cpu);
+            if (value.empty() || ec != std::errc{} || end != value.data() + value.size())
+                throw DiskSpecError(
+                    fmt::format("disk '{}': iothread-cpu '{}' is not a CPU number", text, value));
+            spec.iothread_cpu = cpu;
         } else {
             throw DiskSpecError(fmt::format(
                 "disk '{}': unknown option '{}' (known: readonly, id=NAME, cache=writeback|none, "
-                "engine=uring|sync, poll=US)",
+                "engine=uring|sync, poll=US, iothread-cpu=N)",
                 text, part));
         }
     }
@@ -76,7 +87,20 @@ DiskSpec parse_disk_spec(std::string_view text) {
     return spec;
 }
 
-void check_disk_spec(const DiskSpec& spec) {
+namespace {
+void check_iothread_cpu(const DiskSpec& spec) {
+    if (!spec.iothread_cpu) return;
+    const uint32_t cpu = *spec.iothread_cpu;
+    const cpu_set_t allowed = process_cpus();
+    // Here rather than when the thread starts: a guest must not boot with a
+    // disk whose thread cannot be placed as asked.
+    if (cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, &allowed))
+        throw DiskSpecError(fmt::format("disk {}: iothread-cpu={} is not a CPU ember may run on "
+                                        "(allowed: {})",
+                                        spec.path, cpu, cpu_list(allowed)));
+}
+
+void check_poll(const DiskSpec& spec) {
     if (spec.poll_us == 0) return;
     if (spec.poll_us > kMaxPollUs)
         throw DiskSpecError(fmt::format("disk {}: poll {} us is more than {} us", spec.path,
@@ -91,6 +115,12 @@ void check_disk_spec(const DiskSpec& spec) {
     // The synchronous engine has nothing in flight to poll for.
     if (spec.engine != DiskSpec::Engine::uring)
         throw DiskSpecError(fmt::format("disk {}: poll= needs engine=uring", spec.path));
+}
+} // namespace
+
+void check_disk_spec(const DiskSpec& spec) {
+    check_poll(spec);
+    check_iothread_cpu(spec);
 }
 
 } // namespace ember

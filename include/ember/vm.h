@@ -62,6 +62,9 @@ struct DiskConfig {
     // spins. At most 10000; needs Cache::none and Engine::uring. Costs CPU
     // for lower latency (README "The block device").
     uint32_t poll_us = 0;
+    // The host CPU the disk's I/O thread runs on (one of those the process
+    // may run on); unset: wherever the kernel puts it.
+    std::optional<uint32_t> iothread_cpu{};
 };
 
 // Where the guest's serial console (ttyS0, COM1) goes.

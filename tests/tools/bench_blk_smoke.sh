@@ -41,6 +41,10 @@ grep -q 'I/O thread allowed on CPUs 0$' "$tmp/pinned" ||
 rc=$?
 [ "$rc" = 1 ] && grep -q 'ember-cpu 1023: not a CPU this process may run on' "$tmp/nocpu" ||
   fail "--ember-cpu 1023 exited $rc: $(tail -n 1 "$tmp/nocpu")"
+# --iothread-cpu N is the disk option iothread-cpu=N: the I/O thread alone on N.
+run "$tmp/placed" --file "$tmp/disk.img" --qd 32 --rw randread --cpu --iothread-cpu 0
+grep -q 'I/O thread allowed on CPUs 0$' "$tmp/placed" ||
+  fail "--iothread-cpu 0 did not place the I/O thread on CPU 0: $(grep -m1 'allowed on' "$tmp/placed")"
 
 # An existing file is used whole, whatever --size says.
 run "$tmp/second" --file "$tmp/disk.img" --size 512 --qd 32

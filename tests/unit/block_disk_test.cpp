@@ -7,9 +7,12 @@
 
 #include <string>
 
+#include <fmt/format.h>
+
 #include "devices/block/block_disk.h"
 #include "devices/block/disk_spec.h"
 #include "tests/support/block_rig.h"
+#include "vmm/cpu_affinity.h"
 
 using namespace ember;
 using namespace ember::testing;
@@ -73,6 +76,55 @@ TEST_CASE("parse_disk_spec: poll= needs a number, cache=none and io_uring") {
     CHECK_THROWS_AS(check_disk_spec(s), DiskSpecError);
     s.poll_us = kMaxPollUs;
     CHECK_NOTHROW(check_disk_spec(s));
+}
+
+TEST_CASE("parse_disk_spec: iothread-cpu= names a CPU this process may run on") {
+    const cpu_set_t allowed = process_cpus();
+    unsigned first = 0;
+    while (!CPU_ISSET(first, &allowed))
+        ++first;
+    const auto spec = parse_disk_spec("d.img,iothread-cpu=" + std::to_string(first));
+    REQUIRE(spec.iothread_cpu.has_value());
+    CHECK(*spec.iothread_cpu == first);
+    CHECK_FALSE(parse_disk_spec("d.img").iothread_cpu.has_value());
+
+    CHECK(contains(error_of([] { parse_disk_spec("d.img,iothread-cpu=x"); }),
+                   "iothread-cpu 'x' is not a CPU number"));
+    CHECK(contains(error_of([] { parse_disk_spec("d.img,iothread-cpu="); }), "iothread-cpu ''"));
+    CHECK(
+        contains(error_of([] { parse_disk_spec("d.img,iothread-cpu=-1"); }), "iothread-cpu '-1'"));
+    CHECK(
+        contains(error_of([] { parse_disk_spec("d.img,iothread-cpu=1x"); }), "iothread-cpu '1x'"));
+    CHECK(contains(error_of([] { parse_disk_spec("d.img,iothread-cpu=0,iothread-cpu=0"); }),
+                   "given twice"));
+    // Beyond what a mask holds, and a CPU outside this process's mask: the
+    // message names the CPUs it may use.
+    const std::string beyond = error_of([] { parse_disk_spec("d.img,iothread-cpu=99999"); });
+    CHECK(contains(beyond, "iothread-cpu=99999 is not a CPU ember may run on"));
+    CHECK(contains(beyond, "(allowed: " + cpu_list(allowed) + ")"));
+    unsigned outside = CPU_SETSIZE - 1;
+    while (outside > 0 && CPU_ISSET(outside, &allowed))
+        --outside;
+    REQUIRE_FALSE(CPU_ISSET(outside, &allowed));
+    DiskSpec s;
+    s.path = "d.img";
+    s.iothread_cpu = outside;
+    CHECK(contains(error_of([&] { check_disk_spec(s); }),
+                   fmt::format("iothread-cpu={} is not a CPU ember may run on", outside)));
+    s.iothread_cpu = first;
+    CHECK_NOTHROW(check_disk_spec(s));
+}
+
+TEST_CASE("cpu_list: the kernel's list format") {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CHECK(cpu_list(set) == "none");
+    for (int c : {0, 1, 2, 3, 6, 9, 10})
+        CPU_SET(c, &set);
+    CHECK(cpu_list(set) == "0-3,6,9-10");
+    CPU_ZERO(&set);
+    CPU_SET(CPU_SETSIZE - 1, &set);
+    CHECK(cpu_list(set) == std::to_string(CPU_SETSIZE - 1));
 }
 
 TEST_CASE("parse_disk_spec: errors name the bad part") {

@@ -141,6 +141,7 @@ std::vector<fault::FaultSpec> to_internal(const std::vector<std::string>& faults
         spec.engine = d.engine == DiskConfig::Engine::sync ? DiskSpec::Engine::sync
                                                             : DiskSpec::Engine::uring;
         spec.poll_us = d.poll_us;
+        spec.iothread_cpu = d.iothread_cpu;
         check_disk_spec(spec);
         // As BlockDisk does for the GET_ID string; here so that a checkpoint
         // records the id a restore override names.

@@ -76,3 +76,10 @@ run_disk bad-option "$good,bogus"
 expect_rc 2 && expect_stderr 'bogus'
 [ ! -s "$OUT" ] || _unmet "the guest started"
 check disk-cli-unknown-option
+
+# iothread-cpu= naming a CPU ember may not run on: a usage error that names
+# the CPUs it may use.
+run_disk bad-iothread-cpu "$good,iothread-cpu=99999"
+expect_rc 2 && expect_stderr 'iothread-cpu=99999' && expect_stderr 'allowed: '
+[ ! -s "$OUT" ] || _unmet "the guest started"
+check disk-cli-iothread-cpu-unavailable

@@ -4,12 +4,14 @@
 #   vda  16 MiB writable, zero-filled         (--disk rw16.img,id=rw16)
 #   vdb  24 MiB readonly, with random pieces   (--disk ro24.img,readonly,id=ro24,cache=none:
 #        O_DIRECT on the host, one piece at an offset that is not page-aligned)
-#   vdc..vdh  1..6 MiB, each named in its last sector (--disk vdX.img,id=vdX)
+#   vdc..vdh  1..6 MiB, each named in its last sector (--disk vdX.img,id=vdX;
+#        vdh with iothread-cpu= the last CPU ember may use)
 # Checks: the kernel finds all through ACPI (LNRO0005) with the right sizes and
 # GET_ID serials; it reads the pieces the host put in vdb bit-exact; what it
 # copies onto vda (page cache, O_DIRECT, sub-page) reaches the host image
 # bit-exact and nowhere else; vdb is read-only in the guest, writes to it fail
-# and its image is unchanged. Guest half: tests/e2e/guest/disk-io.sh.
+# and its image is unchanged; vdh's I/O thread runs on the CPU asked for, the
+# others where ember may run. Guest half: tests/e2e/guest/disk-io.sh.
 . "$E2E_DIR/lib.sh"
 
 rw="$SCRATCH/rw16.img"
@@ -66,8 +68,34 @@ for n in vdc vdd vde vdf vdg vdh; do
   k=$((k + 1))
 done
 
+# vdh's I/O thread is placed on the last CPU ember may use (iothread-cpu=).
+# While the guest runs, the CPU lists of ember's ember-blk-io threads are
+# sampled from /proc twice a second, one sorted line per sample.
+allowed=$(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status)
+last_cpu=$(echo "$allowed" | tr ',-' '\n\n' | tail -n 1)
+extra="${extra},iothread-cpu=$last_cpu"
+samples="$WORK/io-thread-cpus.txt"
+: >"$samples"
+(
+  while :; do
+    for p in /proc/[0-9]*; do
+      # Not pgrep: the sandbox's BusyBox has none.
+      [ "$(cat "$p/comm" 2>/dev/null)" = ember ] || continue
+      for t in "$p"/task/*; do
+        [ "$(cat "$t/comm" 2>/dev/null)" = ember-blk-io ] || continue
+        sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' "$t/status" 2>/dev/null
+      done | sort | tr '\n' ' '
+      echo
+    done >>"$samples"
+    sleep 0.5
+  done
+) &
+sampler=$!
+
 # shellcheck disable=SC2086 # $extra: the scratch paths hold no blanks
 boot_guest disk-io cloud 1 disk-io --disk "$rw,id=rw16" --disk "$ro,$ro_opts" $extra
+kill "$sampler" 2>/dev/null
+wait "$sampler" 2>/dev/null
 echo "e2e: guest saw: $(tr -d '\r' <"$OUT" | grep -a 'EMBER-DISK found' | sed 's/.*EMBER-DISK found //' | tr '\n' ';')"
 
 # 1. Both disks, in --disk order, sized right, found through ACPI.
@@ -86,6 +114,14 @@ for n in vdc vdd vde vdf vdg vdh; do
 done
 expect_stdout 'EMBER-DISK tails vdc=ember-vdc vdd=ember-vdd vde=ember-vde vdf=ember-vdf vdg=ember-vdg vdh=ember-vdh'
 check disk-detect-eight-disks
+
+# iothread-cpu=: while all eight disks ran, vdh's I/O thread was on the last
+# CPU alone and the other seven could run on every CPU ember may use. With
+# one CPU allowed, all eight show it.
+want=$( (echo "$last_cpu"; for _ in 1 2 3 4 5 6 7; do echo "$allowed"; done) | sort | tr '\n' ' ')
+grep -q -x -F -- "$want" "$samples" ||
+  _unmet "no sample showed eight I/O threads on '$want' (ember's CPUs: $allowed); the last ones: $(grep -v '^$' "$samples" | tail -n 3 | tr '\n' '|')"
+check disk-iothread-cpu
 
 # The serial (VIRTIO_BLK_T_GET_ID) is the id= given.
 expect_stdout 'EMBER-DISK found vda .* serial=rw16 ' && expect_stdout 'EMBER-DISK found vdb .* serial=ro24 '
