@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "vmm/console.h"
+#include "vmm/cpu_affinity.h"
 #include "vmm/platform.h"
 #include "vmm/snapshot/snapshot.h"
 
@@ -108,6 +109,25 @@ uint64_t parse_size(std::string_view text, std::string_view option) {
     return value << shift;
 }
 
+std::vector<uint32_t> parse_cpu_numbers(std::string_view text, std::string_view option) {
+    std::vector<uint32_t> out;
+    size_t start = 0;
+    while (true) {
+        const size_t comma = text.find(',', start);
+        const auto part =
+            text.substr(start, comma == std::string_view::npos ? comma : comma - start);
+        uint32_t cpu = 0;
+        const auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), cpu);
+        if (part.empty() || ec != std::errc{} || end != part.data() + part.size())
+            throw UsageError(fmt::format("{} {}: '{}' is not a host CPU number (give one per vcpu, "
+                                         "e.g. 2,3)",
+                                         option, text, part));
+        out.push_back(cpu);
+        if (comma == std::string_view::npos) return out;
+        start = comma + 1;
+    }
+}
+
 Command parse_command_line(const std::vector<std::string>& args) {
     CLI::App app{"ember: a minimal KVM virtual machine monitor", "ember"};
     app.require_subcommand(0, 1);
@@ -124,6 +144,7 @@ Command parse_command_line(const std::vector<std::string>& args) {
     auto* run = app.add_subcommand("run", "boot a guest kernel");
     std::string kernel, initrd, cmdline = kDefaultCmdline, mem = "512M", console = "stdio";
     uint32_t cpus = 1;
+    std::string vcpu_cpus;
     std::vector<std::string> disks;
     bool virtio_cmdline = false, verbose = false;
     run->add_option("--kernel", kernel, "guest kernel: bzImage or ELF vmlinux")->required();
@@ -131,6 +152,9 @@ Command parse_command_line(const std::vector<std::string>& args) {
     run->add_option("--cmdline", cmdline, "kernel command line (replaces the default)")
         ->default_str(kDefaultCmdline);
     run->add_option("--cpus", cpus, "number of vcpus (1-254)")->default_val(1);
+    auto* vcpu_cpus_opt = run->add_option(
+        "--vcpu-cpus", vcpu_cpus,
+        "host CPU of each vcpu thread, one per vcpu in vcpu order, e.g. 2,3 (default: not placed)");
     run->add_option("--mem", mem, "guest memory, e.g. 512M or 2G")->default_str("512M");
     run->add_option("--disk", disks,
                     "virtio block device "
@@ -227,6 +251,14 @@ Command parse_command_line(const std::vector<std::string>& args) {
     c.cmdline = cmdline;
     if (cpus < 1 || cpus > kMaxCpus) throw UsageError(fmt::format("--cpus {}: must be between 1 and {}", cpus, kMaxCpus));
     c.cpus = cpus;
+    if (vcpu_cpus_opt->count() > 0) {
+        c.vcpu_cpus = parse_cpu_numbers(vcpu_cpus, "--vcpu-cpus");
+        try {
+            check_vcpu_cpus(c.vcpu_cpus, c.cpus);
+        } catch (const Error& e) {
+            throw UsageError(fmt::format("--vcpu-cpus {}: {}", vcpu_cpus, e.what()));
+        }
+    }
     c.mem_bytes = parse_size(mem, "--mem");
     if (c.mem_bytes < kMinMemBytes)
         throw UsageError(fmt::format("--mem {}: a guest needs at least {} MiB", mem, kMinMemBytes >> 20));

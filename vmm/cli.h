@@ -76,4 +76,9 @@ Command parse_command_line(const std::vector<std::string>& args);
 // "512M", "2G", "1024K", "4096" (MiB when there is no suffix). Throws UsageError.
 uint64_t parse_size(std::string_view text, std::string_view option);
 
+// "2,3": one host CPU number per vcpu (--vcpu-cpus), in vcpu order; checked
+// here only as numbers (check_vcpu_cpus checks them against the host).
+// Throws UsageError.
+std::vector<uint32_t> parse_cpu_numbers(std::string_view text, std::string_view option);
+
 } // namespace ember

@@ -51,6 +51,7 @@ embed::VmConfig to_embed(const VmConfig& c) {
     out.initrd = c.initrd;
     out.cmdline = c.cmdline;
     out.cpus = c.cpus;
+    out.vcpu_cpus = c.vcpu_cpus;
     out.memory_bytes = c.mem_bytes;
     for (const auto& d : c.disks) {
         embed::DiskConfig disk;

@@ -17,6 +17,24 @@ cpu_set_t process_cpus() {
     return set;
 }
 
+bool process_may_use_cpu(uint32_t cpu) {
+    const cpu_set_t allowed = process_cpus();
+    return cpu < CPU_SETSIZE && CPU_ISSET(cpu, &allowed);
+}
+
+void check_vcpu_cpus(const std::vector<uint32_t>& host_cpus, uint32_t vcpus) {
+    if (host_cpus.empty()) return;
+    if (host_cpus.size() != vcpus)
+        throw Error(fmt::format("vcpu placement: {} host CPUs given for {} vcpus (one per vcpu, "
+                                "in vcpu order)",
+                                host_cpus.size(), vcpus));
+    for (size_t i = 0; i < host_cpus.size(); ++i)
+        if (!process_may_use_cpu(host_cpus[i]))
+            throw Error(fmt::format("vcpu placement: vcpu {} on host CPU {}, which ember may not "
+                                    "run on (allowed: {})",
+                                    i, host_cpus[i], cpu_list(process_cpus())));
+}
+
 std::string cpu_list(const cpu_set_t& set) {
     std::string out;
     for (int c = 0; c < CPU_SETSIZE; ++c) {
@@ -47,6 +65,13 @@ void pin_thread(pthread_t thread, unsigned cpu) {
     if (const int err = ::pthread_setaffinity_np(thread, sizeof one, &one); err != 0)
         throw SystemError(fmt::format("placing a thread on CPU {} (pthread_setaffinity_np)", cpu),
                           err);
+}
+
+void allow_thread_cpus(pthread_t thread, const cpu_set_t& cpus) {
+    if (const int err = ::pthread_setaffinity_np(thread, sizeof cpus, &cpus); err != 0)
+        throw SystemError(
+            fmt::format("letting a thread run on CPUs {} (pthread_setaffinity_np)", cpu_list(cpus)),
+            err);
 }
 
 } // namespace ember

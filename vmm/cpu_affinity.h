@@ -1,12 +1,14 @@
 // Which host CPUs a thread may run on: the one place ember reads and sets CPU
-// masks (a disk's iothread-cpu=, the benchmarks' reports).
+// masks (a disk's iothread-cpu=, --vcpu-cpus, the benchmarks' reports).
 #pragma once
 
 #include <pthread.h>
 #include <sched.h>
 #include <sys/types.h>
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 namespace ember {
 
@@ -14,6 +16,14 @@ namespace ember {
 // thread ember starts inherits unless it is placed elsewhere. Cgroup cpusets
 // and a `taskset` around ember both show here. Throws SystemError.
 cpu_set_t process_cpus();
+
+// Whether this process may run on host CPU `cpu` (in process_cpus()).
+bool process_may_use_cpu(uint32_t cpu);
+
+// Checks a vcpu placement: one host CPU per vcpu, in vcpu order, each one
+// this process may run on. Throws Error naming the vcpu and the CPUs
+// allowed.
+void check_vcpu_cpus(const std::vector<uint32_t>& host_cpus, uint32_t vcpus);
 
 // A mask in the kernel's list format ("0-3,6", as Cpus_allowed_list in
 // /proc/PID/status); "none" when it is empty.
@@ -24,5 +34,7 @@ std::string thread_cpu_list(pid_t tid);
 
 // Restricts `thread` to `cpu`. Throws SystemError naming the CPU.
 void pin_thread(pthread_t thread, unsigned cpu);
+// Lets `thread` run on every CPU in `cpus`. Throws SystemError.
+void allow_thread_cpus(pthread_t thread, const cpu_set_t& cpus);
 
 } // namespace ember

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "vmm/cpu_affinity.h"
 #include "vmm/errors.h"
 #include "vmm/log.h"
 
@@ -28,6 +29,8 @@ void VcpuThread::start() {
     thread_ = std::thread([this] {
         pthread_setname_np(pthread_self(), fmt::format("vcpu{}", vcpu_->id()).c_str());
         try {
+            // Before the first KVM_RUN, so the guest never runs elsewhere.
+            if (host_cpu_) pin_thread(pthread_self(), *host_cpu_);
             loop();
         } catch (const std::exception& e) {
             exits_.report(ExitReason::error, fmt::format("vcpu {}: {}", vcpu_->id(), e.what()));

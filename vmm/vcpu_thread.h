@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -20,8 +21,11 @@ namespace ember {
 
 class VcpuThread final {
 public:
-    VcpuThread(std::unique_ptr<KvmVcpu> vcpu, const IoBus& pio, const IoBus& mmio, ExitMonitor& exits)
-        : vcpu_(std::move(vcpu)), pio_(pio), mmio_(mmio), exits_(exits) {}
+    // host_cpu: the one host CPU the thread runs on (--vcpu-cpus); unset:
+    // wherever the process may.
+    VcpuThread(std::unique_ptr<KvmVcpu> vcpu, const IoBus& pio, const IoBus& mmio, ExitMonitor& exits,
+               std::optional<uint32_t> host_cpu = std::nullopt)
+        : vcpu_(std::move(vcpu)), pio_(pio), mmio_(mmio), exits_(exits), host_cpu_(host_cpu) {}
     ~VcpuThread();
 
     KvmVcpu& vcpu() noexcept { return *vcpu_; }
@@ -52,6 +56,7 @@ private:
     const IoBus& pio_;
     const IoBus& mmio_;
     ExitMonitor& exits_;
+    const std::optional<uint32_t> host_cpu_;
     void request(State s);
     void park();
 

@@ -16,14 +16,15 @@
 #include "vmm/boot/kernel_image.h"
 #include "vmm/boot/memory_map.h"
 #include "vmm/boot/x86_boot.h"
+#include "vmm/cpu_affinity.h"
 #include "vmm/cpuid.h"
 #include "vmm/fault/fault_points.h"
 #include "vmm/fault/io_supervisor.h"
 #include "vmm/log.h"
 #include "vmm/platform.h"
 #include "vmm/snapshot/disk_copy.h"
-#include "vmm/vcpu_describe.h"
 #include "vmm/snapshot/snapshot.h"
+#include "vmm/vcpu_describe.h"
 
 namespace ember {
 namespace {
@@ -191,11 +192,18 @@ void Vm::create_vcpus() {
     VcpuThread::install_kick_handler();
     const auto supported = kvm_.supported_cpuid();
     msr_indices_ = kvm_.msr_index_list();
+    // Every way in (CLI, libember, a checkpoint) checked it already; this is
+    // the last word before the threads exist.
+    check_vcpu_cpus(config_.vcpu_cpus, config_.cpus);
     for (uint32_t i = 0; i < config_.cpus; ++i) {
         auto vcpu = std::make_unique<KvmVcpu>(vm_, i);
         vcpu_cpuid_.push_back(vcpu_cpuid(supported, i, config_.cpus));
         vcpu->set_cpuid(vcpu_cpuid_.back());
-        vcpus_.push_back(std::make_unique<VcpuThread>(std::move(vcpu), pio_, mmio_, exits_));
+        const auto host_cpu = config_.vcpu_cpus.empty()
+                                  ? std::nullopt
+                                  : std::optional<uint32_t>(config_.vcpu_cpus[i]);
+        vcpus_.push_back(
+            std::make_unique<VcpuThread>(std::move(vcpu), pio_, mmio_, exits_, host_cpu));
     }
 }
 
@@ -339,8 +347,13 @@ nlohmann::json Vm::config_to_json(const VmConfig& c) {
         if (d.iothread_cpu) disk["iothread_cpu"] = *d.iothread_cpu;
         disks.push_back(std::move(disk));
     }
-    return {{"kernel", c.kernel.string()}, {"cmdline", c.cmdline}, {"cpus", c.cpus}, {"mem_bytes", c.mem_bytes},
-            {"disks", disks}};
+    nlohmann::json out{{"kernel", c.kernel.string()},
+                       {"cmdline", c.cmdline},
+                       {"cpus", c.cpus},
+                       {"mem_bytes", c.mem_bytes},
+                       {"disks", disks}};
+    if (!c.vcpu_cpus.empty()) out["vcpu_cpus"] = c.vcpu_cpus;
+    return out;
 }
 
 VmConfig Vm::config_from_json(const nlohmann::json& j) {
@@ -352,6 +365,15 @@ VmConfig Vm::config_from_json(const nlohmann::json& j) {
         c.mem_bytes = j.at("mem_bytes").get<uint64_t>();
         if (c.cpus < 1 || c.cpus > kMaxCpus || c.mem_bytes < kMinMemBytes || c.mem_bytes % 4096 != 0)
             throw SnapshotError("snapshot configuration has an impossible CPU count or memory size");
+        // Absent: vcpus not placed (also in checkpoints from before --vcpu-cpus).
+        if (j.contains("vcpu_cpus")) {
+            c.vcpu_cpus = j.at("vcpu_cpus").get<std::vector<uint32_t>>();
+            try {
+                check_vcpu_cpus(c.vcpu_cpus, c.cpus);
+            } catch (const Error& e) {
+                throw SnapshotError(fmt::format("snapshot configuration: {}", e.what()));
+            }
+        }
         for (const auto& d : j.at("disks")) {
             DiskSpec s;
             s.path = d.at("path").get<std::string>();

@@ -24,6 +24,9 @@ struct VmConfig {
     std::optional<std::filesystem::path> initrd;
     std::string cmdline = kDefaultCmdline;
     uint32_t cpus = 1;
+    // The host CPU each vcpu thread runs on, in vcpu order (--vcpu-cpus);
+    // empty: wherever ember may run. Checked by check_vcpu_cpus.
+    std::vector<uint32_t> vcpu_cpus;
     uint64_t mem_bytes = kDefaultMemBytes;
     std::vector<DiskSpec> disks;
     ConsoleSpec console;

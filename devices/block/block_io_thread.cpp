@@ -79,16 +79,21 @@ BlockIoThread::BlockIoThread(const Params& p)
         completion_sd_.assign(dup_or_throw(engine_->completion_fd(), "io_uring eventfd"));
     thread_ = quiesce_.spawn([this] { run(); });
     ::pthread_setname_np(thread_.native_handle(), "ember-blk-io");
-    // iothread-cpu=: the kernel moves a running thread at once, so placing
-    // it after the start only lets its first steps run elsewhere.
-    if (const auto cpu = disk_.spec().iothread_cpu) {
-        try {
+    // The kernel moves a running thread at once, so placing it after the
+    // start only lets its first steps run elsewhere. Unplaced, it gets the
+    // process's CPUs, not those of the vcpu thread that started it (which
+    // --vcpu-cpus may have confined to one).
+    const auto cpu = disk_.spec().iothread_cpu;
+    try {
+        if (cpu)
             pin_thread(thread_.native_handle(), *cpu);
-        } catch (const Error& e) {
-            stop(); // what it took stays marked in the region, for a restart
-            throw Error(
-                fmt::format("disk {}: iothread-cpu={}: {}", disk_.spec().path, *cpu, e.what()));
-        }
+        else
+            allow_thread_cpus(thread_.native_handle(), process_cpus());
+    } catch (const Error& e) {
+        stop(); // what it took stays marked in the region, for a restart
+        throw Error(fmt::format("disk {}: placing its I/O thread{}: {}", disk_.spec().path,
+                                cpu ? fmt::format(" (iothread-cpu={})", *cpu) : std::string(),
+                                e.what()));
     }
 }
 

@@ -90,14 +90,12 @@ DiskSpec parse_disk_spec(std::string_view text) {
 namespace {
 void check_iothread_cpu(const DiskSpec& spec) {
     if (!spec.iothread_cpu) return;
-    const uint32_t cpu = *spec.iothread_cpu;
-    const cpu_set_t allowed = process_cpus();
     // Here rather than when the thread starts: a guest must not boot with a
     // disk whose thread cannot be placed as asked.
-    if (cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, &allowed))
+    if (!process_may_use_cpu(*spec.iothread_cpu))
         throw DiskSpecError(fmt::format("disk {}: iothread-cpu={} is not a CPU ember may run on "
                                         "(allowed: {})",
-                                        spec.path, cpu, cpu_list(allowed)));
+                                        spec.path, *spec.iothread_cpu, cpu_list(process_cpus())));
 }
 
 void check_poll(const DiskSpec& spec) {

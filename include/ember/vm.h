@@ -137,6 +137,11 @@ struct VmConfig {
     std::optional<std::filesystem::path> initrd; // initramfs (cpio, may be compressed)
     std::string cmdline = "console=ttyS0 reboot=k panic=1";
     uint32_t cpus = 1;                    // 1 to 254
+    // The host CPU each vcpu's thread runs on, one per vcpu in vcpu order,
+    // each one the process may run on; empty: not placed. Putting a vcpu and
+    // its disk's I/O thread (DiskConfig::iothread_cpu) on one CPU saves a
+    // cross-CPU wakeup per batch of requests.
+    std::vector<uint32_t> vcpu_cpus;
     uint64_t memory_bytes = 512ULL << 20; // at least 32 MiB, a multiple of 4 KiB
     std::vector<DiskConfig> disks;        // at most 8
     ConsoleConfig console;                // default: discarded

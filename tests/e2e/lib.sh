@@ -265,6 +265,32 @@ wait_for() {
   done
 }
 
+# sample_thread_cpus FILE ERE: run in the background around an ember run (kill
+# it afterwards). Twice a second, for each process named ember, appends one
+# line to FILE: "COMM=CPUS" for each of its threads whose name matches ERE,
+# sorted, CPUS as Cpus_allowed_list in /proc (where the kernel lets it run).
+# Scans /proc: the sandbox's BusyBox has no pgrep.
+sample_thread_cpus() {
+  while :; do
+    for _st_p in /proc/[0-9]*; do
+      [ "$(cat "$_st_p/comm" 2>/dev/null)" = ember ] || continue
+      for _st_t in "$_st_p"/task/*; do
+        _st_c=$(cat "$_st_t/comm" 2>/dev/null) || continue
+        echo "$_st_c" | grep -q -E -- "$2" || continue
+        echo "$_st_c=$(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' "$_st_t/status" 2>/dev/null)"
+      done | sort | tr '\n' ' '
+      echo
+    done >>"$1"
+    sleep 0.5
+  done
+}
+
+# last_cpu: the highest-numbered CPU this shell (and so ember) may run on;
+# allowed_cpus: all of them, in list format.
+allowed_cpus() { sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status; }
+last_cpu() { allowed_cpus | tr ',-' '\n\n' | tail -n 1; }
+first_cpu() { allowed_cpus | tr ',-' '\n\n' | head -n 1; }
+
 # run_bg LOG ARG...: starts "$EMBER ARG..." in the background like run_ember
 # (same OUT/ERR files); sets PID. finish_bg waits for it and sets RC.
 run_bg() {

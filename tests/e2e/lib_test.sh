@@ -107,5 +107,21 @@ takes_o_direct "$tmp" || true
 if [ -e "$tmp/.odirect-probe" ]; then echo "FAIL: the O_DIRECT probe file was left behind"; bad=$((bad + 1)); else
   echo "ok: no probe file left behind"
 fi
+# sample_thread_cpus: a process named ember, pinned to the first CPU with
+# taskset, shows up as "ember=CPU"; the sampler stops when killed.
+cp "$(command -v sleep)" "$tmp/ember"
+taskset -c "$(first_cpu)" "$tmp/ember" 10 &
+sleeper=$!
+sample_thread_cpus "$tmp/samples" '^ember$' &
+sampler=$!
+sleep 1.5
+kill "$sampler"
+wait "$sampler" 2>/dev/null
+kill "$sleeper"
+wait "$sleeper" 2>/dev/null
+if grep -q -x -F -- "ember=$(first_cpu) " "$tmp/samples"; then echo "ok: sampled ember=$(first_cpu)"; else
+  echo "FAIL: no sample 'ember=$(first_cpu)': $(head -n 3 "$tmp/samples" | tr '\n' '|')"
+  bad=$((bad + 1))
+fi
 rm -rf "$tmp"
 [ "$bad" = 0 ]

@@ -1,5 +1,5 @@
-// Finding this process's threads by name, for tests and benchmarks that look
-// at how ember placed them.
+// Finding this process's threads by name and the CPUs it may use, for tests
+// and benchmarks that look at how ember placed its threads.
 #pragma once
 
 #include <dirent.h>
@@ -10,6 +10,8 @@
 #include <string_view>
 
 #include <fmt/format.h>
+
+#include "vmm/cpu_affinity.h"
 
 namespace ember::testing {
 
@@ -30,6 +32,22 @@ inline pid_t find_thread(std::string_view comm) {
     }
     ::closedir(dir);
     return found;
+}
+
+// The lowest- and highest-numbered CPUs this process may run on.
+inline uint32_t first_allowed_cpu() {
+    const cpu_set_t allowed = process_cpus();
+    uint32_t cpu = 0;
+    while (!CPU_ISSET(cpu, &allowed))
+        ++cpu;
+    return cpu;
+}
+inline uint32_t last_allowed_cpu() {
+    const cpu_set_t allowed = process_cpus();
+    uint32_t cpu = CPU_SETSIZE - 1;
+    while (!CPU_ISSET(cpu, &allowed))
+        --cpu;
+    return cpu;
 }
 
 } // namespace ember::testing

@@ -551,9 +551,7 @@ TEST_CASE("virtio-blk: iothread-cpu= runs the I/O thread on that CPU, data verif
     const cpu_set_t allowed = process_cpus();
     // The last CPU this process may use: with more than one, a thread left
     // unplaced would show them all.
-    unsigned cpu = CPU_SETSIZE - 1;
-    while (!CPU_ISSET(cpu, &allowed))
-        --cpu;
+    const uint32_t cpu = last_allowed_cpu();
     if (CPU_COUNT(&allowed) == 1)
         MESSAGE("one CPU allowed: placement cannot differ from the default here");
     {
@@ -572,6 +570,29 @@ TEST_CASE("virtio-blk: iothread-cpu= runs the I/O thread on that CPU, data verif
     const pid_t tid = find_thread("ember-blk-io");
     REQUIRE(tid > 0);
     CHECK(thread_cpu_list(tid) == cpu_list(allowed));
+}
+
+TEST_CASE("virtio-blk: an unplaced I/O thread may run wherever the process may, not only where "
+          "the thread that started it was confined") {
+    // A vcpu placed with --vcpu-cpus starts its disks' I/O threads (it
+    // writes DRIVER_OK); they must not inherit its one CPU.
+    const cpu_set_t allowed = process_cpus();
+    if (CPU_COUNT(&allowed) < 2) {
+        MESSAGE("one CPU allowed: nothing to tell apart here");
+        return;
+    }
+    const uint32_t first = first_allowed_cpu();
+    std::string starter, io_thread;
+    std::thread vcpu([&] {
+        pin_thread(pthread_self(), first);
+        starter = thread_cpu_list(static_cast<pid_t>(::gettid()));
+        TempFile f(kDiskSize);
+        BlockRig r(f.path());
+        io_thread = thread_cpu_list(find_thread("ember-blk-io"));
+    });
+    vcpu.join();
+    CHECK(starter == std::to_string(first));
+    CHECK(io_thread == cpu_list(allowed));
 }
 
 TEST_CASE("virtio-blk: a long batch is completed and published 8 requests at a time") {

@@ -12,6 +12,7 @@
 #include "devices/block/block_disk.h"
 #include "devices/block/disk_spec.h"
 #include "tests/support/block_rig.h"
+#include "tests/support/threads.h"
 #include "vmm/cpu_affinity.h"
 
 using namespace ember;
@@ -80,9 +81,7 @@ TEST_CASE("parse_disk_spec: poll= needs a number, cache=none and io_uring") {
 
 TEST_CASE("parse_disk_spec: iothread-cpu= names a CPU this process may run on") {
     const cpu_set_t allowed = process_cpus();
-    unsigned first = 0;
-    while (!CPU_ISSET(first, &allowed))
-        ++first;
+    const uint32_t first = first_allowed_cpu();
     const auto spec = parse_disk_spec("d.img,iothread-cpu=" + std::to_string(first));
     REQUIRE(spec.iothread_cpu.has_value());
     CHECK(*spec.iothread_cpu == first);

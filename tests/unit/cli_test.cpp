@@ -1,6 +1,8 @@
 #include <doctest/doctest.h>
 
+#include "tests/support/threads.h"
 #include "vmm/cli.h"
+#include "vmm/cpu_affinity.h"
 
 using namespace ember;
 
@@ -78,6 +80,40 @@ TEST_CASE("CLI: bad usage names the offending value") {
         nine.push_back("/tmp/d" + std::to_string(i));
     }
     CHECK_THROWS_WITH_AS(parse(nine), doctest::Contains("at most 8"), UsageError);
+}
+
+TEST_CASE("CLI: --vcpu-cpus places each vcpu on a host CPU ember may run on") {
+    const cpu_set_t allowed = process_cpus();
+    const uint32_t first = testing::first_allowed_cpu();
+    const std::string one = std::to_string(first);
+    auto c =
+        parse({"run", "--kernel", "/proc/self/exe", "--cpus", "2", "--vcpu-cpus", one + "," + one});
+    CHECK(std::get<RunRequest>(c).config.vcpu_cpus == std::vector<uint32_t>{first, first});
+    CHECK(std::get<RunRequest>(parse({"run", "--kernel", "/proc/self/exe"}))
+              .config.vcpu_cpus.empty());
+
+    auto usage = [](std::vector<std::string> extra) -> std::string {
+        std::vector<std::string> args{"run", "--kernel", "/proc/self/exe"};
+        args.insert(args.end(), extra.begin(), extra.end());
+        try {
+            parse(args);
+        } catch (const UsageError& e) {
+            return e.what();
+        }
+        return "(accepted)";
+    };
+    auto has = [](const std::string& s, std::string_view part) {
+        return s.find(part) != std::string::npos;
+    };
+    CHECK(has(usage({"--vcpu-cpus", "x"}), "--vcpu-cpus x: 'x' is not a host CPU number"));
+    CHECK(has(usage({"--vcpu-cpus", ""}), "'' is not a host CPU number"));
+    CHECK(has(usage({"--vcpu-cpus", one + ","}), "'' is not a host CPU number"));
+    CHECK(has(usage({"--vcpu-cpus", "-1"}), "'-1' is not a host CPU number"));
+    CHECK(has(usage({"--vcpu-cpus", one + "," + one}), "2 host CPUs given for 1 vcpus"));
+    CHECK(has(usage({"--cpus", "2", "--vcpu-cpus", one}), "1 host CPUs given for 2 vcpus"));
+    const std::string far = usage({"--cpus", "2", "--vcpu-cpus", one + ",99999"});
+    CHECK(has(far, "vcpu 1 on host CPU 99999, which ember may not run on"));
+    CHECK(has(far, "(allowed: " + cpu_list(allowed) + ")"));
 }
 
 TEST_CASE("sizes: suffixes and limits") {

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "ember/ember.h"
+#include "tests/support/threads.h"
 #include "vmm/cpu_affinity.h"
 #include "vmm/embed/config.h"
 #include "vmm/snapshot/restore_config.h"
@@ -269,9 +270,7 @@ TEST_CASE("embed config: poll_us is checked, and carried through a checkpoint") 
 TEST_CASE("embed config: iothread_cpu is checked, and carried through a checkpoint") {
     Files f;
     const cpu_set_t allowed = process_cpus();
-    unsigned first = 0;
-    while (!CPU_ISSET(first, &allowed))
-        ++first;
+    const uint32_t first = testing::first_allowed_cpu();
     auto c = f.config();
     c.disks.push_back({"d", f.dir / "disk-a.img", false});
     c.disks.back().iothread_cpu = 99999;
@@ -300,6 +299,39 @@ TEST_CASE("embed config: iothread_cpu is checked, and carried through a checkpoi
         CHECK(has(e.what(), "iothread-cpu=99999 is not a CPU ember may run on"));
     }
     j["disks"][0]["iothread_cpu"] = "two";
+    CHECK_THROWS_AS(ember::Vm::config_from_json(j), SnapshotError);
+}
+
+TEST_CASE("embed config: vcpu_cpus is checked, and carried through a checkpoint") {
+    Files f;
+    const cpu_set_t allowed = process_cpus();
+    const uint32_t first = testing::first_allowed_cpu();
+    auto c = f.config();
+    c.cpus = 2;
+    c.vcpu_cpus = {first};
+    CHECK(has(error_of(c), "vcpu placement: 1 host CPUs given for 2 vcpus"));
+    c.vcpu_cpus = {first, 99999};
+    CHECK(has(error_of(c), "vcpu 1 on host CPU 99999, which ember may not run on (allowed: " +
+                               cpu_list(allowed) + ")"));
+    c.vcpu_cpus = {first, first};
+    CHECK(embed::to_internal(c).vcpu_cpus == std::vector<uint32_t>{first, first});
+
+    VmConfig saved = one_disk_config(f);
+    CHECK_FALSE(ember::Vm::config_to_json(saved).contains("vcpu_cpus"));
+    saved.cpus = 2;
+    saved.vcpu_cpus = {first, first};
+    auto j = ember::Vm::config_to_json(saved);
+    CHECK(ember::Vm::config_from_json(j).vcpu_cpus == std::vector<uint32_t>{first, first});
+    j.erase("vcpu_cpus"); // not placed, or from before --vcpu-cpus
+    CHECK(ember::Vm::config_from_json(j).vcpu_cpus.empty());
+    j["vcpu_cpus"] = {first, 99999};
+    try {
+        ember::Vm::config_from_json(j);
+        FAIL("a checkpoint placing a vcpu on an unavailable CPU was accepted");
+    } catch (const SnapshotError& e) {
+        CHECK(has(e.what(), "snapshot configuration: vcpu placement: vcpu 1 on host CPU 99999"));
+    }
+    j["vcpu_cpus"] = {first};
     CHECK_THROWS_AS(ember::Vm::config_from_json(j), SnapshotError);
 }
 

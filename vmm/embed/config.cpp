@@ -9,6 +9,7 @@
 
 #include "devices/block/block_disk.h"
 #include "devices/block/disk_spec.h"
+#include "vmm/cpu_affinity.h"
 #include "vmm/platform.h"
 #include "vmm/snapshot/snapshot.h"
 
@@ -120,6 +121,8 @@ std::vector<fault::FaultSpec> to_internal(const std::vector<std::string>& faults
     if (c.cpus < 1 || c.cpus > kMaxCpus)
         throw Error(fmt::format("{} vcpus asked for: must be between 1 and {}", c.cpus, kMaxCpus));
     out.cpus = c.cpus;
+    check_vcpu_cpus(c.vcpu_cpus, c.cpus);
+    out.vcpu_cpus = c.vcpu_cpus;
     if (c.memory_bytes < kMinMemBytes)
         throw Error(fmt::format("{} bytes of memory asked for: a guest needs at least {} MiB",
                                 c.memory_bytes, kMinMemBytes >> 20));

@@ -42,3 +42,12 @@ check cli-mem-too-large
 run_ember checkpoint-dir-under-file 20 run --kernel "$kernel" --checkpoint-dir "$kernel/ckpt"
 expect_rc 2 && expect_stderr 'checkpoint-dir' && expect_stderr 'is not a directory'
 check cli-checkpoint-dir-unusable
+
+# --vcpu-cpus naming a CPU ember may not run on, or the wrong count: usage
+# errors that say what is wrong, before the guest starts.
+run_ember vcpu-cpus-unavailable 20 run --kernel "$kernel" --cpus 2 --vcpu-cpus "$(first_cpu),99999"
+expect_rc 2 && expect_stderr 'vcpu 1 on host CPU 99999' && expect_stderr 'allowed: '
+check cli-vcpu-cpus-unavailable
+run_ember vcpu-cpus-count 20 run --kernel "$kernel" --cpus 2 --vcpu-cpus "$(first_cpu)"
+expect_rc 2 && expect_stderr '1 host CPUs given for 2 vcpus'
+check cli-vcpu-cpus-count

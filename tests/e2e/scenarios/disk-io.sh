@@ -11,7 +11,7 @@
 # copies onto vda (page cache, O_DIRECT, sub-page) reaches the host image
 # bit-exact and nowhere else; vdb is read-only in the guest, writes to it fail
 # and its image is unchanged; vdh's I/O thread runs on the CPU asked for, the
-# others where ember may run. Guest half: tests/e2e/guest/disk-io.sh.
+# others where ember may run, not only on the placed vcpu's CPU. Guest half: tests/e2e/guest/disk-io.sh.
 . "$E2E_DIR/lib.sh"
 
 rw="$SCRATCH/rw16.img"
@@ -68,32 +68,18 @@ for n in vdc vdd vde vdf vdg vdh; do
   k=$((k + 1))
 done
 
-# vdh's I/O thread is placed on the last CPU ember may use (iothread-cpu=).
-# While the guest runs, the CPU lists of ember's ember-blk-io threads are
-# sampled from /proc twice a second, one sorted line per sample.
-allowed=$(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status)
-last_cpu=$(echo "$allowed" | tr ',-' '\n\n' | tail -n 1)
-extra="${extra},iothread-cpu=$last_cpu"
+# vdh's I/O thread is placed on the last CPU ember may use (iothread-cpu=),
+# the vcpu on the first (--vcpu-cpus). The vcpu starts every I/O thread, and
+# the seven unplaced ones must not inherit its CPU. While the guest runs, the
+# I/O threads' CPU lists are sampled from /proc.
+extra="${extra},iothread-cpu=$(last_cpu)"
 samples="$WORK/io-thread-cpus.txt"
 : >"$samples"
-(
-  while :; do
-    for p in /proc/[0-9]*; do
-      # Not pgrep: the sandbox's BusyBox has none.
-      [ "$(cat "$p/comm" 2>/dev/null)" = ember ] || continue
-      for t in "$p"/task/*; do
-        [ "$(cat "$t/comm" 2>/dev/null)" = ember-blk-io ] || continue
-        sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' "$t/status" 2>/dev/null
-      done | sort | tr '\n' ' '
-      echo
-    done >>"$samples"
-    sleep 0.5
-  done
-) &
+sample_thread_cpus "$samples" '^ember-blk-io$' &
 sampler=$!
 
 # shellcheck disable=SC2086 # $extra: the scratch paths hold no blanks
-boot_guest disk-io cloud 1 disk-io --disk "$rw,id=rw16" --disk "$ro,$ro_opts" $extra
+boot_guest disk-io cloud 1 disk-io --vcpu-cpus "$(first_cpu)" --disk "$rw,id=rw16" --disk "$ro,$ro_opts" $extra
 kill "$sampler" 2>/dev/null
 wait "$sampler" 2>/dev/null
 echo "e2e: guest saw: $(tr -d '\r' <"$OUT" | grep -a 'EMBER-DISK found' | sed 's/.*EMBER-DISK found //' | tr '\n' ';')"
@@ -116,11 +102,11 @@ expect_stdout 'EMBER-DISK tails vdc=ember-vdc vdd=ember-vdd vde=ember-vde vdf=em
 check disk-detect-eight-disks
 
 # iothread-cpu=: while all eight disks ran, vdh's I/O thread was on the last
-# CPU alone and the other seven could run on every CPU ember may use. With
-# one CPU allowed, all eight show it.
-want=$( (echo "$last_cpu"; for _ in 1 2 3 4 5 6 7; do echo "$allowed"; done) | sort | tr '\n' ' ')
+# CPU alone and the other seven could run on every CPU ember may use, not
+# only on the vcpu's. With one CPU allowed, all eight show it.
+want=$( (echo "ember-blk-io=$(last_cpu)"; for _ in 1 2 3 4 5 6 7; do echo "ember-blk-io=$(allowed_cpus)"; done) | sort | tr '\n' ' ')
 grep -q -x -F -- "$want" "$samples" ||
-  _unmet "no sample showed eight I/O threads on '$want' (ember's CPUs: $allowed); the last ones: $(grep -v '^$' "$samples" | tail -n 3 | tr '\n' '|')"
+  _unmet "no sample showed the eight I/O threads as '$want'; the last ones: $(grep -v '^$' "$samples" | tail -n 3 | tr '\n' '|')"
 check disk-iothread-cpu
 
 # The serial (VIRTIO_BLK_T_GET_ID) is the id= given.
