@@ -265,19 +265,25 @@ wait_for() {
   done
 }
 
-# sample_thread_cpus FILE ERE: run in the background around an ember run (kill
-# it afterwards). Twice a second, for each process named ember, appends one
-# line to FILE: "COMM=CPUS" for each of its threads whose name matches ERE,
-# sorted, CPUS as Cpus_allowed_list in /proc (where the kernel lets it run).
-# Scans /proc: the sandbox's BusyBox has no pgrep.
+# sample_thread_cpus FILE PATTERN: run in the background around an ember run
+# (kill it afterwards). Twice a second, for each process named ember, appends
+# one line to FILE: "COMM=CPUS " for each of its threads whose name matches
+# the shell PATTERN (case syntax), sorted, CPUS as Cpus_allowed_list in /proc
+# (where the kernel lets it run). Shell builtins only inside the scan: under
+# TCG every fork is slow, and the guest shares L1's CPUs with this loop (and
+# the sandbox's BusyBox has no pgrep).
 sample_thread_cpus() {
   while :; do
     for _st_p in /proc/[0-9]*; do
-      [ "$(cat "$_st_p/comm" 2>/dev/null)" = ember ] || continue
+      read -r _st_c 2>/dev/null <"$_st_p/comm" || continue
+      [ "$_st_c" = ember ] || continue
       for _st_t in "$_st_p"/task/*; do
-        _st_c=$(cat "$_st_t/comm" 2>/dev/null) || continue
-        echo "$_st_c" | grep -q -E -- "$2" || continue
-        echo "$_st_c=$(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' "$_st_t/status" 2>/dev/null)"
+        read -r _st_c 2>/dev/null <"$_st_t/comm" || continue
+        # shellcheck disable=SC2254 # $2 is a pattern on purpose
+        case $_st_c in $2) ;; *) continue ;; esac
+        while read -r _st_k _st_v; do
+          [ "$_st_k" = Cpus_allowed_list: ] && { echo "$_st_c=$_st_v"; break; }
+        done 2>/dev/null <"$_st_t/status"
       done | sort | tr '\n' ' '
       echo
     done >>"$1"
@@ -285,8 +291,8 @@ sample_thread_cpus() {
   done
 }
 
-# last_cpu: the highest-numbered CPU this shell (and so ember) may run on;
-# allowed_cpus: all of them, in list format.
+# allowed_cpus: the CPUs this shell (and so ember) may run on, in list
+# format; first_cpu, last_cpu: the lowest- and highest-numbered of them.
 allowed_cpus() { sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status; }
 last_cpu() { allowed_cpus | tr ',-' '\n\n' | tail -n 1; }
 first_cpu() { allowed_cpus | tr ',-' '\n\n' | head -n 1; }

@@ -109,10 +109,12 @@ if [ -e "$tmp/.odirect-probe" ]; then echo "FAIL: the O_DIRECT probe file was le
 fi
 # sample_thread_cpus: a process named ember, pinned to the first CPU with
 # taskset, shows up as "ember=CPU"; the sampler stops when killed.
-cp "$(command -v sleep)" "$tmp/ember"
+# (A script: the kernel names its process after the script's file.)
+printf '#!/bin/sh\nwhile :; do sleep 1; done\n' >"$tmp/ember"
+chmod +x "$tmp/ember"
 taskset -c "$(first_cpu)" "$tmp/ember" 10 &
 sleeper=$!
-sample_thread_cpus "$tmp/samples" '^ember$' &
+sample_thread_cpus "$tmp/samples" 'ember' &
 sampler=$!
 sleep 1.5
 kill "$sampler"

@@ -16,7 +16,7 @@ check cloud-poweroff
 # from /proc while the guest runs.
 samples="$WORK/vcpu-cpus.txt"
 : >"$samples"
-sample_thread_cpus "$samples" '^vcpu[0-9]+$' &
+sample_thread_cpus "$samples" 'vcpu[0-9]*' &
 sampler=$!
 boot_guest cloud-cpus2 cloud 2 reboot --vcpu-cpus "$(last_cpu),$(first_cpu)"
 kill "$sampler" 2>/dev/null

@@ -3,8 +3,9 @@
 # Checkpoint and restore of a running guest (no disks): SIGUSR1 writes a
 # snapshot and ember exits 0; snapshot-info verifies every checksum; a restore
 # in a new process carries on counting where the guest was (no reboot, no
-# replay); a corrupt snapshot is refused; restoring paused and checkpointing
-# at once reproduces the same vcpu and device state.
+# replay) with its vcpus on the host CPUs they had (--vcpu-cpus); a corrupt
+# snapshot is refused; restoring paused and checkpointing at once reproduces
+# the same vcpu and device state.
 . "$E2E_DIR/lib.sh"
 
 img="$IMAGES/cloud"
@@ -18,8 +19,11 @@ ck2="$SCRATCH/ck-2"
 bad="$SCRATCH/ck-bad"
 rm -rf "$ck" "$ck2" "$bad"
 
+# The vcpus are placed crosswise (--vcpu-cpus): the checkpoint records that,
+# snapshot-info shows it and the restore places them the same way.
+placed="$(last_cpu),$(first_cpu)"
 run_bg ckpt-run run --kernel "$img/vmlinuz" --initrd "$img/initramfs.cpio.gz" --cpus 2 --mem "$GUEST_MEM" \
-  --console stdio --cmdline "$(guest_cmdline count) ember.count=24" --checkpoint-dir "$ck"
+  --vcpu-cpus "$placed" --console stdio --cmdline "$(guest_cmdline count) ember.count=24" --checkpoint-dir "$ck"
 if wait_for "$OUT" 'EMBER-GUEST COUNT 4([^0-9]|$)' 240; then
   kill -USR1 "$PID"
 else
@@ -32,15 +36,26 @@ expect_rc 0 && expect_stderr 'checkpoint written to' && expect_stderr 'checkpoin
 check checkpoint-take
 
 run_ember ckpt-info 120 snapshot-info "$ck"
-expect_rc 0 && expect_stdout 'section +vcpu1' && expect_stdout 'checksums ok'
+expect_rc 0 && expect_stdout 'section +vcpu1' && expect_stdout 'checksums ok' &&
+  expect_stdout "cpus +2, on host CPUs $placed\$"
 check checkpoint-info
 
+samples="$WORK/restore-vcpu-cpus.txt"
+: >"$samples"
+sample_thread_cpus "$samples" 'vcpu[0-9]*' &
+sampler=$!
 run_ember ckpt-restore 300 restore "$ck" --console stdio
+kill "$sampler" 2>/dev/null
+wait "$sampler" 2>/dev/null
 # The restored guest continues the count: it reaches DONE, does not boot again
 # (no READY line) and does not start over at 1.
 expect_rc 0 && expect_stdout 'EMBER-GUEST COUNT 20([^0-9]|$)' && expect_stdout 'COUNT DONE' &&
   expect_no_log 'EMBER-GUEST READY' && expect_no_log 'EMBER-GUEST COUNT 1([^0-9]|$)' && expect_stderr 'powered off'
 check checkpoint-restore-continues
+want="vcpu0=$(last_cpu) vcpu1=$(first_cpu) "
+grep -q -x -F -- "$want" "$samples" ||
+  _unmet "no sample showed the restored vcpu threads as '$want'; the last ones: $(grep -v '^$' "$samples" | tail -n 3 | tr '\n' '|')"
+check checkpoint-restore-placement
 
 cp -r "$ck" "$bad"
 printf 'X' | dd of="$bad/vcpu0.bin" bs=1 seek=100 conv=notrunc 2>/dev/null

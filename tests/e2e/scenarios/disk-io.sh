@@ -75,7 +75,7 @@ done
 extra="${extra},iothread-cpu=$(last_cpu)"
 samples="$WORK/io-thread-cpus.txt"
 : >"$samples"
-sample_thread_cpus "$samples" '^ember-blk-io$' &
+sample_thread_cpus "$samples" 'ember-blk-io' &
 sampler=$!
 
 # shellcheck disable=SC2086 # $extra: the scratch paths hold no blanks
