@@ -8,17 +8,15 @@
 
 namespace ember {
 
-cpu_set_t process_cpus() {
+cpu_set_t ember_cpus() {
     cpu_set_t set;
     CPU_ZERO(&set);
-    // getpid(): the main thread's mask, not the caller's, which a benchmark
-    // may have narrowed for itself.
-    if (::sched_getaffinity(::getpid(), sizeof set, &set) != 0) throw_errno("sched_getaffinity");
+    if (::sched_getaffinity(0, sizeof set, &set) != 0) throw_errno("sched_getaffinity");
     return set;
 }
 
-bool process_may_use_cpu(uint32_t cpu) {
-    const cpu_set_t allowed = process_cpus();
+bool ember_may_use_cpu(uint32_t cpu) {
+    const cpu_set_t allowed = ember_cpus();
     return cpu < CPU_SETSIZE && CPU_ISSET(cpu, &allowed);
 }
 
@@ -29,10 +27,10 @@ void check_vcpu_cpus(const std::vector<uint32_t>& host_cpus, uint32_t vcpus) {
                                 "in vcpu order)",
                                 host_cpus.size(), vcpus));
     for (size_t i = 0; i < host_cpus.size(); ++i)
-        if (!process_may_use_cpu(host_cpus[i]))
+        if (!ember_may_use_cpu(host_cpus[i]))
             throw Error(fmt::format("vcpu placement: vcpu {} on host CPU {}, which ember may not "
                                     "run on (allowed: {})",
-                                    i, host_cpus[i], cpu_list(process_cpus())));
+                                    i, host_cpus[i], cpu_list(ember_cpus())));
 }
 
 std::string cpu_list(const cpu_set_t& set) {

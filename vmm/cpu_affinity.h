@@ -12,13 +12,15 @@
 
 namespace ember {
 
-// The CPUs this process may run on: the main thread's mask, which every
-// thread ember starts inherits unless it is placed elsewhere. Cgroup cpusets
-// and a `taskset` around ember both show here. Throws SystemError.
-cpu_set_t process_cpus();
+// The CPUs ember may run on: the calling thread's mask. Every thread of a VM
+// inherits the mask of the thread that builds it (the main thread of
+// `ember`, which `taskset` or a cgroup cpuset narrows; with libember, the
+// embedder's thread that creates the VM), so call this there. Throws
+// SystemError.
+cpu_set_t ember_cpus();
 
-// Whether this process may run on host CPU `cpu` (in process_cpus()).
-bool process_may_use_cpu(uint32_t cpu);
+// Whether host CPU `cpu` is in ember_cpus().
+bool ember_may_use_cpu(uint32_t cpu);
 
 // Checks a vcpu placement: one host CPU per vcpu, in vcpu order, each one
 // this process may run on. Throws Error naming the vcpu and the CPUs

@@ -81,14 +81,14 @@ BlockIoThread::BlockIoThread(const Params& p)
     ::pthread_setname_np(thread_.native_handle(), "ember-blk-io");
     // The kernel moves a running thread at once, so placing it after the
     // start only lets its first steps run elsewhere. Unplaced, it gets the
-    // process's CPUs, not those of the vcpu thread that started it (which
-    // --vcpu-cpus may have confined to one).
+    // CPUs of the thread that built the device, not those of the vcpu thread
+    // that started it (which --vcpu-cpus may have confined to one).
     const auto cpu = disk_.spec().iothread_cpu;
     try {
         if (cpu)
             pin_thread(thread_.native_handle(), *cpu);
         else
-            allow_thread_cpus(thread_.native_handle(), process_cpus());
+            allow_thread_cpus(thread_.native_handle(), p.default_cpus);
     } catch (const Error& e) {
         stop(); // what it took stays marked in the region, for a restart
         throw Error(fmt::format("disk {}: placing its I/O thread{}: {}", disk_.spec().path,

@@ -41,6 +41,7 @@
 #include "devices/virtio/quiesce.h"
 #include "devices/virtio/virtio_device.h"
 #include "devices/virtio/virtqueue.h"
+#include "vmm/cpu_affinity.h"
 
 namespace ember {
 
@@ -79,6 +80,7 @@ class BlockIoThread final {
         std::span<const uint16_t> resubmit;   // in-flight heads, oldest first
         MaskingMode masking;                  // off: negative control only
         const IoEngineFactory* engine_factory; // null: io_uring or sync per disk spec
+        const cpu_set_t& default_cpus;         // without iothread-cpu=: where the thread may run
     };
     // Sets up the engine (io_uring, or sync as asked or as fallback) and
     // starts the thread. Throws ember::Error.

@@ -92,10 +92,10 @@ void check_iothread_cpu(const DiskSpec& spec) {
     if (!spec.iothread_cpu) return;
     // Here rather than when the thread starts: a guest must not boot with a
     // disk whose thread cannot be placed as asked.
-    if (!process_may_use_cpu(*spec.iothread_cpu))
+    if (!ember_may_use_cpu(*spec.iothread_cpu))
         throw DiskSpecError(fmt::format("disk {}: iothread-cpu={} is not a CPU ember may run on "
                                         "(allowed: {})",
-                                        spec.path, *spec.iothread_cpu, cpu_list(process_cpus())));
+                                        spec.path, *spec.iothread_cpu, cpu_list(ember_cpus())));
 }
 
 void check_poll(const DiskSpec& spec) {

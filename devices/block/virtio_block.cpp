@@ -102,7 +102,7 @@ IoRecovery VirtioBlock::start_io(bool recover) {
     const IoEngineFactory* factory = engine_factory_ ? &engine_factory_ : nullptr;
     io_ = std::make_unique<BlockIoThread>(BlockIoThread::Params{
         disk_, *r.memory, q, r.notify_fd, *r.signals, r.features, limits_, stats_, observer_,
-        *r.inflight, plan.resubmit, masking_, factory});
+        *r.inflight, plan.resubmit, masking_, factory, default_cpus_});
     return IoRecovery{0, plan.repaired, static_cast<uint32_t>(plan.resubmit.size())};
 }
 

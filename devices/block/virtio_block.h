@@ -17,6 +17,7 @@
 #include "devices/block/block_request.h"
 #include "devices/block/virtio_blk_spec.h"
 #include "devices/virtio/virtio_device.h"
+#include "vmm/cpu_affinity.h"
 
 namespace ember {
 
@@ -82,6 +83,9 @@ class VirtioBlock final : public VirtioDevice {
     BlockStats stats_;
     QueueObserver* observer_{nullptr};
     IoEngineFactory engine_factory_;
+    // Where an I/O thread without iothread-cpu= may run: the mask of the
+    // thread that built the device, not that of the vcpu that activates it.
+    cpu_set_t default_cpus_{ember_cpus()};
     MaskingMode masking_{MaskingMode::sigmask};
     // What activation handed over, kept for restart_io().
     struct Running {

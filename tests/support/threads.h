@@ -36,14 +36,14 @@ inline pid_t find_thread(std::string_view comm) {
 
 // The lowest- and highest-numbered CPUs this process may run on.
 inline uint32_t first_allowed_cpu() {
-    const cpu_set_t allowed = process_cpus();
+    const cpu_set_t allowed = ember_cpus();
     uint32_t cpu = 0;
     while (!CPU_ISSET(cpu, &allowed))
         ++cpu;
     return cpu;
 }
 inline uint32_t last_allowed_cpu() {
-    const cpu_set_t allowed = process_cpus();
+    const cpu_set_t allowed = ember_cpus();
     uint32_t cpu = CPU_SETSIZE - 1;
     while (!CPU_ISSET(cpu, &allowed))
         --cpu;

@@ -548,7 +548,7 @@ TEST_CASE("virtio-blk: poll= spins for completions and requests, data verified e
 }
 
 TEST_CASE("virtio-blk: iothread-cpu= runs the I/O thread on that CPU, data verified end to end") {
-    const cpu_set_t allowed = process_cpus();
+    const cpu_set_t allowed = ember_cpus();
     // The last CPU this process may use: with more than one, a thread left
     // unplaced would show them all.
     const uint32_t cpu = last_allowed_cpu();
@@ -572,27 +572,52 @@ TEST_CASE("virtio-blk: iothread-cpu= runs the I/O thread on that CPU, data verif
     CHECK(thread_cpu_list(tid) == cpu_list(allowed));
 }
 
-TEST_CASE("virtio-blk: an unplaced I/O thread may run wherever the process may, not only where "
-          "the thread that started it was confined") {
-    // A vcpu placed with --vcpu-cpus starts its disks' I/O threads (it
-    // writes DRIVER_OK); they must not inherit its one CPU.
-    const cpu_set_t allowed = process_cpus();
+TEST_CASE("virtio-blk: an unplaced I/O thread may run where the device's builder may, not only "
+          "where the vcpu that started it was placed") {
+    // The device is built on this thread; a vcpu placed with --vcpu-cpus
+    // starts its I/O thread (it writes DRIVER_OK), which must not inherit
+    // that one CPU.
+    const cpu_set_t allowed = ember_cpus();
     if (CPU_COUNT(&allowed) < 2) {
         MESSAGE("one CPU allowed: nothing to tell apart here");
         return;
     }
     const uint32_t first = first_allowed_cpu();
-    std::string starter, io_thread;
+    TempFile f(kDiskSize);
+    BlockRig r(f.path());
+    std::string vcpu_cpus, io_thread;
     std::thread vcpu([&] {
         pin_thread(pthread_self(), first);
-        starter = thread_cpu_list(static_cast<pid_t>(::gettid()));
+        vcpu_cpus = thread_cpu_list(static_cast<pid_t>(::gettid()));
+        r.driver->init(~0ull); // resets the device, so DRIVER_OK starts a new I/O thread
+        io_thread = thread_cpu_list(find_thread("ember-blk-io"));
+    });
+    vcpu.join();
+    CHECK(vcpu_cpus == std::to_string(first));
+    CHECK(io_thread == cpu_list(allowed));
+    // And it still serves requests.
+    r.write(8, pattern(8, 4096));
+    CHECK(r.read(8, 4096).data == pattern(8, 4096));
+}
+
+// An embedder that confines the thread building a VM confines all of it:
+// the I/O thread takes that thread's mask, not the whole process's.
+TEST_CASE("virtio-blk: an unplaced I/O thread keeps the mask of the thread that built the device") {
+    const cpu_set_t allowed = ember_cpus();
+    if (CPU_COUNT(&allowed) < 2) {
+        MESSAGE("one CPU allowed: nothing to tell apart here");
+        return;
+    }
+    const uint32_t last = last_allowed_cpu();
+    std::string io_thread;
+    std::thread builder([&] {
+        pin_thread(pthread_self(), last);
         TempFile f(kDiskSize);
         BlockRig r(f.path());
         io_thread = thread_cpu_list(find_thread("ember-blk-io"));
     });
-    vcpu.join();
-    CHECK(starter == std::to_string(first));
-    CHECK(io_thread == cpu_list(allowed));
+    builder.join();
+    CHECK(io_thread == std::to_string(last));
 }
 
 TEST_CASE("virtio-blk: a long batch is completed and published 8 requests at a time") {

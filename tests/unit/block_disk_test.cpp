@@ -80,7 +80,7 @@ TEST_CASE("parse_disk_spec: poll= needs a number, cache=none and io_uring") {
 }
 
 TEST_CASE("parse_disk_spec: iothread-cpu= names a CPU this process may run on") {
-    const cpu_set_t allowed = process_cpus();
+    const cpu_set_t allowed = ember_cpus();
     const uint32_t first = first_allowed_cpu();
     const auto spec = parse_disk_spec("d.img,iothread-cpu=" + std::to_string(first));
     REQUIRE(spec.iothread_cpu.has_value());

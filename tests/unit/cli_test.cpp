@@ -83,7 +83,7 @@ TEST_CASE("CLI: bad usage names the offending value") {
 }
 
 TEST_CASE("CLI: --vcpu-cpus places each vcpu on a host CPU ember may run on") {
-    const cpu_set_t allowed = process_cpus();
+    const cpu_set_t allowed = ember_cpus();
     const uint32_t first = testing::first_allowed_cpu();
     const std::string one = std::to_string(first);
     auto c =

@@ -269,7 +269,7 @@ TEST_CASE("embed config: poll_us is checked, and carried through a checkpoint") 
 
 TEST_CASE("embed config: iothread_cpu is checked, and carried through a checkpoint") {
     Files f;
-    const cpu_set_t allowed = process_cpus();
+    const cpu_set_t allowed = ember_cpus();
     const uint32_t first = testing::first_allowed_cpu();
     auto c = f.config();
     c.disks.push_back({"d", f.dir / "disk-a.img", false});
@@ -304,7 +304,7 @@ TEST_CASE("embed config: iothread_cpu is checked, and carried through a checkpoi
 
 TEST_CASE("embed config: vcpu_cpus is checked, and carried through a checkpoint") {
     Files f;
-    const cpu_set_t allowed = process_cpus();
+    const cpu_set_t allowed = ember_cpus();
     const uint32_t first = testing::first_allowed_cpu();
     auto c = f.config();
     c.cpus = 2;
