@@ -26,11 +26,13 @@ void check_vcpu_cpus(const std::vector<uint32_t>& host_cpus, uint32_t vcpus) {
         throw Error(fmt::format("vcpu placement: {} host CPUs given for {} vcpus (one per vcpu, "
                                 "in vcpu order)",
                                 host_cpus.size(), vcpus));
+    // One read of the mask for all vcpus (up to 254).
+    const cpu_set_t allowed = ember_cpus();
     for (size_t i = 0; i < host_cpus.size(); ++i)
-        if (!ember_may_use_cpu(host_cpus[i]))
+        if (host_cpus[i] >= CPU_SETSIZE || !CPU_ISSET(host_cpus[i], &allowed))
             throw Error(fmt::format("vcpu placement: vcpu {} on host CPU {}, which ember may not "
                                     "run on (allowed: {})",
-                                    i, host_cpus[i], cpu_list(ember_cpus())));
+                                    i, host_cpus[i], cpu_list(allowed)));
 }
 
 std::string cpu_list(const cpu_set_t& set) {
