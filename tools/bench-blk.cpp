@@ -6,7 +6,7 @@
 //             [--cache writeback,none] [--engine uring|sync] [--poll] [--halt-poll US]
 //             [--device-poll US]
 //             [--no-fio] [--repeat N] [--masking sigmask,off] [--fault-cost] [--disk-load]
-//             [--cpu]
+//             [--cpu] [--trace]
 //
 // --file names the file (or block device) to run on: one that exists is used
 // whole, by ember and fio alike; one that does not is created with --size MiB
@@ -28,6 +28,13 @@
 // held on average, how busy it was, milliseconds per request there. Equal
 // IOPS with fewer requests held at the disk means the rest wait in the
 // pipeline around it: threads, wakeups, the driver.
+//
+// --trace prints, under each row, the rhythm of that block device from its
+// trace events in a window of each run (tools/disk_trace.h; root only):
+// completions per burst, the time it had nothing to do, how long after a
+// burst of at least half the queue the next request reached it, and
+// milliseconds per request. A device that answers the whole queue at once
+// waits through the turnaround of whoever drives it.
 //
 // --cpu prints, under each row, the CPU the threads used (medians, % of one
 // CPU over the run): ember's I/O thread and driver thread, and fio's job
@@ -82,6 +89,7 @@
 #include "tests/support/options.h"
 #include "tests/support/threads.h"
 #include "tools/disk_load.h"
+#include "tools/disk_trace.h"
 #include "tools/round_stats.h"
 #include "vmm/cpu_affinity.h"
 #include "vmm/errors.h"
@@ -109,6 +117,7 @@ struct Options {
     std::vector<MaskingMode> masking{MaskingMode::sigmask}; // ember's default
     bool fault_cost{false};
     bool disk_load{false};
+    bool trace{false};
     bool cpu{false};
     bool rounds{false}; // print every round, in the order its runs went
     int ember_cpu{-1};  // --ember-cpu: both ember threads on this CPU; fio free
@@ -119,7 +128,7 @@ constexpr const char* kUsage =
     "usage: bench-blk [--file PATH] [--size MiB] [--seconds N] [--qd 1,32] "
     "[--rw randread,randwrite] [--cache writeback,none] [--engine uring|sync] [--poll] "
     "[--halt-poll US] [--device-poll US] [--no-fio] [--repeat N] [--masking sigmask,off] "
-    "[--fault-cost] [--disk-load] [--cpu] [--rounds] [--ember-cpu N] "
+    "[--fault-cost] [--disk-load] [--trace] [--cpu] [--rounds] [--ember-cpu N] "
     "[--iothread-cpu N]\n";
 
 [[noreturn]] void usage(const char* why) {
@@ -171,6 +180,8 @@ Options parse_options(int argc, char** argv) {
             o.fault_cost = true;
         else if (a == "--disk-load")
             o.disk_load = true;
+        else if (a == "--trace")
+            o.trace = true;
         else if (a == "--cpu")
             o.cpu = true;
         else if (a == "--rounds")
@@ -496,14 +507,29 @@ int main(int argc, char** argv) {
                                      "statistics (tmpfs, overlayfs, 9p?); not printing it\n",
                              o.file.c_str());
         }
-        // Runs `run` between two samples of the disk's counters; the load
-        // is over the seconds `run` reports with I/O in flight.
-        auto measured = [&](std::vector<bench::DiskLoad>& loads, auto&& run) {
+        std::string why_untraced;
+        std::optional<bench::DiskTrace> tracer =
+            o.trace ? bench::DiskTrace::for_file(o.file, why_untraced) : std::nullopt;
+        if (o.trace && !tracer)
+            std::fprintf(stderr, "bench-blk: --trace: %s; not tracing\n", why_untraced.c_str());
+        // What the disk did during one run.
+        struct DiskSeen {
+            std::vector<bench::DiskLoad> loads;
+            std::vector<bench::DiskRhythm> rhythms;
+        };
+        // Runs `run` between two samples of the disk's counters (the load
+        // is over the seconds `run` reports with I/O in flight) and traces
+        // the disk in a window a third of the way in.
+        auto measured = [&](DiskSeen& seen, unsigned qd, auto&& run) {
+            const auto third = std::chrono::milliseconds(static_cast<long>(o.seconds * 1000 / 3));
+            if (tracer) tracer->start(third, std::min(third, std::chrono::milliseconds(500)));
             const auto before = disk_stat ? disk_stat->sample() : std::nullopt;
             auto r = run();
             const auto after = disk_stat ? disk_stat->sample() : std::nullopt;
             if (before && after && r.seconds > 0)
-                loads.push_back(bench::disk_load(*before, *after, r.seconds));
+                seen.loads.push_back(bench::disk_load(*before, *after, r.seconds));
+            if (tracer)
+                seen.rhythms.push_back(bench::disk_rhythm(tracer->collect(), std::max(1u, qd / 2)));
             return r;
         };
         auto mode_name = [](MaskingMode m) {
@@ -557,7 +583,7 @@ int main(int argc, char** argv) {
                     std::vector<double> f;
                     std::vector<double> armed;
                     std::vector<double> park_points;
-                    std::vector<bench::DiskLoad> ember_load, fio_load;
+                    DiskSeen ember_disk, fio_disk;
                     std::vector<double> io_cpu, driver_cpu, fio_cpu; // first mode only
                     std::set<std::string> io_cpus_seen;
                     for (unsigned i = 0; i < std::max(1u, o.repeat); ++i) {
@@ -572,7 +598,7 @@ int main(int argc, char** argv) {
                                     return run_ember(o, direct, write, qd, o.masking[m]);
                                 };
                                 // The disk load is printed for the first mode only.
-                                const auto r = m == 0 ? measured(ember_load, run) : run();
+                                const auto r = m == 0 ? measured(ember_disk, qd, run) : run();
                                 per_mode[m].push_back(r.iops);
                                 if (m == 0 && r.io_thread_cpu >= 0) {
                                     io_cpu.push_back(r.io_thread_cpu);
@@ -584,8 +610,8 @@ int main(int argc, char** argv) {
                             }
                         };
                         auto fio_round = [&] {
-                            const auto r =
-                                measured(fio_load, [&] { return run_fio(o, direct, write, qd); });
+                            const auto r = measured(fio_disk, qd,
+                                                    [&] { return run_fio(o, direct, write, qd); });
                             f.push_back(r.iops);
                             if (r.cpu >= 0) fio_cpu.push_back(r.cpu);
                         };
@@ -666,7 +692,7 @@ int main(int argc, char** argv) {
                                     spr, extra_ns, spr * extra_ns, request_ns,
                                     100.0 * spr * extra_ns / request_ns);
                     }
-                    if (!ember_load.empty()) {
+                    if (!ember_disk.loads.empty()) {
                         auto show = [](const std::vector<bench::DiskLoad>& v) -> std::string {
                             if (v.empty()) return "-";
                             std::vector<double> held, busy, ms;
@@ -679,8 +705,30 @@ int main(int argc, char** argv) {
                                                median(held), 100 * median(busy), median(ms));
                         };
                         std::printf("           disk %s (medians): ember %s; fio %s\n",
-                                    disk_stat->device().c_str(), show(ember_load).c_str(),
-                                    show(fio_load).c_str());
+                                    disk_stat->device().c_str(), show(ember_disk.loads).c_str(),
+                                    show(fio_disk.loads).c_str());
+                    }
+                    if (!ember_disk.rhythms.empty()) {
+                        auto show = [](const std::vector<bench::DiskRhythm>& v) -> std::string {
+                            if (v.empty()) return "-";
+                            std::vector<double> burst, idle, turn, ms;
+                            for (const auto& r : v) {
+                                burst.push_back(r.per_burst);
+                                idle.push_back(r.idle);
+                                if (r.turnaround_us >= 0) turn.push_back(r.turnaround_us);
+                                ms.push_back(r.ms_per_request);
+                            }
+                            return fmt::format("{:.1f} per burst, idle {:.0f}%, turnaround {}, "
+                                               "{:.3f} ms per request",
+                                               median(burst), 100 * median(idle),
+                                               turn.empty()
+                                                   ? std::string("-")
+                                                   : fmt::format("{:.0f} us", median(turn)),
+                                               median(ms));
+                        };
+                        std::printf("           trace %s (medians): ember %s; fio %s\n",
+                                    tracer->device().c_str(), show(ember_disk.rhythms).c_str(),
+                                    show(fio_disk.rhythms).c_str());
                     }
                     if (o.cpu) {
                         auto pct = [](const std::vector<double>& v) {

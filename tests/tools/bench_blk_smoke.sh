@@ -60,6 +60,21 @@ run "$tmp/third" --file "$tmp/disk.img" --qd 32 --halt-poll 200
 rc=$?
 [ "$rc" = 2 ] && grep -q 'halt-poll' "$tmp/both" || fail "--poll --halt-poll exited $rc: $(cat "$tmp/both")"
 
+# --trace: with root, tracefs and a block device under the file, a trace line
+# under the row (page-cache reads leave the disk alone: zero per burst is
+# fine) and no tracefs instance left behind; else a line saying why not.
+run "$tmp/trace" --file "$tmp/disk.img" --qd 32 --rw randread --trace
+if grep -q -e '--trace: .*; not tracing' "$tmp/trace"; then
+  echo "ok: --trace here: $(grep -e '--trace:' "$tmp/trace")"
+else
+  grep -q '^ *trace [a-z0-9]* (medians): ember [0-9.]* per burst, idle [0-9]*%, turnaround [-0-9 us]*, [0-9.]* ms per request; fio -$' "$tmp/trace" ||
+    fail "--trace printed neither a trace line nor why not: $(tail -n 2 "$tmp/trace")"
+  echo "ok: $(grep 'trace .* (medians)' "$tmp/trace" | sed 's/^ *//')"
+fi
+grep -q '^randread .* writeback ' "$tmp/trace" || fail "no row with --trace: $(tail -n 2 "$tmp/trace")"
+ls /sys/kernel/tracing/instances 2>/dev/null | grep -q '^ember-bench-' &&
+  fail "--trace left a tracefs instance behind: $(ls /sys/kernel/tracing/instances)"
+
 # With fio (tools/install-deps installs it) and 6 rounds, the row has a ratio
 # and a paired median, and a line says where the paired rounds lie and the
 # sign-test interval of their median (tools/round_stats.h): min <= lo <=

@@ -1,0 +1,87 @@
+// bench-blk --trace: reading tracefs block events and the rhythm they show
+// (tools/disk_trace.h).
+#include <doctest/doctest.h>
+
+#include <vector>
+
+#include "tools/disk_trace.h"
+
+using namespace ember::bench;
+using Kind = TraceEvent::Kind;
+
+TEST_CASE("block_rq_issue and block_rq_complete lines as tracefs prints them") {
+    // Recorded on the development VM (Linux 6.18), bench-blk on /dev/vda.
+    const auto issue = parse_trace_line(
+        "    ember-blk-io-5482    [001] ..... 64250.581755: block_rq_issue: 254,0 RS 4096 () "
+        "35017208 + 8 be,0,4 [ember-blk-io]");
+    REQUIRE(issue);
+    CHECK(issue->kind == Kind::issue);
+    CHECK(issue->seconds == doctest::Approx(64250.581755));
+    CHECK(issue->sector == 35017208);
+    const auto done = parse_trace_line("          <idle>-0       [001] ..s1. 64755.173605: "
+                                       "block_rq_complete: 254,0 RS () 34958776 + 8 be,0,4 [0]");
+    REQUIRE(done);
+    CHECK(done->kind == Kind::complete);
+    CHECK(done->seconds == doctest::Approx(64755.173605));
+    CHECK(done->sector == 34958776);
+}
+
+TEST_CASE("other events, comments and damaged lines are skipped") {
+    CHECK_FALSE(parse_trace_line("# tracer: nop"));
+    CHECK_FALSE(parse_trace_line(""));
+    CHECK_FALSE(
+        parse_trace_line("    ember-blk-io-5482    [001] ...1. 64250.581723: block_rq_insert: "
+                         "254,0 RS 4096 () 35705136 + 8 be,0,4 [ember-blk-io]"));
+    CHECK_FALSE(parse_trace_line("x [001] ..... 64250.58x755: block_rq_issue: 254,0 RS 4096 () "
+                                 "35017208 + 8 be,0,4 [x]"));
+    CHECK_FALSE(parse_trace_line("x [001] ..... 64250.581755: block_rq_issue: 254,0 RS 4096 () "
+                                 "35017208 8 be,0,4 [x]"));
+    CHECK_FALSE(parse_trace_line("x [001] ..... 64250.581755: block_rq_issue: 254,0 RS 4096 () "
+                                 "-5 + 8 be,0,4 [x]"));
+    CHECK_FALSE(parse_trace_line("block_rq_issue: 254,0 RS 4096 () 1 + 8"));
+}
+
+TEST_CASE("a device that answers the whole queue at once: bursts, idle time, turnaround") {
+    auto at = [](Kind k, double us, uint64_t sector) { return TraceEvent{k, us * 1e-6, sector}; };
+    // Two rounds of four requests. Each round is issued over 3 us and
+    // answered in one burst 100 us later; the next round starts 30 us after
+    // the burst (the turnaround), so the device has nothing 30 of every 133 us.
+    std::vector<TraceEvent> ev;
+    for (int round = 0; round < 2; ++round) {
+        const double t = round * 133.0;
+        for (uint64_t i = 0; i < 4; ++i)
+            ev.push_back(at(Kind::issue, t + static_cast<double>(i), 8 * i + 64 * round));
+        for (uint64_t i = 0; i < 4; ++i)
+            ev.push_back(at(Kind::complete, t + 103, 8 * i + 64 * round));
+    }
+    ev.push_back(at(Kind::issue, 266, 999)); // the third round begins
+    const auto r = disk_rhythm(ev, 4);
+    CHECK(r.completions == 8);
+    CHECK(r.per_burst == doctest::Approx(4.0));
+    CHECK(r.turnaround_us == doctest::Approx(30.0));
+    CHECK(r.idle == doctest::Approx(60.0 / 266.0));
+    // Issued at +0..+3, answered at +103: 101.5 us on average.
+    CHECK(r.ms_per_request == doctest::Approx(0.1015));
+    // A burst smaller than `large` gives no turnaround.
+    CHECK(disk_rhythm(ev, 5).turnaround_us == -1);
+}
+
+TEST_CASE("requests issued before the window: counted as completions, not timed") {
+    const std::vector<TraceEvent> ev{
+        {Kind::complete, 0.000010, 8}, {Kind::issue, 0.000020, 16}, {Kind::complete, 0.000050, 16}};
+    const auto r = disk_rhythm(ev, 1);
+    CHECK(r.completions == 2);
+    CHECK(r.per_burst == doctest::Approx(1.0));
+    CHECK(r.ms_per_request == doctest::Approx(0.030));
+    CHECK(r.turnaround_us == doctest::Approx(10.0));
+    CHECK(r.idle == doctest::Approx(0.0));
+    CHECK(disk_rhythm({}, 1).completions == 0);
+}
+
+TEST_CASE("a file on no block device cannot be traced, and says why") {
+    std::string why;
+    CHECK_FALSE(DiskTrace::for_file("/proc/self/status", why));
+    CHECK(why.find("no block device") != std::string::npos);
+    CHECK_FALSE(DiskTrace::for_file("/nonexistent/ember-trace", why));
+    CHECK(why.find("No such file") != std::string::npos);
+}
