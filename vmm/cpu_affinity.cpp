@@ -15,9 +15,14 @@ cpu_set_t ember_cpus() {
     return set;
 }
 
+namespace {
+bool has_cpu(const cpu_set_t& set, uint32_t cpu) {
+    return cpu < CPU_SETSIZE && CPU_ISSET(cpu, &set);
+}
+} // namespace
+
 bool ember_may_use_cpu(uint32_t cpu) {
-    const cpu_set_t allowed = ember_cpus();
-    return cpu < CPU_SETSIZE && CPU_ISSET(cpu, &allowed);
+    return has_cpu(ember_cpus(), cpu);
 }
 
 void check_vcpu_cpus(const std::vector<uint32_t>& host_cpus, uint32_t vcpus) {
@@ -29,7 +34,7 @@ void check_vcpu_cpus(const std::vector<uint32_t>& host_cpus, uint32_t vcpus) {
     // One read of the mask for all vcpus (up to 254).
     const cpu_set_t allowed = ember_cpus();
     for (size_t i = 0; i < host_cpus.size(); ++i)
-        if (host_cpus[i] >= CPU_SETSIZE || !CPU_ISSET(host_cpus[i], &allowed))
+        if (!has_cpu(allowed, host_cpus[i]))
             throw Error(fmt::format("vcpu placement: vcpu {} on host CPU {}, which ember may not "
                                     "run on (allowed: {})",
                                     i, host_cpus[i], cpu_list(allowed)));
