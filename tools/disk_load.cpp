@@ -3,7 +3,9 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
+#include <cerrno>
 #include <charconv>
+#include <cstring>
 #include <fstream>
 #include <vector>
 
@@ -45,15 +47,29 @@ DiskLoad disk_load(const DiskCounters& before, const DiskCounters& after, double
     return l;
 }
 
-std::optional<DiskStatFile> DiskStatFile::for_file(const std::filesystem::path& file) {
+std::optional<std::filesystem::path> block_device_sysfs(const std::filesystem::path& file,
+                                                        std::string& why) {
     struct stat st {};
-    if (::stat(file.c_str(), &st) != 0 || major(st.st_dev) == 0) return std::nullopt;
-    const std::filesystem::path dev =
-        fmt::format("/sys/dev/block/{}:{}", major(st.st_dev), minor(st.st_dev));
+    if (::stat(file.c_str(), &st) != 0) {
+        why = fmt::format("{}: {}", file.string(), std::strerror(errno));
+        return std::nullopt;
+    }
+    const dev_t dev = S_ISBLK(st.st_mode) ? st.st_rdev : st.st_dev;
     std::error_code ec;
-    const auto real = std::filesystem::canonical(dev, ec);
-    if (ec) return std::nullopt;
-    DiskStatFile f(real / "stat", real.filename().string());
+    auto sys =
+        std::filesystem::canonical(fmt::format("/sys/dev/block/{}:{}", major(dev), minor(dev)), ec);
+    if (major(dev) == 0 || ec) {
+        why = fmt::format("{} is on no block device (tmpfs, overlayfs, 9p?)", file.string());
+        return std::nullopt;
+    }
+    return sys;
+}
+
+std::optional<DiskStatFile> DiskStatFile::for_file(const std::filesystem::path& file) {
+    std::string why; // the caller says why in its own words
+    const auto real = block_device_sysfs(file, why);
+    if (!real) return std::nullopt;
+    DiskStatFile f(*real / "stat", real->filename().string());
     if (!f.sample()) return std::nullopt;
     return f;
 }

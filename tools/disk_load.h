@@ -38,6 +38,12 @@ struct DiskLoad {
 // thousands of IOPS that is well under a per cent.
 DiskLoad disk_load(const DiskCounters& before, const DiskCounters& after, double seconds);
 
+// /sys/dev/block/MAJ:MIN of the block device under `file` (the device itself
+// when `file` is a block device), resolved; nullopt, with the reason in
+// `why`, when there is none (tmpfs, overlayfs, 9p) or `file` cannot be read.
+std::optional<std::filesystem::path> block_device_sysfs(const std::filesystem::path& file,
+                                                        std::string& why);
+
 // The stat file of the block device a file lives on.
 class DiskStatFile {
   public:

@@ -1,7 +1,6 @@
 #include "tools/disk_trace.h"
 
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,6 +12,8 @@
 #include <utility>
 
 #include <fmt/format.h>
+
+#include "tools/disk_load.h"
 
 namespace ember::bench {
 
@@ -97,24 +98,13 @@ constexpr const char* kEvents[] = {"block_rq_issue", "block_rq_complete"};
 } // namespace
 
 std::optional<DiskTrace> DiskTrace::for_file(const std::filesystem::path& file, std::string& why) {
-    struct stat st {};
-    if (::stat(file.c_str(), &st) != 0) {
-        why = fmt::format("{}: {}", file.string(), std::strerror(errno));
-        return std::nullopt;
-    }
-    const dev_t dev = S_ISBLK(st.st_mode) ? st.st_rdev : st.st_dev;
-    std::error_code ec;
-    auto sys =
-        std::filesystem::canonical(fmt::format("/sys/dev/block/{}:{}", major(dev), minor(dev)), ec);
-    if (major(dev) == 0 || ec) {
-        why = fmt::format("{} is on no block device (tmpfs, overlayfs, 9p?)", file.string());
-        return std::nullopt;
-    }
+    auto sys = block_device_sysfs(file, why);
+    if (!sys) return std::nullopt;
     // Requests are traced against the whole disk, with the sector remapped.
-    if (std::filesystem::exists(sys / "partition")) sys = sys.parent_path();
+    if (std::filesystem::exists(*sys / "partition")) sys = sys->parent_path();
     unsigned maj = 0, min = 0;
-    if (std::ifstream in(sys / "dev"); !(in >> maj) || in.get() != ':' || !(in >> min)) {
-        why = fmt::format("cannot read {}", (sys / "dev").string());
+    if (std::ifstream in(*sys / "dev"); !(in >> maj) || in.get() != ':' || !(in >> min)) {
+        why = fmt::format("cannot read {}", (*sys / "dev").string());
         return std::nullopt;
     }
     const auto root = tracefs_root();
@@ -128,7 +118,7 @@ std::optional<DiskTrace> DiskTrace::for_file(const std::filesystem::path& file, 
                           instance.string(), std::strerror(errno));
         return std::nullopt;
     }
-    DiskTrace t(instance, sys.filename().string());
+    DiskTrace t(instance, sys->filename().string());
     // The kernel's dev_t in trace events: major << 20 | minor.
     const auto filter = fmt::format("dev == {}", (uint64_t{maj} << 20) | min);
     bool ok =
