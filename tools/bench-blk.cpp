@@ -508,8 +508,14 @@ int main(int argc, char** argv) {
                              o.file.c_str());
         }
         std::string why_untraced;
+        std::vector<std::string> stale;
         std::optional<bench::DiskTrace> tracer =
-            o.trace ? bench::DiskTrace::for_file(o.file, why_untraced) : std::nullopt;
+            o.trace ? bench::DiskTrace::for_file(o.file, why_untraced, stale) : std::nullopt;
+        for (const auto& name : stale)
+            std::fprintf(stderr,
+                         "bench-blk: --trace: removed the tracefs instance %s (its "
+                         "bench-blk is gone)\n",
+                         name.c_str());
         if (o.trace && !tracer)
             std::fprintf(stderr, "bench-blk: --trace: %s; not tracing\n", why_untraced.c_str());
         // What the disk did during one run.

@@ -1,5 +1,6 @@
 #include "tools/disk_trace.h"
 
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -95,9 +96,47 @@ std::filesystem::path tracefs_root() {
 }
 
 constexpr const char* kEvents[] = {"block_rq_issue", "block_rq_complete"};
+constexpr std::string_view kInstancePrefix = "ember-bench-";
+
+// No such process, or one that ended and awaits its parent's wait (a zombie:
+// kill() still finds it). EPERM means it lives, as another user's program.
+bool process_gone(pid_t pid) {
+    if (::kill(pid, 0) != 0) return errno == ESRCH;
+    std::ifstream in(fmt::format("/proc/{}/stat", pid));
+    std::string stat;
+    std::getline(in, stat);
+    // "PID (COMM) STATE ...": COMM may hold spaces and parentheses.
+    const auto close = stat.rfind(") ");
+    return close != std::string::npos && close + 2 < stat.size() &&
+           (stat[close + 2] == 'Z' || stat[close + 2] == 'X');
+}
 } // namespace
 
-std::optional<DiskTrace> DiskTrace::for_file(const std::filesystem::path& file, std::string& why) {
+std::vector<std::string> remove_stale_instances(const std::filesystem::path& instances) {
+    std::vector<std::string> removed;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(instances, ec)) {
+        const auto name = entry.path().filename().string();
+        if (!name.starts_with(kInstancePrefix)) continue;
+        const std::string_view digits = std::string_view(name).substr(kInstancePrefix.size());
+        pid_t pid = 0;
+        const auto [end, err] = std::from_chars(digits.data(), digits.data() + digits.size(), pid);
+        if (err != std::errc() || end != digits.data() + digits.size() || pid <= 0) continue;
+        if (!process_gone(pid)) continue;
+        // tracefs removes an instance whole, events enabled or not; it says
+        // EBUSY while somebody still has one of its files open.
+        if (::rmdir(entry.path().c_str()) == 0) removed.push_back(name);
+    }
+    return removed;
+}
+
+std::optional<DiskTrace> DiskTrace::for_file(const std::filesystem::path& file, std::string& why,
+                                             std::vector<std::string>& removed) {
+    const auto root = tracefs_root();
+    // First, so that a run that cannot trace still cleans up.
+    if (!root.empty())
+        for (auto& name : remove_stale_instances(root / "instances"))
+            removed.push_back(std::move(name));
     auto sys = block_device_sysfs(file, why);
     if (!sys) return std::nullopt;
     // Requests are traced against the whole disk, with the sector remapped.
@@ -107,12 +146,11 @@ std::optional<DiskTrace> DiskTrace::for_file(const std::filesystem::path& file, 
         why = fmt::format("cannot read {}", (*sys / "dev").string());
         return std::nullopt;
     }
-    const auto root = tracefs_root();
     if (root.empty()) {
         why = "no tracefs (mount -t tracefs nodev /sys/kernel/tracing)";
         return std::nullopt;
     }
-    const auto instance = root / "instances" / fmt::format("ember-bench-{}", ::getpid());
+    const auto instance = root / "instances" / fmt::format("{}{}", kInstancePrefix, ::getpid());
     if (::mkdir(instance.c_str(), 0700) != 0 && errno != EEXIST) {
         why = fmt::format("cannot make a tracefs instance {} ({}; it needs root)",
                           instance.string(), std::strerror(errno));

@@ -49,6 +49,13 @@ struct DiskRhythm {
 // `events` in time order, as tracefs prints them.
 DiskRhythm disk_rhythm(std::span<const TraceEvent> events, unsigned large);
 
+// Removes the instances `ember-bench-PID` under `instances` (tracefs's
+// instances directory) whose bench-blk is gone: a bench-blk killed mid-run
+// (SIGKILL, a lost terminal) leaves its instance, with its 8 MB buffer,
+// behind. An instance whose PID is alive stays, even if that PID now belongs
+// to another program. The names removed, for the caller to report.
+std::vector<std::string> remove_stale_instances(const std::filesystem::path& instances);
+
 // Traces one block device's request issues and completions, in a tracefs
 // instance of its own (the global trace buffer is left alone), for a window
 // inside each run.
@@ -56,7 +63,10 @@ class DiskTrace {
   public:
     // The whole disk under `file` (a partition's events carry its disk).
     // nullopt, with the reason in `why`, without tracefs, root or a disk.
-    static std::optional<DiskTrace> for_file(const std::filesystem::path& file, std::string& why);
+    // Instances left by killed bench-blks are removed first; their names are
+    // appended to `removed`.
+    static std::optional<DiskTrace> for_file(const std::filesystem::path& file, std::string& why,
+                                             std::vector<std::string>& removed);
     ~DiskTrace();
     DiskTrace(DiskTrace&& other) noexcept;
     DiskTrace& operator=(DiskTrace&&) = delete;

@@ -63,7 +63,21 @@ rc=$?
 # --trace: with root, tracefs and a block device under the file, a trace line
 # under the row (page-cache reads leave the disk alone: zero per burst is
 # fine) and no tracefs instance left behind; else a line saying why not.
+# An instance left by a bench-blk that was killed (a PID that is gone) is
+# removed, when this may make one (root, tracefs).
+sh -c 'exit 0' &
+gone=$!
+wait "$gone"
+stale=/sys/kernel/tracing/instances/ember-bench-$gone
+mkdir "$stale" 2>/dev/null || stale=
 run "$tmp/trace" --file "$tmp/disk.img" --qd 32 --rw randread --trace
+if [ -n "$stale" ]; then
+  if [ -e "$stale" ] || ! grep -q "removed the tracefs instance ember-bench-$gone (its bench-blk is gone)" "$tmp/trace"; then
+    rmdir "$stale" 2>/dev/null
+    fail "--trace did not remove and report the stale instance $stale: $(grep -e '--trace' "$tmp/trace")"
+  fi
+  echo "ok: $(grep 'removed the tracefs instance' "$tmp/trace")"
+fi
 if grep -q -e '--trace: .*; not tracing' "$tmp/trace"; then
   echo "ok: --trace here: $(grep -e '--trace:' "$tmp/trace")"
 else

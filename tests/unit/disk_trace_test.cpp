@@ -1,8 +1,15 @@
 // bench-blk --trace: reading tracefs block events and the rhythm they show
 // (tools/disk_trace.h).
 #include <doctest/doctest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <filesystem>
+#include <string>
 #include <vector>
+
+#include <fmt/format.h>
 
 #include "tools/disk_trace.h"
 
@@ -80,8 +87,51 @@ TEST_CASE("requests issued before the window: counted as completions, not timed"
 
 TEST_CASE("a file on no block device cannot be traced, and says why") {
     std::string why;
-    CHECK_FALSE(DiskTrace::for_file("/proc/self/status", why));
+    std::vector<std::string> removed;
+    CHECK_FALSE(DiskTrace::for_file("/proc/self/status", why, removed));
     CHECK(why.find("no block device") != std::string::npos);
-    CHECK_FALSE(DiskTrace::for_file("/nonexistent/ember-trace", why));
+    CHECK_FALSE(DiskTrace::for_file("/nonexistent/ember-trace", why, removed));
     CHECK(why.find("No such file") != std::string::npos);
+    CHECK(removed.empty());
+}
+
+TEST_CASE("only the instances of bench-blks that are gone are removed") {
+    // An ordinary directory stands in for tracefs's instances/: rmdir
+    // removes its empty subdirectories as tracefs removes instances.
+    const auto dir =
+        std::filesystem::temp_directory_path() / fmt::format("ember-instances-{}", ::getpid());
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directory(dir);
+    const auto child = [] {
+        const pid_t pid = ::fork();
+        if (pid == 0) ::_exit(0);
+        REQUIRE(pid > 0);
+        return pid;
+    };
+    const pid_t gone = child(); // a PID that was a process and is none now
+    REQUIRE(::waitpid(gone, nullptr, 0) == gone);
+    // Ended but not waited for: kill() still finds it. A bench-blk killed
+    // in the background of a shell that exited is one until init reaps it.
+    const pid_t zombie = child();
+    siginfo_t info{};
+    REQUIRE(::waitid(P_PID, static_cast<id_t>(zombie), &info, WEXITED | WNOWAIT) == 0);
+    const auto dead = fmt::format("ember-bench-{}", gone);
+    const auto undead = fmt::format("ember-bench-{}", zombie);
+    const auto alive = fmt::format("ember-bench-{}", ::getpid());
+    for (const auto& name : {dead, undead, alive, std::string("ember-bench-1x"),
+                             std::string("ember-bench-"), std::string("other-2")})
+        std::filesystem::create_directory(dir / name);
+    auto removed = remove_stale_instances(dir);
+    std::sort(removed.begin(), removed.end());
+    auto expected = std::vector<std::string>{dead, undead};
+    std::sort(expected.begin(), expected.end());
+    CHECK(removed == expected);
+    REQUIRE(::waitpid(zombie, nullptr, 0) == zombie);
+    CHECK_FALSE(std::filesystem::exists(dir / dead));
+    for (const char* kept : {"ember-bench-1x", "ember-bench-", "other-2"})
+        CHECK(std::filesystem::exists(dir / kept));
+    CHECK(std::filesystem::exists(dir / alive));
+    CHECK(remove_stale_instances(dir).empty()); // nothing left to remove
+    CHECK(remove_stale_instances(dir / "missing").empty());
+    std::filesystem::remove_all(dir);
 }
