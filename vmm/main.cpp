@@ -20,6 +20,7 @@
 #include "vmm/diagnostics.h"
 #include "vmm/log.h"
 #include "vmm/snapshot/compare.h"
+#include "vmm/snapshot/describe.h"
 #include "vmm/snapshot/snapshot.h"
 #include "vmm/vm.h"
 
@@ -30,29 +31,7 @@ namespace {
 
 void print_snapshot_info(const std::filesystem::path& dir) {
     SnapshotReader s(dir);
-    const auto& c = s.config();
-    std::printf("snapshot %s (format %d)\n", dir.c_str(), s.manifest().value("format_version", 0));
-    // Placement is printed because a restore needs those host CPUs.
-    std::string placed;
-    if (const auto it = c.find("vcpu_cpus"); it != c.end() && it->is_array())
-        placed = fmt::format(", on host CPUs {}", fmt::join(it->get<std::vector<uint32_t>>(), ","));
-    std::printf("  kernel   %s\n  cmdline  %s\n  cpus     %u%s\n  memory   %llu MiB\n",
-                c.value("kernel", "").c_str(), c.value("cmdline", "").c_str(), c.value("cpus", 0u),
-                placed.c_str(),
-                static_cast<unsigned long long>(c.value("mem_bytes", uint64_t{0}) >> 20));
-    for (const auto& d : c.value("disks", nlohmann::json::array())) {
-        const std::string io_cpu =
-            d.contains("iothread_cpu")
-                ? fmt::format(", I/O thread on host CPU {}", d.value("iothread_cpu", 0u))
-                : "";
-        std::printf("  disk     id=%s %s (%llu bytes%s%s)\n", d.value("id", "").c_str(),
-                    d.value("path", "").c_str(),
-                    static_cast<unsigned long long>(d.value("size", uint64_t{0})),
-                    d.value("readonly", false) ? ", read-only" : "", io_cpu.c_str());
-    }
-    for (const auto& sec : s.manifest()["sections"])
-        std::printf("  section  %-16s %12llu bytes  crc32c %08x\n", sec.value("name", "").c_str(),
-                    static_cast<unsigned long long>(sec.value("bytes", uint64_t{0})), sec.value("crc32c", 0u));
+    std::fputs(describe_snapshot(s).c_str(), stdout);
     s.verify_all();
     std::printf("  checksums ok\n");
 }

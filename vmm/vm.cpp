@@ -358,33 +358,44 @@ nlohmann::json Vm::config_to_json(const VmConfig& c) {
 
 VmConfig Vm::config_from_json(const nlohmann::json& j) {
     try {
+        constexpr std::string_view kWhere = "snapshot configuration";
         VmConfig c;
-        c.kernel = j.at("kernel").get<std::string>();
-        c.cmdline = j.at("cmdline").get<std::string>();
-        c.cpus = j.at("cpus").get<uint32_t>();
-        c.mem_bytes = j.at("mem_bytes").get<uint64_t>();
+        c.kernel = manifest_field<std::string>(j, "kernel", kWhere);
+        c.cmdline = manifest_field<std::string>(j, "cmdline", kWhere);
+        c.cpus = manifest_field<uint32_t>(j, "cpus", kWhere);
+        c.mem_bytes = manifest_field<uint64_t>(j, "mem_bytes", kWhere);
         if (c.cpus < 1 || c.cpus > kMaxCpus || c.mem_bytes < kMinMemBytes || c.mem_bytes % 4096 != 0)
             throw SnapshotError("snapshot configuration has an impossible CPU count or memory size");
         // Absent: vcpus not placed (also in checkpoints from before --vcpu-cpus).
         if (j.contains("vcpu_cpus")) {
-            c.vcpu_cpus = j.at("vcpu_cpus").get<std::vector<uint32_t>>();
+            c.vcpu_cpus = manifest_field<std::vector<uint32_t>>(j, "vcpu_cpus", kWhere);
             try {
                 check_vcpu_cpus(c.vcpu_cpus, c.cpus);
             } catch (const Error& e) {
                 throw SnapshotError(fmt::format("snapshot configuration: {}", e.what()));
             }
         }
-        for (const auto& d : j.at("disks")) {
+        const auto disks = manifest_field<nlohmann::json>(j, "disks", kWhere);
+        if (!disks.is_array())
+            throw SnapshotError("snapshot configuration: 'disks' is not a list (corrupt)");
+        for (size_t i = 0; i < disks.size(); ++i) {
+            const auto& d = disks[i];
+            const auto where = fmt::format("{}, disk {}", kWhere, i);
             DiskSpec s;
-            s.path = d.at("path").get<std::string>();
-            s.readonly = d.at("readonly").get<bool>();
-            s.id = d.at("id").get<std::string>();
-            s.cache = d.at("cache").get<std::string>() == "none" ? DiskSpec::Cache::none : DiskSpec::Cache::writeback;
-            s.engine = d.at("engine").get<std::string>() == "sync" ? DiskSpec::Engine::sync : DiskSpec::Engine::uring;
+            s.path = manifest_field<std::string>(d, "path", where);
+            s.readonly = manifest_field<bool>(d, "readonly", where);
+            s.id = manifest_field<std::string>(d, "id", where);
+            s.cache = manifest_field<std::string>(d, "cache", where) == "none"
+                          ? DiskSpec::Cache::none
+                          : DiskSpec::Cache::writeback;
+            s.engine = manifest_field<std::string>(d, "engine", where) == "sync"
+                           ? DiskSpec::Engine::sync
+                           : DiskSpec::Engine::uring;
             // Absent in checkpoints from before poll= existed.
-            s.poll_us = d.value("poll_us", uint32_t{0});
+            if (d.contains("poll_us")) s.poll_us = manifest_field<uint32_t>(d, "poll_us", where);
             // Absent: not placed (also in checkpoints from before it existed).
-            if (d.contains("iothread_cpu")) s.iothread_cpu = d.at("iothread_cpu").get<uint32_t>();
+            if (d.contains("iothread_cpu"))
+                s.iothread_cpu = manifest_field<uint32_t>(d, "iothread_cpu", where);
             try {
                 check_disk_spec(s);
             } catch (const DiskSpecError& e) {

@@ -299,7 +299,44 @@ TEST_CASE("embed config: iothread_cpu is checked, and carried through a checkpoi
         CHECK(has(e.what(), "iothread-cpu=99999 is not a CPU ember may run on"));
     }
     j["disks"][0]["iothread_cpu"] = "two";
-    CHECK_THROWS_AS(ember::Vm::config_from_json(j), SnapshotError);
+    CHECK_THROWS_WITH_AS(
+        ember::Vm::config_from_json(j),
+        "snapshot configuration, disk 0: 'iothread_cpu' is the string \"two\", of the "
+        "wrong type (corrupt)",
+        SnapshotError);
+}
+
+TEST_CASE("embed config: a checkpoint's configuration with a field missing or of the wrong type "
+          "names it") {
+    Files f;
+    const auto good = ember::Vm::config_to_json(one_disk_config(f));
+    REQUIRE_NOTHROW(ember::Vm::config_from_json(good));
+    const auto error = [](const nlohmann::json& j) -> std::string {
+        try {
+            ember::Vm::config_from_json(j);
+        } catch (const SnapshotError& e) {
+            return e.what();
+        }
+        return "accepted";
+    };
+    auto j = good;
+    j["cpus"] = "x";
+    CHECK(error(j) ==
+          "snapshot configuration: 'cpus' is the string \"x\", of the wrong type (corrupt)");
+    j = good;
+    j.erase("mem_bytes");
+    CHECK(error(j) == "snapshot configuration has no 'mem_bytes' (corrupt)");
+    j = good;
+    j["disks"] = 3;
+    CHECK(error(j) == "snapshot configuration: 'disks' is not a list (corrupt)");
+    j = good;
+    j["disks"][0]["readonly"] = 1;
+    CHECK(
+        error(j) ==
+        "snapshot configuration, disk 0: 'readonly' is the number 1, of the wrong type (corrupt)");
+    j = good;
+    j["disks"][0] = "disk.img";
+    CHECK(error(j) == "snapshot configuration, disk 0 has no 'path' (corrupt)");
 }
 
 TEST_CASE("embed config: vcpu_cpus is checked, and carried through a checkpoint") {

@@ -9,6 +9,7 @@
 
 #include "vmm/kvm.h"
 #include "vmm/snapshot/compare.h"
+#include "vmm/snapshot/describe.h"
 #include "vmm/snapshot/snapshot.h"
 
 using namespace ember;
@@ -127,6 +128,44 @@ TEST_CASE("snapshot: corruption, truncation, a missing manifest and a wrong vers
         std::ofstream(d.path / "manifest.json") << "{not json";
         CHECK_THROWS_WITH_AS(SnapshotReader{d.path}, doctest::Contains("corrupt"), SnapshotError);
     }
+    SUBCASE("manifest fields of the wrong type, or missing") {
+        const auto manifest = [&](const std::string& text) {
+            std::ofstream(d.path / "manifest.json") << text;
+        };
+        const auto error = [&]() -> std::string {
+            try {
+                SnapshotReader r(d.path);
+            } catch (const SnapshotError& e) {
+                return e.what();
+            }
+            return "accepted";
+        };
+        const std::string m = (d.path / "manifest.json").string();
+        manifest(R"({"magic":5})");
+        CHECK(error() == m + " is not an ember snapshot manifest");
+        manifest(R"([1, 2])");
+        CHECK(error() == m + " is not an ember snapshot manifest");
+        manifest(R"({"magic":"ember-snapshot","format_version":"1"})");
+        CHECK(error() == m + " has no format_version number (corrupt)");
+        manifest(R"({"magic":"ember-snapshot","format_version":1,"config":[],"sections":[]})");
+        CHECK(error() == m + " lacks its config or section list");
+        manifest(
+            R"({"magic":"ember-snapshot","format_version":1,"config":{},"sections":[{"name":7}]})");
+        CHECK(error() == m + ": section 0 has no string name (corrupt)");
+        manifest(R"({"magic":"ember-snapshot","format_version":1,"config":{},"sections":[)"
+                 R"({"name":"a","file":"a.bin","bytes":1,"crc32c":2},"b"]})");
+        CHECK(error() == m + ": section 1 has no string name (corrupt)");
+        manifest(R"({"magic":"ember-snapshot","format_version":1,"config":{},"sections":[)"
+                 R"({"name":"a","file":"a.bin","bytes":-1,"crc32c":2}]})");
+        CHECK(error() == m + ": section 0 has no unsigned number bytes (corrupt)");
+        manifest(R"({"magic":"ember-snapshot","format_version":1,"config":{},"sections":[)"
+                 R"({"name":"memory","file":"memory.bin","bytes":1,"crc32c":2}]})");
+        CHECK(error() == m + ": section 0 has no unsigned number ram_bytes (corrupt)");
+        // What the checks leave is a snapshot the readers can use.
+        manifest(R"({"magic":"ember-snapshot","format_version":1,"config":{},"sections":[)"
+                 R"({"name":"a","file":"a.bin","bytes":1,"crc32c":2}]})");
+        CHECK(error() == "accepted");
+    }
     SUBCASE("future format version") {
         std::ofstream(d.path / "manifest.json")
             << R"({"magic":"ember-snapshot","format_version":99,"config":{},"sections":[]})";
@@ -136,6 +175,65 @@ TEST_CASE("snapshot: corruption, truncation, a missing manifest and a wrong vers
 
 // snapshot-info --compare: what a restore followed at once by a checkpoint
 // may change (the e2e test restores paused and checkpoints again).
+TEST_CASE("describe_snapshot: the configuration as saved; a field missing or of the wrong type is "
+          "named") {
+    TempDir d;
+    auto mem = GuestMemory::flat(1 << 20);
+    nlohmann::json config{
+        {"kernel", "/k/vmlinuz"},
+        {"cmdline", "console=ttyS0"},
+        {"cpus", 2},
+        {"mem_bytes", 256 << 20},
+        {"vcpu_cpus", {1, 0}},
+        {"disks",
+         {{{"path", "/d/a.img"}, {"id", "vda"}, {"size", 4096}, {"readonly", true}},
+          {{"path", "/d/b.img"},
+           {"id", "vdb"},
+           {"size", 512},
+           {"readonly", false},
+           {"iothread_cpu", 1}}}}};
+    const auto write = [&](const nlohmann::json& c) {
+        SnapshotWriter w(d.path);
+        w.add_value("sample", Sample{1, 2});
+        w.finish(c);
+    };
+    write(config);
+    const auto text = describe_snapshot(SnapshotReader(d.path));
+    CHECK(text.starts_with(fmt::format("snapshot {} (format 1)\n", d.path.string())));
+    CHECK(text.find(
+              "  kernel   /k/vmlinuz\n  cmdline  console=ttyS0\n  cpus     2, on host CPUs 1,0\n"
+              "  memory   256 MiB\n") != std::string::npos);
+    CHECK(text.find("  disk     id=vda /d/a.img (4096 bytes, read-only)\n") != std::string::npos);
+    CHECK(text.find("  disk     id=vdb /d/b.img (512 bytes, I/O thread on host CPU 1)\n") !=
+          std::string::npos);
+    CHECK(text.find("  section  sample                     16 bytes  crc32c ") !=
+          std::string::npos);
+    const auto error = [&](const nlohmann::json& c) -> std::string {
+        write(c);
+        try {
+            describe_snapshot(SnapshotReader(d.path));
+        } catch (const SnapshotError& e) {
+            return e.what();
+        }
+        return "described";
+    };
+    auto c = config;
+    c.erase("cpus"); // printed as 0 before: a checkpoint that looked fine
+    CHECK(error(c) == "snapshot configuration has no 'cpus' (corrupt)");
+    c = config;
+    c["vcpu_cpus"] = "1,0";
+    CHECK(error(c) ==
+          "snapshot configuration: 'vcpu_cpus' is the string \"1,0\", of the wrong type (corrupt)");
+    c = config;
+    c["disks"][1]["size"] = "512";
+    CHECK(error(c) == "snapshot configuration, disk 1: 'size' is the string \"512\", of the wrong "
+                      "type (corrupt)");
+    // Described anywhere: no check of the disks' files or of this host's CPUs.
+    c = config;
+    c["vcpu_cpus"] = {99999, 99998};
+    CHECK(error(c) == "described");
+}
+
 TEST_CASE("compare_vcpu_state: the LAPIC timer count and PPR are derived; TPR and ISR are not") {
     auto a = std::make_unique<VcpuState>();
     std::memset(a.get(), 0, sizeof(VcpuState));

@@ -20,7 +20,11 @@ VmConfig restore_config(const SnapshotReader& snapshot, const DiskOverrides& ove
         DiskSpec& disk = config.disks[i];
         const auto over = std::find_if(overrides.begin(), overrides.end(),
                                        [&](const auto& o) { return o.first == disk.id; });
-        const std::string captured = saved.at(i).value("captured", "");
+        const auto where = fmt::format("snapshot configuration, disk {}", i);
+        const std::string captured =
+            saved.at(i).contains("captured")
+                ? manifest_field<std::string>(saved.at(i), "captured", where)
+                : "";
         if (over != overrides.end()) {
             disk.path = over->second.string();
         } else if (!captured.empty()) {
@@ -35,7 +39,7 @@ VmConfig restore_config(const SnapshotReader& snapshot, const DiskOverrides& ove
         std::error_code ec;
         const auto size = std::filesystem::file_size(disk.path, ec);
         if (ec) throw Error(fmt::format("disk {}: {}: {}", disk.id, disk.path, ec.message()));
-        const auto want = saved.at(i).value("size", uint64_t{0});
+        const auto want = manifest_field<uint64_t>(saved.at(i), "size", where);
         if (size != want)
             throw Error(fmt::format("disk {}: {} has {} bytes, but the snapshot was taken with {} bytes", disk.id,
                                     disk.path, size, want));

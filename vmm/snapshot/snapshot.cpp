@@ -164,14 +164,39 @@ SnapshotReader::SnapshotReader(fs::path dir) : dir_(std::move(dir)) {
     } catch (const nlohmann::json::exception& e) {
         throw SnapshotError(fmt::format("{} is corrupt: {}", path.string(), e.what()));
     }
-    if (!manifest_.is_object() || manifest_.value("magic", "") != kSnapshotMagic)
+    // Every field checked for its type here, once: the readers below and
+    // snapshot-info then never meet a JSON type error without context.
+    const auto magic = manifest_.is_object() ? manifest_.find("magic") : manifest_.end();
+    if (magic == manifest_.end() || !magic->is_string() || *magic != kSnapshotMagic)
         throw SnapshotError(fmt::format("{} is not an ember snapshot manifest", path.string()));
-    const int version = manifest_.value("format_version", -1);
-    if (version != kSnapshotFormatVersion)
-        throw SnapshotError(fmt::format("snapshot {} has format version {}; this ember reads version {}",
-                                        dir_.string(), version, kSnapshotFormatVersion));
-    if (!manifest_.contains("config") || !manifest_.contains("sections") || !manifest_["sections"].is_array())
+    const auto version = manifest_.find("format_version");
+    if (version == manifest_.end() || !version->is_number_integer())
+        throw SnapshotError(
+            fmt::format("{} has no format_version number (corrupt)", path.string()));
+    if (*version != kSnapshotFormatVersion)
+        throw SnapshotError(
+            fmt::format("snapshot {} has format version {}; this ember reads version {}",
+                        dir_.string(), version->dump(), kSnapshotFormatVersion));
+    const auto config = manifest_.find("config");
+    const auto sections = manifest_.find("sections");
+    if (config == manifest_.end() || !config->is_object() || sections == manifest_.end() ||
+        !sections->is_array())
         throw SnapshotError(fmt::format("{} lacks its config or section list", path.string()));
+    for (size_t i = 0; i < sections->size(); ++i) {
+        const auto& sec = (*sections)[i];
+        const auto field = [&](const char* key, bool string) {
+            const auto it = sec.is_object() ? sec.find(key) : sec.end();
+            if (it == sec.end() || !(string ? it->is_string() : it->is_number_unsigned()))
+                throw SnapshotError(fmt::format("{}: section {} has no {} {} (corrupt)",
+                                                path.string(), i,
+                                                string ? "string" : "unsigned number", key));
+        };
+        field("name", true);
+        field("file", true);
+        field("bytes", false);
+        field("crc32c", false);
+        if (sec.at("name") == "memory") field("ram_bytes", false);
+    }
 }
 
 const nlohmann::json& SnapshotReader::section(const std::string& name) const {

@@ -9,6 +9,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <fmt/format.h>
@@ -29,6 +30,22 @@ class SnapshotError : public Error {
 public:
     using Error::Error;
 };
+
+// A field of an object in a manifest, as T; else a SnapshotError that says
+// where (`where`, e.g. "snapshot configuration"), which key, and what stands
+// there instead. nlohmann's own messages name neither the key nor the place.
+template <typename T>
+T manifest_field(const nlohmann::json& object, const std::string& key, std::string_view where) {
+    const auto it = object.is_object() ? object.find(key) : object.end();
+    if (it == object.end())
+        throw SnapshotError(fmt::format("{} has no '{}' (corrupt)", where, key));
+    try {
+        return it->get<T>();
+    } catch (const nlohmann::json::exception&) {
+        throw SnapshotError(fmt::format("{}: '{}' is the {} {}, of the wrong type (corrupt)", where,
+                                        key, it->type_name(), it->dump()));
+    }
+}
 
 // Checked before a VM starts, so a typo in a checkpoint directory is not
 // found only when the checkpoint signal comes: why a checkpoint could not be
