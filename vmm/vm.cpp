@@ -325,7 +325,10 @@ void Vm::capture_disks(const std::filesystem::path& dir, nlohmann::json& config)
         const auto& d = config_.disks[i];
         if (d.readonly) continue; // nothing the guest did can change it
         const std::string name = fmt::format("disk{}.img", i);
-        const auto r = copy_disk_image(d.path, dir / name);
+        const auto r = copy_disk_image(d.path, dir / name, [&](uint64_t at, uint64_t size) {
+            log::info("disk {}: copying into the checkpoint: {} of {} MiB", d.id, at >> 20,
+                      size >> 20);
+        });
         config["disks"][i]["captured"] = name;
         log::info("disk {}: copied into the checkpoint as {} ({})", d.id, name,
                   r.cloned ? "reflink" : fmt::format("{} MiB of data", r.data_bytes >> 20));

@@ -4,8 +4,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <string>
+#include <vector>
 
 #include "vmm/snapshot/disk_copy.h"
 #include "vmm/snapshot/restore_config.h"
@@ -80,6 +83,39 @@ TEST_CASE("disk copy: data and holes of a sparse image, same size, replaces the 
         CHECK(static_cast<uint64_t>(st.st_blocks) * 512 < (8ULL << 20));
     }
     CHECK_THROWS_WITH_AS(copy_disk_image(t.path / "missing.img", to), doctest::Contains("missing.img"), Error);
+}
+
+TEST_CASE("copy_disk_image: a sparse copy reports how far it has come") {
+    TempDir t;
+    const auto from = t.path / "disk.img";
+    fs::resize_file((std::ofstream(from), from), 16ULL << 20);
+    for (uint64_t mib = 0; mib < 4; ++mib)
+        write_at(from, mib << 20,
+                 std::string(1 << 20, static_cast<char>('a' + mib))); // dense 0-4 MiB
+    write_at(from, 12ULL << 20, std::string(1 << 20, 'z'));           // and 12-13 MiB
+    std::vector<uint64_t> seen;
+    const auto r = copy_disk_image(
+        from, t.path / "copy.img",
+        [&](uint64_t at, uint64_t size) {
+            CHECK(size == 16ULL << 20);
+            seen.push_back(at);
+        },
+        std::chrono::milliseconds(0));
+    if (r.cloned) {
+        CHECK(seen.empty()); // a reflink is done at once
+        return;
+    }
+    // Every 1 MiB chunk of the two data runs, in order; the hole between
+    // them is skipped, not reported.
+    CHECK(seen ==
+          std::vector<uint64_t>{1ULL << 20, 2ULL << 20, 3ULL << 20, 4ULL << 20, 13ULL << 20});
+    CHECK(read_at(t.path / "copy.img", 12ULL << 20, 1) == "z");
+    // Throttled: with an hour between reports, a short copy reports nothing.
+    seen.clear();
+    copy_disk_image(
+        from, t.path / "copy.img", [&](uint64_t at, uint64_t) { seen.push_back(at); },
+        std::chrono::hours(1));
+    CHECK(seen.empty());
 }
 
 TEST_CASE("restore config: override, then captured copy, then the original path; sizes checked") {

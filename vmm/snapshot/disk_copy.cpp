@@ -24,9 +24,31 @@ UniqueFd open_or_throw(const std::filesystem::path& p, int flags, mode_t mode = 
     return fd;
 }
 
+// Calls the caller's progress callback at most once per `every`.
+class ProgressClock {
+  public:
+    ProgressClock(const DiskCopyProgress& progress, std::chrono::milliseconds every, uint64_t size)
+        : progress_(progress), every_(every), size_(size), last_(std::chrono::steady_clock::now()) {
+    }
+    void at(uint64_t offset) {
+        if (!progress_) return;
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last_ < every_) return;
+        last_ = now;
+        progress_(offset, size_);
+    }
+
+  private:
+    const DiskCopyProgress& progress_;
+    std::chrono::milliseconds every_;
+    uint64_t size_;
+    std::chrono::steady_clock::time_point last_;
+};
+
 // Copies [off, off + len) with pread/pwrite (copy_file_range would do it in
 // the kernel, but across file systems it needs 5.19+, and 9p lacks it).
-void copy_range(int in, int out, uint64_t off, uint64_t len, const std::filesystem::path& from) {
+void copy_range(int in, int out, uint64_t off, uint64_t len, const std::filesystem::path& from,
+                ProgressClock& clock) {
     std::vector<char> buf(1 << 20);
     while (len > 0) {
         const size_t want = static_cast<size_t>(std::min<uint64_t>(len, buf.size()));
@@ -47,12 +69,14 @@ void copy_range(int in, int out, uint64_t off, uint64_t len, const std::filesyst
         }
         off += static_cast<uint64_t>(n);
         len -= static_cast<uint64_t>(n);
+        clock.at(off);
     }
 }
 
 } // namespace
 
-DiskCopyResult copy_disk_image(const std::filesystem::path& from, const std::filesystem::path& to) {
+DiskCopyResult copy_disk_image(const std::filesystem::path& from, const std::filesystem::path& to,
+                               const DiskCopyProgress& progress, std::chrono::milliseconds every) {
     UniqueFd in = open_or_throw(from, O_RDONLY);
     struct stat st{};
     if (::fstat(in.get(), &st) != 0) throw_errno(fmt::format("stat {}", from.string()));
@@ -64,13 +88,14 @@ DiskCopyResult copy_disk_image(const std::filesystem::path& from, const std::fil
     } else {
         // Not the same file system, or one without reflinks: copy the data
         // extents only, so a sparse image stays sparse.
+        ProgressClock clock(progress, every, size);
         uint64_t off = 0;
         while (off < size) {
             const off_t data = ::lseek(in.get(), static_cast<off_t>(off), SEEK_DATA);
             if (data < 0) {
                 if (errno == ENXIO) break; // only a hole is left
                 if (errno != EINVAL) throw_errno(fmt::format("SEEK_DATA in {}", from.string()));
-                copy_range(in.get(), out.get(), off, size - off, from); // no SEEK_DATA here
+                copy_range(in.get(), out.get(), off, size - off, from, clock); // no SEEK_DATA here
                 r.data_bytes += size - off;
                 break;
             }
@@ -78,7 +103,7 @@ DiskCopyResult copy_disk_image(const std::filesystem::path& from, const std::fil
             if (hole < 0) hole = static_cast<off_t>(size);
             const auto begin = static_cast<uint64_t>(data);
             const auto end = std::min(static_cast<uint64_t>(hole), size);
-            copy_range(in.get(), out.get(), begin, end - begin, from);
+            copy_range(in.get(), out.get(), begin, end - begin, from, clock);
             r.data_bytes += end - begin;
             off = end;
         }
