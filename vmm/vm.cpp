@@ -388,12 +388,19 @@ VmConfig Vm::config_from_json(const nlohmann::json& j) {
             s.path = manifest_field<std::string>(d, "path", where);
             s.readonly = manifest_field<bool>(d, "readonly", where);
             s.id = manifest_field<std::string>(d, "id", where);
-            s.cache = manifest_field<std::string>(d, "cache", where) == "none"
-                          ? DiskSpec::Cache::none
-                          : DiskSpec::Cache::writeback;
-            s.engine = manifest_field<std::string>(d, "engine", where) == "sync"
-                           ? DiskSpec::Engine::sync
-                           : DiskSpec::Engine::uring;
+            // One of the two words config_to_json writes: anything else would
+            // silently switch O_DIRECT or the engine.
+            const auto either = [&](const char* key, const char* a, const char* b) {
+                auto v = manifest_field<std::string>(d, key, where);
+                if (v != a && v != b)
+                    throw SnapshotError(fmt::format("{}: '{}' is '{}', not {} or {} (corrupt)",
+                                                    where, key, v, a, b));
+                return v == a;
+            };
+            s.cache = either("cache", "none", "writeback") ? DiskSpec::Cache::none
+                                                           : DiskSpec::Cache::writeback;
+            s.engine = either("engine", "sync", "uring") ? DiskSpec::Engine::sync
+                                                         : DiskSpec::Engine::uring;
             // Absent in checkpoints from before poll= existed.
             if (d.contains("poll_us")) s.poll_us = manifest_field<uint32_t>(d, "poll_us", where);
             // Absent: not placed (also in checkpoints from before it existed).

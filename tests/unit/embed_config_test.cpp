@@ -335,6 +335,23 @@ TEST_CASE("embed config: a checkpoint's configuration with a field missing or of
         error(j) ==
         "snapshot configuration, disk 0: 'readonly' is the number 1, of the wrong type (corrupt)");
     j = good;
+    j["disks"][0]["cache"] = "None"; // would have been taken as writeback
+    CHECK(error(j) ==
+          "snapshot configuration, disk 0: 'cache' is 'None', not none or writeback (corrupt)");
+    j = good;
+    j["disks"][0]["engine"] = "io_uring";
+    CHECK(error(j) ==
+          "snapshot configuration, disk 0: 'engine' is 'io_uring', not sync or uring (corrupt)");
+    for (const char* cache : {"none", "writeback"}) {
+        j = good;
+        j["disks"][0]["cache"] = cache;
+        CHECK(ember::Vm::config_from_json(j).disks.at(0).cache ==
+              (cache == std::string("none") ? DiskSpec::Cache::none : DiskSpec::Cache::writeback));
+    }
+    j = good;
+    j["disks"][0]["engine"] = "sync";
+    CHECK(ember::Vm::config_from_json(j).disks.at(0).engine == DiskSpec::Engine::sync);
+    j = good;
     j["disks"][0] = "disk.img";
     CHECK(error(j) == "snapshot configuration, disk 0 has no 'path' (corrupt)");
 }
