@@ -359,7 +359,7 @@ nlohmann::json Vm::config_to_json(const VmConfig& c) {
     return out;
 }
 
-VmConfig Vm::config_from_json(const nlohmann::json& j) {
+VmConfig Vm::saved_config(const nlohmann::json& j) {
     try {
         constexpr std::string_view kWhere = "snapshot configuration";
         VmConfig c;
@@ -367,17 +367,9 @@ VmConfig Vm::config_from_json(const nlohmann::json& j) {
         c.cmdline = manifest_field<std::string>(j, "cmdline", kWhere);
         c.cpus = manifest_field<uint32_t>(j, "cpus", kWhere);
         c.mem_bytes = manifest_field<uint64_t>(j, "mem_bytes", kWhere);
-        if (c.cpus < 1 || c.cpus > kMaxCpus || c.mem_bytes < kMinMemBytes || c.mem_bytes % 4096 != 0)
-            throw SnapshotError("snapshot configuration has an impossible CPU count or memory size");
         // Absent: vcpus not placed (also in checkpoints from before --vcpu-cpus).
-        if (j.contains("vcpu_cpus")) {
+        if (j.contains("vcpu_cpus"))
             c.vcpu_cpus = manifest_field<std::vector<uint32_t>>(j, "vcpu_cpus", kWhere);
-            try {
-                check_vcpu_cpus(c.vcpu_cpus, c.cpus);
-            } catch (const Error& e) {
-                throw SnapshotError(fmt::format("snapshot configuration: {}", e.what()));
-            }
-        }
         const auto disks = manifest_field<nlohmann::json>(j, "disks", kWhere);
         if (!disks.is_array())
             throw SnapshotError("snapshot configuration: 'disks' is not a list (corrupt)");
@@ -406,17 +398,31 @@ VmConfig Vm::config_from_json(const nlohmann::json& j) {
             // Absent: not placed (also in checkpoints from before it existed).
             if (d.contains("iothread_cpu"))
                 s.iothread_cpu = manifest_field<uint32_t>(d, "iothread_cpu", where);
-            try {
-                check_disk_spec(s);
-            } catch (const DiskSpecError& e) {
-                throw SnapshotError(fmt::format("snapshot configuration: {}", e.what()));
-            }
             c.disks.push_back(s);
         }
         return c;
     } catch (const nlohmann::json::exception& e) {
         throw SnapshotError(fmt::format("snapshot configuration is malformed: {}", e.what()));
     }
+}
+
+VmConfig Vm::config_from_json(const nlohmann::json& j) {
+    VmConfig c = saved_config(j);
+    if (c.cpus < 1 || c.cpus > kMaxCpus || c.mem_bytes < kMinMemBytes || c.mem_bytes % 4096 != 0)
+        throw SnapshotError("snapshot configuration has an impossible CPU count or memory size");
+    try {
+        if (j.contains("vcpu_cpus")) check_vcpu_cpus(c.vcpu_cpus, c.cpus);
+    } catch (const Error& e) {
+        throw SnapshotError(fmt::format("snapshot configuration: {}", e.what()));
+    }
+    for (const auto& s : c.disks) {
+        try {
+            check_disk_spec(s);
+        } catch (const DiskSpecError& e) {
+            throw SnapshotError(fmt::format("snapshot configuration: {}", e.what()));
+        }
+    }
+    return c;
 }
 
 VmExit Vm::run(const RunOptions& options) {

@@ -65,6 +65,11 @@ public:
     void send_ctrl_alt_del();
 
     static nlohmann::json config_to_json(const VmConfig& config);
+    // The configuration a checkpoint saved, every field's type checked
+    // (SnapshotError naming the field), but not whether this host can run it
+    // (its CPUs, the disks' options): what snapshot-info describes.
+    static VmConfig saved_config(const nlohmann::json& j);
+    // saved_config() and those checks: what a restore runs.
     static VmConfig config_from_json(const nlohmann::json& j);
 
     ExitMonitor& exits() noexcept { return exits_; }

@@ -179,19 +179,25 @@ TEST_CASE("describe_snapshot: the configuration as saved; a field missing or of 
           "named") {
     TempDir d;
     auto mem = GuestMemory::flat(1 << 20);
-    nlohmann::json config{
-        {"kernel", "/k/vmlinuz"},
-        {"cmdline", "console=ttyS0"},
-        {"cpus", 2},
-        {"mem_bytes", 256 << 20},
-        {"vcpu_cpus", {1, 0}},
-        {"disks",
-         {{{"path", "/d/a.img"}, {"id", "vda"}, {"size", 4096}, {"readonly", true}},
-          {{"path", "/d/b.img"},
-           {"id", "vdb"},
-           {"size", 512},
-           {"readonly", false},
-           {"iothread_cpu", 1}}}}};
+    nlohmann::json config{{"kernel", "/k/vmlinuz"},
+                          {"cmdline", "console=ttyS0"},
+                          {"cpus", 2},
+                          {"mem_bytes", 256 << 20},
+                          {"vcpu_cpus", {1, 0}},
+                          {"disks",
+                           {{{"path", "/d/a.img"},
+                             {"id", "vda"},
+                             {"size", 4096},
+                             {"readonly", true},
+                             {"cache", "none"},
+                             {"engine", "uring"}},
+                            {{"path", "/d/b.img"},
+                             {"id", "vdb"},
+                             {"size", 512},
+                             {"readonly", false},
+                             {"cache", "writeback"},
+                             {"engine", "sync"},
+                             {"iothread_cpu", 1}}}}};
     const auto write = [&](const nlohmann::json& c) {
         SnapshotWriter w(d.path);
         w.add_value("sample", Sample{1, 2});
