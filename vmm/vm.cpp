@@ -359,9 +359,16 @@ nlohmann::json Vm::config_to_json(const VmConfig& c) {
     return out;
 }
 
+namespace {
+constexpr std::string_view kWhere = "snapshot configuration";
+// Where a field of the saved configuration's disk `i` is, in errors.
+std::string disk_where(size_t i) {
+    return fmt::format("{}, disk {}", kWhere, i);
+}
+} // namespace
+
 VmConfig Vm::saved_config(const nlohmann::json& j) {
     try {
-        constexpr std::string_view kWhere = "snapshot configuration";
         VmConfig c;
         c.kernel = manifest_field<std::string>(j, "kernel", kWhere);
         c.cmdline = manifest_field<std::string>(j, "cmdline", kWhere);
@@ -375,7 +382,7 @@ VmConfig Vm::saved_config(const nlohmann::json& j) {
             throw SnapshotError("snapshot configuration: 'disks' is not a list (corrupt)");
         for (size_t i = 0; i < disks.size(); ++i) {
             const auto& d = disks[i];
-            const auto where = fmt::format("{}, disk {}", kWhere, i);
+            const auto where = disk_where(i);
             DiskSpec s;
             s.path = manifest_field<std::string>(d, "path", where);
             s.readonly = manifest_field<bool>(d, "readonly", where);
@@ -404,6 +411,15 @@ VmConfig Vm::saved_config(const nlohmann::json& j) {
     } catch (const nlohmann::json::exception& e) {
         throw SnapshotError(fmt::format("snapshot configuration is malformed: {}", e.what()));
     }
+}
+
+uint64_t Vm::saved_disk_size(const nlohmann::json& j, size_t i) {
+    return manifest_field<uint64_t>(j.at("disks").at(i), "size", disk_where(i));
+}
+
+std::string Vm::saved_disk_capture(const nlohmann::json& j, size_t i) {
+    const auto& d = j.at("disks").at(i);
+    return d.contains("captured") ? manifest_field<std::string>(d, "captured", disk_where(i)) : "";
 }
 
 VmConfig Vm::config_from_json(const nlohmann::json& j) {

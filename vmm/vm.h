@@ -71,6 +71,11 @@ public:
     static VmConfig saved_config(const nlohmann::json& j);
     // saved_config() and those checks: what a restore runs.
     static VmConfig config_from_json(const nlohmann::json& j);
+    // What saved_config() leaves in the JSON of disk `i` (it checked that
+    // there is one), with the same errors: the disk's size at the checkpoint,
+    // and the file name of its captured copy ("" when none was made).
+    static uint64_t saved_disk_size(const nlohmann::json& j, size_t i);
+    static std::string saved_disk_capture(const nlohmann::json& j, size_t i);
 
     ExitMonitor& exits() noexcept { return exits_; }
 

@@ -19,13 +19,9 @@ std::string describe_snapshot(const SnapshotReader& s) {
         c.vcpu_cpus.empty() ? "" : fmt::format(", on host CPUs {}", fmt::join(c.vcpu_cpus, ","));
     out += fmt::format("  kernel   {}\n  cmdline  {}\n  cpus     {}{}\n  memory   {} MiB\n",
                        c.kernel.string(), c.cmdline, c.cpus, placed, c.mem_bytes >> 20);
-    // Each disk's size is saved beside its configuration (saved_config()
-    // checked that the disks are a list of that length).
-    const auto& saved = s.config().at("disks");
     for (size_t i = 0; i < c.disks.size(); ++i) {
         const auto& d = c.disks[i];
-        const auto size = manifest_field<uint64_t>(
-            saved.at(i), "size", fmt::format("snapshot configuration, disk {}", i));
+        const auto size = Vm::saved_disk_size(s.config(), i);
         const std::string io_cpu =
             d.iothread_cpu ? fmt::format(", I/O thread on host CPU {}", *d.iothread_cpu) : "";
         out += fmt::format("  disk     id={} {} ({} bytes{}{})\n", d.id, d.path, size,

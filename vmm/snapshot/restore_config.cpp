@@ -11,7 +11,6 @@ namespace ember {
 
 VmConfig restore_config(const SnapshotReader& snapshot, const DiskOverrides& overrides) {
     VmConfig config = Vm::config_from_json(snapshot.config());
-    const auto& saved = snapshot.config().at("disks");
     for (const auto& [id, path] : overrides) {
         if (std::none_of(config.disks.begin(), config.disks.end(), [&](const DiskSpec& d) { return d.id == id; }))
             throw Error(fmt::format("the snapshot has no disk with id '{}' (to replace with {})", id, path.string()));
@@ -20,11 +19,7 @@ VmConfig restore_config(const SnapshotReader& snapshot, const DiskOverrides& ove
         DiskSpec& disk = config.disks[i];
         const auto over = std::find_if(overrides.begin(), overrides.end(),
                                        [&](const auto& o) { return o.first == disk.id; });
-        const auto where = fmt::format("snapshot configuration, disk {}", i);
-        const std::string captured =
-            saved.at(i).contains("captured")
-                ? manifest_field<std::string>(saved.at(i), "captured", where)
-                : "";
+        const std::string captured = Vm::saved_disk_capture(snapshot.config(), i);
         if (over != overrides.end()) {
             disk.path = over->second.string();
         } else if (!captured.empty()) {
@@ -39,7 +34,7 @@ VmConfig restore_config(const SnapshotReader& snapshot, const DiskOverrides& ove
         std::error_code ec;
         const auto size = std::filesystem::file_size(disk.path, ec);
         if (ec) throw Error(fmt::format("disk {}: {}: {}", disk.id, disk.path, ec.message()));
-        const auto want = manifest_field<uint64_t>(saved.at(i), "size", where);
+        const auto want = Vm::saved_disk_size(snapshot.config(), i);
         if (size != want)
             throw Error(fmt::format("disk {}: {} has {} bytes, but the snapshot was taken with {} bytes", disk.id,
                                     disk.path, size, want));
