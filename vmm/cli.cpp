@@ -138,6 +138,12 @@ Command parse_command_line(const std::vector<std::string>& args) {
     app.add_option("--api-sock", api_sock,
                    "serve the Firecracker-shaped control API on this Unix socket and wait for configuration");
     app.add_flag("-v,--verbose", api_verbose, "log debug messages");
+    // Firecracker's name. Also taken after `run` and `restore`.
+    std::string metrics_path, run_metrics_path, restore_metrics_path;
+    constexpr const char* kMetricsHelp =
+        "append a JSON line of counters (vcpu exits, disk requests and bytes) to this file or "
+        "named pipe every 60 s and when the VM stops";
+    app.add_option("--metrics-path", metrics_path, kMetricsHelp);
     bool list_fault_points = false;
     app.add_flag("--list-faults", list_fault_points, "list the crash-injection fault points and exit");
 
@@ -166,6 +172,7 @@ Command parse_command_line(const std::vector<std::string>& args) {
                   "also describe virtio-mmio devices with virtio_mmio.device= (for custom kernels)");
     run->add_flag("-v,--verbose", verbose, "log debug messages");
     run->add_option("--api-sock", run_api_sock, "also serve the control API on this Unix socket");
+    run->add_option("--metrics-path", run_metrics_path, kMetricsHelp);
     CheckpointFlags run_ckpt;
     add_checkpoint_options(run, run_ckpt);
     std::vector<std::string> run_faults, restore_faults;
@@ -184,6 +191,7 @@ Command parse_command_line(const std::vector<std::string>& args) {
     restore->add_flag("--paused", restore_paused,
                       "restore but do not run the vcpus (a checkpoint signal still works; resume via the API)");
     restore->add_option("--fault", restore_faults, kFaultHelp)->allow_extra_args(false);
+    restore->add_option("--metrics-path", restore_metrics_path, kMetricsHelp);
 
     auto* info = app.add_subcommand("snapshot-info", "describe a checkpoint directory");
     std::string info_dir;
@@ -212,7 +220,17 @@ Command parse_command_line(const std::vector<std::string>& args) {
             throw UsageError(e.what());
         }
     };
+    // The subcommand's --metrics-path, else the one before it.
+    auto metrics = [&](const std::string& own) -> std::optional<std::filesystem::path> {
+        const std::string& p = own.empty() ? metrics_path : own;
+        if (p.empty()) return std::nullopt;
+        return p;
+    };
     if (info->parsed()) {
+        if (!metrics_path.empty())
+            throw UsageError(
+                "--metrics-path: snapshot-info runs no VM; use it with run, restore or "
+                "--api-sock");
         SnapshotInfoRequest r{info_dir, {}};
         if (!compare_dir.empty()) r.compare_with = compare_dir;
         return r;
@@ -225,6 +243,7 @@ Command parse_command_line(const std::vector<std::string>& args) {
         r.verbose = restore_verbose;
         r.paused = restore_paused;
         r.faults = parse_faults(restore_faults);
+        r.metrics_path = metrics(restore_metrics_path);
         for (const auto& o : overrides) {
             const auto eq = o.find('=');
             if (eq == std::string::npos || eq == 0 || eq + 1 == o.size())
@@ -234,13 +253,17 @@ Command parse_command_line(const std::vector<std::string>& args) {
         return r;
     }
     if (!run->parsed()) {
-        if (!api_sock.empty()) return ApiServeRequest{api_sock, api_verbose};
+        if (!api_sock.empty()) return ApiServeRequest{api_sock, api_verbose, metrics("")};
+        if (!metrics_path.empty())
+            throw UsageError("--metrics-path: no VM to measure; use it with run, restore or "
+                             "--api-sock");
         throw UsageError("no command given; try 'ember run --kernel PATH' or 'ember --help'");
     }
 
     RunRequest r;
     r.verbose = verbose || api_verbose;
     if (!run_api_sock.empty()) r.api_sock = run_api_sock;
+    r.metrics_path = metrics(run_metrics_path);
     auto& c = r.config;
     require_file(kernel, "--kernel");
     c.kernel = kernel;

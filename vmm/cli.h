@@ -31,11 +31,13 @@ struct RunRequest {
     VmConfig config;
     bool verbose = false;
     std::optional<std::filesystem::path> api_sock; // also serve the control socket
+    std::optional<std::filesystem::path> metrics_path; // --metrics-path
 };
 // `ember --api-sock PATH` with no command: wait for configuration over the socket.
 struct ApiServeRequest {
     std::filesystem::path api_sock;
     bool verbose = false;
+    std::optional<std::filesystem::path> metrics_path;
 };
 
 // What SIGUSR1 does (`run` and `restore` take the same options).
@@ -59,6 +61,7 @@ struct RestoreRequest {
     bool paused = false;
     bool verbose = false;
     std::vector<fault::FaultSpec> faults; // --fault, as for run
+    std::optional<std::filesystem::path> metrics_path;
 };
 struct SnapshotInfoRequest {
     std::filesystem::path snapshot_dir;

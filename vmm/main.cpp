@@ -14,6 +14,7 @@
 #include <fmt/ranges.h>
 
 #include "ember/vm.h"
+#include "vmm/api/metrics_file.h"
 #include "vmm/api/serve.h"
 #include "vmm/cli.h"
 #include "vmm/cli_embed.h"
@@ -28,6 +29,11 @@ namespace ember {
 const char* version_string();
 
 namespace {
+
+std::optional<api::MetricsFile> open_metrics(const std::optional<std::filesystem::path>& path) {
+    if (!path) return std::nullopt;
+    return api::MetricsFile(*path);
+}
 
 void print_snapshot_info(const std::filesystem::path& dir) {
     SnapshotReader s(dir);
@@ -88,26 +94,38 @@ int main(int argc, char** argv) {
     try {
         if (auto* serve = std::get_if<ApiServeRequest>(&cmd)) {
             if (serve->verbose) log::set_level(log::Level::debug);
-            return serve_api(serve->api_sock, VmConfig{}, std::nullopt);
+            return serve_api(serve->api_sock, VmConfig{}, std::nullopt,
+                             open_metrics(serve->metrics_path));
         }
         // Every VM goes through libember, as in any program embedding ember;
         // the control socket (vmm/api) is a client of it too.
         if (auto* run = std::get_if<RunRequest>(&cmd); run && run->api_sock) {
             if (run->verbose) embed::set_log_level(embed::LogLevel::debug);
-            return serve_api(*run->api_sock, run->config, embed::Vm::create(to_embed(*run)));
+            auto metrics = open_metrics(run->metrics_path); // before the VM is built
+            return serve_api(*run->api_sock, run->config, embed::Vm::create(to_embed(*run)),
+                             std::move(metrics));
         }
         std::optional<embed::Vm> vm;
+        std::optional<api::MetricsFile> metrics;
         if (auto* run = std::get_if<RunRequest>(&cmd)) {
             if (run->verbose) embed::set_log_level(embed::LogLevel::debug);
+            metrics = open_metrics(run->metrics_path);
             vm = embed::Vm::create(to_embed(*run));
         } else {
             auto& r = std::get<RestoreRequest>(cmd);
             if (r.verbose) embed::set_log_level(embed::LogLevel::debug);
+            metrics = open_metrics(r.metrics_path);
             vm = embed::Vm::restore(r.snapshot_dir, to_embed(r));
             log::info("restored from {}", r.snapshot_dir.string());
         }
         vm->start();
-        return report_exit(vm->wait());
+        if (!metrics) return report_exit(vm->wait());
+        // A line every period, and the final counts once the VM has stopped.
+        for (;;) {
+            const auto exit = vm->wait_for(api::kMetricsPeriod);
+            metrics->write(api::metrics_json(vm->metrics(), std::chrono::system_clock::now()));
+            if (exit) return report_exit(*exit);
+        }
     } catch (const std::exception& e) {
         log::error("{}", e.what());
         return 1;

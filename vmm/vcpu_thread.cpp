@@ -119,14 +119,20 @@ std::string VcpuThread::describe_exits() const {
                        last_mmio_.load(std::memory_order_relaxed));
 }
 
+VcpuThread::ExitCounts VcpuThread::exit_counts() const noexcept {
+    return {exit_count_.load(std::memory_order_relaxed), pio_count_.load(std::memory_order_relaxed),
+            mmio_count_.load(std::memory_order_relaxed)};
+}
+
 void VcpuThread::handle_exit() {
     kvm_run* run = vcpu_->run_data();
-    // Relaxed: counters for state dumps only, read by nobody on this path.
+    // Relaxed: counters for state dumps and metrics, read by nobody on this path.
     exit_count_.fetch_add(1, std::memory_order_relaxed);
     last_exit_.store(run->exit_reason, std::memory_order_relaxed);
     if (run->exit_reason == KVM_EXIT_MMIO) last_mmio_.store(run->mmio.phys_addr, std::memory_order_relaxed);
     switch (run->exit_reason) {
     case KVM_EXIT_IO: {
+        pio_count_.fetch_add(1, std::memory_order_relaxed);
         auto* base = reinterpret_cast<uint8_t*>(run) + run->io.data_offset;
         for (uint32_t i = 0; i < run->io.count; ++i) {
             std::span<uint8_t> data(base + i * run->io.size, run->io.size);
@@ -136,6 +142,7 @@ void VcpuThread::handle_exit() {
         return;
     }
     case KVM_EXIT_MMIO: {
+        mmio_count_.fetch_add(1, std::memory_order_relaxed);
         const uint32_t len = std::min<uint32_t>(run->mmio.len, sizeof run->mmio.data);
         std::span<uint8_t> data(run->mmio.data, len);
         if (run->mmio.is_write) mmio_.write(run->mmio.phys_addr, data);

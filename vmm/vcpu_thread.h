@@ -43,6 +43,15 @@ public:
     // last MMIO address (state dumps: a vcpu looping on one MMIO access).
     std::string describe_exits() const;
 
+    // Exits to ember since the thread was made (metrics): all of them, and
+    // the port I/O and MMIO ones among them.
+    struct ExitCounts {
+        uint64_t exits = 0;
+        uint64_t pio_exits = 0;
+        uint64_t mmio_exits = 0;
+    };
+    ExitCounts exit_counts() const noexcept;
+
     // The kick signal; its handler does nothing, it only interrupts KVM_RUN.
     static int kick_signal() noexcept;
     static void install_kick_handler();
@@ -66,6 +75,8 @@ private:
     bool parked_ = false;
     std::atomic<uint64_t> exit_count_{0};
     std::atomic<uint64_t> interrupted_count_{0};
+    std::atomic<uint64_t> pio_count_{0};
+    std::atomic<uint64_t> mmio_count_{0};
     std::atomic<uint32_t> last_exit_{0};
     std::atomic<uint64_t> last_mmio_{0};
     bool exited_ = false;

@@ -118,8 +118,9 @@ void Vm::setup_disks() {
         const uint32_t gsi = platform::kVirtioFirstGsi + static_cast<uint32_t>(i);
         EventFd irq;
         vm_.add_irqfd(irq.fd(), gsi);
-        auto dev = std::make_shared<VirtioMmioTransport>(mem_, std::make_unique<VirtioBlock>(std::move(disk)),
-                                                         std::move(irq));
+        auto block = std::make_unique<VirtioBlock>(std::move(disk));
+        blocks_.push_back(block.get());
+        auto dev = std::make_shared<VirtioMmioTransport>(mem_, std::move(block), std::move(irq));
         mmio_.add(base, platform::kVirtioMmioSize, dev);
         // Guest kicks go straight to the I/O thread's eventfd (virtio 1.2
         // §4.2.2 QueueNotify at 0x50, value = queue index): no vcpu exit.
@@ -498,6 +499,15 @@ void Vm::take_checkpoint_now() {
     } catch (const std::exception& e) {
         log::error("checkpoint failed: {}", e.what());
     }
+}
+
+VmMetrics Vm::metrics() const {
+    VmMetrics m;
+    for (const auto& v : vcpus_)
+        m.vcpus.push_back(v->exit_counts());
+    for (const auto* b : blocks_)
+        m.disks.push_back({b->disk().id(), b->disk().path(), b->stats()});
+    return m;
 }
 
 std::string Vm::describe() {

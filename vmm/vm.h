@@ -8,16 +8,17 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "devices/block/virtio_block.h"
 #include "devices/io_bus.h"
 #include "devices/legacy.h"
 #include "devices/serial.h"
 #include "devices/virtio/mmio_transport.h"
 #include "vmm/acpi/acpi.h"
 #include "vmm/console.h"
+#include "vmm/diagnostics.h"
 #include "vmm/exit_monitor.h"
 #include "vmm/guest_memory.h"
 #include "vmm/kvm.h"
-#include "vmm/diagnostics.h"
 #include "vmm/vcpu_thread.h"
 #include "vmm/vm_config.h"
 
@@ -25,6 +26,18 @@ namespace ember {
 
 class SnapshotReader;
 class IoSupervisor;
+
+// Counters since this process built the VM (metrics): every vcpu's exits to
+// ember and every disk's requests, in --disk order.
+struct VmMetrics {
+    struct Disk {
+        std::string id; // the GET_ID string
+        std::string path;
+        BlockStatsSnapshot stats;
+    };
+    std::vector<VcpuThread::ExitCounts> vcpus;
+    std::vector<Disk> disks;
+};
 
 struct CheckpointStats {
     uint64_t memory_bytes = 0;
@@ -78,8 +91,11 @@ public:
     static std::string saved_disk_capture(const nlohmann::json& j, size_t i);
 
     ExitMonitor& exits() noexcept { return exits_; }
+    // Safe from any thread, at any point of the VM's life: relaxed reads of
+    // counters only (a disk's counters may trail its used ring a little).
+    VmMetrics metrics() const;
 
-private:
+  private:
     void setup_memory();
     void setup_devices();
     void load_guest();
@@ -107,6 +123,7 @@ private:
     std::shared_ptr<I8042> i8042_;
     std::vector<std::shared_ptr<VirtioMmioTransport>> virtio_;
     std::vector<acpi::VirtioMmioSlot> virtio_slots_;
+    std::vector<const VirtioBlock*> blocks_; // owned by virtio_, in --disk order
     std::vector<std::unique_ptr<VcpuThread>> vcpus_;
     std::vector<std::vector<kvm_cpuid_entry2>> vcpu_cpuid_;
     std::vector<uint32_t> msr_indices_;

@@ -369,6 +369,10 @@ void BlockIoThread::start(DescriptorChain& chain) {
                              req.host_errno);
         else if (*status != kStatusOk)
             stats_.bad_requests.fetch_add(1, std::memory_order_relaxed);
+        else if (req.type == kTypeDiscard)
+            stats_.discards.fetch_add(1, std::memory_order_relaxed);
+        else if (req.type == kTypeWriteZeroes)
+            stats_.write_zeroes.fetch_add(1, std::memory_order_relaxed);
         complete(req, *status);
         return;
     }
@@ -433,9 +437,13 @@ void BlockIoThread::host_done(const HostCompletion& c) {
             finish_block_read(req);
             req.used_len = static_cast<uint32_t>(req.length);
             stats_.bytes_read.fetch_add(req.length, std::memory_order_relaxed);
+            stats_.reads.fetch_add(1, std::memory_order_relaxed);
         } else {
             stats_.bytes_written.fetch_add(req.length, std::memory_order_relaxed);
+            stats_.writes.fetch_add(1, std::memory_order_relaxed);
         }
+    } else {
+        stats_.flushes.fetch_add(1, std::memory_order_relaxed);
     }
     complete(req, kStatusOk);
 }

@@ -51,6 +51,12 @@ struct BlockStats {
     std::atomic<uint64_t> host_errors{0};  // failed host operations (IOERR to the guest)
     std::atomic<uint64_t> bytes_read{0};
     std::atomic<uint64_t> bytes_written{0};
+    // Requests of each kind that succeeded (metrics).
+    std::atomic<uint64_t> reads{0};
+    std::atomic<uint64_t> writes{0};
+    std::atomic<uint64_t> flushes{0};
+    std::atomic<uint64_t> discards{0};
+    std::atomic<uint64_t> write_zeroes{0};
     std::atomic<uint64_t> interrupts{0};
     // Park points passed (one per handler, one per started request);
     // bench-blk turns these into the masking cost per request. Written only

@@ -148,7 +148,9 @@ BlockStatsSnapshot VirtioBlock::stats() const noexcept {
     auto ld = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
     return {ld(stats_.requests),    ld(stats_.bad_requests),  ld(stats_.host_errors),
             ld(stats_.bytes_read),  ld(stats_.bytes_written), ld(stats_.interrupts),
-            ld(stats_.park_points), ld(stats_.poll_hits)};
+            ld(stats_.park_points), ld(stats_.poll_hits),     ld(stats_.reads),
+            ld(stats_.writes),      ld(stats_.flushes),       ld(stats_.discards),
+            ld(stats_.write_zeroes)};
 }
 
 } // namespace ember

@@ -30,6 +30,11 @@ struct BlockStatsSnapshot {
     uint64_t interrupts;
     uint64_t park_points; // places a checkpoint could have parked the I/O thread
     uint64_t poll_hits;   // poll= spins that found work before sleeping
+    uint64_t reads;       // requests of each kind that succeeded
+    uint64_t writes;
+    uint64_t flushes;
+    uint64_t discards;
+    uint64_t write_zeroes;
 };
 
 class VirtioBlock final : public VirtioDevice {

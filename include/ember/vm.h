@@ -189,6 +189,36 @@ struct CheckpointInfo {
     double pause_ms = 0;            // how long the guest was stopped
 };
 
+// Counters of one disk since the VM was created or restored in this process.
+struct DiskMetrics {
+    std::string id;             // the disk's serial (DiskConfig::id, or its file name)
+    std::filesystem::path path; // the file it serves
+    uint64_t requests = 0;      // every request the guest made, whatever became of it
+    uint64_t reads = 0;         // requests that succeeded, by kind
+    uint64_t writes = 0;
+    uint64_t flushes = 0;
+    uint64_t discards = 0;
+    uint64_t write_zeroes = 0;
+    uint64_t bytes_read = 0; // by successful reads and writes
+    uint64_t bytes_written = 0;
+    // Requests answered with an error because of the guest (a malformed
+    // chain, a sector out of range, a write to a read-only disk, an unknown
+    // type), and because the host failed (counted per failed operation).
+    uint64_t bad_requests = 0;
+    uint64_t host_errors = 0;
+    uint64_t interrupts = 0; // used-buffer notifications sent to the guest
+};
+// Exits to ember of one vcpu (KVM_RUN returning to user space).
+struct VcpuMetrics {
+    uint64_t exits = 0;
+    uint64_t pio_exits = 0;  // port I/O (serial port, keyboard controller, ...)
+    uint64_t mmio_exits = 0; // MMIO (virtio registers, but not queue kicks)
+};
+struct Metrics {
+    State state = State::created;
+    std::vector<VcpuMetrics> vcpus; // in vcpu order
+    std::vector<DiskMetrics> disks; // in VmConfig::disks order
+};
 struct RestoreOverrides {
     // Disk id -> the file to use instead of the path recorded in the
     // checkpoint (same size required).
@@ -247,6 +277,10 @@ class Vm final {
     ExitInfo stop();
 
     State state() const;
+    // The VM's counters, read without pausing it; allowed in every state
+    // (it waits for a control call in progress, such as a checkpoint).
+    // After the VM exited: the final counts.
+    Metrics metrics() const;
 
   private:
     class Impl;

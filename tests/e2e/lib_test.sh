@@ -125,5 +125,28 @@ if grep -q -x -F -- "ember=$(first_cpu) " "$tmp/samples"; then echo "ok: sampled
   echo "FAIL: no sample 'ember=$(first_cpu)': $(head -n 3 "$tmp/samples" | tr '\n' '|')"
   bad=$((bad + 1))
 fi
+
+# metrics_field on a line as ember writes it (unit-api checks that it does).
+metrics_expect() { # metrics_expect WHAT KEY VALUE
+  got=$(metrics_field "$tmp/metrics.json" "$1" "$2")
+  if [ "$got" = "$3" ]; then echo "ok: metrics $1 $2 = $3"; else
+    echo "FAIL: metrics $1 $2: expected '$3', got '$got'"
+    bad=$((bad + 1))
+  fi
+}
+{ echo '{"older":"line"}'; cat "$data/metrics-line.jsonl"; } >"$tmp/metrics.json"
+metrics_expect vm state paused
+metrics_expect disk:root bytes_read 40960
+metrics_expect disk:root writes 5
+metrics_expect disk:root path /images/root.img
+metrics_expect disk:data bytes_written 1536
+metrics_expect disk:data writes 3
+metrics_expect disk:data requests 3
+metrics_expect disk:nope writes ''
+metrics_expect vcpu:0 exits 100
+metrics_expect vcpu:0 mmio_exits 30
+metrics_expect vcpu:1 pio_exits 1
+metrics_expect vcpu:2 exits ''
+metrics_expect disk:root utc_timestamp_ms ''
 rm -rf "$tmp"
 [ "$bad" = 0 ]

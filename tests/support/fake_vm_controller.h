@@ -33,12 +33,15 @@ class FakeVmController final : public api::VmController {
         restored = request;
     }
     void send_ctrl_alt_del() override { call("ctrl-alt-del"); }
+    // Not recorded in `calls`: metrics are read, they change nothing.
+    std::optional<embed::Metrics> metrics() override { return vm_metrics; }
 
     std::vector<std::string> calls;
     std::optional<VmConfig> started;
     std::filesystem::path checkpoint_dir;
     std::optional<api::RestoreRequest> restored;
     std::optional<std::string> fail_with;
+    std::optional<embed::Metrics> vm_metrics; // what metrics() returns
 
   private:
     void call(const char* name) {

@@ -272,7 +272,8 @@ TEST_CASE("API: actions") {
     r.fails("PUT", "/actions", R"({"action_type": "InstanceStart", "x": 1})", 400,
             "unknown field 'x'");
     r.fails("PUT", "/actions", R"({})", 400, "missing required field 'action_type'");
-    r.fails("PUT", "/actions", R"({"action_type": "FlushMetrics"})", 400, "no metrics");
+    r.fails("PUT", "/actions", R"({"action_type": "FlushMetrics"})", 400,
+            "metrics are not configured: PUT /metrics first");
     r.start();
     r.fails("PUT", "/actions", R"({"action_type": "InstanceStart"})", 400, "the VM is running");
     r.ok("PUT", "/actions", R"({"action_type": "SendCtrlAltDel"})");

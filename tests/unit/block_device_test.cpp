@@ -415,6 +415,51 @@ TEST_CASE("virtio-blk: EVENT_IDX suppresses interrupts until the driver re-arms 
     CHECK(st.interrupts == 2);
 }
 
+// What metrics report (include/ember/vm.h DiskMetrics): successes by kind,
+// with guest errors counted apart and not as a kind.
+TEST_CASE("virtio-blk: requests counted by kind") {
+    for (int e = 0; e < 2; ++e) {
+        CAPTURE(e);
+        TempFile f(kDiskSize);
+        BlockRig r(f.path() + engine_option(e));
+        CHECK(r.write(8, pattern(1, 4096)).status == kStatusOk);
+        CHECK(r.write(16, pattern(2, 1024)).status == kStatusOk);
+        CHECK(r.read(8, 4096).status == kStatusOk);
+        CHECK(r.read(8192, 512).status == kStatusIoErr); // past the end: a guest error
+        auto run = [&](uint32_t type, std::vector<uint8_t> payload) {
+            return r
+                .run(r.driver->chain()
+                         .readable(blk_header(type, 0))
+                         .readable(payload)
+                         .writable(1)
+                         .build())
+                .status;
+        };
+        CHECK(r.run(r.driver->chain().readable(blk_header(kTypeFlush, 0)).writable(1).build())
+                  .status == kStatusOk);
+        CHECK(run(kTypeDiscard, ranges({{64, 8, 0}})) == kStatusOk);
+        CHECK(run(kTypeWriteZeroes, ranges({{72, 8, 0}})) == kStatusOk);
+        CHECK(run(kTypeWriteZeroes, ranges({{72, 8, 0}})) == kStatusOk);
+        CHECK(r.run(r.driver->chain()
+                        .readable(blk_header(kTypeGetId, 0))
+                        .writable(20)
+                        .writable(1)
+                        .build())
+                  .status == kStatusOk);
+        const auto st = r.blk->stats();
+        CHECK(st.requests == 9);
+        CHECK(st.writes == 2);
+        CHECK(st.reads == 1);
+        CHECK(st.flushes == 1);
+        CHECK(st.discards == 1);
+        CHECK(st.write_zeroes == 2);
+        CHECK(st.bytes_written == 5120);
+        CHECK(st.bytes_read == 4096);
+        CHECK(st.bad_requests == 1);
+        CHECK(st.host_errors == 0);
+    }
+}
+
 TEST_CASE("virtio-blk: a broken ring sets DEVICE_NEEDS_RESET for that device only") {
     TempFile f1(kDiskSize), f2(kDiskSize);
     GuestMemory mem = GuestMemory::flat(128 << 20);

@@ -166,3 +166,20 @@ TEST_CASE("CLI: checkpoint options, restore and snapshot-info") {
     REQUIRE(ir.compare_with.has_value());
     CHECK(*ir.compare_with == "/tmp/ck2");
 }
+
+TEST_CASE("CLI: --metrics-path, after the command or before it") {
+    auto run = parse({"run", "--kernel", "/proc/self/exe", "--metrics-path", "/tmp/m.json"});
+    CHECK(std::get<RunRequest>(run).metrics_path == std::filesystem::path("/tmp/m.json"));
+    CHECK_FALSE(std::get<RunRequest>(parse({"run", "--kernel", "/proc/self/exe"})).metrics_path);
+    auto before = parse({"--metrics-path", "/tmp/a.json", "run", "--kernel", "/proc/self/exe"});
+    CHECK(std::get<RunRequest>(before).metrics_path == std::filesystem::path("/tmp/a.json"));
+    auto restore = parse({"restore", "/tmp/ck", "--metrics-path", "/tmp/r.json"});
+    CHECK(std::get<RestoreRequest>(restore).metrics_path == std::filesystem::path("/tmp/r.json"));
+    auto serve = parse({"--api-sock", "/tmp/api.sock", "--metrics-path", "/tmp/s.json"});
+    CHECK(std::get<ApiServeRequest>(serve).metrics_path == std::filesystem::path("/tmp/s.json"));
+    CHECK_FALSE(std::get<ApiServeRequest>(parse({"--api-sock", "/tmp/api.sock"})).metrics_path);
+    CHECK_THROWS_WITH_AS(parse({"--metrics-path", "/tmp/m.json"}),
+                         doctest::Contains("--metrics-path: no VM to measure"), UsageError);
+    CHECK_THROWS_WITH_AS(parse({"--metrics-path", "/tmp/m.json", "snapshot-info", "/tmp/ck"}),
+                         doctest::Contains("snapshot-info runs no VM"), UsageError);
+}

@@ -120,6 +120,10 @@ HttpResponse ApiRouter::dispatch(const HttpRequest& r) {
         if (m == "PUT") return put_snapshot_create(r.body);
         method_not_allowed(r, "PUT");
     }
+    if (p == "/metrics") {
+        if (m == "PUT") return put_metrics(r.body);
+        method_not_allowed(r, "PUT");
+    }
     if (p == "/snapshot/load") {
         if (m == "PUT") return put_snapshot_load(r.body);
         method_not_allowed(r, "PUT");
@@ -251,7 +255,7 @@ HttpResponse ApiRouter::put_action(const std::string& body) {
         controller_.send_ctrl_alt_del();
         return no_content();
     case ActionType::flush_metrics:
-        throw ApiError("FlushMetrics: ember has no metrics system");
+        return flush_metrics();
     }
     throw ApiError("PUT /actions: unknown action");
 }
@@ -296,6 +300,43 @@ HttpResponse ApiRouter::put_snapshot_load(const std::string& body) {
         controller_.resume();
         state_.transition(VmState::running);
     }
+    return no_content();
+}
+
+void ApiRouter::set_metrics(MetricsFile file) {
+    require_no_metrics("--metrics-path");
+    metrics_.emplace(std::move(file));
+}
+
+// Firecracker: "Reinitialization of metrics not allowed."
+void ApiRouter::require_no_metrics(std::string_view what) const {
+    if (metrics_)
+        throw ApiError(fmt::format("{}: metrics already go to {}; they can be set once per process",
+                                   what, metrics_->path().string()));
+}
+
+void ApiRouter::write_metrics() {
+    if (metrics_)
+        metrics_->write(metrics_json(controller_.metrics(), std::chrono::system_clock::now()));
+}
+
+HttpResponse ApiRouter::put_metrics(const std::string& body) {
+    const auto path = parse_metrics_config(body);
+    require_no_metrics("PUT /metrics");
+    try {
+        metrics_.emplace(path);
+    } catch (const Error& e) {
+        throw ApiError(fmt::format("PUT /metrics: {}", e.what()));
+    }
+    return no_content();
+}
+
+HttpResponse ApiRouter::flush_metrics() {
+    if (!metrics_) throw ApiError("FlushMetrics: metrics are not configured: PUT /metrics first");
+    if (!metrics_->write(metrics_json(controller_.metrics(), std::chrono::system_clock::now())))
+        throw ApiError(fmt::format("FlushMetrics: the line could not be written to {} (see ember's "
+                                   "log)",
+                                   metrics_->path().string()));
     return no_content();
 }
 

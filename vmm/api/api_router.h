@@ -12,6 +12,7 @@
 #include "vmm/api/api_state.h"
 #include "vmm/api/http_request_parser.h"
 #include "vmm/api/http_response.h"
+#include "vmm/api/metrics_file.h"
 #include "vmm/api/request_bodies.h"
 #include "vmm/api/vm_controller.h"
 #include "vmm/vm_config.h"
@@ -40,6 +41,12 @@ class ApiRouter final {
     // that need a VM fail with "the VM has stopped".
     void vm_stopped();
 
+    // --metrics-path: as PUT /metrics with that file.
+    void set_metrics(MetricsFile file);
+    // Appends a metrics line if metrics are configured (the 60 s timer, and
+    // once more when the VM has stopped).
+    void write_metrics();
+
     const ApiState& state() const noexcept { return state_; }
     // The VmConfig InstanceStart would use now. Throws ApiError without a
     // boot source.
@@ -57,6 +64,9 @@ class ApiRouter final {
     HttpResponse patch_vm(const std::string& body);
     HttpResponse put_snapshot_create(const std::string& body);
     HttpResponse put_snapshot_load(const std::string& body);
+    HttpResponse put_metrics(const std::string& body);
+    HttpResponse flush_metrics();
+    void require_no_metrics(std::string_view what) const;
     HttpResponse dispatch(const HttpRequest& request);
 
     VmController& controller_;
@@ -67,6 +77,7 @@ class ApiRouter final {
     MachineConfig machine_;
     std::vector<DriveConfig> drives_; // in PUT order; the root device goes first at start
     bool configured_{false};          // any boot resource PUT (blocks snapshot/load)
+    std::optional<MetricsFile> metrics_;
 };
 
 } // namespace ember::api

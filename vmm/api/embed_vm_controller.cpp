@@ -87,6 +87,12 @@ void EmbedVmController::restore(const RestoreRequest& request) {
     launch(embed::Vm::restore(request.dir, o));
 }
 
+std::optional<embed::Metrics> EmbedVmController::metrics() {
+    std::lock_guard lock(mu_);
+    if (!vm_) return std::nullopt;
+    return vm_->metrics();
+}
+
 void EmbedVmController::send_ctrl_alt_del() {
     std::lock_guard lock(mu_);
     live_vm("send Ctrl-Alt-Del").send_ctrl_alt_del();

@@ -35,6 +35,7 @@ class EmbedVmController final : public VmController {
     void checkpoint(const std::filesystem::path& dir) override;
     void restore(const RestoreRequest& request) override;
     void send_ctrl_alt_del() override;
+    std::optional<embed::Metrics> metrics() override;
 
     // `ember run --api-sock`: starts a VM the command line already built.
     // Pair with ApiRouter::attach_running.

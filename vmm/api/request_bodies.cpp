@@ -169,6 +169,16 @@ VmStateChange parse_vm_state(std::string_view body) {
     throw ApiError(fmt::format("{}: state '{}' is not one of Paused, Resumed", what, state));
 }
 
+std::filesystem::path parse_metrics_config(std::string_view body) {
+    constexpr std::string_view what = "PUT /metrics";
+    const auto json = parse_json_object(body, what);
+    JsonFields f(json, what);
+    std::filesystem::path path = f.required_string("metrics_path");
+    f.finish();
+    if (path.empty()) throw ApiError(fmt::format("{}: metrics_path is empty", what));
+    return path;
+}
+
 SnapshotCreate parse_snapshot_create(std::string_view body) {
     constexpr std::string_view what = "PUT /snapshot/create";
     const auto json = parse_json_object(body, what);

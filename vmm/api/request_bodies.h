@@ -43,6 +43,9 @@ struct DriveConfig {
 enum class ActionType { instance_start, send_ctrl_alt_del, flush_metrics };
 enum class VmStateChange { pause, resume };
 
+// PUT /metrics: where metrics lines go (a file or a named pipe).
+std::filesystem::path parse_metrics_config(std::string_view body);
+
 struct SnapshotCreate {
     std::filesystem::path dir; // snapshot_path: ember's checkpoint directory
     std::optional<std::filesystem::path> mem_file_path; // accepted, not used

@@ -6,13 +6,15 @@
 #include <optional>
 
 #include "ember/vm.h"
+#include "vmm/api/metrics_file.h"
 #include "vmm/vm_config.h"
 
 namespace ember {
 
 // `vm` is a libember VM already built from `config` (ember run), or empty to
-// wait for configuration over the socket. Returns the process exit status.
+// wait for configuration over the socket. `metrics`: --metrics-path, as if
+// PUT /metrics had named it. Returns the process exit status.
 int serve_api(const std::filesystem::path& socket, const VmConfig& config,
-              std::optional<embed::Vm> vm);
+              std::optional<embed::Vm> vm, std::optional<api::MetricsFile> metrics);
 
 } // namespace ember

@@ -12,8 +12,10 @@
 
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 
+#include "ember/vm.h"
 #include "vmm/vm_config.h"
 
 namespace ember::api {
@@ -44,6 +46,9 @@ class VmController {
     virtual void restore(const RestoreRequest& request) = 0;
     // Presses Ctrl-Alt-Del on the guest's keyboard (i8042); Linux reboots.
     virtual void send_ctrl_alt_del() = 0;
+    // The VM's counters (final ones once it has stopped); unset before a VM
+    // exists. Called in any state.
+    virtual std::optional<embed::Metrics> metrics() = 0;
 };
 
 } // namespace ember::api

@@ -153,7 +153,35 @@ class Vm::Impl final {
         return exit_now() ? State::exited : life_.state();
     }
 
+    Metrics metrics() const {
+        std::lock_guard lock(mu_);
+        Metrics m = vm_ ? public_metrics(vm_->metrics()) : final_metrics_;
+        m.state = exit_now() ? State::exited : life_.state();
+        return m;
+    }
+
   private:
+    static Metrics public_metrics(const ::ember::VmMetrics& in) {
+        Metrics m;
+        for (const auto& v : in.vcpus)
+            m.vcpus.push_back({v.exits, v.pio_exits, v.mmio_exits});
+        for (const auto& d : in.disks) {
+            const auto& s = d.stats;
+            m.disks.push_back({d.id, d.path, s.requests, s.reads, s.writes, s.flushes, s.discards,
+                               s.write_zeroes, s.bytes_read, s.bytes_written, s.bad_requests,
+                               s.host_errors, s.interrupts});
+        }
+        return m;
+    }
+
+    // With mu_ held, before the internal VM is freed: what metrics() reports
+    // from then on.
+    void release_vm() {
+        if (!vm_) return;
+        final_metrics_ = public_metrics(vm_->metrics());
+        vm_.reset();
+    }
+
     static CheckpointInfo to_info(const CheckpointStats& s) {
         return CheckpointInfo{s.memory_bytes, s.inflight_requests, s.pause_ms};
     }
@@ -193,7 +221,7 @@ class Vm::Impl final {
         }
         exit_cv_.notify_all();
         life_.set(State::exited);
-        vm_.reset();
+        release_vm();
     }
 
     // After the exit: join the VM's thread and free the VM (guest memory,
@@ -202,12 +230,13 @@ class Vm::Impl final {
         std::lock_guard lock(mu_);
         if (runner_.joinable()) runner_.join();
         life_.set(State::exited);
-        vm_.reset();
+        release_vm();
         return *exit_now();
     }
 
     mutable std::mutex mu_; // serialises control calls; guards vm_, runner_, life_
     std::unique_ptr<::ember::Vm> vm_;
+    Metrics final_metrics_; // once vm_ is gone
     ::ember::RunOptions options_;
     bool start_paused_{false}; // RestoreOverrides::paused
     LifeCycle life_;
@@ -281,6 +310,9 @@ ExitInfo Vm::stop() {
 }
 State Vm::state() const {
     return impl().state();
+}
+Metrics Vm::metrics() const {
+    return impl().metrics();
 }
 
 const char* version() noexcept {

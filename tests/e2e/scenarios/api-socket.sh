@@ -8,6 +8,8 @@
 # (PUT /snapshot/load with resume_vm), where it counts on to the end. Last,
 # `ember run ... --api-sock`: a VM built from the command line is served on
 # the socket (GET /vm/config shows its kernel), paused and resumed there.
+# Metrics: PUT /metrics before InstanceStart, FlushMetrics while the first
+# guest runs (a line with its vcpu's exits), and a last line when it stops.
 . "$E2E_DIR/lib.sh"
 
 host="$WORK/../../host/api-socket"
@@ -108,6 +110,11 @@ expect_status 204
 LAST_REQUEST="PUT /machine-config"
 [ -n "$REASON" ] || api PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 256}'
 expect_status 204
+metrics="$WORK/metrics-1.json"
+rm -f "$metrics"
+LAST_REQUEST="PUT /metrics"
+[ -n "$REASON" ] || api PUT /metrics "{\"metrics_path\": \"$metrics\"}"
+expect_status 204
 LAST_REQUEST="PUT /actions InstanceStart"
 [ -n "$REASON" ] || api PUT /actions '{"action_type": "InstanceStart"}'
 expect_status 204
@@ -116,6 +123,22 @@ LAST_REQUEST="GET /"
 expect_status 200 && { echo "$BODY" | grep -q '"state":"Running"' || _unmet "GET / says $BODY, not Running"; }
 wait_for "$OUT" 'EMBER-GUEST COUNT 3([^0-9]|$)' 300 || _unmet "the guest started over the socket never counted to 3"
 check api-socket-configure-and-start
+
+# FlushMetrics: a line now, with the running guest's counts (it has printed
+# three lines on the serial port: port I/O exits).
+LAST_REQUEST="PUT /actions FlushMetrics"
+api PUT /actions '{"action_type": "FlushMetrics"}'
+expect_status 204
+echo "e2e: metrics after FlushMetrics: $(tail -n 1 "$metrics" 2>/dev/null)"
+[ "$(metrics_field "$metrics" vm state)" = running ] ||
+  _unmet "the flushed metrics line says state '$(metrics_field "$metrics" vm state)', not running"
+[ "$(metrics_field "$metrics" vcpu:0 pio_exits)" -ge 1 ] 2>/dev/null ||
+  _unmet "the flushed line shows '$(metrics_field "$metrics" vcpu:0 pio_exits)' port I/O exits"
+flushed_exits=$(metrics_field "$metrics" vcpu:0 exits)
+LAST_REQUEST="PUT /metrics (again)"
+api PUT /metrics "{\"metrics_path\": \"$WORK/metrics-again.json\"}"
+expect_status 400 && { echo "$BODY" | grep -q 'metrics already go to' || _unmet "a second PUT /metrics: $BODY"; }
+check api-socket-metrics-flush
 
 # 2. Pause: the guest stops counting; snapshot; resume: it counts on.
 pause_holds 4
@@ -139,6 +162,16 @@ expect_status 204
 finish_ember 240
 expect_rc 0 && expect_stderr 'guest rebooted' && expect_no_log 'COUNT DONE'
 check api-socket-ctrl-alt-del
+
+# When the VM stopped, ember wrote the final counts: more exits than at the
+# flush (the guest counted on, paused and resumed, and rebooted since).
+echo "e2e: metrics at the end ($(wc -l <"$metrics") lines): $(tail -n 1 "$metrics" 2>/dev/null)"
+[ "$(metrics_field "$metrics" vm state)" = exited ] ||
+  _unmet "the last metrics line says state '$(metrics_field "$metrics" vm state)', not exited"
+[ "$(metrics_field "$metrics" vcpu:0 exits)" -gt "$flushed_exits" ] 2>/dev/null ||
+  _unmet "vcpu0's exits went from '$flushed_exits' at the flush to '$(metrics_field "$metrics" vcpu:0 exits)' at the end"
+[ ! -e "$WORK/metrics-again.json" ] || _unmet "the refused second PUT /metrics created its file"
+check api-socket-metrics-final
 
 # 4. Load the snapshot in a fresh ember and resume at once: the guest counts
 # on from where it was paused (no second boot, no restart at 1) to the end.

@@ -11,7 +11,9 @@
 # copies onto vda (page cache, O_DIRECT, sub-page) reaches the host image
 # bit-exact and nowhere else; vdb is read-only in the guest, writes to it fail
 # and its image is unchanged; vdh's I/O thread runs on the CPU asked for, the
-# others where ember may run, not only on the placed vcpu's CPU. Guest half: tests/e2e/guest/disk-io.sh.
+# others where ember may run, not only on the placed vcpu's CPU; --metrics-path
+# gets the final counts when the guest has powered off (what it wrote to vda,
+# nothing written to vdb, exits of its vcpu). Guest half: tests/e2e/guest/disk-io.sh.
 . "$E2E_DIR/lib.sh"
 
 rw="$SCRATCH/rw16.img"
@@ -78,8 +80,11 @@ samples="$WORK/io-thread-cpus.txt"
 sample_thread_cpus "$samples" 'ember-blk-io' &
 sampler=$!
 
+metrics="$WORK/metrics.json"
+rm -f "$metrics"
 # shellcheck disable=SC2086 # $extra: the scratch paths hold no blanks
-boot_guest disk-io cloud 1 disk-io --vcpu-cpus "$(first_cpu)" --disk "$rw,id=rw16" --disk "$ro,$ro_opts" $extra
+boot_guest disk-io cloud 1 disk-io --vcpu-cpus "$(first_cpu)" --disk "$rw,id=rw16" --disk "$ro,$ro_opts" $extra \
+  --metrics-path "$metrics"
 kill "$sampler" 2>/dev/null
 wait "$sampler" 2>/dev/null
 echo "e2e: guest saw: $(tr -d '\r' <"$OUT" | grep -a 'EMBER-DISK found' | sed 's/.*EMBER-DISK found //' | tr '\n' ';')"
@@ -142,6 +147,30 @@ echo "e2e: writes to the readonly disk: $(tr -d '\r' <"$OUT" | grep -a 'EMBER-DI
 [ "$(sha256sum "$ro" | cut -d' ' -f1)" = "$ro_before" ] || _unmet "ro24.img changed although the disk is readonly"
 [ "$(field ro-after r1)" = "$r1" ] || _unmet "vdb's first piece reads differently after the refused writes"
 check disk-readonly
+
+# --metrics-path: the last line holds the final counts. The guest copied 1 MiB
+# and a sector onto vda (written back in pages, so at least that much), read
+# the 1 MiB of pieces from vdb and wrote nothing there (refused in the guest
+# before any request), and each disk was read.
+m() { metrics_field "$metrics" "$@"; }
+echo "e2e: metrics, last of $(wc -l <"$metrics" 2>/dev/null) lines: $(tail -n 1 "$metrics" 2>/dev/null)"
+[ "$(m vm state)" = exited ] || _unmet "the last metrics line's state is '$(m vm state)', not exited"
+[ "$(m disk:rw16 bytes_written)" -ge 1049088 ] 2>/dev/null ||
+  _unmet "vda bytes_written is '$(m disk:rw16 bytes_written)', the guest wrote 1049088 bytes"
+[ "$(m disk:rw16 writes)" -ge 1 ] 2>/dev/null || _unmet "vda writes is '$(m disk:rw16 writes)'"
+[ "$(m disk:rw16 host_errors)" = 0 ] || _unmet "vda host_errors is '$(m disk:rw16 host_errors)'"
+[ "$(m disk:ro24 bytes_read)" -ge 1048576 ] 2>/dev/null ||
+  _unmet "vdb bytes_read is '$(m disk:ro24 bytes_read)', the guest read 1048576 bytes of pieces"
+[ "$(m disk:ro24 bytes_written)" = 0 ] && [ "$(m disk:ro24 writes)" = 0 ] ||
+  _unmet "the readonly vdb shows writes: $(m disk:ro24 writes) requests, $(m disk:ro24 bytes_written) bytes"
+for n in vdc vdd vde vdf vdg vdh; do
+  [ "$(m "disk:$n" reads)" -ge 1 ] 2>/dev/null || _unmet "$n shows '$(m "disk:$n" reads)' reads; the guest read its tail"
+done
+[ "$(m vcpu:0 pio_exits)" -ge 1 ] 2>/dev/null && [ "$(m vcpu:0 mmio_exits)" -ge 1 ] 2>/dev/null &&
+  [ "$(m vcpu:0 exits)" -ge "$(($(m vcpu:0 pio_exits) + $(m vcpu:0 mmio_exits)))" ] 2>/dev/null ||
+  _unmet "vcpu0's exits do not add up: $(m vcpu:0 exits) in all, $(m vcpu:0 pio_exits) port I/O, $(m vcpu:0 mmio_exits) MMIO"
+[ -z "$(m vcpu:1 exits)" ] || _unmet "a second vcpu in the metrics of a one-vcpu guest"
+check disk-metrics
 
 # The guest finished and powered off: ember exits 0.
 expect_stdout 'EMBER-DISK done' && expect_rc 0
