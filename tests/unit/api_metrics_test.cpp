@@ -2,9 +2,11 @@
 // goes to, and PUT /metrics and FlushMetrics against a fake VM.
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <string>
@@ -153,6 +155,32 @@ TEST_CASE("metrics file: a named pipe nobody reads costs lines, never a blocked 
     CHECK(written < 1000);
     CHECK_FALSE(f.write(line));
     CHECK(f.lines_lost() == 2);
+}
+
+TEST_CASE("metrics file: after a line cut short in a full pipe, the next starts on a new line") {
+    TempDir tmp;
+    const auto fifo = tmp.path() / "metrics.fifo";
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    MetricsFile f(fifo);
+    const int reader = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    REQUIRE(reader >= 0);
+    // One page of pipe: a line longer than that (and than PIPE_BUF, so not
+    // written atomically) goes in partly, and nobody reads the rest.
+    REQUIRE(::fcntl(reader, F_SETPIPE_SZ, 4096) == 4096);
+    CHECK_FALSE(f.write({{"pad", std::string(6000, 'x')}}));
+    CHECK(f.lines_lost() == 1);
+    std::string got(8192, '\0');
+    const ssize_t first = ::read(reader, got.data(), got.size());
+    CHECK(first == 4096);
+    CHECK(f.write({{"n", 2}}));
+    const ssize_t second = ::read(reader, got.data(), got.size());
+    CHECK(std::string(got.data(), static_cast<size_t>(std::max<ssize_t>(second, 0))) ==
+          "\n{\"n\":2}\n");
+    CHECK(f.write({{"n", 3}})); // and then no extra newline
+    const ssize_t third = ::read(reader, got.data(), got.size());
+    CHECK(std::string(got.data(), static_cast<size_t>(std::max<ssize_t>(third, 0))) ==
+          "{\"n\":3}\n");
+    ::close(reader);
 }
 
 TEST_CASE("metrics file: a reader of the named pipe gets whole lines") {

@@ -82,7 +82,9 @@ MetricsFile::MetricsFile(std::filesystem::path path) : path_(std::move(path)) {
 }
 
 bool MetricsFile::write(const nlohmann::json& line) {
-    const std::string text = line.dump() + '\n';
+    // After a line cut short, a newline first: the reader loses that line
+    // but not this one too.
+    const std::string text = (cut_ ? "\n" : "") + line.dump() + '\n';
     size_t done = 0;
     int err = 0;
     while (done < text.size()) {
@@ -101,7 +103,11 @@ bool MetricsFile::write(const nlohmann::json& line) {
         }
         break;
     }
-    if (done == text.size()) return true;
+    if (done == text.size()) {
+        cut_ = false;
+        return true;
+    }
+    cut_ = cut_ || done > 0;
     ++lost_;
     if (log::worth_logging(lost_))
         log::warn("metrics file {}: {} ({}); lines lost so far: {}", path_.string(),

@@ -47,6 +47,7 @@ class MetricsFile final {
     std::filesystem::path path_;
     UniqueFd fd_;
     bool pipe_{false};
+    bool cut_{false}; // the last line written was cut short
     uint64_t lost_{0};
 };
 
