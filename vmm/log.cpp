@@ -8,19 +8,24 @@
 namespace ember::log {
 namespace {
 std::atomic<Level> g_level{Level::info};
+std::atomic<int> g_fd{STDERR_FILENO};
 }
 
 void set_level(Level level) noexcept { g_level.store(level, std::memory_order_relaxed); }
+void set_output(int fd) noexcept {
+    g_fd.store(fd, std::memory_order_relaxed);
+}
 bool enabled(Level level) noexcept { return level >= g_level.load(std::memory_order_relaxed); }
 
 void write(Level level, std::string_view message) noexcept {
-    static constexpr std::string_view prefix[] = {"ember: debug: ", "ember: ", "ember: warning: ",
-                                                  "ember: error: "};
+    static constexpr std::string_view prefix[] = {
+        "ember: debug: ", "ember: ", "ember: warning: ", "ember: error: ", "ember: "};
     std::string line;
     line.reserve(message.size() + 24);
     line.append(prefix[static_cast<int>(level)]).append(message).push_back('\n');
     // One write(2) per line so lines from several threads never interleave.
-    [[maybe_unused]] auto n = ::write(STDERR_FILENO, line.data(), line.size());
+    [[maybe_unused]] auto n =
+        ::write(g_fd.load(std::memory_order_relaxed), line.data(), line.size());
 }
 
 } // namespace ember::log

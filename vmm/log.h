@@ -1,4 +1,5 @@
-// Minimal leveled logging to stderr, prefixed "ember: ". Thread-safe (one write per line).
+// Minimal leveled logging to stderr (or where set_output() points), prefixed
+// "ember: ". Thread-safe (one write per line).
 #pragma once
 
 #include <fmt/format.h>
@@ -8,9 +9,15 @@
 
 namespace ember::log {
 
-enum class Level { debug = 0, info = 1, warn = 2, error = 3 };
+// `off` logs nothing, errors included (Firecracker's "Off").
+enum class Level { debug = 0, info = 1, warn = 2, error = 3, off = 4 };
 
 void set_level(Level level) noexcept;
+// Lines go to `fd` from now on instead of stderr (PUT /logger). The log
+// keeps `fd` open for the rest of the process: a thread may be writing a
+// line to it at any moment. A write that fails (a full non-blocking pipe)
+// drops the line; logging never blocks on it.
+void set_output(int fd) noexcept;
 bool enabled(Level level) noexcept;
 void write(Level level, std::string_view message) noexcept;
 
@@ -36,7 +43,7 @@ void warn(fmt::format_string<Args...> f, Args&&... args) {
 }
 template <typename... Args>
 void error(fmt::format_string<Args...> f, Args&&... args) {
-    write(Level::error, fmt::format(f, std::forward<Args>(args)...));
+    if (enabled(Level::error)) write(Level::error, fmt::format(f, std::forward<Args>(args)...));
 }
 
 } // namespace ember::log

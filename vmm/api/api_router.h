@@ -65,6 +65,7 @@ class ApiRouter final {
     HttpResponse put_snapshot_create(const std::string& body);
     HttpResponse put_snapshot_load(const std::string& body);
     HttpResponse put_metrics(const std::string& body);
+    HttpResponse put_logger(const std::string& body);
     HttpResponse flush_metrics();
     void require_no_metrics(std::string_view what) const;
     HttpResponse dispatch(const HttpRequest& request);
@@ -78,6 +79,7 @@ class ApiRouter final {
     std::vector<DriveConfig> drives_; // in PUT order; the root device goes first at start
     bool configured_{false};          // any boot resource PUT (blocks snapshot/load)
     std::optional<MetricsFile> metrics_;
+    std::optional<std::filesystem::path> log_path_; // PUT /logger's log_path
 };
 
 } // namespace ember::api

@@ -1,15 +1,14 @@
 #include "vmm/api/metrics_file.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
 
 #include <fmt/format.h>
 
+#include "vmm/api/output_file.h"
 #include "vmm/errors.h"
 #include "vmm/log.h"
 
@@ -67,18 +66,9 @@ nlohmann::json metrics_json(const std::optional<embed::Metrics>& metrics,
 }
 
 MetricsFile::MetricsFile(std::filesystem::path path) : path_(std::move(path)) {
-    struct stat st {};
-    if (::stat(path_.c_str(), &st) == 0 && S_ISFIFO(st.st_mode)) {
-        // Read-write: opening a pipe write-only without blocking fails while
-        // nobody reads it (ENXIO); this way the reader may come later.
-        pipe_ = true;
-        fd_ = UniqueFd(::open(path_.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC));
-    } else {
-        fd_ = UniqueFd(::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644));
-    }
-    if (!fd_)
-        throw Error(fmt::format("metrics file {}: cannot be opened for writing: {}", path_.string(),
-                                std::strerror(errno)));
+    auto out = open_output_file(path_, "metrics file");
+    fd_ = std::move(out.fd);
+    pipe_ = out.pipe;
 }
 
 bool MetricsFile::write(const nlohmann::json& line) {

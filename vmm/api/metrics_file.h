@@ -29,9 +29,8 @@ nlohmann::json metrics_json(const std::optional<embed::Metrics>& metrics,
 
 class MetricsFile final {
   public:
-    // Opens `path` for appending: a regular file is created (mode 0644,
-    // less the umask) if missing; a named pipe is opened without blocking,
-    // so a reader that is absent or slow costs lines, never a stalled VMM.
+    // Opens `path` as open_output_file() does (output_file.h): a reader of
+    // a named pipe that is absent or slow costs lines, never a stalled VMM.
     // Throws ember::Error naming the path.
     explicit MetricsFile(std::filesystem::path path);
 

@@ -1,5 +1,8 @@
 #include "vmm/api/request_bodies.h"
 
+#include <algorithm>
+#include <cctype>
+
 #include <fmt/format.h>
 
 #include "vmm/api/api_error.h"
@@ -177,6 +180,47 @@ std::filesystem::path parse_metrics_config(std::string_view body) {
     f.finish();
     if (path.empty()) throw ApiError(fmt::format("{}: metrics_path is empty", what));
     return path;
+}
+
+LoggerConfig parse_logger_config(std::string_view body) {
+    constexpr std::string_view what = "PUT /logger";
+    const auto json = parse_json_object(body, what);
+    JsonFields f(json, what);
+    LoggerConfig c;
+    if (auto p = f.optional_string("log_path")) {
+        if (p->empty()) throw ApiError(fmt::format("{}: log_path is empty", what));
+        c.log_path = *p;
+    }
+    if (auto level = f.optional_string("level")) {
+        // Firecracker's levels, any case; Trace is Debug (ember has no finer one).
+        std::string l = *level;
+        std::transform(l.begin(), l.end(), l.begin(),
+                       [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+        if (l == "error")
+            c.level = log::Level::error;
+        else if (l == "warning" || l == "warn")
+            c.level = log::Level::warn;
+        else if (l == "info")
+            c.level = log::Level::info;
+        else if (l == "debug" || l == "trace")
+            c.level = log::Level::debug;
+        else if (l == "off")
+            c.level = log::Level::off;
+        else
+            throw ApiError(fmt::format("{}: level '{}' is not one of Error, Warning, Info, Debug, "
+                                       "Trace, Off",
+                                       what, *level));
+    }
+    // Accepted for Firecracker's clients; ember's line format is fixed (the
+    // level named on all but info lines, no source location).
+    f.optional_bool("show_level");
+    f.optional_bool("show_log_origin");
+    if (auto module = f.optional_string("module"); module && !module->empty())
+        throw ApiError(fmt::format("{}: module '{}' is not supported: ember's log has no modules "
+                                   "to filter",
+                                   what, *module));
+    f.finish();
+    return c;
 }
 
 SnapshotCreate parse_snapshot_create(std::string_view body) {

@@ -16,6 +16,7 @@
 #include <string_view>
 
 #include "devices/block/disk_spec.h"
+#include "vmm/log.h"
 
 namespace ember::api {
 
@@ -45,6 +46,13 @@ enum class VmStateChange { pause, resume };
 
 // PUT /metrics: where metrics lines go (a file or a named pipe).
 std::filesystem::path parse_metrics_config(std::string_view body);
+
+// PUT /logger: where ember's log goes from now on, and from which level.
+struct LoggerConfig {
+    std::optional<std::filesystem::path> log_path; // unset: stays where it is
+    std::optional<log::Level> level;               // unset: unchanged
+};
+LoggerConfig parse_logger_config(std::string_view body);
 
 struct SnapshotCreate {
     std::filesystem::path dir; // snapshot_path: ember's checkpoint directory

@@ -10,6 +10,7 @@
 # the socket (GET /vm/config shows its kernel), paused and resumed there.
 # Metrics: PUT /metrics before InstanceStart, FlushMetrics while the first
 # guest runs (a line with its vcpu's exits), and a last line when it stops.
+# PUT /logger moves the first ember's log to a file, at debug level.
 . "$E2E_DIR/lib.sh"
 
 host="$WORK/../../host/api-socket"
@@ -92,6 +93,9 @@ finish_ember() {
   wait "$PID"
   RC=$?
   ELAPSED=$_n
+  # After PUT /logger ember logs to LOG.log: add it to stderr's lines, which
+  # the checks and the triple-fault retry below read.
+  [ ! -f "$WORK/$LOG.log" ] || cat "$WORK/$LOG.log" >>"$ERR"
   # A triple fault with a clean console in the sandbox runs the scenario
   # again, as for every other scenario (lib.sh).
   retry_if_nested_fault "$LOG"
@@ -114,6 +118,9 @@ metrics="$WORK/metrics-1.json"
 rm -f "$metrics"
 LAST_REQUEST="PUT /metrics"
 [ -n "$REASON" ] || api PUT /metrics "{\"metrics_path\": \"$metrics\"}"
+expect_status 204
+LAST_REQUEST="PUT /logger"
+[ -n "$REASON" ] || api PUT /logger "{\"log_path\": \"$WORK/vm1.log\", \"level\": \"Debug\", \"show_level\": true, \"show_log_origin\": false}"
 expect_status 204
 LAST_REQUEST="PUT /actions InstanceStart"
 [ -n "$REASON" ] || api PUT /actions '{"action_type": "InstanceStart"}'
@@ -172,6 +179,18 @@ echo "e2e: metrics at the end ($(wc -l <"$metrics") lines): $(tail -n 1 "$metric
   _unmet "vcpu0's exits went from '$flushed_exits' at the flush to '$(metrics_field "$metrics" vcpu:0 exits)' at the end"
 [ ! -e "$WORK/metrics-again.json" ] || _unmet "the refused second PUT /metrics created its file"
 check api-socket-metrics-final
+
+# PUT /logger: from then on ember's log went to vm1.log, at debug level (the
+# router's line for each request), down to the reboot; and only there (the
+# merged stderr has the exit line once, from the log file).
+log1="$WORK/vm1.log"
+grep -a -q 'ember: debug: API PUT /actions: 204' "$log1" ||
+  _unmet "vm1.log lacks the debug line of PUT /actions: $(head -n 3 "$log1" 2>/dev/null | tr '\n' '|')"
+grep -a -q 'ember: guest rebooted' "$log1" || _unmet "vm1.log lacks 'guest rebooted'"
+[ "$(grep -a -c 'guest rebooted' "$WORK/vm1.err")" = 1 ] ||
+  _unmet "'guest rebooted' is in ember's stderr as well as in vm1.log"
+grep -a -q "log continues in $log1" "$WORK/vm1.err" || _unmet "stderr does not say where the log went"
+check api-socket-logger
 
 # 4. Load the snapshot in a fresh ember and resume at once: the guest counts
 # on from where it was paused (no second boot, no restart at 1) to the end.
