@@ -7,7 +7,8 @@
 // Boots the test guest running its counting script (guest-images/init.sh,
 // tests/e2e/guest/count.sh), pauses and resumes it, checkpoints it and stops,
 // restores the checkpoint into a new VM that counts on to the end, and prints
-// how each VM ended. Exit status 0 when the restored guest powered off.
+// how each VM ended and its counters (Vm::metrics()). Exit status 0 when the restored guest powered
+// off.
 #include <condition_variable>
 #include <cstdio>
 #include <mutex>
@@ -45,6 +46,16 @@ const char* state_name(const embed::Vm& vm) {
     return embed::to_string(vm.state());
 }
 
+// One line of the VM's counters (Vm::metrics()).
+void print_metrics(const char* which, const embed::Vm& vm) {
+    const embed::Metrics m = vm.metrics();
+    unsigned long long exits = 0;
+    for (const auto& v : m.vcpus)
+        exits += v.exits;
+    std::printf("embed-example: %s metrics: state %s, %zu vcpu(s), %llu exits\n", which,
+                embed::to_string(m.state), m.vcpus.size(), exits);
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -70,6 +81,7 @@ int main(int argc, char** argv) {
             std::printf("embed-example: the guest never counted to 3\n");
             return 1;
         }
+        print_metrics("running VM", vm);
         vm.pause();
         std::printf("embed-example: paused, state %s\n", state_name(vm));
         vm.resume();
@@ -93,6 +105,7 @@ int main(int argc, char** argv) {
         }
         std::printf("embed-example: restored VM exit: %s%s%s\n", embed::to_string(second->reason),
                     second->message.empty() ? "" : ": ", second->message.c_str());
+        print_metrics("restored VM", restored); // the final counts, since the restore
         return second->reason == embed::ExitReason::poweroff ? 0 : 1;
     } catch (const ember::Error& e) {
         std::printf("embed-example: error: %s\n", e.what());

@@ -4,7 +4,8 @@
 # configuration (each runs /tests/hello.sh and powers off) and prints its
 # summary table; a program compiled against the installed library
 # (embed-pool.host) boots a guest, pauses, resumes, checkpoints and stops it,
-# restores the checkpoint in a new VM and prints how each ended.
+# restores the checkpoint in a new VM and prints how each ended and its
+# counters (Vm::metrics(): the running VM, and the restored one after its exit).
 . "$E2E_DIR/lib.sh"
 
 host="$WORK/../../host/embed-pool"
@@ -59,5 +60,7 @@ run_ember_example
 expect_rc 0 && expect_stdout 'embed-example: created, state created' && expect_stdout 'paused, state paused' &&
   expect_stdout 'resumed, state running' && expect_stdout 'first VM exit: stopped \(checkpoint taken\)' &&
   expect_stdout 'restored VM exit: poweroff' && expect_stdout 'EMBER-GUEST COUNT DONE' &&
+  expect_stdout 'running VM metrics: state running, 1 vcpu\(s\), [1-9][0-9]* exits' &&
+  expect_stdout 'restored VM metrics: state exited, 1 vcpu\(s\), [1-9][0-9]* exits' &&
   { [ "$(grep -a -c 'EMBER-GUEST READY' "$OUT")" = 1 ] || _unmet "the guest booted more than once"; }
 check embed-example-installed-library
