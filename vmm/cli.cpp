@@ -144,6 +144,10 @@ Command parse_command_line(const std::vector<std::string>& args) {
         "append a JSON line of counters (vcpu exits, disk requests and bytes) to this file or "
         "named pipe every 60 s and when the VM stops";
     app.add_option("--metrics-path", metrics_path, kMetricsHelp);
+    std::string log_path, run_log_path, restore_log_path;
+    constexpr const char* kLogHelp =
+        "write ember's log to this file or named pipe instead of stderr";
+    app.add_option("--log-path", log_path, kLogHelp);
     bool list_fault_points = false;
     app.add_flag("--list-faults", list_fault_points, "list the crash-injection fault points and exit");
 
@@ -173,6 +177,7 @@ Command parse_command_line(const std::vector<std::string>& args) {
     run->add_flag("-v,--verbose", verbose, "log debug messages");
     run->add_option("--api-sock", run_api_sock, "also serve the control API on this Unix socket");
     run->add_option("--metrics-path", run_metrics_path, kMetricsHelp);
+    run->add_option("--log-path", run_log_path, kLogHelp);
     CheckpointFlags run_ckpt;
     add_checkpoint_options(run, run_ckpt);
     std::vector<std::string> run_faults, restore_faults;
@@ -192,6 +197,7 @@ Command parse_command_line(const std::vector<std::string>& args) {
                       "restore but do not run the vcpus (a checkpoint signal still works; resume via the API)");
     restore->add_option("--fault", restore_faults, kFaultHelp)->allow_extra_args(false);
     restore->add_option("--metrics-path", restore_metrics_path, kMetricsHelp);
+    restore->add_option("--log-path", restore_log_path, kLogHelp);
 
     auto* info = app.add_subcommand("snapshot-info", "describe a checkpoint directory");
     std::string info_dir;
@@ -220,17 +226,25 @@ Command parse_command_line(const std::vector<std::string>& args) {
             throw UsageError(e.what());
         }
     };
-    // The subcommand's --metrics-path, else the one before it.
-    auto metrics = [&](const std::string& own) -> std::optional<std::filesystem::path> {
-        const std::string& p = own.empty() ? metrics_path : own;
+    // The subcommand's --metrics-path or --log-path, else the one before it.
+    auto either = [](const std::string& own,
+                     const std::string& top) -> std::optional<std::filesystem::path> {
+        const std::string& p = own.empty() ? top : own;
         if (p.empty()) return std::nullopt;
         return p;
     };
+    auto metrics = [&](const std::string& own) { return either(own, metrics_path); };
+    auto logs = [&](const std::string& own) { return either(own, log_path); };
+    // Both are about a VM (or the control socket that runs one).
+    auto refuse_without_vm = [&](std::string_view why) {
+        for (const auto& [flag, value] :
+             {std::pair{"--metrics-path", &metrics_path}, std::pair{"--log-path", &log_path}})
+            if (!value->empty())
+                throw UsageError(
+                    fmt::format("{}: {}; use it with run, restore or --api-sock", flag, why));
+    };
     if (info->parsed()) {
-        if (!metrics_path.empty())
-            throw UsageError(
-                "--metrics-path: snapshot-info runs no VM; use it with run, restore or "
-                "--api-sock");
+        refuse_without_vm("snapshot-info runs no VM");
         SnapshotInfoRequest r{info_dir, {}};
         if (!compare_dir.empty()) r.compare_with = compare_dir;
         return r;
@@ -244,6 +258,7 @@ Command parse_command_line(const std::vector<std::string>& args) {
         r.paused = restore_paused;
         r.faults = parse_faults(restore_faults);
         r.metrics_path = metrics(restore_metrics_path);
+        r.log_path = logs(restore_log_path);
         for (const auto& o : overrides) {
             const auto eq = o.find('=');
             if (eq == std::string::npos || eq == 0 || eq + 1 == o.size())
@@ -253,10 +268,8 @@ Command parse_command_line(const std::vector<std::string>& args) {
         return r;
     }
     if (!run->parsed()) {
-        if (!api_sock.empty()) return ApiServeRequest{api_sock, api_verbose, metrics("")};
-        if (!metrics_path.empty())
-            throw UsageError("--metrics-path: no VM to measure; use it with run, restore or "
-                             "--api-sock");
+        if (!api_sock.empty()) return ApiServeRequest{api_sock, api_verbose, metrics(""), logs("")};
+        refuse_without_vm("no VM to run");
         throw UsageError("no command given; try 'ember run --kernel PATH' or 'ember --help'");
     }
 
@@ -264,6 +277,7 @@ Command parse_command_line(const std::vector<std::string>& args) {
     r.verbose = verbose || api_verbose;
     if (!run_api_sock.empty()) r.api_sock = run_api_sock;
     r.metrics_path = metrics(run_metrics_path);
+    r.log_path = logs(run_log_path);
     auto& c = r.config;
     require_file(kernel, "--kernel");
     c.kernel = kernel;

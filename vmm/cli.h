@@ -32,12 +32,14 @@ struct RunRequest {
     bool verbose = false;
     std::optional<std::filesystem::path> api_sock; // also serve the control socket
     std::optional<std::filesystem::path> metrics_path; // --metrics-path
+    std::optional<std::filesystem::path> log_path;     // --log-path
 };
 // `ember --api-sock PATH` with no command: wait for configuration over the socket.
 struct ApiServeRequest {
     std::filesystem::path api_sock;
     bool verbose = false;
     std::optional<std::filesystem::path> metrics_path;
+    std::optional<std::filesystem::path> log_path;
 };
 
 // What SIGUSR1 does (`run` and `restore` take the same options).
@@ -62,6 +64,7 @@ struct RestoreRequest {
     bool verbose = false;
     std::vector<fault::FaultSpec> faults; // --fault, as for run
     std::optional<std::filesystem::path> metrics_path;
+    std::optional<std::filesystem::path> log_path;
 };
 struct SnapshotInfoRequest {
     std::filesystem::path snapshot_dir;

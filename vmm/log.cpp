@@ -3,17 +3,27 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <mutex>
 #include <string>
 
 namespace ember::log {
 namespace {
 std::atomic<Level> g_level{Level::info};
 std::atomic<int> g_fd{STDERR_FILENO};
-}
+std::mutex g_name_mu; // guards g_name, which only set_output() and output_name() touch
+std::string g_name;
+} // namespace
 
 void set_level(Level level) noexcept { g_level.store(level, std::memory_order_relaxed); }
-void set_output(int fd) noexcept {
+void set_output(int fd, std::string name) {
+    std::lock_guard lock(g_name_mu);
+    g_name = std::move(name);
     g_fd.store(fd, std::memory_order_relaxed);
+}
+
+std::string output_name() {
+    std::lock_guard lock(g_name_mu);
+    return g_name;
 }
 bool enabled(Level level) noexcept { return level >= g_level.load(std::memory_order_relaxed); }
 

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 namespace ember::log {
@@ -13,11 +14,14 @@ namespace ember::log {
 enum class Level { debug = 0, info = 1, warn = 2, error = 3, off = 4 };
 
 void set_level(Level level) noexcept;
-// Lines go to `fd` from now on instead of stderr (PUT /logger). The log
-// keeps `fd` open for the rest of the process: a thread may be writing a
-// line to it at any moment. A write that fails (a full non-blocking pipe)
-// drops the line; logging never blocks on it.
-void set_output(int fd) noexcept;
+// Lines go to `fd`, the file `name`, from now on instead of stderr
+// (--log-path, PUT /logger; STDERR_FILENO and "" go back). The log keeps
+// `fd` open for the rest of the process: a thread may be writing a line to
+// it at any moment. A write that fails (a full non-blocking pipe) drops the
+// line; logging never blocks on it.
+void set_output(int fd, std::string name);
+// The file set_output() named; "" for stderr.
+std::string output_name();
 bool enabled(Level level) noexcept;
 void write(Level level, std::string_view message) noexcept;
 

@@ -15,6 +15,7 @@
 
 #include "ember/vm.h"
 #include "vmm/api/metrics_file.h"
+#include "vmm/api/output_file.h"
 #include "vmm/api/serve.h"
 #include "vmm/cli.h"
 #include "vmm/cli_embed.h"
@@ -92,6 +93,13 @@ int main(int argc, char** argv) {
     }
     diagnostics::serve_sigusr2();
     try {
+        // Before anything is built, so every line of this run goes there.
+        std::visit(
+            [](const auto& c) {
+                if constexpr (requires { c.log_path; })
+                    if (c.log_path) api::move_log_to(*c.log_path, "--log-path");
+            },
+            cmd);
         if (auto* serve = std::get_if<ApiServeRequest>(&cmd)) {
             if (serve->verbose) log::set_level(log::Level::debug);
             return serve_api(serve->api_sock, VmConfig{}, std::nullopt,

@@ -13,6 +13,7 @@
 
 #include "tests/support/fake_vm_controller.h"
 #include "vmm/api/api_router.h"
+#include "vmm/api/output_file.h"
 #include "vmm/api/request_bodies.h"
 #include "vmm/log.h"
 
@@ -33,7 +34,7 @@ std::string slurp(const std::filesystem::path& p) {
 // Back to stderr and info whatever the test did.
 struct LogRestore {
     ~LogRestore() {
-        log::set_output(STDERR_FILENO);
+        log::set_output(STDERR_FILENO, "");
         log::set_level(log::Level::info);
     }
 };
@@ -113,6 +114,22 @@ TEST_CASE("PUT /logger moves the log to a file, and sets the level") {
         log::error("silenced");
         CHECK(slurp(path).find("silenced") == std::string::npos);
     }
+}
+
+TEST_CASE("the log moves once per process: --log-path, then PUT /logger") {
+    Rig r;
+    const auto path = r.tmp.path() / "cli.log";
+    move_log_to(path, "--log-path");
+    CHECK(log::output_name() == path.string());
+    const auto res = r.put(nlohmann::json{{"log_path", r.tmp.path() / "api.log"}}.dump());
+    CHECK(res.status == 400);
+    CHECK(Rig::fault(res) == "PUT /logger: the log already goes to " + path.string() +
+                                 "; it can be set once per process");
+    CHECK_FALSE(std::filesystem::exists(r.tmp.path() / "api.log"));
+    CHECK(r.put(R"({"level": "Debug"})").status == 204); // the level still may change
+    CHECK(log::enabled(log::Level::debug));
+    CHECK_THROWS_WITH_AS(move_log_to(r.tmp.path() / "again.log", "--log-path"),
+                         doctest::Contains("--log-path: the log already goes to"), Error);
 }
 
 TEST_CASE("PUT /logger with a path that cannot be written is a 400; the log stays where it was") {

@@ -179,7 +179,23 @@ TEST_CASE("CLI: --metrics-path, after the command or before it") {
     CHECK(std::get<ApiServeRequest>(serve).metrics_path == std::filesystem::path("/tmp/s.json"));
     CHECK_FALSE(std::get<ApiServeRequest>(parse({"--api-sock", "/tmp/api.sock"})).metrics_path);
     CHECK_THROWS_WITH_AS(parse({"--metrics-path", "/tmp/m.json"}),
-                         doctest::Contains("--metrics-path: no VM to measure"), UsageError);
+                         doctest::Contains("--metrics-path: no VM to run"), UsageError);
     CHECK_THROWS_WITH_AS(parse({"--metrics-path", "/tmp/m.json", "snapshot-info", "/tmp/ck"}),
                          doctest::Contains("snapshot-info runs no VM"), UsageError);
+}
+
+TEST_CASE("CLI: --log-path, after the command or before it") {
+    auto run = parse({"run", "--kernel", "/proc/self/exe", "--log-path", "/tmp/e.log"});
+    CHECK(std::get<RunRequest>(run).log_path == std::filesystem::path("/tmp/e.log"));
+    CHECK_FALSE(std::get<RunRequest>(parse({"run", "--kernel", "/proc/self/exe"})).log_path);
+    auto before = parse({"--log-path", "/tmp/a.log", "run", "--kernel", "/proc/self/exe"});
+    CHECK(std::get<RunRequest>(before).log_path == std::filesystem::path("/tmp/a.log"));
+    auto restore = parse({"restore", "/tmp/ck", "--log-path", "/tmp/r.log"});
+    CHECK(std::get<RestoreRequest>(restore).log_path == std::filesystem::path("/tmp/r.log"));
+    auto serve = parse({"--api-sock", "/tmp/api.sock", "--log-path", "/tmp/s.log"});
+    CHECK(std::get<ApiServeRequest>(serve).log_path == std::filesystem::path("/tmp/s.log"));
+    CHECK_THROWS_WITH_AS(parse({"--log-path", "/tmp/e.log"}),
+                         doctest::Contains("--log-path: no VM to run"), UsageError);
+    CHECK_THROWS_WITH_AS(parse({"--log-path", "/tmp/e.log", "snapshot-info", "/tmp/ck"}),
+                         doctest::Contains("--log-path: snapshot-info runs no VM"), UsageError);
 }

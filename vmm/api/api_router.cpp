@@ -339,22 +339,11 @@ HttpResponse ApiRouter::put_metrics(const std::string& body) {
 HttpResponse ApiRouter::put_logger(const std::string& body) {
     const auto c = parse_logger_config(body);
     if (c.log_path) {
-        // Firecracker configures its logger once; ember lets the level
-        // change later, but not where the log goes: lines already handed to
-        // the first file would be split between two.
-        if (log_path_)
-            throw ApiError(fmt::format("PUT /logger: the log already goes to {}; it can be set "
-                                       "once per process",
-                                       log_path_->string()));
-        OutputFile out;
         try {
-            out = open_output_file(*c.log_path, "log file");
+            move_log_to(*c.log_path, "PUT /logger");
         } catch (const Error& e) {
-            throw ApiError(fmt::format("PUT /logger: {}", e.what()));
+            throw ApiError(e.what());
         }
-        log::info("log continues in {}", c.log_path->string());
-        log::set_output(out.fd.release()); // the log keeps it open (log.h)
-        log_path_ = c.log_path;
     }
     if (c.level) log::set_level(*c.level);
     return no_content();

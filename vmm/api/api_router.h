@@ -79,7 +79,6 @@ class ApiRouter final {
     std::vector<DriveConfig> drives_; // in PUT order; the root device goes first at start
     bool configured_{false};          // any boot resource PUT (blocks snapshot/load)
     std::optional<MetricsFile> metrics_;
-    std::optional<std::filesystem::path> log_path_; // PUT /logger's log_path
 };
 
 } // namespace ember::api

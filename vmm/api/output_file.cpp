@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "vmm/errors.h"
+#include "vmm/log.h"
 
 namespace ember::api {
 
@@ -27,6 +28,15 @@ OutputFile open_output_file(const std::filesystem::path& path, std::string_view 
         throw Error(fmt::format("{} {}: cannot be opened for writing: {}", what, path.string(),
                                 std::strerror(errno)));
     return out;
+}
+
+void move_log_to(const std::filesystem::path& path, std::string_view what) {
+    if (const auto current = log::output_name(); !current.empty())
+        throw Error(fmt::format("{}: the log already goes to {}; it can be set once per process",
+                                what, current));
+    auto out = open_output_file(path, fmt::format("{}: log file", what));
+    log::info("log continues in {}", path.string());
+    log::set_output(out.fd.release(), path.string()); // the log keeps it open (log.h)
 }
 
 } // namespace ember::api

@@ -20,4 +20,10 @@ struct OutputFile {
 // lines, never a writer that waits. Throws ember::Error "WHAT PATH: ...".
 OutputFile open_output_file(const std::filesystem::path& path, std::string_view what);
 
+// --log-path and PUT /logger: ember's log goes to `path` from now on (said
+// first on the old output). Throws ember::Error "WHAT: ..." if it cannot be
+// opened, or if the log was moved already: once per process, as in
+// Firecracker, since lines would be split between two files.
+void move_log_to(const std::filesystem::path& path, std::string_view what);
+
 } // namespace ember::api

@@ -1,7 +1,8 @@
 #!/bin/sh
 # e2e-timeout: 120
 # ember's command line: --help and --version succeed; bad input exits with
-# status 2 and a message that says what is wrong. No guest boots here.
+# status 2 and a message that says what is wrong; --log-path and
+# --metrics-path. No guest boots here.
 . "$E2E_DIR/lib.sh"
 
 kernel="$IMAGES/cloud/vmlinuz"
@@ -51,3 +52,20 @@ check cli-vcpu-cpus-unavailable
 run_ember vcpu-cpus-count 20 run --kernel "$kernel" --cpus 2 --vcpu-cpus "$(first_cpu)"
 expect_rc 2 && expect_stderr '1 host CPUs given for 2 vcpus'
 check cli-vcpu-cpus-count
+
+# --log-path: ember's log goes to the file from the start, setup errors too;
+# stderr only says where it went. A log or metrics path that cannot be opened
+# is a setup error (1) before anything is built.
+log="$WORK/ember-cli.log"
+rm -f "$log"
+run_ember log-path 20 run --kernel "$kernel" --mem 16T --log-path "$log"
+expect_rc 1 && expect_stderr "log continues in $log" &&
+  { grep -a -q 'KVM refused' "$log" || _unmet "the log file lacks the setup error: $(cat "$log" 2>/dev/null)"; } &&
+  { ! grep -a -q 'KVM refused' "$ERR" || _unmet "the setup error went to stderr as well as to the log file"; }
+check cli-log-path
+run_ember log-path-unusable 20 run --kernel "$kernel" --log-path "$WORK/not-there/e.log"
+expect_rc 1 && expect_stderr "--log-path: log file $WORK/not-there/e.log: cannot be opened for writing"
+check cli-log-path-unusable
+run_ember metrics-path-unusable 20 run --kernel "$kernel" --metrics-path "$kernel/m.json"
+expect_rc 1 && expect_stderr "metrics file $kernel/m.json: cannot be opened for writing: Not a directory"
+check cli-metrics-path-unusable
