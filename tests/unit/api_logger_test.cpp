@@ -55,6 +55,12 @@ struct Rig {
 
 } // namespace
 
+TEST_CASE("GET /vm/config has no logger while the log is on stderr") {
+    Rig r;
+    const auto cfg = r.router.handle(HttpRequest{"GET", "/vm/config", "", true});
+    CHECK_FALSE(nlohmann::json::parse(cfg.body).contains("logger"));
+}
+
 TEST_CASE("PUT /logger bodies: Firecracker's levels in any case, nothing ember cannot do") {
     CHECK(parse_logger_config(R"({"level": "Error"})").level == log::Level::error);
     CHECK(parse_logger_config(R"({"level": "warning"})").level == log::Level::warn);
@@ -95,6 +101,8 @@ TEST_CASE("PUT /logger moves the log to a file, and sets the level") {
     CHECK(text.find("ember: warning: a warning\n") != std::string::npos);
     // The router logs each request after answering it: this one too.
     CHECK(text.find("ember: debug: API PUT /logger: 204") != std::string::npos);
+    const auto cfg = r.router.handle(HttpRequest{"GET", "/vm/config", "", true});
+    CHECK(nlohmann::json::parse(cfg.body)["logger"] == nlohmann::json{{"log_path", path.string()}});
 
     SUBCASE("the level changes later; the file does not") {
         CHECK(r.put(R"({"level": "Warning"})").status == 204);

@@ -220,6 +220,7 @@ TEST_CASE("PUT /metrics and FlushMetrics") {
     const std::string flush = R"({"action_type": "FlushMetrics"})";
 
     SUBCASE("bad bodies are refused, and nothing is created") {
+        CHECK_FALSE(nlohmann::json::parse(r.call("GET", "/vm/config").body).contains("metrics"));
         auto res = r.call("PUT", "/metrics", "{}");
         CHECK(res.status == 400);
         CHECK(r.fault(res).find("missing required field 'metrics_path'") != std::string::npos);
@@ -256,6 +257,8 @@ TEST_CASE("PUT /metrics and FlushMetrics") {
         CHECK(lines[1]["disks"][0]["writes"] == 5);
         CHECK(lines[2]["vcpus"][0]["mmio_exits"] == 30);
         CHECK(r.vm.calls.empty()); // reading metrics asks nothing of the VM
+        const auto cfg = nlohmann::json::parse(r.call("GET", "/vm/config").body);
+        CHECK(cfg["metrics"] == nlohmann::json{{"metrics_path", path.string()}});
     }
 
     SUBCASE("once per process, as in Firecracker") {

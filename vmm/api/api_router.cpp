@@ -175,6 +175,9 @@ HttpResponse ApiRouter::get_vm_config() const {
         drives.push_back(std::move(j));
     }
     out["drives"] = std::move(drives);
+    // Firecracker reports these two as well, once they are configured.
+    if (metrics_) out["metrics"] = {{"metrics_path", metrics_->path().string()}};
+    if (const auto log = log::output_name(); !log.empty()) out["logger"] = {{"log_path", log}};
     return json_response(200, out);
 }
 
