@@ -19,6 +19,7 @@
 #include "vmm/api/serve.h"
 #include "vmm/cli.h"
 #include "vmm/cli_embed.h"
+#include "vmm/cli_run.h"
 #include "vmm/diagnostics.h"
 #include "vmm/log.h"
 #include "vmm/snapshot/compare.h"
@@ -91,6 +92,15 @@ int main(int argc, char** argv) {
             return 1;
         }
     }
+    // `ember run` and `ember restore` stop the VM cleanly on SIGTERM, SIGINT
+    // and SIGHUP: blocked before the first thread starts, so none of them
+    // takes the signal's default action. The control socket takes them
+    // through Asio instead (serve.cpp).
+    sigset_t stops;
+    sigemptyset(&stops);
+    if (auto* run = std::get_if<RunRequest>(&cmd);
+        (run && !run->api_sock) || std::holds_alternative<RestoreRequest>(cmd))
+        stops = block_stop_signals();
     diagnostics::serve_sigusr2();
     try {
         // Before anything is built, so every line of this run goes there.
@@ -126,14 +136,7 @@ int main(int argc, char** argv) {
             vm = embed::Vm::restore(r.snapshot_dir, to_embed(r));
             log::info("restored from {}", r.snapshot_dir.string());
         }
-        vm->start();
-        if (!metrics) return report_exit(vm->wait());
-        // A line every period, and the final counts once the VM has stopped.
-        for (;;) {
-            const auto exit = vm->wait_for(api::kMetricsPeriod);
-            metrics->write(api::metrics_json(vm->metrics(), std::chrono::system_clock::now()));
-            if (exit) return report_exit(*exit);
-        }
+        return run_until_exit(*vm, metrics, stops);
     } catch (const std::exception& e) {
         log::error("{}", e.what());
         return 1;

@@ -1,8 +1,11 @@
 // The ember command as a libember client (vmm/cli_embed.cpp): every run and
 // restore option reaches the public configuration, and from there the
-// internal one the VM is built from. No KVM needed.
+// internal one the VM is built from; and the signals that stop it
+// (vmm/cli_run.cpp). No KVM needed.
 #include <doctest/doctest.h>
 
+#include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -12,6 +15,7 @@
 #include "ember/ember.h"
 #include "vmm/cli.h"
 #include "vmm/cli_embed.h"
+#include "vmm/cli_run.h"
 #include "vmm/embed/config.h"
 
 using namespace ember;
@@ -148,4 +152,24 @@ TEST_CASE("libember: a checkpoint that stops the VM says so in the exit") {
     CHECK(quit.reason == embed::ExitReason::stopped);
     CHECK_FALSE(quit.checkpointed);
     CHECK(quit.message == "stopped from the console (Ctrl-A x)");
+}
+
+// vmm/cli_run.cpp: which signals stop `ember run` cleanly.
+TEST_CASE("ember run takes SIGTERM, SIGINT and SIGHUP, except those it was started with ignored") {
+    sigset_t before;
+    pthread_sigmask(SIG_SETMASK, nullptr, &before);
+    struct sigaction ignore {
+    }, old_hup{};
+    ignore.sa_handler = SIG_IGN;
+    REQUIRE(::sigaction(SIGHUP, &ignore, &old_hup) == 0); // as nohup leaves it
+    const sigset_t stops = block_stop_signals();
+    sigset_t now;
+    pthread_sigmask(SIG_SETMASK, nullptr, &now);
+    CHECK(sigismember(&stops, SIGTERM) == 1);
+    CHECK(sigismember(&stops, SIGINT) == 1);
+    CHECK(sigismember(&stops, SIGHUP) == 0);
+    CHECK(sigismember(&now, SIGTERM) == 1); // blocked: taken by sigtimedwait, not by default
+    CHECK(sigismember(&now, SIGHUP) == 0);  // still ignored, not blocked
+    pthread_sigmask(SIG_SETMASK, &before, nullptr);
+    ::sigaction(SIGHUP, &old_hup, nullptr);
 }

@@ -2,7 +2,8 @@
 # e2e-timeout: 420
 # The stock Debian cloud kernel boots to init with 1 and 2 vcpus, sees ACPI,
 # and its poweroff / reboot end ember with status 0 saying which; with
-# --vcpu-cpus each vcpu thread runs on the host CPU given for it.
+# --vcpu-cpus each vcpu thread runs on the host CPU given for it. SIGTERM
+# stops a running guest cleanly: status 143, the final metrics line written.
 . "$E2E_DIR/lib.sh"
 
 boot_guest cloud-cpus1 cloud 1 poweroff
@@ -29,3 +30,23 @@ want="vcpu0=$(last_cpu) vcpu1=$(first_cpu) "
 grep -q -x -F -- "$want" "$samples" ||
   _unmet "no sample showed the vcpu threads as '$want'; the last ones: $(grep -v '^$' "$samples" | tail -n 3 | tr '\n' '|')"
 check cloud-vcpu-cpus
+
+# SIGTERM to `ember run`: the VM is stopped (not the process killed), the
+# final metrics line says so, and the status is 128 + 15, as the signal's
+# default action gave.
+metrics="$WORK/sigterm-metrics.json"
+rm -f "$metrics"
+run_bg cloud-sigterm run --kernel "$IMAGES/cloud/vmlinuz" --initrd "$IMAGES/cloud/initramfs.cpio.gz" \
+  --cpus 1 --mem "$GUEST_MEM" --console stdio --cmdline "$(guest_cmdline count) ember.count=100000" \
+  --metrics-path "$metrics"
+if wait_for "$OUT" 'EMBER-GUEST COUNT 2([^0-9]|$)' 240; then
+  kill -TERM "$PID"
+else
+  _unmet "the guest never counted to 2"
+  kill -KILL "$PID" 2>/dev/null
+fi
+finish_bg
+expect_rc 143 && expect_stderr 'SIGTERM: stopping the VM' && expect_stderr 'stopped by SIGTERM' &&
+  { [ "$(metrics_field "$metrics" vm state)" = exited ] ||
+    _unmet "the last metrics line says '$(metrics_field "$metrics" vm state)', not exited: $(tail -n 1 "$metrics" 2>/dev/null)"; }
+check cloud-sigterm-stops

@@ -1,0 +1,84 @@
+#include "vmm/cli_run.h"
+
+#include <pthread.h>
+#include <time.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <thread>
+
+#include "vmm/cli_embed.h"
+#include "vmm/log.h"
+
+namespace ember {
+namespace {
+
+constexpr int kStopSignals[] = {SIGTERM, SIGINT, SIGHUP};
+// How long a stop may take (a checkpoint the signal came in the middle of,
+// a vcpu slow to leave the guest) before ember exits without it.
+constexpr std::chrono::seconds kStopGrace{30};
+
+const char* signal_name(int sig) {
+    switch (sig) {
+    case SIGTERM:
+        return "SIGTERM";
+    case SIGINT:
+        return "SIGINT";
+    case SIGHUP:
+        return "SIGHUP";
+    }
+    return "a signal";
+}
+
+} // namespace
+
+sigset_t block_stop_signals() {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int sig : kStopSignals) {
+        struct sigaction old {};
+        if (::sigaction(sig, nullptr, &old) == 0 && old.sa_handler == SIG_IGN) continue;
+        sigaddset(&set, sig);
+    }
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    return set;
+}
+
+int run_until_exit(embed::Vm& vm, std::optional<api::MetricsFile>& metrics, const sigset_t& stops) {
+    using clock = std::chrono::steady_clock;
+    auto write_metrics = [&] {
+        if (metrics)
+            metrics->write(api::metrics_json(vm.metrics(), std::chrono::system_clock::now()));
+    };
+    vm.start();
+    auto next_line = clock::now() + api::kMetricsPeriod;
+    int stopped_by = 0;
+    for (;;) {
+        // A short wait: the stop signals are polled in between.
+        if (const auto exit = vm.wait_for(std::chrono::milliseconds(200))) {
+            write_metrics(); // the final counts
+            if (stopped_by == 0) return report_exit(*exit);
+            log::info("stopped by {}", signal_name(stopped_by));
+            return 128 + stopped_by;
+        }
+        const timespec now{0, 0};
+        if (const int sig = ::sigtimedwait(&stops, nullptr, &now); sig > 0 && stopped_by == 0) {
+            stopped_by = sig;
+            log::info("{}: stopping the VM", signal_name(sig));
+            std::thread([sig] {
+                std::this_thread::sleep_for(kStopGrace);
+                log::error("the VM did not stop within {} s of {}; exiting without it",
+                           kStopGrace.count(), signal_name(sig));
+                std::_Exit(128 + sig);
+            }).detach();
+            vm.stop(); // the next wait_for() returns its exit
+            continue;
+        }
+        if (metrics && clock::now() >= next_line) {
+            write_metrics();
+            next_line += api::kMetricsPeriod;
+        }
+    }
+}
+
+} // namespace ember
