@@ -167,35 +167,28 @@ TEST_CASE("CLI: checkpoint options, restore and snapshot-info") {
     CHECK(*ir.compare_with == "/tmp/ck2");
 }
 
-TEST_CASE("CLI: --metrics-path, after the command or before it") {
-    auto run = parse({"run", "--kernel", "/proc/self/exe", "--metrics-path", "/tmp/m.json"});
-    CHECK(std::get<RunRequest>(run).metrics_path == std::filesystem::path("/tmp/m.json"));
-    CHECK_FALSE(std::get<RunRequest>(parse({"run", "--kernel", "/proc/self/exe"})).metrics_path);
-    auto before = parse({"--metrics-path", "/tmp/a.json", "run", "--kernel", "/proc/self/exe"});
-    CHECK(std::get<RunRequest>(before).metrics_path == std::filesystem::path("/tmp/a.json"));
-    auto restore = parse({"restore", "/tmp/ck", "--metrics-path", "/tmp/r.json"});
-    CHECK(std::get<RestoreRequest>(restore).metrics_path == std::filesystem::path("/tmp/r.json"));
-    auto serve = parse({"--api-sock", "/tmp/api.sock", "--metrics-path", "/tmp/s.json"});
-    CHECK(std::get<ApiServeRequest>(serve).metrics_path == std::filesystem::path("/tmp/s.json"));
-    CHECK_FALSE(std::get<ApiServeRequest>(parse({"--api-sock", "/tmp/api.sock"})).metrics_path);
-    CHECK_THROWS_WITH_AS(parse({"--metrics-path", "/tmp/m.json"}),
-                         doctest::Contains("--metrics-path: no VM to run"), UsageError);
-    CHECK_THROWS_WITH_AS(parse({"--metrics-path", "/tmp/m.json", "snapshot-info", "/tmp/ck"}),
-                         doctest::Contains("snapshot-info runs no VM"), UsageError);
+// --metrics-path and --log-path are taken alike: after run or restore, or
+// before the command; and only where a VM (or the control socket) is.
+template <typename Get> void check_path_flag(const std::string& flag, Get get) {
+    CAPTURE(flag);
+    auto run = parse({"run", "--kernel", "/proc/self/exe", flag, "/tmp/own"});
+    CHECK(get(std::get<RunRequest>(run)) == std::filesystem::path("/tmp/own"));
+    CHECK_FALSE(get(std::get<RunRequest>(parse({"run", "--kernel", "/proc/self/exe"}))));
+    auto before = parse({flag, "/tmp/before", "run", "--kernel", "/proc/self/exe"});
+    CHECK(get(std::get<RunRequest>(before)) == std::filesystem::path("/tmp/before"));
+    auto restore = parse({"restore", "/tmp/ck", flag, "/tmp/r"});
+    CHECK(get(std::get<RestoreRequest>(restore)) == std::filesystem::path("/tmp/r"));
+    auto serve = parse({"--api-sock", "/tmp/api.sock", flag, "/tmp/s"});
+    CHECK(get(std::get<ApiServeRequest>(serve)) == std::filesystem::path("/tmp/s"));
+    CHECK_FALSE(get(std::get<ApiServeRequest>(parse({"--api-sock", "/tmp/api.sock"}))));
+    CHECK_THROWS_WITH_AS(parse({flag, "/tmp/x"}),
+                         doctest::Contains((flag + ": no VM to run").c_str()), UsageError);
+    CHECK_THROWS_WITH_AS(parse({flag, "/tmp/x", "snapshot-info", "/tmp/ck"}),
+                         doctest::Contains((flag + ": snapshot-info runs no VM").c_str()),
+                         UsageError);
 }
 
-TEST_CASE("CLI: --log-path, after the command or before it") {
-    auto run = parse({"run", "--kernel", "/proc/self/exe", "--log-path", "/tmp/e.log"});
-    CHECK(std::get<RunRequest>(run).log_path == std::filesystem::path("/tmp/e.log"));
-    CHECK_FALSE(std::get<RunRequest>(parse({"run", "--kernel", "/proc/self/exe"})).log_path);
-    auto before = parse({"--log-path", "/tmp/a.log", "run", "--kernel", "/proc/self/exe"});
-    CHECK(std::get<RunRequest>(before).log_path == std::filesystem::path("/tmp/a.log"));
-    auto restore = parse({"restore", "/tmp/ck", "--log-path", "/tmp/r.log"});
-    CHECK(std::get<RestoreRequest>(restore).log_path == std::filesystem::path("/tmp/r.log"));
-    auto serve = parse({"--api-sock", "/tmp/api.sock", "--log-path", "/tmp/s.log"});
-    CHECK(std::get<ApiServeRequest>(serve).log_path == std::filesystem::path("/tmp/s.log"));
-    CHECK_THROWS_WITH_AS(parse({"--log-path", "/tmp/e.log"}),
-                         doctest::Contains("--log-path: no VM to run"), UsageError);
-    CHECK_THROWS_WITH_AS(parse({"--log-path", "/tmp/e.log", "snapshot-info", "/tmp/ck"}),
-                         doctest::Contains("--log-path: snapshot-info runs no VM"), UsageError);
+TEST_CASE("CLI: --metrics-path and --log-path, after the command or before it") {
+    check_path_flag("--metrics-path", [](const auto& r) { return r.metrics_path; });
+    check_path_flag("--log-path", [](const auto& r) { return r.log_path; });
 }
