@@ -61,8 +61,8 @@ int run_until_exit(embed::Vm& vm, std::optional<api::MetricsFile>& metrics, cons
             log::info("stopped by {}", signal_name(stopped_by));
             return 128 + stopped_by;
         }
-        const timespec now{0, 0};
-        if (const int sig = ::sigtimedwait(&stops, nullptr, &now); sig > 0 && stopped_by == 0) {
+        const timespec no_wait{0, 0};
+        if (const int sig = ::sigtimedwait(&stops, nullptr, &no_wait); sig > 0 && stopped_by == 0) {
             stopped_by = sig;
             log::info("{}: stopping the VM", signal_name(sig));
             std::thread([sig] {

@@ -163,13 +163,26 @@ class Vm::Impl final {
   private:
     static Metrics public_metrics(const ::ember::VmMetrics& in) {
         Metrics m;
+        // Designated: a field moved in either struct is a compile error, not
+        // a counter reported under another's name.
         for (const auto& v : in.vcpus)
-            m.vcpus.push_back({v.exits, v.pio_exits, v.mmio_exits});
+            m.vcpus.push_back(
+                {.exits = v.exits, .pio_exits = v.pio_exits, .mmio_exits = v.mmio_exits});
         for (const auto& d : in.disks) {
             const auto& s = d.stats;
-            m.disks.push_back({d.id, d.path, s.requests, s.reads, s.writes, s.flushes, s.discards,
-                               s.write_zeroes, s.bytes_read, s.bytes_written, s.bad_requests,
-                               s.host_errors, s.interrupts});
+            m.disks.push_back({.id = d.id,
+                               .path = d.path,
+                               .requests = s.requests,
+                               .reads = s.reads,
+                               .writes = s.writes,
+                               .flushes = s.flushes,
+                               .discards = s.discards,
+                               .write_zeroes = s.write_zeroes,
+                               .bytes_read = s.bytes_read,
+                               .bytes_written = s.bytes_written,
+                               .bad_requests = s.bad_requests,
+                               .host_errors = s.host_errors,
+                               .interrupts = s.interrupts});
         }
         return m;
     }
