@@ -47,8 +47,7 @@ sigset_t block_stop_signals() {
 int run_until_exit(embed::Vm& vm, std::optional<api::MetricsFile>& metrics, const sigset_t& stops) {
     using clock = std::chrono::steady_clock;
     auto write_metrics = [&] {
-        if (metrics)
-            metrics->write(api::metrics_json(vm.metrics(), std::chrono::system_clock::now()));
+        if (metrics) metrics->write_counts(vm.metrics());
     };
     vm.start();
     auto next_line = clock::now() + api::kMetricsPeriod;

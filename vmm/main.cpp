@@ -32,11 +32,6 @@ const char* version_string();
 
 namespace {
 
-std::optional<api::MetricsFile> open_metrics(const std::optional<std::filesystem::path>& path) {
-    if (!path) return std::nullopt;
-    return api::MetricsFile(*path);
-}
-
 void print_snapshot_info(const std::filesystem::path& dir) {
     SnapshotReader s(dir);
     std::fputs(describe_snapshot(s).c_str(), stdout);
@@ -103,36 +98,35 @@ int main(int argc, char** argv) {
         stops = block_stop_signals();
     diagnostics::serve_sigusr2();
     try {
-        // Before anything is built, so every line of this run goes there.
+        // Before anything is built: every line of this run goes to the log
+        // file, and a metrics path that cannot be opened fails first.
+        std::optional<api::MetricsFile> metrics;
         std::visit(
-            [](const auto& c) {
+            [&](const auto& c) {
                 if constexpr (requires { c.log_path; })
                     if (c.log_path) api::move_log_to(*c.log_path, "--log-path");
+                if constexpr (requires { c.metrics_path; })
+                    if (c.metrics_path) metrics.emplace(*c.metrics_path);
             },
             cmd);
         if (auto* serve = std::get_if<ApiServeRequest>(&cmd)) {
             if (serve->verbose) log::set_level(log::Level::debug);
-            return serve_api(serve->api_sock, VmConfig{}, std::nullopt,
-                             open_metrics(serve->metrics_path));
+            return serve_api(serve->api_sock, VmConfig{}, std::nullopt, std::move(metrics));
         }
         // Every VM goes through libember, as in any program embedding ember;
         // the control socket (vmm/api) is a client of it too.
         if (auto* run = std::get_if<RunRequest>(&cmd); run && run->api_sock) {
             if (run->verbose) embed::set_log_level(embed::LogLevel::debug);
-            auto metrics = open_metrics(run->metrics_path); // before the VM is built
             return serve_api(*run->api_sock, run->config, embed::Vm::create(to_embed(*run)),
                              std::move(metrics));
         }
         std::optional<embed::Vm> vm;
-        std::optional<api::MetricsFile> metrics;
         if (auto* run = std::get_if<RunRequest>(&cmd)) {
             if (run->verbose) embed::set_log_level(embed::LogLevel::debug);
-            metrics = open_metrics(run->metrics_path);
             vm = embed::Vm::create(to_embed(*run));
         } else {
             auto& r = std::get<RestoreRequest>(cmd);
             if (r.verbose) embed::set_log_level(embed::LogLevel::debug);
-            metrics = open_metrics(r.metrics_path);
             vm = embed::Vm::restore(r.snapshot_dir, to_embed(r));
             log::info("restored from {}", r.snapshot_dir.string());
         }

@@ -323,9 +323,8 @@ void ApiRouter::require_no_metrics(std::string_view what) const {
                                    what, metrics_->path().string()));
 }
 
-void ApiRouter::write_metrics() {
-    if (metrics_)
-        metrics_->write(metrics_json(controller_.metrics(), std::chrono::system_clock::now()));
+bool ApiRouter::write_metrics() {
+    return !metrics_ || metrics_->write_counts(controller_.metrics());
 }
 
 HttpResponse ApiRouter::put_metrics(const std::string& body) {
@@ -354,7 +353,7 @@ HttpResponse ApiRouter::put_logger(const std::string& body) {
 
 HttpResponse ApiRouter::flush_metrics() {
     if (!metrics_) throw ApiError("FlushMetrics: metrics are not configured: PUT /metrics first");
-    if (!metrics_->write(metrics_json(controller_.metrics(), std::chrono::system_clock::now())))
+    if (!write_metrics())
         throw ApiError(fmt::format("FlushMetrics: the line could not be written to {} (see ember's "
                                    "log)",
                                    metrics_->path().string()));

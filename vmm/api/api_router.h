@@ -44,8 +44,9 @@ class ApiRouter final {
     // --metrics-path: as PUT /metrics with that file.
     void set_metrics(MetricsFile file);
     // Appends a metrics line if metrics are configured (the 60 s timer, and
-    // once more when the VM has stopped).
-    void write_metrics();
+    // once more when the VM has stopped). False if configured and the line
+    // could not be written whole.
+    bool write_metrics();
 
     const ApiState& state() const noexcept { return state_; }
     // The VmConfig InstanceStart would use now. Throws ApiError without a

@@ -71,6 +71,10 @@ MetricsFile::MetricsFile(std::filesystem::path path) : path_(std::move(path)) {
     pipe_ = out.pipe;
 }
 
+bool MetricsFile::write_counts(const std::optional<embed::Metrics>& metrics) {
+    return write(metrics_json(metrics, std::chrono::system_clock::now()));
+}
+
 bool MetricsFile::write(const nlohmann::json& line) {
     // After a line cut short, a newline first: the reader loses that line
     // but not this one too.

@@ -39,6 +39,10 @@ class MetricsFile final {
     // whole line was written.
     bool write(const nlohmann::json& line);
 
+    // Appends the line of `metrics` as of now (metrics_json); what the
+    // periodic timer, FlushMetrics and the last line at the exit write.
+    bool write_counts(const std::optional<embed::Metrics>& metrics);
+
     const std::filesystem::path& path() const noexcept { return path_; }
     uint64_t lines_lost() const noexcept { return lost_; }
 
