@@ -51,7 +51,8 @@ struct BlockStats {
     std::atomic<uint64_t> host_errors{0};  // failed host operations (IOERR to the guest)
     std::atomic<uint64_t> bytes_read{0};
     std::atomic<uint64_t> bytes_written{0};
-    // Requests of each kind that succeeded (metrics).
+    // Requests of each kind that succeeded (metrics); written like
+    // park_points.
     std::atomic<uint64_t> reads{0};
     std::atomic<uint64_t> writes{0};
     std::atomic<uint64_t> flushes{0};
