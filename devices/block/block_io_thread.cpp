@@ -73,9 +73,11 @@ BlockIoThread::BlockIoThread(const Params& p)
                   : make_engine(p.disk, p.queue.size)),
       requests_(p.queue.size), poll_(std::chrono::microseconds(p.disk.spec().poll_us)),
       region_(p.inflight), inflight_heads_(p.resubmit.begin(), p.resubmit.end()),
-      quiesce_(p.masking), notify_sd_(io_, dup_or_throw(p.notify_fd, "queue notify eventfd")),
-      completion_sd_(io_), stop_sd_(io_, dup_or_throw(stop_event_.fd(), "stop eventfd")),
-      wake_sd_(io_, dup_or_throw(quiesce_.wake_fd(), "quiesce wake eventfd")) {
+      limiter_(p.limiter), quiesce_(p.masking),
+      notify_sd_(io_, dup_or_throw(p.notify_fd, "queue notify eventfd")), completion_sd_(io_),
+      stop_sd_(io_, dup_or_throw(stop_event_.fd(), "stop eventfd")),
+      wake_sd_(io_, dup_or_throw(quiesce_.wake_fd(), "quiesce wake eventfd")),
+      throttle_timer_(io_) {
     if (p.inflight.queue_size() != p.queue.size)
         throw Error(fmt::format("in-flight region for {} heads, queue of {}",
                                 p.inflight.queue_size(), p.queue.size));
@@ -165,10 +167,12 @@ std::string BlockIoThread::describe(std::chrono::milliseconds timeout) {
     auto answer = std::make_shared<std::promise<std::string>>();
     auto future = answer->get_future();
     asio::post(io_, [this, answer] {
-        answer->set_value(fmt::format("{}; engine {}: {} in flight; wakeups: {} kicks, {} completions; "
-                                      "region: {} in flight",
-                                      queue_.describe(), engine_->name(), engine_->in_flight(),
-                                      kick_wakeups_, completion_wakeups_, region_.count_inflight()));
+        answer->set_value(fmt::format(
+            "{}; engine {}: {} in flight; wakeups: {} kicks, {} completions; "
+            "region: {} in flight{}",
+            queue_.describe(), engine_->name(), engine_->in_flight(), kick_wakeups_,
+            completion_wakeups_, region_.count_inflight(),
+            holding_ ? fmt::format("; rate limit holds head {}", held_.head()) : std::string()));
     });
     if (future.wait_for(timeout) != std::future_status::ready)
         return fmt::format("the I/O thread did not answer within {} ms (blocked in host I/O, parked "
@@ -208,7 +212,7 @@ size_t BlockIoThread::step() {
     if (poll_.count() > 0 && engine_->in_flight() > 0) {
         const auto deadline = std::chrono::steady_clock::now() + poll_;
         for (unsigned spins = 1;; ++spins) {
-            if (engine_->completions_ready() || queue_.has_avail()) {
+            if (engine_->completions_ready() || (!holding_ && queue_.has_avail())) {
                 bump(stats_.poll_hits);
                 process_avail();
                 return 1;
@@ -302,7 +306,9 @@ void BlockIoThread::process_avail() {
     check_abandoned();
     if (!queue_.broken()) {
         try {
-            for (;;) {
+            // While the rate limit holds a chain, the ring waits: the
+            // timer resumes it (release_held).
+            while (!holding_) {
                 const bool ring_ok = pop_and_mark();
                 size_t started = 0;
                 for (size_t i = 0; i < popped_n_; ++i) {
@@ -320,6 +326,7 @@ void BlockIoThread::process_avail() {
                 if (!ring_ok) throw VirtqueueError(ring_error_);
                 submit_engine();
                 reap_host(); // page-cache hits often complete inside submit
+                if (holding_) break;
                 // Notifications stay on while host I/O is in flight, too:
                 // what the driver adds after a completion goes to the host
                 // at its kick, not at the next completion. A slow disk
@@ -351,14 +358,54 @@ bool BlockIoThread::pop_and_mark() {
                 queue_.mark_broken(fmt::format("the driver offered head {} again while it is "
                                                "in flight",
                                                head));
-            ++popped_n_;
+            const bool admitted = admit(popped_[popped_n_]);
+            if (admitted) ++popped_n_;
             fault::hit(fault::Point::blk_popped);
+            if (!admitted) break;
         }
     } catch (const VirtqueueError& e) {
         ring_error_ = e.what();
         return false;
     }
     return true;
+}
+
+// Asked after the chain is popped and marked: held back, it is in flight
+// like any started request, so a checkpoint or a restart resubmits it
+// (resubmitted requests are not charged again: they go first, as they did).
+bool BlockIoThread::admit(DescriptorChain& chain) {
+    if (limiter_ == nullptr) return true;
+    const RequestCost cost = block_request_cost(chain, mem_);
+    const auto wait = limiter_->take(cost.ops, cost.bytes, std::chrono::steady_clock::now());
+    if (wait.count() == 0) return true;
+    std::swap(held_, chain); // both keep their storage, as in start()
+    held_cost_ = cost;
+    holding_ = true;
+    bump(stats_.throttled);
+    arm_throttle(wait);
+    return false;
+}
+
+void BlockIoThread::arm_throttle(std::chrono::nanoseconds wait) {
+    throttle_timer_.expires_after(wait);
+    throttle_timer_.async_wait([this](const std::error_code& ec) {
+        if (!ec) release_held();
+    });
+}
+
+void BlockIoThread::release_held() {
+    check_abandoned();
+    const auto wait =
+        limiter_->take(held_cost_.ops, held_cost_.bytes, std::chrono::steady_clock::now());
+    if (wait.count() != 0) {
+        arm_throttle(wait); // a timer that fired a little early
+        return;
+    }
+    holding_ = false;
+    start(held_);
+    park_point();    // as after any started request
+    process_avail(); // submits it with what else is waiting
+    settle_completion_signal();
 }
 
 void BlockIoThread::start(DescriptorChain& chain) {

@@ -30,6 +30,7 @@
 
 #include <asio/io_context.hpp>
 #include <asio/posix/stream_descriptor.hpp>
+#include <asio/steady_timer.hpp>
 
 #include <chrono>
 #include <span>
@@ -37,6 +38,7 @@
 #include "devices/block/block_disk.h"
 #include "devices/block/block_request.h"
 #include "devices/block/io_engine.h"
+#include "devices/block/rate_limiter.h"
 #include "devices/virtio/inflight_region.h"
 #include "devices/virtio/quiesce.h"
 #include "devices/virtio/virtio_device.h"
@@ -59,6 +61,9 @@ struct BlockStats {
     std::atomic<uint64_t> discards{0};
     std::atomic<uint64_t> write_zeroes{0};
     std::atomic<uint64_t> interrupts{0};
+    // Requests the rate limit held back until its buckets refilled; written
+    // like park_points.
+    std::atomic<uint64_t> throttled{0};
     // Park points passed (one per handler, one per started request);
     // bench-blk turns these into the masking cost per request. Written only
     // by the device's one I/O thread at a time (a successor starts after
@@ -88,6 +93,10 @@ class BlockIoThread final {
         MaskingMode masking;                  // off: negative control only
         const IoEngineFactory* engine_factory; // null: io_uring or sync per disk spec
         const cpu_set_t& default_cpus;         // without iothread-cpu=: where the thread may run
+        // The disk's rate limit, or null. It outlives this thread (the
+        // device keeps it, so a reset does not refill it) and is used by
+        // one I/O thread at a time.
+        RateLimiter* limiter;
     };
     // Sets up the engine (io_uring, or sync as asked or as fallback) and
     // starts the thread. Throws ember::Error.
@@ -133,6 +142,13 @@ class BlockIoThread final {
     void resubmit_inflight();
     void process_avail();
     bool pop_and_mark(); // false when the ring broke
+    // Whether the rate limit lets `chain` go now; if not, the chain is held
+    // (taken from `chain`) and the timer armed.
+    bool admit(DescriptorChain& chain);
+    void arm_throttle(std::chrono::nanoseconds wait);
+    // The timer's handler: starts the held chain once the buckets have it,
+    // then serves the ring again.
+    void release_held();
     // Takes the chain, leaving `chain` with the request's old (empty) one.
     void start(DescriptorChain& chain);
     void submit_host(BlockRequest& req);
@@ -168,6 +184,13 @@ class BlockIoThread final {
     std::vector<DescriptorChain> popped_;
     size_t popped_n_{0};
     std::string ring_error_;
+    // Rate limiting: at most one chain is held back (popped and marked in
+    // flight, so a checkpoint resubmits it); while it is, nothing more is
+    // popped, and the timer brings it back.
+    RateLimiter* limiter_;
+    DescriptorChain held_;
+    RequestCost held_cost_{};
+    bool holding_{false};
     QuiescePoint quiesce_;
     std::atomic<bool> abandoned_{false};
 
@@ -177,6 +200,7 @@ class BlockIoThread final {
     asio::posix::stream_descriptor completion_sd_;
     asio::posix::stream_descriptor stop_sd_;
     asio::posix::stream_descriptor wake_sd_; // quiesce_.wake_fd()
+    asio::steady_timer throttle_timer_;
     std::thread thread_;
 };
 

@@ -191,6 +191,26 @@ std::optional<uint8_t> prepare_block_request(BlockRequest& req, const GuestMemor
     }
 }
 
+RequestCost block_request_cost(const DescriptorChain& chain, const GuestMemory& mem) {
+    if (!chain.valid() || chain.readable_bytes() < sizeof(RequestHeader)) return {};
+    RequestHeader hdr{};
+    gather(chain, 0, {reinterpret_cast<uint8_t*>(&hdr), sizeof hdr}, mem);
+    switch (hdr.type) {
+    case kTypeIn: {
+        const uint64_t w = chain.writable_bytes();
+        return {1, w > 0 ? w - 1 : 0}; // all but the status byte
+    }
+    case kTypeOut:
+        return {1, chain.readable_bytes() - sizeof hdr};
+    case kTypeFlush:
+    case kTypeDiscard:
+    case kTypeWriteZeroes:
+        return {1, 0};
+    default:
+        return {};
+    }
+}
+
 void finish_block_read(BlockRequest& req) noexcept {
     if (!req.bounce) return;
     size_t at = 0;

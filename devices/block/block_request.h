@@ -57,6 +57,17 @@ std::optional<uint8_t> prepare_block_request(BlockRequest& req, const GuestMemor
                                              const BlockDisk& disk, uint64_t features,
                                              const BlockLimits& limits);
 
+// What a chain costs against the disk's rate limit (rate_limiter.h): one
+// request and its data bytes for IN and OUT, one request for FLUSH, DISCARD
+// and WRITE_ZEROES; nothing for GET_ID, unknown types and chains too broken to
+// have a header, which reach no host operation. Read from the chain's shape
+// and header before prepare_block_request, which would already run a DISCARD.
+struct RequestCost {
+    uint64_t ops{0};
+    uint64_t bytes{0};
+};
+RequestCost block_request_cost(const DescriptorChain& chain, const GuestMemory& mem);
+
 // After a successful host read into a bounce buffer: copy to the guest.
 void finish_block_read(BlockRequest& req) noexcept;
 

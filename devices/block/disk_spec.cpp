@@ -8,6 +8,32 @@
 
 namespace ember {
 
+namespace {
+// bw=, iops= and their bursts: a whole number above 0; byte counts may end
+// in K, M, G or T (powers of 1024).
+uint64_t parse_rate(std::string_view text, std::string_view key, std::string_view value,
+                    bool bytes) {
+    uint64_t n = 0;
+    const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+    std::string_view rest(end, static_cast<size_t>(value.data() + value.size() - end));
+    unsigned shift = 0;
+    if (bytes && rest.size() == 1) {
+        const auto unit = std::string_view("KMGT").find(rest[0]);
+        if (unit != std::string_view::npos) {
+            shift = 10 * static_cast<unsigned>(unit + 1);
+            rest = {};
+        }
+    }
+    const bool fits = ec == std::errc{} && n <= (kMaxBucketTokens >> shift);
+    if (value.empty() || end == value.data() || !rest.empty() || !fits || n == 0)
+        throw DiskSpecError(
+            fmt::format("disk '{}': {} '{}' is not {} from 1 to {}{}", text, key, value,
+                        bytes ? "a number of bytes" : "a number of requests", kMaxBucketTokens,
+                        bytes ? " (K, M, G and T multiply by powers of 1024)" : ""));
+    return n << shift;
+}
+} // namespace
+
 DiskSpec parse_disk_spec(std::string_view text) {
     DiskSpec spec;
     size_t pos = text.find(',');
@@ -15,10 +41,13 @@ DiskSpec parse_disk_spec(std::string_view text) {
     if (spec.path.empty())
         throw DiskSpecError(fmt::format("disk '{}': the path is missing (PATH[,readonly][,id=NAME]"
                                         "[,cache=writeback|none][,engine=uring|sync][,poll=US]"
-                                        "[,iothread-cpu=N])",
+                                        "[,iothread-cpu=N][,bw=BYTES][,bw-burst=BYTES][,iops=N]"
+                                        "[,iops-burst=N])",
                                         text));
     bool seen_id = false, seen_cache = false, seen_engine = false, seen_ro = false,
          seen_poll = false, seen_cpu = false;
+    // Per second on the command line; the burst needs its rate.
+    std::optional<uint64_t> bw, bw_burst, iops, iops_burst;
     while (pos != std::string_view::npos) {
         const size_t start = pos + 1;
         pos = text.find(',', start);
@@ -76,13 +105,37 @@ DiskSpec parse_disk_spec(std::string_view text) {
                 throw DiskSpecError(
                     fmt::format("disk '{}': iothread-cpu '{}' is not a CPU number", text, value));
             spec.iothread_cpu = cpu;
+        } else if ((key == "bw" || key == "bw-burst") && eq != std::string_view::npos) {
+            auto& slot = key == "bw" ? bw : bw_burst;
+            if (slot)
+                throw DiskSpecError(fmt::format("disk '{}': option '{}' given twice", text, key));
+            slot = parse_rate(text, key, value, true);
+        } else if ((key == "iops" || key == "iops-burst") && eq != std::string_view::npos) {
+            auto& slot = key == "iops" ? iops : iops_burst;
+            if (slot)
+                throw DiskSpecError(fmt::format("disk '{}': option '{}' given twice", text, key));
+            slot = parse_rate(text, key, value, false);
         } else {
             throw DiskSpecError(fmt::format(
                 "disk '{}': unknown option '{}' (known: readonly, id=NAME, cache=writeback|none, "
-                "engine=uring|sync, poll=US, iothread-cpu=N)",
+                "engine=uring|sync, poll=US, iothread-cpu=N, bw=BYTES, bw-burst=BYTES, iops=N, "
+                "iops-burst=N)",
                 text, part));
         }
     }
+    auto bucket = [&](std::optional<uint64_t> rate, std::optional<uint64_t> burst,
+                      std::string_view name) -> std::optional<TokenBucketSpec> {
+        if (!rate) {
+            if (burst)
+                throw DiskSpecError(fmt::format("disk '{}': {}-burst= needs {}= (the rate it "
+                                                "bursts above)",
+                                                text, name, name));
+            return std::nullopt;
+        }
+        return TokenBucketSpec{*rate, burst.value_or(0), 1000};
+    };
+    spec.rate_limit.bandwidth = bucket(bw, bw_burst, "bw");
+    spec.rate_limit.ops = bucket(iops, iops_burst, "iops");
     check_disk_spec(spec);
     return spec;
 }
@@ -114,9 +167,21 @@ void check_poll(const DiskSpec& spec) {
     if (spec.engine != DiskSpec::Engine::uring)
         throw DiskSpecError(fmt::format("disk {}: poll= needs engine=uring", spec.path));
 }
+
+void check_rate_limit(const DiskSpec& spec) {
+    auto check = [&](const std::optional<TokenBucketSpec>& b, std::string_view what) {
+        if (!b) return;
+        if (auto problem = bucket_problem(*b))
+            throw DiskSpecError(
+                fmt::format("disk {}: the rate limit's {} bucket: {}", spec.path, what, *problem));
+    };
+    check(spec.rate_limit.bandwidth, "bandwidth");
+    check(spec.rate_limit.ops, "ops");
+}
 } // namespace
 
 void check_disk_spec(const DiskSpec& spec) {
+    check_rate_limit(spec);
     check_poll(spec);
     check_iothread_cpu(spec);
 }

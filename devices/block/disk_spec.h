@@ -1,6 +1,6 @@
 // The user's description of one disk: `--disk PATH[,readonly][,id=NAME]
 // [,cache=writeback|none][,engine=uring|sync][,poll=MICROSECONDS]
-// [,iothread-cpu=N]`.
+// [,iothread-cpu=N][,bw=BYTES][,bw-burst=BYTES][,iops=N][,iops-burst=N]`.
 #pragma once
 
 #include <cstdint>
@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "devices/block/rate_limiter.h"
 #include "vmm/errors.h"
 
 namespace ember {
@@ -31,6 +32,10 @@ struct DiskSpec {
     // threads may run. Placing it beside the vcpu that kicks it saves the
     // cross-CPU wakeup per batch (README "The block device").
     std::optional<uint32_t> iothread_cpu{};
+    // What the guest may do per unit of time (none: no limit). The command
+    // line gives rates per second (bw=, iops=); the control socket and
+    // libember the whole buckets.
+    RateLimit rate_limit{};
 };
 
 // The most a disk's I/O thread may spin before it sleeps (poll=).
@@ -43,8 +48,9 @@ class DiskSpecError : public Error {
 };
 
 DiskSpec parse_disk_spec(std::string_view text);
-// The checks between options (poll= needs cache=none and engine=uring) and
-// against the host (iothread-cpu= names a CPU ember may run on), for a spec
+// The checks between options (poll= needs cache=none and engine=uring), of
+// the rate limit's buckets, and against the host (iothread-cpu= names a CPU
+// ember may run on), for a spec
 // built without parse_disk_spec too (libember, a checkpoint). Throws
 // DiskSpecError.
 void check_disk_spec(const DiskSpec& spec);

@@ -37,6 +37,8 @@ VirtioBlock::VirtioBlock(BlockDisk disk, uint16_t queue_size)
     config_.max_write_zeroes_sectors = limits_.max_write_zeroes_sectors;
     config_.max_write_zeroes_seg = limits_.max_write_zeroes_seg;
     config_.write_zeroes_may_unmap = 1;
+    if (const auto& limit = disk_.spec().rate_limit; limit.enabled())
+        limiter_.emplace(limit, std::chrono::steady_clock::now());
 }
 
 VirtioBlock::~VirtioBlock() {
@@ -100,9 +102,10 @@ IoRecovery VirtioBlock::start_io(bool recover) {
         q.next_avail = r.inflight->consumed_avail_idx();
     }
     const IoEngineFactory* factory = engine_factory_ ? &engine_factory_ : nullptr;
-    io_ = std::make_unique<BlockIoThread>(BlockIoThread::Params{
-        disk_, *r.memory, q, r.notify_fd, *r.signals, r.features, limits_, stats_, observer_,
-        *r.inflight, plan.resubmit, masking_, factory, default_cpus_});
+    io_ = std::make_unique<BlockIoThread>(
+        BlockIoThread::Params{disk_, *r.memory, q, r.notify_fd, *r.signals, r.features, limits_,
+                              stats_, observer_, *r.inflight, plan.resubmit, masking_, factory,
+                              default_cpus_, limiter_ ? &*limiter_ : nullptr});
     return IoRecovery{0, plan.repaired, static_cast<uint32_t>(plan.resubmit.size())};
 }
 
@@ -138,19 +141,20 @@ IoRecovery VirtioBlock::restart_io() {
 std::string VirtioBlock::describe() {
     const auto s = stats();
     // With poll=, how often spinning found work tells whether it pays.
-    const std::string polled =
+    std::string polled =
         disk_.spec().poll_us > 0 ? fmt::format(", {} poll hits", s.poll_hits) : std::string();
+    if (limiter_) polled += fmt::format(", {} throttled", s.throttled);
     return fmt::format("{} requests, {} interrupts, {} host errors{}; {}", s.requests, s.interrupts,
                        s.host_errors, polled, io_ ? io_->describe() : std::string("no I/O thread"));
 }
 
 BlockStatsSnapshot VirtioBlock::stats() const noexcept {
     auto ld = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
-    return {ld(stats_.requests),    ld(stats_.bad_requests),  ld(stats_.host_errors),
-            ld(stats_.bytes_read),  ld(stats_.bytes_written), ld(stats_.interrupts),
-            ld(stats_.park_points), ld(stats_.poll_hits),     ld(stats_.reads),
-            ld(stats_.writes),      ld(stats_.flushes),       ld(stats_.discards),
-            ld(stats_.write_zeroes)};
+    return {ld(stats_.requests),     ld(stats_.bad_requests),  ld(stats_.host_errors),
+            ld(stats_.bytes_read),   ld(stats_.bytes_written), ld(stats_.interrupts),
+            ld(stats_.park_points),  ld(stats_.poll_hits),     ld(stats_.reads),
+            ld(stats_.writes),       ld(stats_.flushes),       ld(stats_.discards),
+            ld(stats_.write_zeroes), ld(stats_.throttled)};
 }
 
 } // namespace ember

@@ -35,6 +35,7 @@ struct BlockStatsSnapshot {
     uint64_t flushes;
     uint64_t discards;
     uint64_t write_zeroes;
+    uint64_t throttled; // requests the rate limit held back
 };
 
 class VirtioBlock final : public VirtioDevice {
@@ -86,6 +87,9 @@ class VirtioBlock final : public VirtioDevice {
     virtio::blk::Config config_{};
     std::string name_;
     BlockStats stats_;
+    // The disk's rate limit (--disk ...,bw=,iops=), kept by the device so
+    // that a reset or a restarted I/O thread does not refill it.
+    std::optional<RateLimiter> limiter_;
     QueueObserver* observer_{nullptr};
     IoEngineFactory engine_factory_;
     // Where an I/O thread without iothread-cpu= may run: the mask of the

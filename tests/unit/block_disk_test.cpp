@@ -217,3 +217,51 @@ TEST_CASE("open_disks: in order, at most 8, never one image twice") {
     std::vector<DiskSpec> nine(9, parse_disk_spec(a.path()));
     CHECK(contains(error_of([&] { open_disks(nine); }), "at most 8"));
 }
+
+TEST_CASE("parse_disk_spec: bw= and iops= are rates per second, with one-time bursts") {
+    const auto none = parse_disk_spec("d.img");
+    CHECK_FALSE(none.rate_limit.enabled());
+    const auto s = parse_disk_spec("d.img,bw=10M,iops=500,iops-burst=1000");
+    REQUIRE(s.rate_limit.bandwidth.has_value());
+    CHECK(*s.rate_limit.bandwidth == TokenBucketSpec{10u << 20, 0, 1000});
+    REQUIRE(s.rate_limit.ops.has_value());
+    CHECK(*s.rate_limit.ops == TokenBucketSpec{500, 1000, 1000});
+    CHECK(parse_disk_spec("d.img,bw=4096,bw-burst=1G").rate_limit.bandwidth ==
+          TokenBucketSpec{4096, 1u << 30, 1000});
+    CHECK(parse_disk_spec("d.img,bw=1K").rate_limit.bandwidth->size == 1024);
+    CHECK(parse_disk_spec("d.img,bw=2T").rate_limit.bandwidth->size == uint64_t{2} << 40);
+    CHECK_FALSE(parse_disk_spec("d.img,iops=1").rate_limit.bandwidth.has_value());
+}
+
+TEST_CASE("parse_disk_spec: bad rates and bursts are named") {
+    CHECK(contains(error_of([] { parse_disk_spec("d.img,bw=0"); }),
+                   "bw '0' is not a number of bytes from 1 to"));
+    CHECK(contains(error_of([] { parse_disk_spec("d.img,bw=10X"); }), "bw '10X'"));
+    CHECK(contains(error_of([] { parse_disk_spec("d.img,bw=10MB"); }), "bw '10MB'"));
+    CHECK(contains(error_of([] { parse_disk_spec("d.img,bw="); }), "bw ''"));
+    CHECK(contains(error_of([] { parse_disk_spec("d.img,bw=M"); }), "bw 'M'"));
+    CHECK(contains(error_of([] { parse_disk_spec("d.img,bw=-1"); }), "bw '-1'"));
+    CHECK(contains(error_of([] { parse_disk_spec("d.img,bw=2000T"); }), "bw '2000T'"));
+    CHECK(contains(error_of([] { parse_disk_spec("d.img,iops=1K"); }),
+                   "iops '1K' is not a number of requests"));
+    CHECK(contains(error_of([] { parse_disk_spec("d.img,iops=1.5"); }), "iops '1.5'"));
+    CHECK(contains(error_of([] { parse_disk_spec("d.img,iops=5,iops=6"); }), "given twice"));
+    CHECK(contains(error_of([] { parse_disk_spec("d.img,bw-burst=1M,bw-burst=1M,bw=1M"); }),
+                   "given twice"));
+    CHECK(contains(error_of([] { parse_disk_spec("d.img,iops-burst=100"); }),
+                   "iops-burst= needs iops="));
+    CHECK(contains(error_of([] { parse_disk_spec("d.img,bw-burst=1M,iops=5"); }),
+                   "bw-burst= needs bw="));
+    // Specs built without the parser (libember, a checkpoint) are checked too.
+    DiskSpec s;
+    s.path = "d.img";
+    s.rate_limit.ops = TokenBucketSpec{0, 0, 1000};
+    CHECK(contains(error_of([&] { check_disk_spec(s); }),
+                   "disk d.img: the rate limit's ops bucket: its size must be more than 0"));
+    s.rate_limit.ops.reset();
+    s.rate_limit.bandwidth = TokenBucketSpec{100, 0, 0};
+    CHECK(contains(error_of([&] { check_disk_spec(s); }),
+                   "the rate limit's bandwidth bucket: its refill time must be more than 0 ms"));
+    s.rate_limit.bandwidth = TokenBucketSpec{100, 0, 10};
+    CHECK_NOTHROW(check_disk_spec(s));
+}

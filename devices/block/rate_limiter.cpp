@@ -1,0 +1,113 @@
+#include "devices/block/rate_limiter.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace ember {
+
+namespace {
+__extension__ using u128 = unsigned __int128; // -Wpedantic: a GCC and Clang extension
+
+u128 refill_ns(const TokenBucketSpec& s) {
+    return u128{s.refill_time_ms} * 1'000'000;
+}
+
+// ceil(a / b) for b > 0.
+u128 div_up(u128 a, u128 b) {
+    return (a + b - 1) / b;
+}
+} // namespace
+
+std::optional<std::string> bucket_problem(const TokenBucketSpec& spec) {
+    if (spec.size == 0) return "its size must be more than 0";
+    if (spec.refill_time_ms == 0) return "its refill time must be more than 0 ms";
+    if (spec.size > kMaxBucketTokens || spec.one_time_burst > kMaxBucketTokens)
+        return fmt::format("its size and burst must be at most {}", kMaxBucketTokens);
+    if (spec.refill_time_ms > kMaxRefillTimeMs)
+        return fmt::format("its refill time must be at most {} ms", kMaxRefillTimeMs);
+    return std::nullopt;
+}
+
+std::string describe(const TokenBucketSpec& spec, std::string_view unit) {
+    std::string s = fmt::format("{} {} per {} ms", spec.size, unit, spec.refill_time_ms);
+    if (spec.one_time_burst > 0) s += fmt::format(" (one-time burst {})", spec.one_time_burst);
+    return s;
+}
+
+TokenBucket::TokenBucket(const TokenBucketSpec& spec, Clock::time_point now)
+    : spec_(spec), burst_(spec.one_time_burst), budget_(static_cast<int64_t>(spec.size)),
+      last_(now) {}
+
+void TokenBucket::refill(Clock::time_point now) {
+    const auto size = static_cast<int64_t>(spec_.size);
+    if (now <= last_) return;
+    if (budget_ >= size) {
+        last_ = now; // a full bucket does not save up time
+        carry_ = 0;
+        return;
+    }
+    // In units of token-nanoseconds, so that no fraction of a token is lost
+    // between calls however often they come.
+    const u128 credit = static_cast<u128>((now - last_).count()) * spec_.size + carry_;
+    const u128 add = credit / refill_ns(spec_);
+    last_ = now;
+    if (add >= static_cast<u128>(size - budget_)) {
+        budget_ = size;
+        carry_ = 0;
+        return;
+    }
+    budget_ += static_cast<int64_t>(add);
+    carry_ = static_cast<uint64_t>(credit % refill_ns(spec_));
+}
+
+int64_t TokenBucket::needed(uint64_t n) const {
+    const uint64_t after_burst = n > burst_ ? n - burst_ : 0;
+    return static_cast<int64_t>(std::min(after_burst, spec_.size));
+}
+
+bool TokenBucket::can_take(uint64_t n, Clock::time_point now) {
+    refill(now);
+    return budget_ >= needed(n);
+}
+
+void TokenBucket::take(uint64_t n) {
+    const uint64_t from_burst = std::min(n, burst_);
+    burst_ -= from_burst;
+    // A request larger than the bucket leaves it in debt (can_take let it
+    // go with a full bucket); guest values bound n far below 2^63.
+    budget_ -= static_cast<int64_t>(std::min<uint64_t>(n - from_burst, uint64_t{1} << 62));
+}
+
+std::chrono::nanoseconds TokenBucket::wait_for(uint64_t n, Clock::time_point now) const {
+    const int64_t deficit = needed(n) - budget_;
+    if (deficit <= 0) return std::chrono::nanoseconds{0};
+    // From last_, with the part of a token carried since then.
+    const u128 missing = static_cast<u128>(deficit) * refill_ns(spec_) - carry_;
+    const u128 ns = std::min<u128>(div_up(missing, spec_.size), INT64_MAX / 2);
+    const auto ready = last_ + std::chrono::nanoseconds(static_cast<int64_t>(ns));
+    return std::max<std::chrono::nanoseconds>(ready - now, std::chrono::nanoseconds{0});
+}
+
+RateLimiter::RateLimiter(const RateLimit& limit, Clock::time_point now) : limit_(limit) {
+    if (limit.bandwidth) bandwidth_.emplace(*limit.bandwidth, now);
+    if (limit.ops) ops_.emplace(*limit.ops, now);
+}
+
+std::chrono::nanoseconds RateLimiter::take(uint64_t ops, uint64_t bytes, Clock::time_point now) {
+    // Both asked (and refilled) before either is taken from: a request one
+    // bucket refuses takes nothing from the other.
+    const bool bw_ok = !bandwidth_ || bytes == 0 || bandwidth_->can_take(bytes, now);
+    const bool ops_ok = !ops_ || ops == 0 || ops_->can_take(ops, now);
+    if (bw_ok && ops_ok) {
+        if (bandwidth_ && bytes > 0) bandwidth_->take(bytes);
+        if (ops_ && ops > 0) ops_->take(ops);
+        return std::chrono::nanoseconds{0};
+    }
+    std::chrono::nanoseconds wait{1};
+    if (!bw_ok) wait = std::max(wait, bandwidth_->wait_for(bytes, now));
+    if (!ops_ok) wait = std::max(wait, ops_->wait_for(ops, now));
+    return wait;
+}
+
+} // namespace ember
