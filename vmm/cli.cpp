@@ -169,8 +169,8 @@ Command parse_command_line(const std::vector<std::string>& args) {
     run->add_option("--disk", disks,
                     "virtio block device "
                     "PATH[,readonly][,id=NAME][,cache=writeback|none][,engine=uring|sync][,poll=US]"
-                    "[,iothread-cpu=N]"
-                    " (repeatable, up to 8)");
+                    "[,iothread-cpu=N][,bw=BYTES][,bw-burst=BYTES][,iops=N][,iops-burst=N]"
+                    " (repeatable, up to 8; bw= and iops= limit the guest per second)");
     run->add_option("--console", console, "guest serial console: stdio, none or file:PATH")->default_str("stdio");
     run->add_flag("--virtio-cmdline", virtio_cmdline,
                   "also describe virtio-mmio devices with virtio_mmio.device= (for custom kernels)");

@@ -349,6 +349,17 @@ nlohmann::json Vm::config_to_json(const VmConfig& c) {
                             {"poll_us", d.poll_us},
                             {"size", ec ? 0 : size}};
         if (d.iothread_cpu) disk["iothread_cpu"] = *d.iothread_cpu;
+        // Firecracker's layout of a drive's rate_limiter; absent: no limit.
+        nlohmann::json limit = nlohmann::json::object();
+        auto bucket = [&](const std::optional<TokenBucketSpec>& b, const char* key) {
+            if (b)
+                limit[key] = {{"size", b->size},
+                              {"one_time_burst", b->one_time_burst},
+                              {"refill_time", b->refill_time_ms}};
+        };
+        bucket(d.rate_limit.bandwidth, "bandwidth");
+        bucket(d.rate_limit.ops, "ops");
+        if (!limit.empty()) disk["rate_limit"] = std::move(limit);
         disks.push_back(std::move(disk));
     }
     nlohmann::json out{{"kernel", c.kernel.string()},
@@ -406,6 +417,22 @@ VmConfig Vm::saved_config(const nlohmann::json& j) {
             // Absent: not placed (also in checkpoints from before it existed).
             if (d.contains("iothread_cpu"))
                 s.iothread_cpu = manifest_field<uint32_t>(d, "iothread_cpu", where);
+            // Absent: no limit (also in checkpoints from before rate limits).
+            if (d.contains("rate_limit")) {
+                const auto limit = manifest_field<nlohmann::json>(d, "rate_limit", where);
+                const auto bucket = [&](const char* key) -> std::optional<TokenBucketSpec> {
+                    if (!limit.is_object() || !limit.contains(key)) return std::nullopt;
+                    const auto b = manifest_field<nlohmann::json>(limit, key, where);
+                    const auto at = fmt::format("{}, rate_limit {}", where, key);
+                    return TokenBucketSpec{manifest_field<uint64_t>(b, "size", at),
+                                           manifest_field<uint64_t>(b, "one_time_burst", at),
+                                           manifest_field<uint64_t>(b, "refill_time", at)};
+                };
+                if (!limit.is_object())
+                    throw SnapshotError(
+                        fmt::format("{}: 'rate_limit' is not an object (corrupt)", where));
+                s.rate_limit = {bucket("bandwidth"), bucket("ops")};
+            }
             c.disks.push_back(s);
         }
         return c;

@@ -40,6 +40,24 @@
 
 namespace ember::embed {
 
+// One bucket of a disk's rate limit, with the meaning of Firecracker's:
+// `size` tokens when full (bytes or requests), refilled from empty to full
+// in `refill_time_ms`, and `one_time_burst` extra tokens at the start, spent
+// first and never refilled. Both numbers above 0. A request larger than the
+// bucket goes when the bucket is full and leaves it in debt.
+struct TokenBucketConfig {
+    uint64_t size = 0;
+    uint64_t one_time_burst = 0;
+    uint64_t refill_time_ms = 0;
+};
+// What a disk's guest may do per unit of time; an absent bucket is no limit.
+// Reads and writes take their data bytes and one request; flushes, discards
+// and write-zeroes one request; GET_ID and malformed requests nothing.
+struct RateLimitConfig {
+    std::optional<TokenBucketConfig> bandwidth; // bytes
+    std::optional<TokenBucketConfig> ops;       // requests
+};
+
 // One virtio-blk disk (virtio-mmio). The guest sees the disks as /dev/vda,
 // /dev/vdb, ... in this order.
 struct DiskConfig {
@@ -65,6 +83,8 @@ struct DiskConfig {
     // The host CPU the disk's I/O thread runs on (one of those the process
     // may run on); unset: wherever the kernel puts it.
     std::optional<uint32_t> iothread_cpu{};
+    // Held requests wait in the device, in flight (a checkpoint keeps them).
+    RateLimitConfig rate_limit{};
 };
 
 // Where the guest's serial console (ttyS0, COM1) goes.
@@ -207,6 +227,7 @@ struct DiskMetrics {
     uint64_t bad_requests = 0;
     uint64_t host_errors = 0;
     uint64_t interrupts = 0; // used-buffer notifications sent to the guest
+    uint64_t throttled = 0;  // requests the rate limit held back for a while
 };
 // Exits to ember of one vcpu (KVM_RUN returning to user space).
 struct VcpuMetrics {

@@ -142,6 +142,8 @@ metrics_expect disk:root path /images/root.img
 metrics_expect disk:data bytes_written 1536
 metrics_expect disk:data writes 3
 metrics_expect disk:data requests 3
+metrics_expect disk:root throttled 4
+metrics_expect disk:data throttled 0
 metrics_expect disk:nope writes ''
 metrics_expect vcpu:0 exits 100
 metrics_expect vcpu:0 mmio_exits 30

@@ -51,6 +51,7 @@ embed::Metrics sample() {
     d.bad_requests = 1;
     d.host_errors = 1;
     d.interrupts = 9;
+    d.throttled = 4;
     embed::DiskMetrics data;
     data.id = "data";
     data.path = "/images/data.img";
@@ -86,7 +87,8 @@ TEST_CASE("metrics line: every counter under its name") {
                                           {"bytes_written", 20480},
                                           {"bad_requests", 1},
                                           {"host_errors", 1},
-                                          {"interrupts", 9}});
+                                          {"interrupts", 9},
+                                          {"throttled", 4}});
 }
 
 // The e2e tier reads these lines with shell tools (tests/e2e/lib.sh

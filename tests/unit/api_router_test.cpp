@@ -240,9 +240,6 @@ TEST_CASE("API: drives: bad bodies, updates, one root, at most eight") {
     d["io_engine"] = "Fast";
     r.fails("PUT", "/drives/root", d.dump(), 400, "io_engine 'Fast'");
     d = drive("root", r.disk, true);
-    d["rate_limiter"] = {{"bandwidth", {{"size", 1}, {"refill_time", 1}}}};
-    r.fails("PUT", "/drives/root", d.dump(), 400, "rate_limiter is not supported");
-    d = drive("root", r.disk, true);
     d["socket"] = "/tmp/vhost.sock";
     r.fails("PUT", "/drives/root", d.dump(), 400, "vhost-user");
 
@@ -263,6 +260,51 @@ TEST_CASE("API: drives: bad bodies, updates, one root, at most eight") {
     CHECK(cfg["drives"][0]["drive_id"] == "root");
     CHECK(cfg["drives"][2]["path_on_host"] == r.disk.string());
     CHECK_FALSE(cfg.contains("boot-source"));
+}
+
+TEST_CASE("API: drives: rate_limiter, as Firecracker takes it, reaches the disk") {
+    Rig r;
+    r.boot_source();
+    auto d = drive("root", r.disk, true);
+    auto limited = [&](nlohmann::json limiter) {
+        d["rate_limiter"] = std::move(limiter);
+        return d.dump();
+    };
+    r.fails("PUT", "/drives/root", limited(5), 400,
+            "PUT /drives/root: rate_limiter must be an object");
+    r.fails("PUT", "/drives/root", limited({{"bandwidth", "fast"}}), 400,
+            "rate_limiter.bandwidth must be an object");
+    r.fails("PUT", "/drives/root", limited({{"bandwidth", {{"size", 4096}}}}), 400,
+            "missing required field 'refill_time'");
+    r.fails("PUT", "/drives/root", limited({{"ops", {{"size", -1}, {"refill_time", 100}}}}), 400,
+            "'size'");
+    r.fails("PUT", "/drives/root",
+            limited({{"ops", {{"size", 10}, {"refill_time", 100}, {"rate", 1}}}}), 400,
+            "unknown field 'rate'");
+    r.fails("PUT", "/drives/root", limited({{"iops", {{"size", 10}, {"refill_time", 100}}}}), 400,
+            "unknown field 'iops'");
+    // Both buckets; the burst is optional.
+    r.ok(
+        "PUT", "/drives/root",
+        limited({{"bandwidth", {{"size", 1048576}, {"one_time_burst", 4096}, {"refill_time", 100}}},
+                 {"ops", {{"size", 500}, {"refill_time", 1000}}}}));
+    const auto cfg = r.get("/vm/config");
+    CHECK(cfg["drives"][0]["rate_limiter"] ==
+          nlohmann::json{
+              {"bandwidth", {{"size", 1048576}, {"one_time_burst", 4096}, {"refill_time", 100}}},
+              {"ops", {{"size", 500}, {"one_time_burst", 0}, {"refill_time", 1000}}}});
+    // As in Firecracker, a bucket of size 0 or refill_time 0 limits nothing.
+    auto other = drive("other", r.data, false);
+    other["rate_limiter"] = {{"bandwidth", {{"size", 0}, {"refill_time", 100}}},
+                             {"ops", {{"size", 100}, {"refill_time", 0}}}};
+    r.ok("PUT", "/drives/other", other.dump());
+    r.ok("PUT", "/actions", R"({"action_type": "InstanceStart"})");
+    REQUIRE(r.vm.started.has_value());
+    REQUIRE(r.vm.started->disks.size() == 2);
+    CHECK(r.vm.started->disks[0].rate_limit ==
+          RateLimit{TokenBucketSpec{1048576, 4096, 100}, TokenBucketSpec{500, 0, 1000}});
+    CHECK_FALSE(r.vm.started->disks[1].rate_limit.enabled());
+    CHECK_FALSE(r.get("/vm/config")["drives"][1].contains("rate_limiter"));
 }
 
 TEST_CASE("API: actions") {

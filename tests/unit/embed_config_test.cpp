@@ -306,6 +306,53 @@ TEST_CASE("embed config: iothread_cpu is checked, and carried through a checkpoi
         SnapshotError);
 }
 
+TEST_CASE("embed config: rate_limit is checked, converted, and carried through a checkpoint") {
+    Files f;
+    auto c = f.config();
+    c.disks.push_back({"d", f.dir / "disk-a.img", false});
+    c.disks.back().rate_limit.ops = embed::TokenBucketConfig{.size = 0, .refill_time_ms = 100};
+    CHECK(has(error_of(c), "the rate limit's ops bucket: its size must be more than 0"));
+    c.disks.back().rate_limit.ops = embed::TokenBucketConfig{.size = 500, .refill_time_ms = 0};
+    CHECK(has(error_of(c), "its refill time must be more than 0 ms"));
+    c.disks.back().rate_limit.ops = embed::TokenBucketConfig{500, 100, 1000};
+    c.disks.back().rate_limit.bandwidth = embed::TokenBucketConfig{1 << 20, 0, 250};
+    const VmConfig in = embed::to_internal(c);
+    const RateLimit expect{TokenBucketSpec{1 << 20, 0, 250}, TokenBucketSpec{500, 100, 1000}};
+    CHECK(in.disks.back().rate_limit == expect);
+
+    VmConfig saved = one_disk_config(f);
+    CHECK_FALSE(ember::Vm::config_to_json(saved)["disks"][0].contains("rate_limit"));
+    saved.disks[0].rate_limit = expect;
+    auto j = ember::Vm::config_to_json(saved);
+    // Firecracker's field names, so a person reading the manifest knows them.
+    CHECK(j["disks"][0]["rate_limit"]["bandwidth"]["refill_time"] == 250);
+    CHECK(j["disks"][0]["rate_limit"]["ops"]["one_time_burst"] == 100);
+    CHECK(ember::Vm::config_from_json(j).disks.at(0).rate_limit == expect);
+    j["disks"][0]["rate_limit"].erase("bandwidth");
+    CHECK(ember::Vm::config_from_json(j).disks.at(0).rate_limit ==
+          RateLimit{std::nullopt, expect.ops});
+    j["disks"][0].erase("rate_limit"); // no limit, or from before rate limits
+    CHECK_FALSE(ember::Vm::config_from_json(j).disks.at(0).rate_limit.enabled());
+    // Damaged: named, never a disk without the limit it was saved with.
+    j["disks"][0]["rate_limit"] = nlohmann::json{{"ops", {{"size", 5}, {"refill_time", 100}}}};
+    CHECK_THROWS_WITH_AS(ember::Vm::config_from_json(j),
+                         "snapshot configuration, disk 0, rate_limit ops has no "
+                         "'one_time_burst' (corrupt)",
+                         SnapshotError);
+    j["disks"][0]["rate_limit"] = 7;
+    CHECK_THROWS_WITH_AS(ember::Vm::config_from_json(j),
+                         "snapshot configuration, disk 0: 'rate_limit' is not an object (corrupt)",
+                         SnapshotError);
+    j["disks"][0]["rate_limit"] =
+        nlohmann::json{{"ops", {{"size", 0}, {"one_time_burst", 0}, {"refill_time", 100}}}};
+    try {
+        ember::Vm::config_from_json(j);
+        FAIL("a checkpoint with an unusable bucket was accepted");
+    } catch (const SnapshotError& e) {
+        CHECK(has(e.what(), "its size must be more than 0"));
+    }
+}
+
 TEST_CASE("embed config: a checkpoint's configuration with a field missing or of the wrong type "
           "names it") {
     Files f;

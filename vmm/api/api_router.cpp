@@ -45,8 +45,8 @@ void ApiRouter::attach_running(const VmConfig& config) {
     machine_ = MachineConfig{config.cpus, config.mem_bytes >> 20};
     drives_.clear();
     for (const auto& d : config.disks)
-        drives_.push_back(
-            DriveConfig{d.id, d.path, false, d.readonly, std::nullopt, d.cache, d.engine});
+        drives_.push_back(DriveConfig{d.id, d.path, false, d.readonly, std::nullopt, d.cache,
+                                      d.engine, d.rate_limit});
     configured_ = true;
 }
 
@@ -172,6 +172,7 @@ HttpResponse ApiRouter::get_vm_config() const {
             {"cache_type", d.cache == DiskSpec::Cache::none ? "Direct" : "Writeback"},
             {"io_engine", d.engine == DiskSpec::Engine::sync ? "Sync" : "Async"}};
         if (d.partuuid) j["partuuid"] = *d.partuuid;
+        if (d.rate_limit.enabled()) j["rate_limiter"] = rate_limiter_json(d.rate_limit);
         drives.push_back(std::move(j));
     }
     out["drives"] = std::move(drives);
@@ -236,6 +237,7 @@ VmConfig ApiRouter::build_config() const {
         s.id = d.drive_id;
         s.cache = d.cache;
         s.engine = d.engine;
+        s.rate_limit = d.rate_limit;
         return s;
     };
     for (const auto& d : drives_) {

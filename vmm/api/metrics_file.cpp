@@ -58,7 +58,8 @@ nlohmann::json metrics_json(const std::optional<embed::Metrics>& metrics,
                              {"bytes_written", d.bytes_written},
                              {"bad_requests", d.bad_requests},
                              {"host_errors", d.host_errors},
-                             {"interrupts", d.interrupts}});
+                             {"interrupts", d.interrupts},
+                             {"throttled", d.throttled}});
     }
     j["vcpus"] = std::move(vcpus);
     j["disks"] = std::move(disks);

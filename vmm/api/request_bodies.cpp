@@ -102,6 +102,42 @@ MachineConfig parse_machine_config(std::string_view body, const MachineConfig* b
     return m;
 }
 
+RateLimit parse_rate_limiter(const nlohmann::json& value, std::string_view what) {
+    const std::string where = fmt::format("{}: rate_limiter", what);
+    if (!value.is_object()) throw ApiError(fmt::format("{} must be an object", where));
+    JsonFields f(value, where);
+    auto bucket = [&](std::string_view key) -> std::optional<TokenBucketSpec> {
+        const auto* b = f.optional_value(key);
+        if (b == nullptr) return std::nullopt;
+        const std::string at = fmt::format("{}.{}", where, key);
+        if (!b->is_object()) throw ApiError(fmt::format("{} must be an object", at));
+        JsonFields g(*b, at);
+        TokenBucketSpec spec{g.required_uint("size", kMaxBucketTokens),
+                             g.optional_uint("one_time_burst", kMaxBucketTokens).value_or(0),
+                             g.required_uint("refill_time", kMaxRefillTimeMs)};
+        g.finish();
+        // Firecracker's rule: such a bucket limits nothing.
+        if (spec.size == 0 || spec.refill_time_ms == 0) return std::nullopt;
+        return spec;
+    };
+    RateLimit limit{bucket("bandwidth"), bucket("ops")};
+    f.finish();
+    return limit;
+}
+
+nlohmann::json rate_limiter_json(const RateLimit& limit) {
+    nlohmann::json j = nlohmann::json::object();
+    auto bucket = [&](const std::optional<TokenBucketSpec>& b, const char* key) {
+        if (b)
+            j[key] = {{"size", b->size},
+                      {"one_time_burst", b->one_time_burst},
+                      {"refill_time", b->refill_time_ms}};
+    };
+    bucket(limit.bandwidth, "bandwidth");
+    bucket(limit.ops, "ops");
+    return j;
+}
+
 DriveConfig parse_drive(std::string_view body, std::string_view path_id) {
     const std::string what = fmt::format("PUT /drives/{}", path_id);
     validate_drive_id(path_id);
@@ -138,8 +174,8 @@ DriveConfig parse_drive(std::string_view body, std::string_view path_id) {
             throw ApiError(
                 fmt::format("{}: io_engine '{}' is not one of Sync, Async", what, *engine));
     }
-    if (f.optional_value("rate_limiter"))
-        throw ApiError(fmt::format("{}: rate_limiter is not supported by ember", what));
+    if (const auto* limit = f.optional_value("rate_limiter"))
+        d.rate_limit = parse_rate_limiter(*limit, what);
     if (f.optional_value("socket"))
         throw ApiError(
             fmt::format("{}: vhost-user drives (socket) are not supported by ember", what));

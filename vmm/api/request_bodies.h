@@ -39,7 +39,15 @@ struct DriveConfig {
     std::optional<std::string> partuuid;
     DiskSpec::Cache cache{DiskSpec::Cache::writeback};
     DiskSpec::Engine engine{DiskSpec::Engine::uring};
+    RateLimit rate_limit{}; // rate_limiter
 };
+
+// A drive's "rate_limiter" object: optional "bandwidth" and "ops" buckets of
+// {size, one_time_burst (optional), refill_time (ms)}. As in Firecracker, a
+// bucket whose size or refill_time is 0 is no limit.
+RateLimit parse_rate_limiter(const nlohmann::json& value, std::string_view what);
+// The same object, as GET /vm/config shows it.
+nlohmann::json rate_limiter_json(const RateLimit& limit);
 
 enum class ActionType { instance_start, send_ctrl_alt_del, flush_metrics };
 enum class VmStateChange { pause, resume };

@@ -182,7 +182,8 @@ class Vm::Impl final {
                                .bytes_written = s.bytes_written,
                                .bad_requests = s.bad_requests,
                                .host_errors = s.host_errors,
-                               .interrupts = s.interrupts});
+                               .interrupts = s.interrupts,
+                               .throttled = s.throttled});
         }
         return m;
     }
