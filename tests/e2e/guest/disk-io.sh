@@ -21,6 +21,13 @@ for n in vdc vdd vde vdf vdg vdh; do
   tails="$tails $n=${t:-none}"
 done
 echo "EMBER-DISK tails$tails"
+
+# vdg (5 MiB) has a rate limit of 1 MiB/s on the host (bw=1M): read all of it
+# past the page cache, timed by the guest's clock.
+t0=$(cut -d' ' -f1 /proc/uptime)
+s=$(dd if=/dev/vdg bs=65536 iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)
+t1=$(cut -d' ' -f1 /proc/uptime)
+echo "EMBER-DISK ratelimit sha=$s t0=$t0 t1=$t1"
 echo "EMBER-DISK blockdev vda getsize64=$(blockdev --getsize64 /dev/vda 2>&1) vdb getsize64=$(blockdev --getsize64 /dev/vdb 2>&1) vdb getro=$(blockdev --getro /dev/vdb 2>&1)"
 
 # sha SECTOR COUNT [DIRECT]: sha256 of COUNT sectors of vdb from SECTOR.

@@ -83,3 +83,13 @@ run_disk bad-iothread-cpu "$good,iothread-cpu=99999"
 expect_rc 2 && expect_stderr 'iothread-cpu=99999' && expect_stderr 'allowed: '
 [ ! -s "$OUT" ] || _unmet "the guest started"
 check disk-cli-iothread-cpu-unavailable
+
+# A rate limit of nothing per second, and a burst without its rate: usage
+# errors naming the option.
+run_disk bad-rate "$good,bw=0"
+expect_rc 2 && expect_stderr "bw '0' is not a number of bytes"
+[ ! -s "$OUT" ] || _unmet "the guest started"
+run_disk bad-burst "$good,iops-burst=10"
+expect_rc 2 && expect_stderr 'iops-burst= needs iops='
+[ ! -s "$OUT" ] || _unmet "the guest started"
+check disk-cli-bad-rate-limit

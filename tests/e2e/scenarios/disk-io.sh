@@ -5,13 +5,14 @@
 #   vdb  24 MiB readonly, with random pieces   (--disk ro24.img,readonly,id=ro24,cache=none:
 #        O_DIRECT on the host, one piece at an offset that is not page-aligned)
 #   vdc..vdh  1..6 MiB, each named in its last sector (--disk vdX.img,id=vdX;
-#        vdh with iothread-cpu= the last CPU ember may use)
+#        vdg with bw=1M, vdh with iothread-cpu= the last CPU ember may use)
 # Checks: the kernel finds all through ACPI (LNRO0005) with the right sizes and
 # GET_ID serials; it reads the pieces the host put in vdb bit-exact; what it
 # copies onto vda (page cache, O_DIRECT, sub-page) reaches the host image
 # bit-exact and nowhere else; vdb is read-only in the guest, writes to it fail
 # and its image is unchanged; vdh's I/O thread runs on the CPU asked for, the
-# others where ember may run, not only on the placed vcpu's CPU; --metrics-path
+# others where ember may run, not only on the placed vcpu's CPU; vdg's rate
+# limit holds the guest's read of all of it to 1 MiB/s; --metrics-path
 # gets the final counts when the guest has powered off (what it wrote to vda,
 # nothing written to vdb, exits of its vcpu). Guest half: tests/e2e/guest/disk-io.sh.
 . "$E2E_DIR/lib.sh"
@@ -67,6 +68,7 @@ for n in vdc vdd vde vdf vdg vdh; do
   truncate -s "${k}M" "$SCRATCH/$n.img"
   printf 'ember-%s' "$n" | dd of="$SCRATCH/$n.img" bs=512 seek=$((k * 2048 - 1)) conv=notrunc 2>/dev/null
   extra="$extra --disk $SCRATCH/$n.img,id=$n"
+  [ "$n" != vdg ] || extra="$extra,bw=1M"
   k=$((k + 1))
 done
 
@@ -171,6 +173,22 @@ done
   _unmet "vcpu0's exits do not add up: $(m vcpu:0 exits) in all, $(m vcpu:0 pio_exits) port I/O, $(m vcpu:0 mmio_exits) MMIO"
 [ -z "$(m vcpu:1 exits)" ] || _unmet "a second vcpu in the metrics of a one-vcpu guest"
 check disk-metrics
+
+# bw=1M on vdg: the guest read all 5 MiB of it with O_DIRECT, bit-exact, and
+# the limit held requests back. Its bucket holds 1 MiB, so the other 4 MiB
+# took at least 4 s to refill; the guest's clock (kvmclock) checks 3.
+vdg_sha=$(sha256sum "$SCRATCH/vdg.img" | cut -d' ' -f1)
+[ "$(field ratelimit sha)" = "$vdg_sha" ] ||
+  _unmet "the guest read vdg as '$(field ratelimit sha)', expected $vdg_sha"
+cs() { echo "$1" | tr -d '.'; } # /proc/uptime seconds to centiseconds
+took=$(($(cs "$(field ratelimit t1)") - $(cs "$(field ratelimit t0)"))) 2>/dev/null || took=0
+echo "e2e: the guest read vdg (5 MiB, bw=1M) in $took cs; throttled: $(m disk:vdg throttled)"
+[ "$took" -ge 300 ] || _unmet "reading vdg took $took cs; at 1 MiB/s after a 1 MiB bucket it needs 400"
+[ "$(m disk:vdg throttled)" -ge 1 ] 2>/dev/null || _unmet "vdg's throttled count is '$(m disk:vdg throttled)'"
+[ "$(m disk:vdg bytes_read)" -ge 5242880 ] 2>/dev/null ||
+  _unmet "vdg bytes_read is '$(m disk:vdg bytes_read)', the guest read 5242880 bytes"
+[ "$(m disk:rw16 throttled)" = 0 ] || _unmet "vda, without a limit, shows '$(m disk:rw16 throttled)' throttled"
+check disk-rate-limit
 
 # The guest finished and powered off: ember exits 0.
 expect_stdout 'EMBER-DISK done' && expect_rc 0
