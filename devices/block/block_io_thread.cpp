@@ -73,10 +73,11 @@ BlockIoThread::BlockIoThread(const Params& p)
                   : make_engine(p.disk, p.queue.size)),
       requests_(p.queue.size), poll_(std::chrono::microseconds(p.disk.spec().poll_us)),
       region_(p.inflight), inflight_heads_(p.resubmit.begin(), p.resubmit.end()),
-      limiter_(p.limiter), quiesce_(p.masking),
+      rate_limit_(p.rate_limit), quiesce_(p.masking),
       notify_sd_(io_, dup_or_throw(p.notify_fd, "queue notify eventfd")), completion_sd_(io_),
       stop_sd_(io_, dup_or_throw(stop_event_.fd(), "stop eventfd")),
       wake_sd_(io_, dup_or_throw(quiesce_.wake_fd(), "quiesce wake eventfd")),
+      limit_sd_(io_, dup_or_throw(p.rate_limit.update_fd(), "rate limit eventfd")),
       throttle_timer_(io_) {
     if (p.inflight.queue_size() != p.queue.size)
         throw Error(fmt::format("in-flight region for {} heads, queue of {}",
@@ -130,6 +131,7 @@ void BlockIoThread::run() noexcept {
         arm_notify();
         arm_completions();
         arm_wake();
+        arm_limit_update();
         // DESIGN.md "Recover": what was in flight goes first, oldest first,
         // before any new avail entry.
         resubmit_inflight();
@@ -374,9 +376,11 @@ bool BlockIoThread::pop_and_mark() {
 // like any started request, so a checkpoint or a restart resubmits it
 // (resubmitted requests are not charged again: they go first, as they did).
 bool BlockIoThread::admit(DescriptorChain& chain) {
-    if (limiter_ == nullptr) return true;
+    const auto now = std::chrono::steady_clock::now();
+    RateLimiter* limiter = rate_limit_.limiter(now);
+    if (limiter == nullptr) return true;
     const RequestCost cost = block_request_cost(chain, mem_);
-    const auto wait = limiter_->take(cost.ops, cost.bytes, std::chrono::steady_clock::now());
+    const auto wait = limiter->take(cost.ops, cost.bytes, now);
     if (wait.count() == 0) return true;
     std::swap(held_, chain); // both keep their storage, as in start()
     held_cost_ = cost;
@@ -393,12 +397,27 @@ void BlockIoThread::arm_throttle(std::chrono::nanoseconds wait) {
     });
 }
 
+void BlockIoThread::arm_limit_update() {
+    limit_sd_.async_wait(asio::posix::stream_descriptor::wait_read,
+                         [this](const std::error_code& ec) {
+                             if (ec) return;
+                             drain_eventfd(limit_sd_.native_handle());
+                             if (holding_) {
+                                 throttle_timer_.cancel(); // its handler sees the abort
+                                 release_held();
+                             }
+                             arm_limit_update();
+                         });
+}
+
 void BlockIoThread::release_held() {
     check_abandoned();
-    const auto wait =
-        limiter_->take(held_cost_.ops, held_cost_.bytes, std::chrono::steady_clock::now());
-    if (wait.count() != 0) {
-        arm_throttle(wait); // a timer that fired a little early
+    const auto now = std::chrono::steady_clock::now();
+    RateLimiter* limiter = rate_limit_.limiter(now); // null: the limit was lifted
+    if (const auto wait = limiter ? limiter->take(held_cost_.ops, held_cost_.bytes, now)
+                                  : std::chrono::nanoseconds{0};
+        wait.count() != 0) {
+        arm_throttle(wait); // early, or under a new limit
         return;
     }
     holding_ = false;

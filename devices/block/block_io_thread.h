@@ -37,8 +37,8 @@
 
 #include "devices/block/block_disk.h"
 #include "devices/block/block_request.h"
+#include "devices/block/disk_rate_limit.h"
 #include "devices/block/io_engine.h"
-#include "devices/block/rate_limiter.h"
 #include "devices/virtio/inflight_region.h"
 #include "devices/virtio/quiesce.h"
 #include "devices/virtio/virtio_device.h"
@@ -93,10 +93,9 @@ class BlockIoThread final {
         MaskingMode masking;                  // off: negative control only
         const IoEngineFactory* engine_factory; // null: io_uring or sync per disk spec
         const cpu_set_t& default_cpus;         // without iothread-cpu=: where the thread may run
-        // The disk's rate limit, or null. It outlives this thread (the
-        // device keeps it, so a reset does not refill it) and is used by
-        // one I/O thread at a time.
-        RateLimiter* limiter;
+        // The disk's rate limit (maybe none). It outlives this thread (the
+        // device keeps it, so a reset does not refill it).
+        DiskRateLimit& rate_limit;
     };
     // Sets up the engine (io_uring, or sync as asked or as fallback) and
     // starts the thread. Throws ember::Error.
@@ -146,6 +145,8 @@ class BlockIoThread final {
     // (taken from `chain`) and the timer armed.
     bool admit(DescriptorChain& chain);
     void arm_throttle(std::chrono::nanoseconds wait);
+    // A new limit was handed in: a held chain is asked again at once.
+    void arm_limit_update();
     // The timer's handler: starts the held chain once the buckets have it,
     // then serves the ring again.
     void release_held();
@@ -187,7 +188,7 @@ class BlockIoThread final {
     // Rate limiting: at most one chain is held back (popped and marked in
     // flight, so a checkpoint resubmits it); while it is, nothing more is
     // popped, and the timer brings it back.
-    RateLimiter* limiter_;
+    DiskRateLimit& rate_limit_;
     DescriptorChain held_;
     RequestCost held_cost_{};
     bool holding_{false};
@@ -200,6 +201,7 @@ class BlockIoThread final {
     asio::posix::stream_descriptor completion_sd_;
     asio::posix::stream_descriptor stop_sd_;
     asio::posix::stream_descriptor wake_sd_; // quiesce_.wake_fd()
+    asio::posix::stream_descriptor limit_sd_; // rate_limit_.update_fd()
     asio::steady_timer throttle_timer_;
     std::thread thread_;
 };

@@ -14,7 +14,7 @@ using namespace virtio;
 using namespace virtio::blk;
 
 VirtioBlock::VirtioBlock(BlockDisk disk, uint16_t queue_size)
-    : disk_(std::move(disk)), queue_size_(queue_size) {
+    : disk_(std::move(disk)), queue_size_(queue_size), rate_limit_(disk_.spec().rate_limit) {
     if (queue_size_ < 4 || queue_size_ > kMaxQueueSize || (queue_size_ & (queue_size_ - 1)) != 0)
         throw Error(fmt::format("virtio-blk queue size {} is not a power of two in [4, {}]",
                                 queue_size_, kMaxQueueSize));
@@ -37,8 +37,6 @@ VirtioBlock::VirtioBlock(BlockDisk disk, uint16_t queue_size)
     config_.max_write_zeroes_sectors = limits_.max_write_zeroes_sectors;
     config_.max_write_zeroes_seg = limits_.max_write_zeroes_seg;
     config_.write_zeroes_may_unmap = 1;
-    if (const auto& limit = disk_.spec().rate_limit; limit.enabled())
-        limiter_.emplace(limit, std::chrono::steady_clock::now());
 }
 
 VirtioBlock::~VirtioBlock() {
@@ -102,10 +100,9 @@ IoRecovery VirtioBlock::start_io(bool recover) {
         q.next_avail = r.inflight->consumed_avail_idx();
     }
     const IoEngineFactory* factory = engine_factory_ ? &engine_factory_ : nullptr;
-    io_ = std::make_unique<BlockIoThread>(
-        BlockIoThread::Params{disk_, *r.memory, q, r.notify_fd, *r.signals, r.features, limits_,
-                              stats_, observer_, *r.inflight, plan.resubmit, masking_, factory,
-                              default_cpus_, limiter_ ? &*limiter_ : nullptr});
+    io_ = std::make_unique<BlockIoThread>(BlockIoThread::Params{
+        disk_, *r.memory, q, r.notify_fd, *r.signals, r.features, limits_, stats_, observer_,
+        *r.inflight, plan.resubmit, masking_, factory, default_cpus_, rate_limit_});
     return IoRecovery{0, plan.repaired, static_cast<uint32_t>(plan.resubmit.size())};
 }
 
@@ -143,7 +140,8 @@ std::string VirtioBlock::describe() {
     // With poll=, how often spinning found work tells whether it pays.
     std::string polled =
         disk_.spec().poll_us > 0 ? fmt::format(", {} poll hits", s.poll_hits) : std::string();
-    if (limiter_) polled += fmt::format(", {} throttled", s.throttled);
+    if (rate_limit_.current().enabled() || s.throttled > 0)
+        polled += fmt::format(", {} throttled", s.throttled);
     return fmt::format("{} requests, {} interrupts, {} host errors{}; {}", s.requests, s.interrupts,
                        s.host_errors, polled, io_ ? io_->describe() : std::string("no I/O thread"));
 }

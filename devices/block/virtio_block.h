@@ -78,6 +78,10 @@ class VirtioBlock final : public VirtioDevice {
     // "io_uring" or "sync" while running, "" when not activated.
     std::string_view engine() const noexcept { return io_ ? io_->engine_name() : ""; }
     bool running() const noexcept { return io_ != nullptr; }
+    // The limit from now on, from any thread (its buckets start full); a
+    // request held under the old one is asked again at once.
+    void set_rate_limit(const RateLimit& limit) { rate_limit_.replace(limit); }
+    RateLimit rate_limit() const { return rate_limit_.current(); }
 
   private:
     BlockDisk disk_;
@@ -89,7 +93,7 @@ class VirtioBlock final : public VirtioDevice {
     BlockStats stats_;
     // The disk's rate limit (--disk ...,bw=,iops=), kept by the device so
     // that a reset or a restarted I/O thread does not refill it.
-    std::optional<RateLimiter> limiter_;
+    DiskRateLimit rate_limit_;
     QueueObserver* observer_{nullptr};
     IoEngineFactory engine_factory_;
     // Where an I/O thread without iothread-cpu= may run: the mask of the

@@ -939,3 +939,43 @@ TEST_CASE("virtio-blk: a request larger than the bw= bucket still completes") {
     CHECK(r.write(0, pattern(7, 65536)).status == kStatusOk);
     CHECK(f.contents(0, 65536) == pattern(7, 65536));
 }
+
+TEST_CASE("virtio-blk: a rate limit replaced while the guest runs takes effect at once") {
+    using namespace std::chrono_literals;
+    TempFile f(kDiskSize);
+    BlockRig r(f.path() + ",iops=1");
+    auto& d = *r.driver;
+    CHECK(r.write(0, pattern(1, 4096)).status == kStatusOk); // the bucket's one token
+    // Held for a second under iops=1...
+    const auto c =
+        d.chain().readable(blk_header(kTypeOut, 8)).readable(pattern(2, 4096)).writable(1).build();
+    const uint16_t head = d.submit(c);
+    d.kick();
+    for (int i = 0;
+         i < 100 && r.transport->describe().find("rate limit holds") == std::string::npos; ++i)
+        std::this_thread::sleep_for(1ms);
+    CHECK(r.transport->describe().find("rate limit holds") != std::string::npos);
+    // ...until the limit is lifted: then it goes without waiting for its token.
+    const auto lifted = std::chrono::steady_clock::now();
+    r.blk->set_rate_limit({});
+    auto used = d.reap();
+    while (used.empty()) {
+        REQUIRE(d.wait_interrupt() != 0);
+        used = d.reap();
+    }
+    CHECK(std::chrono::steady_clock::now() - lifted < 500ms);
+    REQUIRE(used.size() == 1);
+    CHECK(used[0].id == head);
+    CHECK(f.contents(4096, 4096) == pattern(2, 4096));
+    CHECK_FALSE(r.blk->rate_limit().enabled());
+    // Unlimited now: 150 writes do not wait for anything.
+    CHECK(r.blk->stats().throttled == 1);
+    timed_writes(r, f, 150, 32);
+    CHECK(r.blk->stats().throttled == 1);
+    // A new limit on a running disk starts full and holds to its rate.
+    const RateLimit again{std::nullopt, TokenBucketSpec{100, 0, 1000}};
+    r.blk->set_rate_limit(again);
+    CHECK(r.blk->rate_limit() == again);
+    CHECK(timed_writes(r, f, 150, 32) >= 500ms);
+    CHECK(r.blk->stats().throttled > 1);
+}

@@ -1,0 +1,46 @@
+// A disk's rate limit as its device keeps it: the buckets, used by the disk's
+// I/O thread (one at a time: a successor starts after the join), and a new
+// limit that another thread may hand in while the VM runs (PATCH /drives,
+// libember's Vm::set_rate_limit). The I/O thread takes a new limit before
+// its next request, or at once through update_fd() when it holds a request
+// back under the old one.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+
+#include "devices/block/rate_limiter.h"
+#include "vmm/unique_fd.h"
+
+namespace ember {
+
+class DiskRateLimit final {
+  public:
+    using Clock = RateLimiter::Clock;
+    explicit DiskRateLimit(const RateLimit& limit);
+
+    // Any thread. The new limit's buckets start full (as a new disk's do).
+    void replace(const RateLimit& limit);
+    RateLimit current() const;
+    // Readable after replace(); the I/O thread drains it.
+    int update_fd() const noexcept { return update_.fd(); }
+
+    // The I/O thread: the buckets to ask, after taking a replacement if one
+    // came; null when the disk has no limit. One atomic load when nothing
+    // changed.
+    RateLimiter* limiter(Clock::time_point now);
+
+  private:
+    mutable std::mutex mu_;
+    RateLimit limit_;                     // guarded by mu_
+    std::atomic<uint64_t> generation_{0}; // bumped by replace(), after limit_
+    // The I/O thread's side.
+    uint64_t applied_{0};
+    std::optional<RateLimiter> limiter_;
+    EventFd update_;
+};
+
+} // namespace ember
