@@ -45,6 +45,15 @@ embed::VmConfig to_embed(const RunRequest& run) {
     return to_embed(run.config);
 }
 
+embed::RateLimitConfig to_embed(const RateLimit& limit) {
+    auto bucket =
+        [](const std::optional<TokenBucketSpec>& b) -> std::optional<embed::TokenBucketConfig> {
+        if (!b) return std::nullopt;
+        return embed::TokenBucketConfig{b->size, b->one_time_burst, b->refill_time_ms};
+    };
+    return {bucket(limit.bandwidth), bucket(limit.ops)};
+}
+
 embed::VmConfig to_embed(const VmConfig& c) {
     embed::VmConfig out;
     out.kernel = c.kernel;
@@ -64,12 +73,7 @@ embed::VmConfig to_embed(const VmConfig& c) {
                                                          : embed::DiskConfig::Engine::uring;
         disk.poll_us = d.poll_us;
         disk.iothread_cpu = d.iothread_cpu;
-        auto bucket =
-            [](const std::optional<TokenBucketSpec>& b) -> std::optional<embed::TokenBucketConfig> {
-            if (!b) return std::nullopt;
-            return embed::TokenBucketConfig{b->size, b->one_time_burst, b->refill_time_ms};
-        };
-        disk.rate_limit = {bucket(d.rate_limit.bandwidth), bucket(d.rate_limit.ops)};
+        disk.rate_limit = to_embed(d.rate_limit);
         out.disks.push_back(std::move(disk));
     }
     out.console = console_of(c.console);

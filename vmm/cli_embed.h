@@ -14,6 +14,7 @@ namespace ember {
 embed::VmConfig to_embed(const VmConfig& config);
 embed::VmConfig to_embed(const RunRequest& run);
 embed::ConsoleConfig to_embed(const ConsoleSpec& console);
+embed::RateLimitConfig to_embed(const RateLimit& limit);
 embed::RestoreOverrides to_embed(const RestoreRequest& restore);
 
 // Logs how the VM stopped, for the person at the terminal, and returns the

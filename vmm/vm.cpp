@@ -537,6 +537,27 @@ VmMetrics Vm::metrics() const {
     return m;
 }
 
+void Vm::set_disk_rate_limit(std::string_view id, const RateLimit& limit) {
+    // A checkpoint saves config_ under the same lock.
+    std::lock_guard lock(control_mu_);
+    std::string ids;
+    for (size_t i = 0; i < config_.disks.size(); ++i) {
+        if (config_.disks[i].id != id) {
+            ids += (ids.empty() ? "" : ", ") + config_.disks[i].id;
+            continue;
+        }
+        DiskSpec changed = config_.disks[i];
+        changed.rate_limit = limit;
+        check_disk_spec(changed);
+        blocks_.at(i)->set_rate_limit(limit);
+        config_.disks[i] = std::move(changed);
+        log::info("disk {}: rate limit now {}", id, ember::describe(limit));
+        return;
+    }
+    throw Error(
+        fmt::format("no disk has the id '{}' (the disks: {})", id, ids.empty() ? "none" : ids));
+}
+
 std::string Vm::describe() {
     // try_lock: a dump is most wanted when a pause or checkpoint hangs.
     std::string life = "pause or checkpoint in progress";

@@ -94,6 +94,10 @@ public:
     // Safe from any thread, at any point of the VM's life: relaxed reads of
     // counters only (a disk's counters may trail its used ring a little).
     VmMetrics metrics() const;
+    // Replaces the rate limit of the disk whose id is `id`, from now on and
+    // in later checkpoints. Throws Error (no such disk, a bucket that cannot
+    // work).
+    void set_disk_rate_limit(std::string_view id, const RateLimit& limit);
 
   private:
     void setup_memory();
@@ -123,7 +127,7 @@ public:
     std::shared_ptr<I8042> i8042_;
     std::vector<std::shared_ptr<VirtioMmioTransport>> virtio_;
     std::vector<acpi::VirtioMmioSlot> virtio_slots_;
-    std::vector<const VirtioBlock*> blocks_; // owned by virtio_, in --disk order
+    std::vector<VirtioBlock*> blocks_; // owned by virtio_, in --disk order
     std::vector<std::unique_ptr<VcpuThread>> vcpus_;
     std::vector<std::vector<kvm_cpuid_entry2>> vcpu_cpuid_;
     std::vector<uint32_t> msr_indices_;

@@ -35,6 +35,14 @@ std::string describe(const TokenBucketSpec& spec, std::string_view unit) {
     return s;
 }
 
+std::string describe(const RateLimit& limit) {
+    if (!limit.enabled()) return "no limit";
+    std::string s;
+    if (limit.bandwidth) s = describe(*limit.bandwidth, "bytes");
+    if (limit.ops) s += (s.empty() ? "" : ", ") + describe(*limit.ops, "requests");
+    return s;
+}
+
 TokenBucket::TokenBucket(const TokenBucketSpec& spec, Clock::time_point now)
     : spec_(spec), burst_(spec.one_time_burst), budget_(static_cast<int64_t>(spec.size)),
       last_(now) {}

@@ -37,8 +37,10 @@ struct RateLimit {
 // message that names where it came from.
 std::optional<std::string> bucket_problem(const TokenBucketSpec& spec);
 
-// "1048576 bytes per 1000 ms (burst 4096)", for logs and the state dump.
+// "1048576 bytes per 1000 ms (one-time burst 4096)", for logs.
 std::string describe(const TokenBucketSpec& spec, std::string_view unit);
+// Both buckets, or "no limit".
+std::string describe(const RateLimit& limit);
 
 class TokenBucket final {
   public:

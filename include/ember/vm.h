@@ -297,6 +297,13 @@ class Vm final {
     // returns its exit. Idempotent.
     ExitInfo stop();
 
+    // Replaces the rate limit of the disk `disk_id` (DiskConfig::id, or its
+    // file name) while the VM exists, running or not: the new buckets start
+    // full, and a request held under the old limit is asked again at once.
+    // Later checkpoints record the new limit. An empty RateLimitConfig lifts
+    // it. Not after the VM exited.
+    void set_rate_limit(std::string_view disk_id, const RateLimitConfig& limit);
+
     State state() const;
     // The VM's counters, read without pausing it; allowed in every state
     // (it waits for a control call in progress, such as a checkpoint).

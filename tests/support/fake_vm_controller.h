@@ -35,6 +35,11 @@ class FakeVmController final : public api::VmController {
     void send_ctrl_alt_del() override { call("ctrl-alt-del"); }
     // Not recorded in `calls`: metrics are read, they change nothing.
     std::optional<embed::Metrics> metrics() override { return vm_metrics; }
+    void set_rate_limit(const std::string& drive_id, const RateLimit& limit) override {
+        call("rate-limit");
+        rate_limits.emplace_back(drive_id, limit);
+    }
+    std::vector<std::pair<std::string, RateLimit>> rate_limits;
 
     std::vector<std::string> calls;
     std::optional<VmConfig> started;

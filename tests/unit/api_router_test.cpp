@@ -307,6 +307,61 @@ TEST_CASE("API: drives: rate_limiter, as Firecracker takes it, reaches the disk"
     CHECK_FALSE(r.get("/vm/config")["drives"][1].contains("rate_limiter"));
 }
 
+TEST_CASE("API: PATCH /drives changes a started VM's rate limit, bucket by bucket") {
+    Rig r;
+    r.boot_source();
+    auto d = drive("root", r.disk, true);
+    d["rate_limiter"] = {{"ops", {{"size", 500}, {"refill_time", 1000}}}};
+    r.ok("PUT", "/drives/root", d.dump());
+    const auto patch = [](nlohmann::json limiter) {
+        return nlohmann::json{{"drive_id", "root"}, {"rate_limiter", std::move(limiter)}}.dump();
+    };
+    const nlohmann::json bw = {{"bandwidth", {{"size", 4096}, {"refill_time", 100}}}};
+    r.fails("PATCH", "/drives/root", patch(bw), 400,
+            "cannot update drive 'root' (before InstanceStart: PUT /drives)");
+    r.ok("PUT", "/actions", R"({"action_type": "InstanceStart"})");
+    // A bucket left out is kept; one of size 0 is lifted.
+    r.ok("PATCH", "/drives/root", patch(bw));
+    const RateLimit both{TokenBucketSpec{4096, 0, 100}, TokenBucketSpec{500, 0, 1000}};
+    REQUIRE(r.vm.rate_limits.size() == 1);
+    CHECK(r.vm.rate_limits[0] == std::pair<std::string, RateLimit>{"root", both});
+    CHECK(r.get("/vm/config")["drives"][0]["rate_limiter"]["bandwidth"]["size"] == 4096);
+    r.ok("PATCH", "/drives/root", patch({{"ops", {{"size", 0}, {"refill_time", 0}}}}));
+    CHECK(r.vm.rate_limits.back().second == RateLimit{both.bandwidth, std::nullopt});
+    CHECK_FALSE(r.get("/vm/config")["drives"][0]["rate_limiter"].contains("ops"));
+    // Only drive_id: nothing to change.
+    r.ok("PATCH", "/drives/root", R"({"drive_id": "root"})");
+    CHECK(r.vm.rate_limits.size() == 2);
+    r.fails("PATCH", "/drives/root",
+            nlohmann::json{{"drive_id", "root"}, {"path_on_host", r.data}}.dump(), 400,
+            "cannot change the file of a running VM's drive");
+    r.fails("PATCH", "/drives/root", R"({"drive_id": "other"})", 400, "does not match");
+    r.fails("PATCH", "/drives/root", patch({{"ops", {{"size", 10}}}}), 400,
+            "rate_limiter.ops: missing required field 'refill_time'");
+    // A drive the router was not told about (a VM loaded from a snapshot):
+    // both buckets, or it could not keep the one left out.
+    r.fails("PATCH", "/drives/loaded",
+            nlohmann::json{{"drive_id", "loaded"}, {"rate_limiter", bw}}.dump(), 400,
+            "give both bandwidth and ops");
+    r.ok("PATCH", "/drives/loaded",
+         nlohmann::json{{"drive_id", "loaded"},
+                        {"rate_limiter",
+                         {{"bandwidth", {{"size", 0}, {"refill_time", 0}}},
+                          {"ops", {{"size", 7}, {"refill_time", 10}}}}}}
+             .dump());
+    CHECK(r.vm.rate_limits.back() ==
+          std::pair<std::string, RateLimit>{"loaded", {std::nullopt, TokenBucketSpec{7, 0, 10}}});
+    // What the VM refuses (no such disk there) is a 400 with its message.
+    r.vm.fail_with = "no disk has the id 'loaded' (the disks: root)";
+    r.fails("PATCH", "/drives/loaded",
+            nlohmann::json{{"drive_id", "loaded"},
+                           {"rate_limiter",
+                            {{"bandwidth", {{"size", 0}, {"refill_time", 0}}},
+                             {"ops", {{"size", 0}, {"refill_time", 0}}}}}}
+                .dump(),
+            400, "no disk has the id 'loaded'");
+}
+
 TEST_CASE("API: actions") {
     Rig r;
     r.fails("PUT", "/actions", R"({"action_type": "SendCtrlAltDel"})", 400, "has not been started");

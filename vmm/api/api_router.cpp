@@ -103,7 +103,8 @@ HttpResponse ApiRouter::dispatch(const HttpRequest& r) {
     if (p.starts_with(kDrivesPrefix) && p.size() > kDrivesPrefix.size() &&
         p.find('/', kDrivesPrefix.size()) == std::string::npos) {
         if (m == "PUT") return put_drive(p.substr(kDrivesPrefix.size()), r.body);
-        method_not_allowed(r, "PUT");
+        if (m == "PATCH") return patch_drive(p.substr(kDrivesPrefix.size()), r.body);
+        method_not_allowed(r, "PUT, PATCH");
     }
     if (p == "/actions") {
         if (m == "PUT") return put_action(r.body);
@@ -216,6 +217,28 @@ HttpResponse ApiRouter::put_drive(const std::string& id, const std::string& body
         drives_.push_back(std::move(d));
     }
     configured_ = true;
+    return no_content();
+}
+
+HttpResponse ApiRouter::patch_drive(const std::string& id, const std::string& body) {
+    const DriveUpdate u = parse_drive_update(body, id);
+    // Firecracker, too: before the start a drive is changed with PUT.
+    state_.require_started(
+        fmt::format("update drive '{}' (before InstanceStart: PUT /drives)", id));
+    if (!u.rate_limiter) return no_content();
+    const auto it = std::find_if(drives_.begin(), drives_.end(),
+                                 [&](const DriveConfig& d) { return d.drive_id == id; });
+    // A VM loaded from a snapshot has drives this router was never told
+    // about, so it cannot keep a bucket the body leaves out.
+    if (it == drives_.end() && (!u.rate_limiter->bandwidth || !u.rate_limiter->ops))
+        throw ApiError(fmt::format("PATCH /drives/{}: the drive's current limit is not known here "
+                                   "(the VM was loaded from a snapshot): give both bandwidth and "
+                                   "ops (size 0 for no limit)",
+                                   id));
+    const RateLimit limit =
+        u.rate_limiter->applied_to(it != drives_.end() ? it->rate_limit : RateLimit{});
+    controller_.set_rate_limit(id, limit);
+    if (it != drives_.end()) it->rate_limit = limit;
     return no_content();
 }
 

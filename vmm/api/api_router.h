@@ -61,6 +61,7 @@ class ApiRouter final {
     HttpResponse put_boot_source(const std::string& body);
     HttpResponse put_machine_config(const std::string& body, bool patch);
     HttpResponse put_drive(const std::string& id, const std::string& body);
+    HttpResponse patch_drive(const std::string& id, const std::string& body);
     HttpResponse put_action(const std::string& body);
     HttpResponse patch_vm(const std::string& body);
     HttpResponse put_snapshot_create(const std::string& body);

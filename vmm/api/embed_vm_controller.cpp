@@ -93,6 +93,11 @@ std::optional<embed::Metrics> EmbedVmController::metrics() {
     return vm_->metrics();
 }
 
+void EmbedVmController::set_rate_limit(const std::string& drive_id, const RateLimit& limit) {
+    std::lock_guard lock(mu_);
+    live_vm("change a rate limit").set_rate_limit(drive_id, to_embed(limit));
+}
+
 void EmbedVmController::send_ctrl_alt_del() {
     std::lock_guard lock(mu_);
     live_vm("send Ctrl-Alt-Del").send_ctrl_alt_del();

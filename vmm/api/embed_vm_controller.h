@@ -36,6 +36,7 @@ class EmbedVmController final : public VmController {
     void restore(const RestoreRequest& request) override;
     void send_ctrl_alt_del() override;
     std::optional<embed::Metrics> metrics() override;
+    void set_rate_limit(const std::string& drive_id, const RateLimit& limit) override;
 
     // `ember run --api-sock`: starts a VM the command line already built.
     // Pair with ApiRouter::attach_running.

@@ -102,13 +102,13 @@ MachineConfig parse_machine_config(std::string_view body, const MachineConfig* b
     return m;
 }
 
-RateLimit parse_rate_limiter(const nlohmann::json& value, std::string_view what) {
+RateLimitUpdate parse_rate_limiter_update(const nlohmann::json& value, std::string_view what) {
     const std::string where = fmt::format("{}: rate_limiter", what);
     if (!value.is_object()) throw ApiError(fmt::format("{} must be an object", where));
     JsonFields f(value, where);
-    auto bucket = [&](std::string_view key) -> std::optional<TokenBucketSpec> {
+    auto bucket = [&](std::string_view key) -> std::optional<std::optional<TokenBucketSpec>> {
         const auto* b = f.optional_value(key);
-        if (b == nullptr) return std::nullopt;
+        if (b == nullptr) return std::nullopt; // left out
         const std::string at = fmt::format("{}.{}", where, key);
         if (!b->is_object()) throw ApiError(fmt::format("{} must be an object", at));
         JsonFields g(*b, at);
@@ -117,12 +117,41 @@ RateLimit parse_rate_limiter(const nlohmann::json& value, std::string_view what)
                              g.required_uint("refill_time", kMaxRefillTimeMs)};
         g.finish();
         // Firecracker's rule: such a bucket limits nothing.
-        if (spec.size == 0 || spec.refill_time_ms == 0) return std::nullopt;
-        return spec;
+        if (spec.size == 0 || spec.refill_time_ms == 0)
+            return std::optional<TokenBucketSpec>{std::nullopt};
+        return std::optional<TokenBucketSpec>{spec};
     };
-    RateLimit limit{bucket("bandwidth"), bucket("ops")};
+    RateLimitUpdate update{bucket("bandwidth"), bucket("ops")};
     f.finish();
-    return limit;
+    return update;
+}
+
+RateLimit RateLimitUpdate::applied_to(const RateLimit& current) const {
+    return {bandwidth ? *bandwidth : current.bandwidth, ops ? *ops : current.ops};
+}
+
+RateLimit parse_rate_limiter(const nlohmann::json& value, std::string_view what) {
+    return parse_rate_limiter_update(value, what).applied_to({});
+}
+
+DriveUpdate parse_drive_update(std::string_view body, std::string_view path_id) {
+    const std::string what = fmt::format("PATCH /drives/{}", path_id);
+    validate_drive_id(path_id);
+    const auto json = parse_json_object(body, what);
+    JsonFields f(json, what);
+    DriveUpdate u;
+    u.drive_id = f.required_string("drive_id");
+    if (u.drive_id != path_id)
+        throw ApiError(fmt::format("{}: drive_id '{}' in the body does not match '{}' in the path",
+                                   what, u.drive_id, path_id));
+    if (f.optional_value("path_on_host"))
+        throw ApiError(fmt::format("{}: ember cannot change the file of a running VM's drive "
+                                   "(path_on_host); only rate_limiter",
+                                   what));
+    if (const auto* limit = f.optional_value("rate_limiter"))
+        u.rate_limiter = parse_rate_limiter_update(*limit, what);
+    f.finish();
+    return u;
 }
 
 nlohmann::json rate_limiter_json(const RateLimit& limit) {

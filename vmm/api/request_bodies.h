@@ -46,6 +46,23 @@ struct DriveConfig {
 // {size, one_time_burst (optional), refill_time (ms)}. As in Firecracker, a
 // bucket whose size or refill_time is 0 is no limit.
 RateLimit parse_rate_limiter(const nlohmann::json& value, std::string_view what);
+
+// The same object in PATCH /drives, where a bucket left out keeps the
+// current one (Firecracker's BucketUpdate: none, disabled, or a new one).
+struct RateLimitUpdate {
+    std::optional<std::optional<TokenBucketSpec>> bandwidth;
+    std::optional<std::optional<TokenBucketSpec>> ops;
+    RateLimit applied_to(const RateLimit& current) const;
+};
+RateLimitUpdate parse_rate_limiter_update(const nlohmann::json& value, std::string_view what);
+
+// PATCH /drives/{id} on a started VM: the rate limiter only (ember cannot
+// change a running disk's file).
+struct DriveUpdate {
+    std::string drive_id;
+    std::optional<RateLimitUpdate> rate_limiter;
+};
+DriveUpdate parse_drive_update(std::string_view body, std::string_view path_id);
 // The same object, as GET /vm/config shows it.
 nlohmann::json rate_limiter_json(const RateLimit& limit);
 

@@ -49,6 +49,9 @@ class VmController {
     // The VM's counters (final ones once it has stopped); unset before a VM
     // exists. Called in any state.
     virtual std::optional<embed::Metrics> metrics() = 0;
+    // Replaces the rate limit of the disk with that id (PATCH /drives), while
+    // running or paused.
+    virtual void set_rate_limit(const std::string& drive_id, const RateLimit& limit) = 0;
 };
 
 } // namespace ember::api

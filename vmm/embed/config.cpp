@@ -108,6 +108,15 @@ std::vector<fault::FaultSpec> to_internal(const std::vector<std::string>& faults
     return out;
 }
 
+::ember::RateLimit to_internal(const RateLimitConfig& limit) {
+    auto bucket =
+        [](const std::optional<TokenBucketConfig>& b) -> std::optional<::ember::TokenBucketSpec> {
+        if (!b) return std::nullopt;
+        return ::ember::TokenBucketSpec{b->size, b->one_time_burst, b->refill_time_ms};
+    };
+    return {bucket(limit.bandwidth), bucket(limit.ops)};
+}
+
 ::ember::VmConfig to_internal(const VmConfig& c) {
     ::ember::VmConfig out;
     if (c.kernel.empty()) throw Error("no kernel image given (VmConfig::kernel)");
@@ -145,12 +154,7 @@ std::vector<fault::FaultSpec> to_internal(const std::vector<std::string>& faults
                                                             : DiskSpec::Engine::uring;
         spec.poll_us = d.poll_us;
         spec.iothread_cpu = d.iothread_cpu;
-        auto bucket = [](const std::optional<TokenBucketConfig>& b)
-            -> std::optional<::ember::TokenBucketSpec> {
-            if (!b) return std::nullopt;
-            return ::ember::TokenBucketSpec{b->size, b->one_time_burst, b->refill_time_ms};
-        };
-        spec.rate_limit = {bucket(d.rate_limit.bandwidth), bucket(d.rate_limit.ops)};
+        spec.rate_limit = to_internal(d.rate_limit);
         check_disk_spec(spec);
         // As BlockDisk does for the GET_ID string; here so that a checkpoint
         // records the id a restore override names.

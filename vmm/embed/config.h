@@ -17,6 +17,7 @@ namespace ember::embed {
 
 ::ember::VmConfig to_internal(const VmConfig& config);
 ::ember::ConsoleSpec to_internal(const ConsoleConfig& console);
+::ember::RateLimit to_internal(const RateLimitConfig& limit);
 // What the VM's thread may take over in the process: only what was asked for.
 ::ember::RunOptions run_options(const ConsoleConfig& console,
                                 const std::optional<SignalCheckpoint>& on_signal);

@@ -80,6 +80,12 @@ class Vm::Impl final {
         vm_->send_ctrl_alt_del();
     }
 
+    void set_rate_limit(std::string_view disk_id, const RateLimit& limit) {
+        std::lock_guard lock(mu_);
+        if (exit_now() || !vm_) throw Error("the VM has exited");
+        vm_->set_disk_rate_limit(disk_id, limit);
+    }
+
     CheckpointInfo checkpoint(const std::filesystem::path& dir, AfterCheckpoint then) {
         std::lock_guard lock(mu_);
         const State state = checked(Action::checkpoint);
@@ -310,6 +316,11 @@ void Vm::resume() {
 CheckpointInfo Vm::checkpoint(const std::filesystem::path& dir, AfterCheckpoint then) {
     return as_ember_error("cannot checkpoint the VM", [&] { return impl().checkpoint(dir, then); });
 }
+void Vm::set_rate_limit(std::string_view disk_id, const RateLimitConfig& limit) {
+    const auto what = fmt::format("cannot set the rate limit of disk '{}'", disk_id);
+    as_ember_error(what.c_str(), [&] { impl().set_rate_limit(disk_id, to_internal(limit)); });
+}
+
 void Vm::send_ctrl_alt_del() {
     as_ember_error("cannot send Ctrl-Alt-Del", [&] { impl().send_ctrl_alt_del(); });
 }

@@ -7,7 +7,8 @@
 # (the guest reboots through its PS/2 keyboard), and loaded in a second ember
 # (PUT /snapshot/load with resume_vm), where it counts on to the end. Last,
 # `ember run ... --api-sock`: a VM built from the command line is served on
-# the socket (GET /vm/config shows its kernel), paused and resumed there.
+# the socket (GET /vm/config shows its kernel), paused and resumed there, and
+# its disk's rate limit is changed with PATCH /drives.
 # Metrics: PUT /metrics before InstanceStart, FlushMetrics while the first
 # guest runs (a line with its vcpu's exits), and a last line when it stops.
 # PUT /logger moves the first ember's log to a file, at debug level.
@@ -217,19 +218,36 @@ check api-socket-snapshot-load
 # 5. `ember run --api-sock`: the command line builds and starts the VM; the
 # socket reports it and pauses and resumes it; the guest counts to the end.
 SOCK="$SCRATCH/api-3.sock"
+truncate -s 1M "$SCRATCH/rl.img"
 start_ember vm3 --kernel "$img/vmlinuz" --initrd "$img/initramfs.cpio.gz" --cpus 1 --mem 256 \
-  --cmdline "$(guest_cmdline count) ember.count=16"
+  --cmdline "$(guest_cmdline count) ember.count=16" --disk "$SCRATCH/rl.img,id=rl,iops=100"
 LAST_REQUEST="GET / (ember run)"
 [ -n "$REASON" ] || api GET /
 expect_status 200 && { echo "$BODY" | grep -q '"state":"Running"' || _unmet "GET / says $BODY, not Running"; }
 LAST_REQUEST="GET /vm/config (ember run)"
 [ -n "$REASON" ] || api GET /vm/config
 expect_status 200 && { echo "$BODY" | grep -q "$img/vmlinuz" || _unmet "GET /vm/config does not name the kernel: $BODY"; }
+# PATCH /drives while the guest runs: the bandwidth bucket is added, the ops
+# one (from iops=100 on the command line) kept; the VM's log says so.
+LAST_REQUEST="PATCH /drives/rl (ember run)"
+[ -n "$REASON" ] || api PATCH /drives/rl '{"drive_id": "rl", "rate_limiter": {"bandwidth": {"size": 1048576, "refill_time": 1000}}}'
+expect_status 204
+LAST_REQUEST="GET /vm/config after PATCH /drives (ember run)"
+[ -n "$REASON" ] || api GET /vm/config
+expect_status 200 && {
+  echo "$BODY" | grep -q '"rate_limiter":{"bandwidth":{"one_time_burst":0,"refill_time":1000,"size":1048576},"ops":{"one_time_burst":0,"refill_time":1000,"size":100}}' ||
+    _unmet "GET /vm/config does not show both buckets: $BODY"
+}
+LAST_REQUEST="PATCH /drives/nope (ember run)"
+[ -n "$REASON" ] || api PATCH /drives/nope '{"drive_id": "nope", "rate_limiter": {"bandwidth": {"size": 0, "refill_time": 0}, "ops": {"size": 5, "refill_time": 100}}}'
+expect_status 400 && { echo "$BODY" | grep -q "no disk has the id 'nope' (the disks: rl)" || _unmet "PATCH of an unknown drive said: $BODY"; }
+check api-socket-patch-drive
 wait_for "$OUT" 'EMBER-GUEST COUNT 2([^0-9]|$)' 300 || _unmet "the guest of ember run never counted to 2"
 pause_holds 3 "ember run"
 LAST_REQUEST="PATCH /vm Resumed (ember run)"
 [ -n "$REASON" ] || api PATCH /vm '{"state": "Resumed"}'
 expect_status 204
 finish_ember 300
-expect_rc 0 && expect_stdout 'EMBER-GUEST COUNT DONE' && expect_stderr 'powered off'
+expect_rc 0 && expect_stdout 'EMBER-GUEST COUNT DONE' && expect_stderr 'powered off' &&
+  expect_stderr 'disk rl: rate limit now 1048576 bytes per 1000 ms, 100 requests per 1000 ms'
 check api-socket-ember-run
