@@ -329,6 +329,55 @@ TEST_CASE("checkpoint round trip: save mid-flight, new device restores, every he
     }
 }
 
+TEST_CASE("checkpoint: a request the rate limit holds back is saved in flight and resubmitted") {
+    TempFile f(kDiskSize);
+    auto mem = GuestMemory::flat(64 << 20);
+    VirtioBlock* blk = nullptr;
+    auto t = make_block_transport(mem, f.path(), {}, &blk);
+    // One request a minute: the second waits far longer than this test.
+    blk->set_rate_limit({std::nullopt, TokenBucketSpec{1, 0, 60000}});
+    GuestDriver d(mem, *t);
+    d.init();
+    std::vector<TrackedRequest> reqs;
+    d.hold_avail(true);
+    for (uint32_t i = 0; i < 3; ++i)
+        reqs.push_back(submit_tracked(d, f, true, 64 * i, 4096, 90 + i));
+    d.hold_avail(false);
+    d.kick();
+    // The first completes; the second is popped, marked and held; the third
+    // waits in the avail ring.
+    std::vector<TrackedRequest> first(reqs.begin(), reqs.begin() + 1);
+    complete_all(d, mem, f, first);
+    const std::string held = "rate limit holds head " + std::to_string(reqs[1].head);
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (t->describe().find(held) == std::string::npos &&
+           std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(1ms);
+    CHECK(t->describe().find(held) != std::string::npos);
+    t->quiesce();
+    CHECK(t->inflight_requests() == 1);
+    const auto blob = t->save_state();
+    t.reset(); // the held request never reached the host here
+    CHECK(f.contents(64 * 512, 4096) != reqs[1].expect);
+
+    // Restored with a limit from the command line (a fresh bucket of 1):
+    // the held request is resubmitted first and not charged again, so the
+    // third, popped after it, takes the token and is not held; each
+    // completes once.
+    DeviceOptions limited;
+    limited.spec_suffix = ",iops=1";
+    VirtioBlock* blk2 = nullptr;
+    auto t2 = make_block_transport(mem, f.path(), limited, &blk2);
+    t2->restore_state(blob);
+    d.rebind(*t2);
+    std::vector<TrackedRequest> rest(reqs.begin() + 1, reqs.end());
+    complete_all(d, mem, f, rest);
+    CHECK(d.outstanding() == 0);
+    CHECK(blk2->stats().throttled == 0);
+    for (const auto& r : reqs)
+        CHECK(f.contents(r.sector * 512, r.len) == r.expect);
+}
+
 TEST_CASE("checkpoint: a deferred restore stays as saved until start_restored (restore --paused)") {
     TempFile f(kDiskSize);
     f.write(0, pattern(0, 512 * 1024, 5));
