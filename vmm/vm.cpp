@@ -336,6 +336,19 @@ void Vm::capture_disks(const std::filesystem::path& dir, nlohmann::json& config)
     }
 }
 
+nlohmann::json Vm::rate_limit_to_json(const RateLimit& limit) {
+    nlohmann::json j = nlohmann::json::object();
+    auto bucket = [&](const std::optional<TokenBucketSpec>& b, const char* key) {
+        if (b)
+            j[key] = {{"size", b->size},
+                      {"one_time_burst", b->one_time_burst},
+                      {"refill_time", b->refill_time_ms}};
+    };
+    bucket(limit.bandwidth, "bandwidth");
+    bucket(limit.ops, "ops");
+    return j;
+}
+
 nlohmann::json Vm::config_to_json(const VmConfig& c) {
     nlohmann::json disks = nlohmann::json::array();
     for (const auto& d : c.disks) {
@@ -349,17 +362,8 @@ nlohmann::json Vm::config_to_json(const VmConfig& c) {
                             {"poll_us", d.poll_us},
                             {"size", ec ? 0 : size}};
         if (d.iothread_cpu) disk["iothread_cpu"] = *d.iothread_cpu;
-        // Firecracker's layout of a drive's rate_limiter; absent: no limit.
-        nlohmann::json limit = nlohmann::json::object();
-        auto bucket = [&](const std::optional<TokenBucketSpec>& b, const char* key) {
-            if (b)
-                limit[key] = {{"size", b->size},
-                              {"one_time_burst", b->one_time_burst},
-                              {"refill_time", b->refill_time_ms}};
-        };
-        bucket(d.rate_limit.bandwidth, "bandwidth");
-        bucket(d.rate_limit.ops, "ops");
-        if (!limit.empty()) disk["rate_limit"] = std::move(limit);
+        // Absent: no limit.
+        if (d.rate_limit.enabled()) disk["rate_limit"] = rate_limit_to_json(d.rate_limit);
         disks.push_back(std::move(disk));
     }
     nlohmann::json out{{"kernel", c.kernel.string()},

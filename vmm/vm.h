@@ -78,6 +78,9 @@ public:
     void send_ctrl_alt_del();
 
     static nlohmann::json config_to_json(const VmConfig& config);
+    // A disk's limit as checkpoints and GET /vm/config show it, with the
+    // field names of Firecracker's rate_limiter ({} for no limit).
+    static nlohmann::json rate_limit_to_json(const RateLimit& limit);
     // The configuration a checkpoint saved, every field's type checked
     // (SnapshotError naming the field), but not whether this host can run it
     // (its CPUs, the disks' options): what snapshot-info describes.

@@ -52,7 +52,8 @@ struct TokenBucketConfig {
 };
 // What a disk's guest may do per unit of time; an absent bucket is no limit.
 // Reads and writes take their data bytes and one request; flushes, discards
-// and write-zeroes one request; GET_ID and malformed requests nothing.
+// and write-zeroes one request; GET_ID, unknown types and chains without a
+// header nothing.
 struct RateLimitConfig {
     std::optional<TokenBucketConfig> bandwidth; // bytes
     std::optional<TokenBucketConfig> ops;       // requests

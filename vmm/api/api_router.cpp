@@ -8,6 +8,7 @@
 #include "vmm/api/output_file.h"
 #include "vmm/log.h"
 #include "vmm/platform.h"
+#include "vmm/vm.h"
 
 namespace ember::api {
 namespace {
@@ -173,7 +174,7 @@ HttpResponse ApiRouter::get_vm_config() const {
             {"cache_type", d.cache == DiskSpec::Cache::none ? "Direct" : "Writeback"},
             {"io_engine", d.engine == DiskSpec::Engine::sync ? "Sync" : "Async"}};
         if (d.partuuid) j["partuuid"] = *d.partuuid;
-        if (d.rate_limit.enabled()) j["rate_limiter"] = rate_limiter_json(d.rate_limit);
+        if (d.rate_limit.enabled()) j["rate_limiter"] = Vm::rate_limit_to_json(d.rate_limit);
         drives.push_back(std::move(j));
     }
     out["drives"] = std::move(drives);

@@ -154,19 +154,6 @@ DriveUpdate parse_drive_update(std::string_view body, std::string_view path_id) 
     return u;
 }
 
-nlohmann::json rate_limiter_json(const RateLimit& limit) {
-    nlohmann::json j = nlohmann::json::object();
-    auto bucket = [&](const std::optional<TokenBucketSpec>& b, const char* key) {
-        if (b)
-            j[key] = {{"size", b->size},
-                      {"one_time_burst", b->one_time_burst},
-                      {"refill_time", b->refill_time_ms}};
-    };
-    bucket(limit.bandwidth, "bandwidth");
-    bucket(limit.ops, "ops");
-    return j;
-}
-
 DriveConfig parse_drive(std::string_view body, std::string_view path_id) {
     const std::string what = fmt::format("PUT /drives/{}", path_id);
     validate_drive_id(path_id);

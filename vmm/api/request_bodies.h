@@ -63,8 +63,6 @@ struct DriveUpdate {
     std::optional<RateLimitUpdate> rate_limiter;
 };
 DriveUpdate parse_drive_update(std::string_view body, std::string_view path_id);
-// The same object, as GET /vm/config shows it.
-nlohmann::json rate_limiter_json(const RateLimit& limit);
 
 enum class ActionType { instance_start, send_ctrl_alt_del, flush_metrics };
 enum class VmStateChange { pause, resume };
