@@ -102,6 +102,17 @@ MachineConfig parse_machine_config(std::string_view body, const MachineConfig* b
     return m;
 }
 
+namespace {
+// A drive body's drive_id, which must be the one in the path.
+std::string body_drive_id(JsonFields& f, std::string_view path_id) {
+    auto id = f.required_string("drive_id");
+    if (id != path_id)
+        throw ApiError(fmt::format("{}: drive_id '{}' in the body does not match '{}' in the path",
+                                   f.what(), id, path_id));
+    return id;
+}
+} // namespace
+
 RateLimitUpdate parse_rate_limiter_update(const nlohmann::json& value, std::string_view what) {
     const std::string where = fmt::format("{}: rate_limiter", what);
     if (!value.is_object()) throw ApiError(fmt::format("{} must be an object", where));
@@ -140,10 +151,7 @@ DriveUpdate parse_drive_update(std::string_view body, std::string_view path_id) 
     const auto json = parse_json_object(body, what);
     JsonFields f(json, what);
     DriveUpdate u;
-    u.drive_id = f.required_string("drive_id");
-    if (u.drive_id != path_id)
-        throw ApiError(fmt::format("{}: drive_id '{}' in the body does not match '{}' in the path",
-                                   what, u.drive_id, path_id));
+    u.drive_id = body_drive_id(f, path_id);
     if (f.optional_value("path_on_host"))
         throw ApiError(fmt::format("{}: ember cannot change the file of a running VM's drive "
                                    "(path_on_host); only rate_limiter",
@@ -160,10 +168,7 @@ DriveConfig parse_drive(std::string_view body, std::string_view path_id) {
     const auto json = parse_json_object(body, what);
     JsonFields f(json, what);
     DriveConfig d;
-    d.drive_id = f.required_string("drive_id");
-    if (d.drive_id != path_id)
-        throw ApiError(fmt::format("{}: drive_id '{}' in the body does not match '{}' in the path",
-                                   what, d.drive_id, path_id));
+    d.drive_id = body_drive_id(f, path_id);
     d.is_root_device = f.required_bool("is_root_device");
     d.path_on_host = f.required_string("path_on_host");
     require_host_file(d.path_on_host, what, "path_on_host");
