@@ -179,25 +179,29 @@ TEST_CASE("describe_snapshot: the configuration as saved; a field missing or of 
           "named") {
     TempDir d;
     auto mem = GuestMemory::flat(1 << 20);
-    nlohmann::json config{{"kernel", "/k/vmlinuz"},
-                          {"cmdline", "console=ttyS0"},
-                          {"cpus", 2},
-                          {"mem_bytes", 256 << 20},
-                          {"vcpu_cpus", {1, 0}},
-                          {"disks",
-                           {{{"path", "/d/a.img"},
-                             {"id", "vda"},
-                             {"size", 4096},
-                             {"readonly", true},
-                             {"cache", "none"},
-                             {"engine", "uring"}},
-                            {{"path", "/d/b.img"},
-                             {"id", "vdb"},
-                             {"size", 512},
-                             {"readonly", false},
-                             {"cache", "writeback"},
-                             {"engine", "sync"},
-                             {"iothread_cpu", 1}}}}};
+    nlohmann::json config{
+        {"kernel", "/k/vmlinuz"},
+        {"cmdline", "console=ttyS0"},
+        {"cpus", 2},
+        {"mem_bytes", 256 << 20},
+        {"vcpu_cpus", {1, 0}},
+        {"disks",
+         {{{"path", "/d/a.img"},
+           {"id", "vda"},
+           {"size", 4096},
+           {"readonly", true},
+           {"cache", "none"},
+           {"engine", "uring"}},
+          {{"path", "/d/b.img"},
+           {"id", "vdb"},
+           {"size", 512},
+           {"readonly", false},
+           {"cache", "writeback"},
+           {"engine", "sync"},
+           {"iothread_cpu", 1},
+           {"rate_limit",
+            {{"ops", {{"size", 500}, {"one_time_burst", 50}, {"refill_time", 1000}}},
+             {"bandwidth", {{"size", 1048576}, {"one_time_burst", 0}, {"refill_time", 100}}}}}}}}};
     const auto write = [&](const nlohmann::json& c) {
         SnapshotWriter w(d.path);
         w.add_value("sample", Sample{1, 2});
@@ -210,7 +214,8 @@ TEST_CASE("describe_snapshot: the configuration as saved; a field missing or of 
               "  kernel   /k/vmlinuz\n  cmdline  console=ttyS0\n  cpus     2, on host CPUs 1,0\n"
               "  memory   256 MiB\n") != std::string::npos);
     CHECK(text.find("  disk     id=vda /d/a.img (4096 bytes, read-only)\n") != std::string::npos);
-    CHECK(text.find("  disk     id=vdb /d/b.img (512 bytes, I/O thread on host CPU 1)\n") !=
+    CHECK(text.find("  disk     id=vdb /d/b.img (512 bytes, I/O thread on host CPU 1, rate limit "
+                    "1048576 bytes per 100 ms, 500 requests per 1000 ms (one-time burst 50))\n") !=
           std::string::npos);
     CHECK(text.find("  section  sample                     16 bytes  crc32c ") !=
           std::string::npos);

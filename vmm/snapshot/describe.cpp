@@ -24,8 +24,10 @@ std::string describe_snapshot(const SnapshotReader& s) {
         const auto size = Vm::saved_disk_size(s.config(), i);
         const std::string io_cpu =
             d.iothread_cpu ? fmt::format(", I/O thread on host CPU {}", *d.iothread_cpu) : "";
-        out += fmt::format("  disk     id={} {} ({} bytes{}{})\n", d.id, d.path, size,
-                           d.readonly ? ", read-only" : "", io_cpu);
+        const std::string limit =
+            d.rate_limit.enabled() ? fmt::format(", rate limit {}", describe(d.rate_limit)) : "";
+        out += fmt::format("  disk     id={} {} ({} bytes{}{}{})\n", d.id, d.path, size,
+                           d.readonly ? ", read-only" : "", io_cpu, limit);
     }
     // SnapshotReader checked the sections' fields when it read the manifest.
     for (const auto& sec : s.manifest().at("sections"))
