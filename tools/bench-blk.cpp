@@ -6,7 +6,7 @@
 //             [--cache writeback,none] [--engine uring|sync] [--poll] [--halt-poll US]
 //             [--device-poll US]
 //             [--no-fio] [--repeat N] [--masking sigmask,off] [--fault-cost] [--disk-load]
-//             [--cpu] [--trace]
+//             [--cpu] [--trace] [--iops N] [--bw BYTES]
 //
 // --file names the file (or block device) to run on: one that exists is used
 // whole, by ember and fio alike; one that does not is created with --size MiB
@@ -56,6 +56,12 @@
 // poll=US: the I/O thread spins up to US microseconds before it sleeps.
 // --iothread-cpu N gives the disk the option iothread-cpu=N: its I/O thread
 // runs on CPU N, the driver thread where --ember-cpu or the kernel puts it.
+// --iops N and --bw BYTES limit both sides to that rate per second: ember's
+// disk gets a rate limit (README "Rate limits") and fio --rate_iops/--rate.
+// So the ratio says how close ember's limiter comes to the rate, next to
+// fio's. ember's buckets hold 10 ms of the rate (N/100 per 10 ms): a bucket
+// of a whole second (what iops=N on the command line gives) would let the
+// first second's worth through at once, which fio's limiter does not.
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -122,6 +128,8 @@ struct Options {
     bool rounds{false}; // print every round, in the order its runs went
     int ember_cpu{-1};  // --ember-cpu: both ember threads on this CPU; fio free
     std::optional<uint32_t> iothread_cpu; // --iothread-cpu: the disk's iothread-cpu=
+    uint64_t iops{0};                     // --iops: both sides limited (0: not)
+    uint64_t bw{0};                       // --bw: bytes per second, both sides
 };
 
 constexpr const char* kUsage =
@@ -129,7 +137,7 @@ constexpr const char* kUsage =
     "[--rw randread,randwrite] [--cache writeback,none] [--engine uring|sync] [--poll] "
     "[--halt-poll US] [--device-poll US] [--no-fio] [--repeat N] [--masking sigmask,off] "
     "[--fault-cost] [--disk-load] [--trace] [--cpu] [--rounds] [--ember-cpu N] "
-    "[--iothread-cpu N]\n";
+    "[--iothread-cpu N] [--iops N] [--bw BYTES]\n";
 
 [[noreturn]] void usage(const char* why) {
     std::fprintf(stderr, "bench-blk: %s\n%s", why, kUsage);
@@ -190,6 +198,10 @@ Options parse_options(int argc, char** argv) {
             o.ember_cpu = static_cast<int>(number_option(a, value(), 0, CPU_SETSIZE - 1));
         else if (a == "--iothread-cpu")
             o.iothread_cpu = static_cast<uint32_t>(number_option(a, value(), 0, CPU_SETSIZE - 1));
+        else if (a == "--iops")
+            o.iops = number_option(a, value(), 100, 100'000'000);
+        else if (a == "--bw")
+            o.bw = number_option(a, value(), 100 * 4096, uint64_t{1} << 40);
         else if (a == "--masking") {
             o.masking.clear();
             for (const auto& m : testing::split_list(value())) {
@@ -324,6 +336,9 @@ RunResult run_ember(const Options& o, bool direct, bool write, unsigned qd, Mask
     // without it.
     spec.poll_us = direct && spec.engine == DiskSpec::Engine::uring ? o.device_poll_us : 0;
     spec.iothread_cpu = o.iothread_cpu;
+    // 10 ms deep, the same average rate (see the top).
+    if (o.iops > 0) spec.rate_limit.ops = TokenBucketSpec{o.iops / 100, 0, 10};
+    if (o.bw > 0) spec.rate_limit.bandwidth = TokenBucketSpec{o.bw / 100, 0, 10};
     auto disk = BlockDisk::open(spec);
     const uint64_t blocks = disk.size_bytes() / 4096;
     auto blk = std::make_unique<VirtioBlock>(std::move(disk));
@@ -442,12 +457,16 @@ FioResult run_fio(const Options& o, bool direct, bool write, unsigned qd) {
     // it starts by default, so its page-cache cells read from the disk while
     // ember's read the cache. Until session 5 that made ember look 1.7x
     // faster than fio for page-cache reads; both now run from the cache.
-    const std::string cmd =
-        fmt::format("fio --name=bench --filename={} --size={}M --ioengine=io_uring --rw={} --bs=4k "
-                    "--iodepth={} --direct={} --invalidate=0 --time_based --runtime={}s --ramp_time=0 --numjobs=1 "
-                    "--randrepeat=0 --norandommap --output-format=json --output={} >/dev/null 2>&1",
-                    o.file, o.size_mib, write ? "randwrite" : "randread", qd, direct ? 1 : 0,
-                    std::max(1.0, o.seconds), out_path);
+    const std::string cmd = fmt::format(
+        "fio --name=bench --filename={} --size={}M --ioengine=io_uring --rw={} --bs=4k "
+        "--iodepth={} --direct={} --invalidate=0 --time_based --runtime={}s --ramp_time=0 "
+        "--numjobs=1 "
+        "--randrepeat=0 --norandommap{} --output-format=json --output={} >/dev/null 2>&1",
+        o.file, o.size_mib, write ? "randwrite" : "randread", qd, direct ? 1 : 0,
+        std::max(1.0, o.seconds),
+        (o.iops > 0 ? fmt::format(" --rate_iops={}", o.iops) : std::string()) +
+            (o.bw > 0 ? fmt::format(" --rate={}", o.bw) : std::string()),
+        out_path);
     if (std::system(cmd.c_str()) != 0) return {};
     FILE* f = std::fopen(out_path.c_str(), "rb");
     if (f == nullptr) return {};
@@ -474,6 +493,14 @@ FioResult run_fio(const Options& o, bool direct, bool write, unsigned qd) {
 int main(int argc, char** argv) {
     Options o = parse(argc, argv);
     bool own_file = false;
+    if (o.iops > 0 || o.bw > 0)
+        std::fprintf(stderr,
+                     "bench-blk: both sides limited to %s per second (ember: buckets of a "
+                     "hundredth per 10 ms; fio: --rate_iops/--rate)\n",
+                     ((o.iops > 0 ? fmt::format("{} requests", o.iops) : std::string()) +
+                      (o.iops > 0 && o.bw > 0 ? " and " : "") +
+                      (o.bw > 0 ? fmt::format("{} bytes", o.bw) : std::string()))
+                         .c_str());
     try {
         if (o.file.empty()) {
             o.file = fmt::format("/var/tmp/ember-bench-blk-{}.img", ::getpid());

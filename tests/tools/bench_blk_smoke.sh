@@ -46,6 +46,15 @@ run "$tmp/placed" --file "$tmp/disk.img" --qd 32 --rw randread --cpu --iothread-
 grep -q 'I/O thread allowed on CPUs 0$' "$tmp/placed" ||
   fail "--iothread-cpu 0 did not place the I/O thread on CPU 0: $(grep -m1 'allowed on' "$tmp/placed")"
 
+# --iops N limits ember's disk (and fio, not run here): never above the rate
+# (a 10 ms bucket on top of 0.5 s at 2000/s is 1020 requests: 2040 IOPS).
+run "$tmp/limited" --file "$tmp/disk.img" --qd 32 --rw randwrite --seconds 0.5 --iops 2000
+grep -q 'both sides limited to 2000 requests per second' "$tmp/limited" ||
+  fail "--iops 2000 did not say so: $(head -n 2 "$tmp/limited")"
+limited=$(awk '$1 == "randwrite" && $4 == 32 { print $5 }' "$tmp/limited")
+[ -n "$limited" ] && [ "$limited" -gt 0 ] 2>/dev/null && [ "$limited" -le 2200 ] ||
+  fail "--iops 2000 gave '$limited' IOPS"
+
 # An existing file is used whole, whatever --size says.
 run "$tmp/second" --file "$tmp/disk.img" --size 512 --qd 32
 grep -q "using $tmp/disk.img (8 MiB)" "$tmp/second" || fail "an existing --file was not used whole: $(head -n 1 "$tmp/second")"

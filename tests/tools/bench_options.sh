@@ -39,7 +39,8 @@ expect_usage_error() {
 nofile="$tmp/never.img"
 for args in "--seconds abc" "--seconds -1" "--seconds 0" "--seconds nan" "--qd 32x" "--qd 0" \
   "--qd 81" "--qd 1,,32" "--repeat 0" "--repeat -3" "--size 0" "--halt-poll 10001" "--device-poll x" \
-  "--ember-cpu -1" "--ember-cpu 1024" "--iothread-cpu x" "--iothread-cpu 1024"; do
+  "--ember-cpu -1" "--ember-cpu 1024" "--iothread-cpu x" "--iothread-cpu 1024" "--iops 0" \
+  "--iops 5k" "--bw 4096"; do
   flag=${args%% *}
   # shellcheck disable=SC2086 # ARGS is split on purpose
   expect_usage_error "$blk" "$flag" --no-fio --file "$nofile" $args
