@@ -11,6 +11,9 @@
 # The first checkpoint also captures the disk (--checkpoint-disks copy) and the
 # original image is zeroed before the restore: the guest's data must come
 # from the copy. The third is taken with --checkpoint-drain: nothing in flight.
+# The mailbox disk has a rate limit (iops=1000, more than the guest's polling
+# needs): every restore carries it, and a checkpoint written by a restored
+# process still holds it.
 . "$E2E_DIR/lib.sh"
 
 img="$IMAGES/cloud"
@@ -41,7 +44,7 @@ max_cycles=40
 share_load=$!
 
 run_bg ckd-0 run --kernel "$img/vmlinuz" --initrd "$img/initramfs.cpio.gz" --cpus 1 --mem "$GUEST_MEM" \
-  --console stdio --cmdline "$(guest_cmdline ckpt-verify)" --disk "$disk,id=data" --disk "$mailbox,id=mailbox,readonly" \
+  --console stdio --cmdline "$(guest_cmdline ckpt-verify)" --disk "$disk,id=data" --disk "$mailbox,id=mailbox,readonly,iops=1000" \
   --checkpoint-dir "$WORK/ckd-1" --checkpoint-disks copy
 wait_for "$OUT" 'VERIFY START' 300 || _unmet "the verifier never started"
 i=1
@@ -116,4 +119,7 @@ if [ -n "$busiest" ]; then
   [ -n "$REASON" ] || run_ember ckd-compare 120 snapshot-info "$WORK/ckd-again" --compare "$busiest"
   [ -n "$REASON" ] || { expect_rc 0 && expect_stdout 'vcpu and device state equal'; }
   check checkpoint-disk-state-equal-after-restore
+  run_ember ckd-info 120 snapshot-info "$WORK/ckd-again"
+  expect_rc 0 && expect_stdout 'id=mailbox .*rate limit 1000 requests per 1000 ms'
+  check checkpoint-disk-rate-limit-kept
 fi
