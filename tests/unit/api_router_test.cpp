@@ -8,6 +8,8 @@
 
 #include "tests/support/fake_vm_controller.h"
 #include "vmm/api/api_router.h"
+#include "vmm/snapshot/snapshot.h"
+#include "vmm/vm.h"
 
 using namespace ember;
 using namespace ember::api;
@@ -467,6 +469,40 @@ TEST_CASE("API: snapshot/load restores into a fresh instance") {
         CHECK(r.vm.calls == std::vector<std::string>{"restore", "resume"});
         r.fails("PUT", "/snapshot/load", nlohmann::json{{"snapshot_path", dir}}.dump(), 400,
                 "is running");
+    }
+    SUBCASE("the loaded VM's configuration, from its manifest, for GET /vm/config and PATCH") {
+        VmConfig saved;
+        saved.kernel = r.kernel;
+        saved.cmdline = "console=ttyS0 root=/dev/vda";
+        saved.cpus = 2;
+        saved.mem_bytes = 256 << 20;
+        DiskSpec disk;
+        disk.path = r.disk.string();
+        disk.id = "rootfs";
+        disk.rate_limit.ops = TokenBucketSpec{500, 0, 1000};
+        saved.disks = {disk};
+        SnapshotWriter w(dir);
+        w.add_value("sample", uint64_t{1});
+        w.finish(ember::Vm::config_to_json(saved));
+        r.ok("PUT", "/snapshot/load",
+             nlohmann::json{
+                 {"snapshot_path", dir},
+                 {"drive_overrides", {{{"drive_id", "rootfs"}, {"path_on_host", r.data}}}}}
+                 .dump());
+        const auto cfg = r.get("/vm/config");
+        CHECK(cfg["machine-config"]["vcpu_count"] == 2);
+        CHECK(cfg["machine-config"]["mem_size_mib"] == 256);
+        CHECK(cfg["boot-source"]["boot_args"] == "console=ttyS0 root=/dev/vda");
+        REQUIRE(cfg["drives"].size() == 1);
+        CHECK(cfg["drives"][0]["drive_id"] == "rootfs");
+        CHECK(cfg["drives"][0]["path_on_host"] == r.data.string()); // the override
+        CHECK(cfg["drives"][0]["rate_limiter"]["ops"]["size"] == 500);
+        // So PATCH /drives keeps the bucket it leaves out, as for any drive.
+        r.ok(
+            "PATCH", "/drives/rootfs",
+            R"({"drive_id": "rootfs", "rate_limiter": {"bandwidth": {"size": 4096, "refill_time": 10}}})");
+        CHECK(r.vm.rate_limits.back().second ==
+              RateLimit{TokenBucketSpec{4096, 0, 10}, TokenBucketSpec{500, 0, 1000}});
     }
     SUBCASE("resume_vm") {
         r.ok("PUT", "/snapshot/load",

@@ -8,6 +8,7 @@
 #include "vmm/api/output_file.h"
 #include "vmm/log.h"
 #include "vmm/platform.h"
+#include "vmm/snapshot/snapshot.h"
 #include "vmm/vm.h"
 
 namespace ember::api {
@@ -42,13 +43,30 @@ ApiRouter::ApiRouter(VmController& controller, VmConfig defaults, InstanceInfo i
 void ApiRouter::attach_running(const VmConfig& config) {
     state_.transition(VmState::running);
     defaults_ = config;
+    describe_vm(config);
+    configured_ = true;
+}
+
+void ApiRouter::describe_vm(const VmConfig& config) {
     boot_ = BootSource{config.kernel, config.initrd, config.cmdline};
     machine_ = MachineConfig{config.cpus, config.mem_bytes >> 20};
     drives_.clear();
     for (const auto& d : config.disks)
         drives_.push_back(DriveConfig{d.id, d.path, false, d.readonly, std::nullopt, d.cache,
                                       d.engine, d.rate_limit});
-    configured_ = true;
+}
+
+void ApiRouter::describe_loaded(const RestoreRequest& request) {
+    try {
+        VmConfig c = Vm::saved_config(SnapshotReader(request.dir).config());
+        for (auto& d : c.disks)
+            if (const auto it = request.disk_overrides.find(d.id);
+                it != request.disk_overrides.end())
+                d.path = it->second.string();
+        describe_vm(c);
+    } catch (const Error& e) {
+        log::debug("GET /vm/config will not describe the loaded VM: {}", e.what());
+    }
 }
 
 void ApiRouter::vm_stopped() {
@@ -229,8 +247,8 @@ HttpResponse ApiRouter::patch_drive(const std::string& id, const std::string& bo
     if (!u.rate_limiter) return no_content();
     const auto it = std::find_if(drives_.begin(), drives_.end(),
                                  [&](const DriveConfig& d) { return d.drive_id == id; });
-    // A VM loaded from a snapshot has drives this router was never told
-    // about, so it cannot keep a bucket the body leaves out.
+    // A drive the router does not know (a loaded VM whose manifest it could
+    // not read): it cannot keep a bucket the body leaves out.
     if (it == drives_.end() && (!u.rate_limiter->bandwidth || !u.rate_limiter->ops))
         throw ApiError(fmt::format("PATCH /drives/{}: the drive's current limit is not known here "
                                    "(the VM was loaded from a snapshot): give both bandwidth and "
@@ -328,8 +346,10 @@ HttpResponse ApiRouter::put_snapshot_load(const std::string& body) {
     if (configured_)
         throw ApiError("cannot load a snapshot after configuring boot resources (boot-source, "
                        "machine-config, drives): use a fresh ember process");
-    controller_.restore(RestoreRequest{s.dir, s.drive_overrides});
+    const RestoreRequest request{s.dir, s.drive_overrides};
+    controller_.restore(request);
     state_.transition(VmState::paused);
+    describe_loaded(request);
     if (s.resume_vm) {
         controller_.resume();
         state_.transition(VmState::running);

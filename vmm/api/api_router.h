@@ -54,6 +54,13 @@ class ApiRouter final {
     VmConfig build_config() const;
 
   private:
+    // What GET /vm/config and PATCH /drives know of a VM that was not
+    // configured here (built from the command line, or loaded).
+    void describe_vm(const VmConfig& config);
+    // After PUT /snapshot/load: the checkpoint's configuration, with the
+    // drive overrides applied. Best effort: a manifest the controller could
+    // read is readable here too, but nothing depends on it.
+    void describe_loaded(const RestoreRequest& request);
     HttpResponse get_instance() const;
     HttpResponse get_version() const;
     HttpResponse get_machine_config() const;

@@ -208,6 +208,11 @@ expect_status 204
 LAST_REQUEST="GET / (loaded)"
 [ -n "$REASON" ] || api GET /
 echo "$BODY" | grep -q '"state":"Running"' || _unmet "GET / after load says $BODY, not Running"
+# The loaded VM's configuration comes from its checkpoint: kernel and memory.
+LAST_REQUEST="GET /vm/config (loaded)"
+[ -n "$REASON" ] || api GET /vm/config
+expect_status 200 && { echo "$BODY" | grep -q "\"kernel_image_path\":\"$img/vmlinuz\"" &&
+  echo "$BODY" | grep -q '"mem_size_mib":256' || _unmet "GET /vm/config after load: $BODY"; }
 finish_ember 400
 # (The line being printed at the snapshot may start in the first ember's
 # output and end in this one's: match its number only.)
