@@ -424,17 +424,17 @@ VmConfig Vm::saved_config(const nlohmann::json& j) {
             // Absent: no limit (also in checkpoints from before rate limits).
             if (d.contains("rate_limit")) {
                 const auto limit = manifest_field<nlohmann::json>(d, "rate_limit", where);
+                if (!limit.is_object())
+                    throw SnapshotError(
+                        fmt::format("{}: 'rate_limit' is not an object (corrupt)", where));
                 const auto bucket = [&](const char* key) -> std::optional<TokenBucketSpec> {
-                    if (!limit.is_object() || !limit.contains(key)) return std::nullopt;
+                    if (!limit.contains(key)) return std::nullopt;
                     const auto b = manifest_field<nlohmann::json>(limit, key, where);
                     const auto at = fmt::format("{}, rate_limit {}", where, key);
                     return TokenBucketSpec{manifest_field<uint64_t>(b, "size", at),
                                            manifest_field<uint64_t>(b, "one_time_burst", at),
                                            manifest_field<uint64_t>(b, "refill_time", at)};
                 };
-                if (!limit.is_object())
-                    throw SnapshotError(
-                        fmt::format("{}: 'rate_limit' is not an object (corrupt)", where));
                 s.rate_limit = {bucket("bandwidth"), bucket("ops")};
             }
             c.disks.push_back(s);

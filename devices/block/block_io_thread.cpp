@@ -376,11 +376,10 @@ bool BlockIoThread::pop_and_mark() {
 // like any started request, so a checkpoint or a restart resubmits it
 // (resubmitted requests are not charged again: they go first, as they did).
 bool BlockIoThread::admit(DescriptorChain& chain) {
-    const auto now = std::chrono::steady_clock::now();
-    RateLimiter* limiter = rate_limit_.limiter(now);
-    if (limiter == nullptr) return true;
+    RateLimiter* limiter = rate_limit_.limiter();
+    if (limiter == nullptr) return true; // no clock read for a disk without a limit
     const RequestCost cost = block_request_cost(chain, mem_);
-    const auto wait = limiter->take(cost.ops, cost.bytes, now);
+    const auto wait = limiter->take(cost.ops, cost.bytes, std::chrono::steady_clock::now());
     if (wait.count() == 0) return true;
     std::swap(held_, chain); // both keep their storage, as in start()
     held_cost_ = cost;
@@ -412,9 +411,9 @@ void BlockIoThread::arm_limit_update() {
 
 void BlockIoThread::release_held() {
     check_abandoned();
-    const auto now = std::chrono::steady_clock::now();
-    RateLimiter* limiter = rate_limit_.limiter(now); // null: the limit was lifted
-    if (const auto wait = limiter ? limiter->take(held_cost_.ops, held_cost_.bytes, now)
+    RateLimiter* limiter = rate_limit_.limiter(); // null: the limit was lifted
+    if (const auto wait = limiter ? limiter->take(held_cost_.ops, held_cost_.bytes,
+                                                  std::chrono::steady_clock::now())
                                   : std::chrono::nanoseconds{0};
         wait.count() != 0) {
         arm_throttle(wait); // early, or under a new limit

@@ -22,13 +22,13 @@ RateLimit DiskRateLimit::current() const {
     return limit_;
 }
 
-RateLimiter* DiskRateLimit::limiter(Clock::time_point now) {
+RateLimiter* DiskRateLimit::limiter() {
     // Acquire: pairs with the release in replace().
     if (generation_.load(std::memory_order_acquire) != applied_) [[unlikely]] {
         std::lock_guard lock(mu_);
         applied_ = generation_.load(std::memory_order_relaxed);
         if (limit_.enabled())
-            limiter_.emplace(limit_, now);
+            limiter_.emplace(limit_, Clock::now());
         else
             limiter_.reset();
     }

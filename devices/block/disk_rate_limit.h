@@ -30,8 +30,8 @@ class DiskRateLimit final {
 
     // The I/O thread: the buckets to ask, after taking a replacement if one
     // came; null when the disk has no limit. One atomic load when nothing
-    // changed.
-    RateLimiter* limiter(Clock::time_point now);
+    // changed (no clock read: it is asked for every request).
+    RateLimiter* limiter();
 
   private:
     mutable std::mutex mu_;
