@@ -979,3 +979,31 @@ TEST_CASE("virtio-blk: a rate limit replaced while the guest runs takes effect a
     CHECK(timed_writes(r, f, 150, 32) >= 500ms);
     CHECK(r.blk->stats().throttled > 1);
 }
+
+TEST_CASE("virtio-blk: with the rate limit's bucket empty, malformed chains are answered at once") {
+    TempFile f(kDiskSize);
+    BlockRig r(f.path() + ",iops=1");
+    auto& d = *r.driver;
+    CHECK(r.write(0, pattern(1, 512)).status == kStatusOk); // the one token of the next second
+    const auto hdr_in = blk_header(kTypeIn, 0);
+    // No header to charge, or a type that reaches no host operation: free,
+    // so none of them is held behind the empty bucket.
+    CHECK(r.run(d.chain().readable(std::span(hdr_in).first(12)).writable(512).writable(1).build())
+              .status == kStatusIoErr);
+    CHECK(r.run(d.chain().writable(16).writable(512).writable(1).build()).status == kStatusIoErr);
+    CHECK(r.run(d.chain().readable(blk_header(0xff, 0)).writable(1).build()).status ==
+          kStatusUnsupp);
+    // A descriptor loop: an invalid chain, answered with IOERR, not charged.
+    const auto hdr = d.alloc(16);
+    r.mem.write_bytes(hdr, hdr_in);
+    const auto st = d.alloc(1);
+    d.write_descriptor(0, VirtqDesc{hdr.value, 16, kDescFlagNext, 1});
+    d.write_descriptor(1, VirtqDesc{st.value, 1, kDescFlagNext | kDescFlagWrite, 0});
+    d.push_avail_raw(0);
+    d.kick();
+    while (d.reap().empty())
+        REQUIRE(d.wait_interrupt(std::chrono::milliseconds(500)) != 0);
+    CHECK(r.mem.read<uint8_t>(st) == kStatusIoErr);
+    CHECK(r.blk->stats().throttled == 0);
+    CHECK(r.blk->stats().bad_requests == 4);
+}
