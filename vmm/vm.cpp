@@ -214,6 +214,11 @@ void Vm::restore_from(const SnapshotReader& snapshot) {
     serial_->restore_state(snapshot.read_value<Serial::State>("serial"));
     // Snapshots from before the keyboard had state have no i8042 section.
     if (snapshot.has("i8042")) i8042_->restore_state(snapshot.read_value<I8042::State>("i8042"));
+    // Before the devices' I/O threads first run: they take from these buckets.
+    for (size_t i = 0; i < blocks_.size(); ++i) {
+        if (auto fill = saved_rate_limit_fill(snapshot.config(), i, config_.disks[i].rate_limit))
+            blocks_[i]->restore_rate_limit_fill(*fill);
+    }
     // Devices after memory: restore validates the rings against guest RAM and
     // resubmits the in-flight requests before any vcpu runs.
     for (size_t i = 0; i < virtio_.size(); ++i) {
@@ -284,6 +289,7 @@ CheckpointStats Vm::checkpoint(const std::filesystem::path& dir) {
             w.add_value(fmt::format("vcpu{}", i), *state);
         }
         auto config = config_to_json(config_);
+        save_rate_limit_fills(config);
         if (config_.checkpoint_copy_disks) capture_disks(dir, config);
         w.finish(config);
     } catch (...) {
@@ -333,6 +339,25 @@ void Vm::capture_disks(const std::filesystem::path& dir, nlohmann::json& config)
         config["disks"][i]["captured"] = name;
         log::info("disk {}: copied into the checkpoint as {} ({})", d.id, name,
                   r.cloned ? "reflink" : fmt::format("{} MiB of data", r.data_bytes >> 20));
+    }
+}
+
+void Vm::save_rate_limit_fills(nlohmann::json& config) const {
+    // Quiesced: no I/O thread takes from a bucket now. Absent: full.
+    const auto now = std::chrono::steady_clock::now();
+    for (size_t i = 0; i < blocks_.size(); ++i) {
+        const auto fill = blocks_[i]->rate_limit_fill(now);
+        if (!fill) continue;
+        nlohmann::json j = nlohmann::json::object();
+        auto bucket = [&](const std::optional<TokenBucketFill>& b, const char* key) {
+            if (b)
+                j[key] = {{"budget", b->budget},
+                          {"one_time_burst", b->burst},
+                          {"partial_token_ns", b->carry_ns}};
+        };
+        bucket(fill->bandwidth, "bandwidth");
+        bucket(fill->ops, "ops");
+        config["disks"][i]["rate_limit_fill"] = std::move(j);
     }
 }
 
@@ -454,6 +479,39 @@ std::string Vm::saved_disk_capture(const nlohmann::json& j, size_t i) {
     return d.contains("captured") ? manifest_field<std::string>(d, "captured", disk_where(i)) : "";
 }
 
+std::optional<RateLimitFill> Vm::saved_rate_limit_fill(const nlohmann::json& j, size_t i,
+                                                       const RateLimit& limit) {
+    const auto& d = j.at("disks").at(i);
+    if (!d.contains("rate_limit_fill")) return std::nullopt;
+    const auto where = disk_where(i);
+    const auto saved = manifest_field<nlohmann::json>(d, "rate_limit_fill", where);
+    if (!saved.is_object())
+        throw SnapshotError(fmt::format("{}: 'rate_limit_fill' is not an object (corrupt)", where));
+    const auto bucket = [&](const char* key) -> std::optional<TokenBucketFill> {
+        if (!saved.contains(key)) return std::nullopt;
+        const auto b = manifest_field<nlohmann::json>(saved, key, where);
+        const auto at = fmt::format("{}, rate_limit_fill {}", where, key);
+        // Negative in debt: nlohmann would wrap a number out of int64's
+        // range into one that looks plausible.
+        const auto budget = manifest_field<nlohmann::json>(b, "budget", at);
+        const bool fits = budget.is_number_unsigned()
+                              ? budget.get<uint64_t>() <= uint64_t{INT64_MAX}
+                              : budget.is_number_integer();
+        if (!fits)
+            throw SnapshotError(fmt::format(
+                "{}: 'budget' is {}, not a whole number of tokens (corrupt)", at, budget.dump()));
+        return TokenBucketFill{budget.get<int64_t>(),
+                               manifest_field<uint64_t>(b, "one_time_burst", at),
+                               manifest_field<uint64_t>(b, "partial_token_ns", at)};
+    };
+    const RateLimitFill fill{bucket("bandwidth"), bucket("ops")};
+    if (auto problem = fill_problem(limit, fill))
+        throw SnapshotError(fmt::format(
+            "{}: 'rate_limit_fill' does not fit the disk's rate limit ({}): {} (corrupt)", where,
+            ember::describe(limit), *problem));
+    return fill;
+}
+
 VmConfig Vm::config_from_json(const nlohmann::json& j) {
     VmConfig c = saved_config(j);
     if (c.cpus < 1 || c.cpus > kMaxCpus || c.mem_bytes < kMinMemBytes || c.mem_bytes % 4096 != 0)
@@ -463,7 +521,9 @@ VmConfig Vm::config_from_json(const nlohmann::json& j) {
     } catch (const Error& e) {
         throw SnapshotError(fmt::format("snapshot configuration: {}", e.what()));
     }
-    for (const auto& s : c.disks) {
+    for (size_t i = 0; i < c.disks.size(); ++i) {
+        const auto& s = c.disks[i];
+        saved_rate_limit_fill(j, i, s.rate_limit); // refused here, before anything is built
         try {
             check_disk_spec(s);
         } catch (const DiskSpecError& e) {

@@ -92,6 +92,11 @@ public:
     // and the file name of its captured copy ("" when none was made).
     static uint64_t saved_disk_size(const nlohmann::json& j, size_t i);
     static std::string saved_disk_capture(const nlohmann::json& j, size_t i);
+    // What disk `i`'s buckets held at the checkpoint, checked against its
+    // saved `limit` (SnapshotError naming the field); empty when the
+    // checkpoint has none (full buckets, also in checkpoints from before).
+    static std::optional<RateLimitFill> saved_rate_limit_fill(const nlohmann::json& j, size_t i,
+                                                              const RateLimit& limit);
 
     ExitMonitor& exits() noexcept { return exits_; }
     // Safe from any thread, at any point of the VM's life: relaxed reads of
@@ -114,6 +119,8 @@ public:
     void quiesce_all();
     void drain_io();
     void capture_disks(const std::filesystem::path& dir, nlohmann::json& config);
+    // Into the checkpoint's configuration: what each disk's buckets hold.
+    void save_rate_limit_fills(nlohmann::json& config) const;
     void shutdown();
 
     VmConfig config_;

@@ -24,6 +24,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string_view>
 #include <thread>
 #include <vector>
@@ -117,6 +118,11 @@ class BlockIoThread final {
     }
     void unquiesce() noexcept { quiesce_.unpark(); }
     bool quiesced() const noexcept { return quiesce_.parked(); }
+    // What the request the rate limit holds back would cost, if one is held.
+    // Only while the thread is parked (its own state, stable there).
+    std::optional<RequestCost> held_cost() const noexcept {
+        return holding_ ? std::optional<RequestCost>(held_cost_) : std::nullopt;
+    }
 
     // The queue, the host I/O and the wakeups in one line, asked of the I/O
     // thread itself (its state is its own); says so when the thread does not

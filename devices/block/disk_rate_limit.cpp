@@ -1,5 +1,9 @@
 #include "devices/block/disk_rate_limit.h"
 
+#include <fmt/format.h>
+
+#include "vmm/errors.h"
+
 namespace ember {
 
 DiskRateLimit::DiskRateLimit(const RateLimit& limit) : limit_(limit) {
@@ -20,6 +24,25 @@ void DiskRateLimit::replace(const RateLimit& limit) {
 RateLimit DiskRateLimit::current() const {
     std::lock_guard lock(mu_);
     return limit_;
+}
+
+std::optional<RateLimitFill> DiskRateLimit::fill(Clock::time_point now, uint64_t ops,
+                                                 uint64_t bytes) const {
+    // Acquire: pairs with the release in replace(). The I/O thread's side
+    // (applied_, limiter_) is stable: it is parked or gone.
+    if (generation_.load(std::memory_order_acquire) != applied_ || !limiter_) return std::nullopt;
+    return limiter_->fill(now, ops, bytes);
+}
+
+void DiskRateLimit::restore_fill(const RateLimitFill& fill) {
+    std::lock_guard lock(mu_);
+    if (auto problem = fill_problem(limit_, fill))
+        throw Error(fmt::format("rate limit ({}): {}", describe(limit_), *problem));
+    applied_ = generation_.load(std::memory_order_relaxed);
+    if (limit_.enabled())
+        limiter_.emplace(limit_, fill, Clock::now());
+    else
+        limiter_.reset();
 }
 
 RateLimiter* DiskRateLimit::limiter() {

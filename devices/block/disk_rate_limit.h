@@ -28,6 +28,17 @@ class DiskRateLimit final {
     // Readable after replace(); the I/O thread drains it.
     int update_fd() const noexcept { return update_.fd(); }
 
+    // What the buckets hold at `now`, for a checkpoint, with a request the
+    // I/O thread holds back (`ops`, `bytes`) charged: only while that thread
+    // is parked (quiesce.h) or not running. Empty when they are full as a
+    // new limit's are (no limit, or one the I/O thread has not taken yet).
+    std::optional<RateLimitFill> fill(Clock::time_point now, uint64_t ops = 0,
+                                      uint64_t bytes = 0) const;
+    // A restore, before the I/O thread first runs: the buckets hold `fill`
+    // (a bucket without one starts full). Throws Error when `fill` does not
+    // fit the limit.
+    void restore_fill(const RateLimitFill& fill);
+
     // The I/O thread: the buckets to ask, after taking a replacement if one
     // came; null when the disk has no limit. One atomic load when nothing
     // changed (no clock read: it is asked for every request).

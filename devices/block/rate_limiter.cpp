@@ -29,6 +29,36 @@ std::optional<std::string> bucket_problem(const TokenBucketSpec& spec) {
     return std::nullopt;
 }
 
+std::optional<std::string> fill_problem(const TokenBucketSpec& spec, const TokenBucketFill& fill) {
+    if (auto problem = bucket_problem(spec)) return problem;
+    if (fill.budget > static_cast<int64_t>(spec.size))
+        return fmt::format("its budget {} is more than its size {}", fill.budget, spec.size);
+    if (fill.budget < -kMaxBucketDebt)
+        return fmt::format("its budget {} is deeper in debt than a bucket can be (-{})",
+                           fill.budget, kMaxBucketDebt);
+    if (fill.burst > spec.one_time_burst)
+        return fmt::format("its burst left {} is more than its one-time burst {}", fill.burst,
+                           spec.one_time_burst);
+    if (fill.carry_ns >= refill_ns(spec))
+        return fmt::format("its partial token ({} token-ns) is not less than one token ({})",
+                           fill.carry_ns, static_cast<uint64_t>(refill_ns(spec)));
+    return std::nullopt;
+}
+
+std::optional<std::string> fill_problem(const RateLimit& limit, const RateLimitFill& fill) {
+    const auto one = [](const std::optional<TokenBucketSpec>& spec,
+                        const std::optional<TokenBucketFill>& f,
+                        const char* name) -> std::optional<std::string> {
+        if (!f) return std::nullopt;
+        if (!spec) return fmt::format("a fill for a {} bucket the limit does not have", name);
+        if (auto problem = fill_problem(*spec, *f))
+            return fmt::format("{} bucket: {}", name, *problem);
+        return std::nullopt;
+    };
+    if (auto problem = one(limit.bandwidth, fill.bandwidth, "bandwidth")) return problem;
+    return one(limit.ops, fill.ops, "ops");
+}
+
 std::string describe(const TokenBucketSpec& spec, std::string_view unit) {
     std::string s = fmt::format("{} {} per {} ms", spec.size, unit, spec.refill_time_ms);
     if (spec.one_time_burst > 0) s += fmt::format(" (one-time burst {})", spec.one_time_burst);
@@ -43,9 +73,36 @@ std::string describe(const RateLimit& limit) {
     return s;
 }
 
+std::string describe(const RateLimit& limit, const RateLimitFill& fill) {
+    const auto one = [](const std::optional<TokenBucketSpec>& spec,
+                        const std::optional<TokenBucketFill>& f, std::string_view unit) {
+        if (!spec) return std::string{};
+        // No fill: full, as a new bucket is.
+        const auto at =
+            f.value_or(TokenBucketFill{static_cast<int64_t>(spec->size), spec->one_time_burst, 0});
+        std::string s = fmt::format("{} of {} {} left", at.budget, spec->size, unit);
+        if (spec->one_time_burst > 0) s += fmt::format(" (burst {} left)", at.burst);
+        return s;
+    };
+    const std::string bw = one(limit.bandwidth, fill.bandwidth, "bytes");
+    const std::string ops = one(limit.ops, fill.ops, "requests");
+    return bw.empty() || ops.empty() ? bw + ops : bw + ", " + ops;
+}
+
 TokenBucket::TokenBucket(const TokenBucketSpec& spec, Clock::time_point now)
     : spec_(spec), burst_(spec.one_time_burst), budget_(static_cast<int64_t>(spec.size)),
       last_(now) {}
+
+TokenBucket::TokenBucket(const TokenBucketSpec& spec, const TokenBucketFill& fill,
+                         Clock::time_point now)
+    : spec_(spec), burst_(fill.burst), budget_(fill.budget), last_(now), carry_(fill.carry_ns) {}
+
+TokenBucketFill TokenBucket::fill(Clock::time_point now, uint64_t owed) const {
+    TokenBucket at = *this;
+    at.refill(now);
+    at.take(owed);
+    return {std::max(at.budget_, -kMaxBucketDebt), at.burst_, at.carry_};
+}
 
 void TokenBucket::refill(Clock::time_point now) {
     const auto size = static_cast<int64_t>(spec_.size);
@@ -97,9 +154,29 @@ std::chrono::nanoseconds TokenBucket::wait_for(uint64_t n, Clock::time_point now
     return std::max<std::chrono::nanoseconds>(ready - now, std::chrono::nanoseconds{0});
 }
 
-RateLimiter::RateLimiter(const RateLimit& limit, Clock::time_point now) : limit_(limit) {
-    if (limit.bandwidth) bandwidth_.emplace(*limit.bandwidth, now);
-    if (limit.ops) ops_.emplace(*limit.ops, now);
+RateLimiter::RateLimiter(const RateLimit& limit, Clock::time_point now)
+    : RateLimiter(limit, RateLimitFill{}, now) {}
+
+RateLimiter::RateLimiter(const RateLimit& limit, const RateLimitFill& fill, Clock::time_point now)
+    : limit_(limit) {
+    const auto make = [&](std::optional<TokenBucket>& bucket,
+                          const std::optional<TokenBucketSpec>& spec,
+                          const std::optional<TokenBucketFill>& f) {
+        if (!spec) return;
+        if (f)
+            bucket.emplace(*spec, *f, now);
+        else
+            bucket.emplace(*spec, now);
+    };
+    make(bandwidth_, limit.bandwidth, fill.bandwidth);
+    make(ops_, limit.ops, fill.ops);
+}
+
+RateLimitFill RateLimiter::fill(Clock::time_point now, uint64_t ops, uint64_t bytes) const {
+    RateLimitFill f;
+    if (bandwidth_) f.bandwidth = bandwidth_->fill(now, bytes);
+    if (ops_) f.ops = ops_->fill(now, ops);
+    return f;
 }
 
 std::chrono::nanoseconds RateLimiter::take(uint64_t ops, uint64_t bytes, Clock::time_point now) {

@@ -37,10 +37,40 @@ struct RateLimit {
 // message that names where it came from.
 std::optional<std::string> bucket_problem(const TokenBucketSpec& spec);
 
+// What a bucket holds at an instant: what a checkpoint saves, so that a
+// restored disk goes on where it was instead of with a full bucket (which
+// would let a guest pass its limit by being checkpointed). Firecracker saves
+// its buckets too.
+struct TokenBucketFill {
+    int64_t budget{0};    // tokens; negative: in debt after an oversize request
+    uint64_t burst{0};    // one-time burst not yet spent
+    uint64_t carry_ns{0}; // the part of the next token refilled, in token-nanoseconds
+    bool operator==(const TokenBucketFill&) const = default;
+};
+
+struct RateLimitFill {
+    std::optional<TokenBucketFill> bandwidth;
+    std::optional<TokenBucketFill> ops;
+    bool operator==(const RateLimitFill&) const = default;
+};
+
+// The deepest debt a bucket can be in (TokenBucket::take bounds it).
+inline constexpr int64_t kMaxBucketDebt = int64_t{1} << 62;
+
+// Empty when `fill` can be a fill of a bucket of `spec` (a usable one);
+// otherwise what is wrong with it. A checkpoint's file is input like any
+// other.
+std::optional<std::string> fill_problem(const TokenBucketSpec& spec, const TokenBucketFill& fill);
+// Both buckets: a fill for a bucket the limit does not have is a problem;
+// a bucket without a fill starts full.
+std::optional<std::string> fill_problem(const RateLimit& limit, const RateLimitFill& fill);
+
 // "1048576 bytes per 1000 ms (one-time burst 4096)", for logs.
 std::string describe(const TokenBucketSpec& spec, std::string_view unit);
 // Both buckets, or "no limit".
 std::string describe(const RateLimit& limit);
+// "524288 of 1048576 bytes left, 3 of 100 requests left", for snapshot-info.
+std::string describe(const RateLimit& limit, const RateLimitFill& fill);
 
 class TokenBucket final {
   public:
@@ -48,6 +78,13 @@ class TokenBucket final {
     // Full, with the whole one-time burst. `spec` must be usable
     // (bucket_problem() empty).
     TokenBucket(const TokenBucketSpec& spec, Clock::time_point now);
+    // Holding `fill` at `now` (a restore). `fill` must pass fill_problem().
+    TokenBucket(const TokenBucketSpec& spec, const TokenBucketFill& fill, Clock::time_point now);
+
+    // What the bucket holds at `now` (no earlier than the last call),
+    // refilled up to then and `owed` tokens taken (it may go into debt); the
+    // bucket itself is not changed.
+    TokenBucketFill fill(Clock::time_point now, uint64_t owed = 0) const;
 
     // Whether `n` tokens can be taken now (after refilling for the time
     // since the last call). A request larger than the bucket can never find
@@ -82,6 +119,14 @@ class RateLimiter final {
   public:
     using Clock = TokenBucket::Clock;
     RateLimiter(const RateLimit& limit, Clock::time_point now);
+    // Its buckets holding `fill` (a bucket without one starts full). `fill`
+    // must pass fill_problem(limit, fill).
+    RateLimiter(const RateLimit& limit, const RateLimitFill& fill, Clock::time_point now);
+
+    // What both buckets hold at `now`, for a checkpoint, with a request of
+    // `ops` and `bytes` that was refused charged (a restore resubmits it
+    // without asking).
+    RateLimitFill fill(Clock::time_point now, uint64_t ops = 0, uint64_t bytes = 0) const;
 
     // Takes one request of `bytes` from both buckets when both have it and
     // returns zero; otherwise takes nothing and returns how long to wait

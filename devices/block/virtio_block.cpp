@@ -135,6 +135,15 @@ IoRecovery VirtioBlock::restart_io() {
     return rec;
 }
 
+std::optional<RateLimitFill>
+VirtioBlock::rate_limit_fill(DiskRateLimit::Clock::time_point now) const {
+    // A request held back was not charged, and a restore resubmits it
+    // without asking the buckets: its cost comes out of the saved fill, so
+    // a checkpoint lends the guest nothing.
+    const auto held = io_ ? io_->held_cost() : std::nullopt;
+    return rate_limit_.fill(now, held ? held->ops : 0, held ? held->bytes : 0);
+}
+
 std::string VirtioBlock::describe() {
     const auto s = stats();
     // With poll=, how often spinning found work tells whether it pays.

@@ -82,6 +82,10 @@ class VirtioBlock final : public VirtioDevice {
     // request held under the old one is asked again at once.
     void set_rate_limit(const RateLimit& limit) { rate_limit_.replace(limit); }
     RateLimit rate_limit() const { return rate_limit_.current(); }
+    // The buckets' fill for a checkpoint (quiesced or not running; empty:
+    // full) and back on a restore (before the I/O thread runs).
+    std::optional<RateLimitFill> rate_limit_fill(DiskRateLimit::Clock::time_point now) const;
+    void restore_rate_limit_fill(const RateLimitFill& fill) { rate_limit_.restore_fill(fill); }
 
   private:
     BlockDisk disk_;

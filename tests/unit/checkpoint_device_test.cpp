@@ -378,6 +378,69 @@ TEST_CASE("checkpoint: a request the rate limit holds back is saved in flight an
         CHECK(f.contents(r.sector * 512, r.len) == r.expect);
 }
 
+TEST_CASE("checkpoint: the buckets' fill is saved, a held request charged, and a restore goes on "
+          "from it") {
+    TempFile f(kDiskSize);
+    auto mem = GuestMemory::flat(64 << 20);
+    VirtioBlock* blk = nullptr;
+    auto t = make_block_transport(mem, f.path(), {}, &blk);
+    // Two requests an hour: the third is held far longer than this test.
+    const RateLimit limit{std::nullopt, TokenBucketSpec{2, 0, 3'600'000}};
+    blk->set_rate_limit(limit);
+    GuestDriver d(mem, *t);
+    d.init();
+    std::vector<TrackedRequest> reqs;
+    d.hold_avail(true);
+    for (uint32_t i = 0; i < 3; ++i)
+        reqs.push_back(submit_tracked(d, f, true, 64 * i, 4096, 30 + i));
+    d.hold_avail(false);
+    d.kick();
+    std::vector<TrackedRequest> first(reqs.begin(), reqs.begin() + 2);
+    complete_all(d, mem, f, first);
+    const std::string held = "rate limit holds head " + std::to_string(reqs[2].head);
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (t->describe().find(held) == std::string::npos &&
+           std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(1ms);
+    REQUIRE(t->describe().find(held) != std::string::npos);
+    t->quiesce();
+    // Two requests taken and the held one owed: a restore resubmits it
+    // without asking, so the saved bucket is one in debt.
+    const auto fill = blk->rate_limit_fill(std::chrono::steady_clock::now());
+    REQUIRE(fill.has_value());
+    CHECK_FALSE(fill->bandwidth.has_value());
+    REQUIRE(fill->ops.has_value());
+    CHECK(fill->ops->budget == -1);
+    const auto blob = t->save_state();
+    t.reset();
+
+    VirtioBlock* blk2 = nullptr;
+    auto t2 = make_block_transport(mem, f.path(), {}, &blk2);
+    blk2->set_rate_limit(limit); // as the checkpoint's configuration gives it
+    blk2->restore_rate_limit_fill(*fill);
+    t2->restore_state(blob);
+    d.rebind(*t2);
+    std::vector<TrackedRequest> resubmitted(reqs.begin() + 2, reqs.end());
+    complete_all(d, mem, f, resubmitted);
+    CHECK(blk2->stats().throttled == 0);
+    // The next request finds the bucket as the checkpoint left it, in debt:
+    // held (a restore with full buckets would let two more through).
+    std::vector<TrackedRequest> next{submit_tracked(d, f, true, 512, 4096, 60)};
+    d.kick();
+    const std::string held_next = "rate limit holds head " + std::to_string(next[0].head);
+    const auto deadline2 = std::chrono::steady_clock::now() + 5s;
+    while (t2->describe().find(held_next) == std::string::npos &&
+           std::chrono::steady_clock::now() < deadline2)
+        std::this_thread::sleep_for(1ms);
+    CHECK(t2->describe().find(held_next) != std::string::npos);
+    CHECK(blk2->stats().throttled == 1);
+    CHECK(d.reap().empty());
+    // Lifted, it goes at once.
+    blk2->set_rate_limit({});
+    complete_all(d, mem, f, next);
+    CHECK(d.outstanding() == 0);
+}
+
 TEST_CASE("checkpoint: a deferred restore stays as saved until start_restored (restore --paused)") {
     TempFile f(kDiskSize);
     f.write(0, pattern(0, 512 * 1024, 5));

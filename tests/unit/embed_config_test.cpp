@@ -353,6 +353,56 @@ TEST_CASE("embed config: rate_limit is checked, converted, and carried through a
     }
 }
 
+TEST_CASE("embed config: a checkpoint's bucket fill is read, and refused when it cannot be") {
+    Files f;
+    VmConfig saved = one_disk_config(f);
+    saved.disks[0].rate_limit = {TokenBucketSpec{1 << 20, 0, 1000}, TokenBucketSpec{100, 10, 1000}};
+    auto j = ember::Vm::config_to_json(saved);
+    const auto& limit = saved.disks[0].rate_limit;
+    // Absent (full buckets; checkpoints from before): nothing to restore.
+    CHECK_FALSE(ember::Vm::saved_rate_limit_fill(j, 0, limit).has_value());
+    j["disks"][0]["rate_limit_fill"] = {
+        {"bandwidth", {{"budget", -8192}, {"one_time_burst", 0}, {"partial_token_ns", 77}}},
+        {"ops", {{"budget", 99}, {"one_time_burst", 3}, {"partial_token_ns", 0}}}};
+    const auto fill = ember::Vm::saved_rate_limit_fill(j, 0, limit);
+    REQUIRE(fill.has_value());
+    CHECK(*fill == RateLimitFill{TokenBucketFill{-8192, 0, 77}, TokenBucketFill{99, 3, 0}});
+    CHECK_NOTHROW(ember::Vm::config_from_json(j));
+    // Each damage named, at config_from_json already (before anything is built).
+    const auto refused = [&](const nlohmann::json& bad) -> std::string {
+        auto k = j;
+        k["disks"][0]["rate_limit_fill"] = bad;
+        try {
+            ember::Vm::config_from_json(k);
+        } catch (const SnapshotError& e) {
+            return e.what();
+        }
+        return "accepted";
+    };
+    CHECK(refused(7) ==
+          "snapshot configuration, disk 0: 'rate_limit_fill' is not an object (corrupt)");
+    auto bad = j["disks"][0]["rate_limit_fill"];
+    bad["ops"].erase("partial_token_ns");
+    CHECK(refused(bad) == "snapshot configuration, disk 0, rate_limit_fill ops has no "
+                          "'partial_token_ns' (corrupt)");
+    bad = j["disks"][0]["rate_limit_fill"];
+    bad["ops"]["budget"] = "99";
+    CHECK(refused(bad) == "snapshot configuration, disk 0, rate_limit_fill ops: 'budget' is "
+                          "\"99\", not a whole number of tokens (corrupt)");
+    // Past int64: nlohmann would wrap it into a plausible negative number.
+    bad["ops"]["budget"] = uint64_t{1} << 63;
+    CHECK(has(refused(bad), "'budget' is 9223372036854775808, not a whole number of tokens"));
+    bad["ops"]["budget"] = 1.5;
+    CHECK(has(refused(bad), "'budget' is 1.5, not a whole number of tokens"));
+    bad = j["disks"][0]["rate_limit_fill"];
+    bad["ops"]["one_time_burst"] = 11;
+    CHECK(has(refused(bad),
+              "ops bucket: its burst left 11 is more than its one-time burst 10 (corrupt)"));
+    j["disks"][0]["rate_limit"].erase("bandwidth");
+    CHECK(has(refused(j["disks"][0]["rate_limit_fill"]),
+              "a fill for a bandwidth bucket the limit does not have"));
+}
+
 TEST_CASE("embed config: a checkpoint's configuration with a field missing or of the wrong type "
           "names it") {
     Files f;

@@ -214,9 +214,11 @@ TEST_CASE("describe_snapshot: the configuration as saved; a field missing or of 
               "  kernel   /k/vmlinuz\n  cmdline  console=ttyS0\n  cpus     2, on host CPUs 1,0\n"
               "  memory   256 MiB\n") != std::string::npos);
     CHECK(text.find("  disk     id=vda /d/a.img (4096 bytes, read-only)\n") != std::string::npos);
+    // Without a saved fill (checkpoints from before): full buckets.
     CHECK(text.find("  disk     id=vdb /d/b.img (512 bytes, I/O thread on host CPU 1, rate limit "
-                    "1048576 bytes per 100 ms, 500 requests per 1000 ms (one-time burst 50))\n") !=
-          std::string::npos);
+                    "1048576 bytes per 100 ms, 500 requests per 1000 ms (one-time burst 50); at "
+                    "the checkpoint 1048576 of 1048576 bytes left, 500 of 500 requests left "
+                    "(burst 50 left))\n") != std::string::npos);
     CHECK(text.find("  section  sample                     16 bytes  crc32c ") !=
           std::string::npos);
     const auto error = [&](const nlohmann::json& c) -> std::string {
@@ -243,6 +245,19 @@ TEST_CASE("describe_snapshot: the configuration as saved; a field missing or of 
     c = config;
     c["vcpu_cpus"] = {99999, 99998};
     CHECK(error(c) == "described");
+    // What the buckets held at the checkpoint.
+    c = config;
+    c["disks"][1]["rate_limit_fill"] = {
+        {"bandwidth", {{"budget", -4096}, {"one_time_burst", 0}, {"partial_token_ns", 5}}},
+        {"ops", {{"budget", 12}, {"one_time_burst", 0}, {"partial_token_ns", 0}}}};
+    write(c);
+    CHECK(describe_snapshot(SnapshotReader(d.path))
+              .find("at the checkpoint -4096 of 1048576 bytes left, 12 of 500 requests left "
+                    "(burst 0 left))\n") != std::string::npos);
+    c["disks"][1]["rate_limit_fill"]["ops"]["budget"] = 501;
+    CHECK(error(c) == "snapshot configuration, disk 1: 'rate_limit_fill' does not fit the disk's "
+                      "rate limit (1048576 bytes per 100 ms, 500 requests per 1000 ms (one-time "
+                      "burst 50)): ops bucket: its budget 501 is more than its size 500 (corrupt)");
 }
 
 TEST_CASE("compare_vcpu_state: the LAPIC timer count and PPR are derived; TPR and ISR are not") {

@@ -24,8 +24,13 @@ std::string describe_snapshot(const SnapshotReader& s) {
         const auto size = Vm::saved_disk_size(s.config(), i);
         const std::string io_cpu =
             d.iothread_cpu ? fmt::format(", I/O thread on host CPU {}", *d.iothread_cpu) : "";
-        const std::string limit =
-            d.rate_limit.enabled() ? fmt::format(", rate limit {}", describe(d.rate_limit)) : "";
+        std::string limit;
+        if (d.rate_limit.enabled()) {
+            limit = fmt::format(", rate limit {}", describe(d.rate_limit));
+            const auto fill = Vm::saved_rate_limit_fill(s.config(), i, d.rate_limit);
+            limit += fmt::format("; at the checkpoint {}",
+                                 describe(d.rate_limit, fill.value_or(RateLimitFill{})));
+        }
         out += fmt::format("  disk     id={} {} ({} bytes{}{}{})\n", d.id, d.path, size,
                            d.readonly ? ", read-only" : "", io_cpu, limit);
     }
