@@ -45,6 +45,10 @@ void DiskRateLimit::restore_fill(const RateLimitFill& fill) {
         limiter_.reset();
 }
 
+void DiskRateLimit::charge(uint64_t ops, uint64_t bytes) {
+    if (RateLimiter* l = limiter()) l->charge(ops, bytes, Clock::now());
+}
+
 RateLimiter* DiskRateLimit::limiter() {
     // Acquire: pairs with the release in replace().
     if (generation_.load(std::memory_order_acquire) != applied_) [[unlikely]] {

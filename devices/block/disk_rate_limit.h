@@ -39,6 +39,10 @@ class DiskRateLimit final {
     // fit the limit.
     void restore_fill(const RateLimitFill& fill);
 
+    // The I/O thread, or with it stopped: takes a request that will go
+    // without asking (one held back when its thread was abandoned).
+    void charge(uint64_t ops, uint64_t bytes);
+
     // The I/O thread: the buckets to ask, after taking a replacement if one
     // came; null when the disk has no limit. One atomic load when nothing
     // changed (no clock read: it is asked for every request).

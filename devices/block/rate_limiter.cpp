@@ -97,11 +97,16 @@ TokenBucket::TokenBucket(const TokenBucketSpec& spec, const TokenBucketFill& fil
                          Clock::time_point now)
     : spec_(spec), burst_(fill.burst), budget_(fill.budget), last_(now), carry_(fill.carry_ns) {}
 
+void TokenBucket::charge(uint64_t n, Clock::time_point now) {
+    refill(now);
+    take(n);
+    budget_ = std::max(budget_, -kMaxBucketDebt);
+}
+
 TokenBucketFill TokenBucket::fill(Clock::time_point now, uint64_t owed) const {
     TokenBucket at = *this;
-    at.refill(now);
-    at.take(owed);
-    return {std::max(at.budget_, -kMaxBucketDebt), at.burst_, at.carry_};
+    at.charge(owed, now);
+    return {at.budget_, at.burst_, at.carry_};
 }
 
 void TokenBucket::refill(Clock::time_point now) {
@@ -170,6 +175,11 @@ RateLimiter::RateLimiter(const RateLimit& limit, const RateLimitFill& fill, Cloc
     };
     make(bandwidth_, limit.bandwidth, fill.bandwidth);
     make(ops_, limit.ops, fill.ops);
+}
+
+void RateLimiter::charge(uint64_t ops, uint64_t bytes, Clock::time_point now) {
+    if (bandwidth_) bandwidth_->charge(bytes, now);
+    if (ops_) ops_->charge(ops, now);
 }
 
 RateLimitFill RateLimiter::fill(Clock::time_point now, uint64_t ops, uint64_t bytes) const {

@@ -93,6 +93,9 @@ class TokenBucket final {
     bool can_take(uint64_t n, Clock::time_point now);
     // After can_take(n) said yes.
     void take(uint64_t n);
+    // Takes `n` whether or not the bucket has them (it may go into debt):
+    // for a request that went without asking.
+    void charge(uint64_t n, Clock::time_point now);
     // How long after `now` can_take(n) would say yes (0: it would now);
     // `now` no earlier than the last can_take().
     std::chrono::nanoseconds wait_for(uint64_t n, Clock::time_point now) const;
@@ -122,6 +125,10 @@ class RateLimiter final {
     // Its buckets holding `fill` (a bucket without one starts full). `fill`
     // must pass fill_problem(limit, fill).
     RateLimiter(const RateLimit& limit, const RateLimitFill& fill, Clock::time_point now);
+
+    // Takes a request that went without asking from both buckets (they may
+    // go into debt).
+    void charge(uint64_t ops, uint64_t bytes, Clock::time_point now);
 
     // What both buckets hold at `now`, for a checkpoint, with a request of
     // `ops` and `bytes` that was refused charged (a restore resubmits it

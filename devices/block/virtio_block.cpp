@@ -121,7 +121,11 @@ void VirtioBlock::unquiesce() noexcept {
 
 IoRecovery VirtioBlock::restart_io() {
     if (!running_) return {};
-    io_.reset(); // abandons: waits for its host I/O, drops the results
+    io_->stop(); // abandons: waits for its host I/O, drops the results
+    // A request it held back is resubmitted below without asking the
+    // buckets: charged here, so a crash lends the guest nothing.
+    if (const auto held = io_->held_cost()) rate_limit_.charge(held->ops, held->bytes);
+    io_.reset();
     const uint32_t inflight = running_->inflight->count_inflight();
     IoRecovery rec = start_io(true);
     rec.inflight = inflight;
