@@ -12,6 +12,9 @@
 # Metrics: PUT /metrics before InstanceStart, FlushMetrics while the first
 # guest runs (a line with its vcpu's exits), and a last line when it stops.
 # PUT /logger moves the first ember's log to a file, at debug level.
+# The first guest has a disk whose ops bucket refills in 100 hours: the
+# snapshot records what its boot took from it, and the loaded VM goes on
+# with that (a second snapshot, taken there, shows the same), not a full one.
 . "$E2E_DIR/lib.sh"
 
 host="$WORK/../../host/api-socket"
@@ -21,6 +24,13 @@ if [ ! -x "$host/bin/curl" ]; then
   fail api-socket-curl-staged "api-socket.host did not stage curl (see host/api-socket.log)"
   exit 0
 fi
+
+# fill_left SNAPSHOT: the requests left in disk "fill"'s ops bucket at that
+# snapshot, as snapshot-info prints them (empty if it does not).
+fill_left() {
+  "$EMBER" snapshot-info "$1" 2>&1 | tee -a "$WORK/snapshot-info.log" |
+    sed -n 's/.*id=fill .*at the checkpoint \(-\{0,1\}[0-9]*\) of 1000 requests left.*/\1/p'
+}
 
 # api METHOD PATH [BODY]: one request on $SOCK; sets STATUS and BODY.
 api() {
@@ -120,6 +130,14 @@ rm -f "$metrics"
 LAST_REQUEST="PUT /metrics"
 [ -n "$REASON" ] || api PUT /metrics "{\"metrics_path\": \"$metrics\"}"
 expect_status 204
+truncate -s 1M "$SCRATCH/fill.img"
+LAST_REQUEST="PUT /drives/fill"
+[ -n "$REASON" ] || api PUT /drives/fill "{
+    \"drive_id\": \"fill\", \"path_on_host\": \"$SCRATCH/fill.img\",
+    \"is_root_device\": false, \"is_read_only\": false,
+    \"rate_limiter\": {\"ops\": {\"size\": 1000, \"refill_time\": 360000000}}
+  }"
+expect_status 204
 LAST_REQUEST="PUT /logger"
 [ -n "$REASON" ] || api PUT /logger "{\"log_path\": \"$WORK/vm1.log\", \"level\": \"Debug\", \"show_level\": true, \"show_log_origin\": false}"
 expect_status 204
@@ -157,6 +175,14 @@ echo "$BODY" | grep -q '"state":"Paused"' || _unmet "GET / says $BODY, not Pause
 LAST_REQUEST="PUT /snapshot/create"
 api PUT /snapshot/create "{\"snapshot_type\": \"Full\", \"snapshot_path\": \"$snap\", \"mem_file_path\": \"$SCRATCH/mem\"}"
 expect_status 204 && { [ -f "$snap/manifest.json" ] || _unmet "no manifest.json in $snap"; }
+# The guest's kernel read the disk's partition table at boot: the bucket
+# gave some of its 1000 requests, and the snapshot says how many are left.
+fill_at_snap=$(fill_left "$snap")
+echo "e2e: disk fill's ops bucket at the snapshot: ${fill_at_snap:-?} of 1000 left"
+case $fill_at_snap in
+  '' | *[!0-9]*) _unmet "snapshot-info shows no fill for disk fill: $(tail -n 4 "$WORK/snapshot-info.log" | tr '\n' '|')" ;;
+  *) [ "$fill_at_snap" -lt 1000 ] || _unmet "the booted guest took nothing from disk fill's bucket" ;;
+esac
 LAST_REQUEST="PATCH /vm Resumed"
 api PATCH /vm '{"state": "Resumed"}'
 expect_status 204
@@ -213,12 +239,40 @@ LAST_REQUEST="GET /vm/config (loaded)"
 [ -n "$REASON" ] || api GET /vm/config
 expect_status 200 && { echo "$BODY" | grep -q "\"kernel_image_path\":\"$img/vmlinuz\"" &&
   echo "$BODY" | grep -q '"mem_size_mib":256' || _unmet "GET /vm/config after load: $BODY"; }
+# A snapshot of the loaded VM (paused for it, so the guest cannot finish
+# counting meanwhile): what its disk's bucket holds now.
+snap2="$SCRATCH/snapshot-2"
+LAST_REQUEST="PATCH /vm Paused (loaded)"
+[ -n "$REASON" ] || api PATCH /vm '{"state": "Paused"}'
+expect_status 204
+LAST_REQUEST="PUT /snapshot/create (loaded)"
+[ -n "$REASON" ] || api PUT /snapshot/create "{\"snapshot_type\": \"Full\", \"snapshot_path\": \"$snap2\", \"mem_file_path\": \"$SCRATCH/mem-2\"}"
+expect_status 204
+LAST_REQUEST="PATCH /vm Resumed (loaded)"
+[ -n "$REASON" ] || api PATCH /vm '{"state": "Resumed"}'
+expect_status 204
 finish_ember 400
 # (The line being printed at the snapshot may start in the first ember's
 # output and end in this one's: match its number only.)
 expect_rc 0 && expect_stdout 'EMBER-GUEST COUNT DONE' && expect_stdout "COUNT $((after + 1))([^0-9]|\$)" &&
   expect_no_log 'EMBER-GUEST READY' && expect_no_log 'EMBER-GUEST COUNT 1([^0-9]|$)' && expect_stderr 'powered off'
 check api-socket-snapshot-load
+
+# The loaded VM's bucket held what the snapshot saved (a token comes back
+# every 6 minutes; the loaded guest does no disk I/O): a full bucket, 1000,
+# would mean the load gave the guest its requests back.
+if [ -n "$fill_at_snap" ] && [ -s "$snap2/manifest.json" ]; then
+  fill_again=$(fill_left "$snap2")
+  echo "e2e: disk fill's ops bucket in the loaded VM's snapshot: ${fill_again:-?} of 1000 left"
+  case $fill_again in
+    '' | *[!0-9]*) _unmet "snapshot-info of the loaded VM's snapshot shows no fill for disk fill" ;;
+    *) [ "$fill_again" -le $((fill_at_snap + 1)) ] ||
+      _unmet "the loaded VM's bucket had $fill_again requests left, the snapshot $fill_at_snap" ;;
+  esac
+else
+  _unmet "no fill at the first snapshot, or no snapshot of the loaded VM"
+fi
+check api-socket-rate-limit-fill-kept
 
 # 5. `ember run --api-sock`: the command line builds and starts the VM; the
 # socket reports it and pauses and resumes it; the guest counts to the end.
