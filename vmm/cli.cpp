@@ -137,6 +137,14 @@ Command parse_command_line(const std::vector<std::string>& args) {
     bool api_verbose = false;
     app.add_option("--api-sock", api_sock,
                    "serve the Firecracker-shaped control API on this Unix socket and wait for configuration");
+    std::string config_file;
+    app.add_option("--config-file", config_file,
+                   "build the VM from a Firecracker JSON configuration file (boot-source, "
+                   "machine-config, drives, logger, metrics) and run it");
+    bool no_api = false;
+    app.add_flag("--no-api", no_api,
+                 "with --config-file: serve no control socket (Firecracker's flag; ember serves "
+                 "one only with --api-sock)");
     app.add_flag("-v,--verbose", api_verbose, "log debug messages");
     // Firecracker's name. Also taken after `run` and `restore`.
     std::string metrics_path, run_metrics_path, restore_metrics_path;
@@ -240,9 +248,21 @@ Command parse_command_line(const std::vector<std::string>& args) {
         for (const auto& [flag, value] :
              {std::pair{"--metrics-path", &metrics_path}, std::pair{"--log-path", &log_path}})
             if (!value->empty())
-                throw UsageError(
-                    fmt::format("{}: {}; use it with run, restore or --api-sock", flag, why));
+                throw UsageError(fmt::format(
+                    "{}: {}; use it with run, restore, --api-sock or --config-file", flag, why));
     };
+    if (!config_file.empty() && (run->parsed() || restore->parsed() || info->parsed()))
+        throw UsageError("--config-file configures the VM by itself: give it without run, "
+                         "restore or snapshot-info");
+    if (no_api && config_file.empty())
+        throw UsageError("--no-api: only with --config-file (without a VM to run there is "
+                         "nothing to do but serve the socket)");
+    if (no_api && !api_sock.empty()) throw UsageError("--no-api and --api-sock: give one of them");
+    if (!config_file.empty())
+        return ConfigFileRequest{config_file,
+                                 api_sock.empty() ? std::nullopt
+                                                  : std::optional<std::filesystem::path>(api_sock),
+                                 api_verbose, metrics(""), logs("")};
     if (info->parsed()) {
         refuse_without_vm("snapshot-info runs no VM");
         SnapshotInfoRequest r{info_dir, {}};

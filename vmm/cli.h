@@ -42,6 +42,17 @@ struct ApiServeRequest {
     std::optional<std::filesystem::path> log_path;
 };
 
+// `ember --config-file PATH [--api-sock PATH]`: build the VM from a
+// Firecracker JSON configuration file and run it (serving the control socket
+// too when asked), as Firecracker does.
+struct ConfigFileRequest {
+    std::filesystem::path config_file;
+    std::optional<std::filesystem::path> api_sock;
+    bool verbose = false;
+    std::optional<std::filesystem::path> metrics_path;
+    std::optional<std::filesystem::path> log_path;
+};
+
 // What SIGUSR1 does (`run` and `restore` take the same options).
 struct CheckpointOptions {
     std::optional<std::filesystem::path> dir; // --checkpoint-dir
@@ -72,8 +83,8 @@ struct SnapshotInfoRequest {
 };
 
 using Command =
-    std::variant<HelpRequest, VersionRequest, RunRequest, RestoreRequest, SnapshotInfoRequest, ApiServeRequest,
-                 ListFaultsRequest>;
+    std::variant<HelpRequest, VersionRequest, RunRequest, RestoreRequest, SnapshotInfoRequest,
+                 ApiServeRequest, ConfigFileRequest, ListFaultsRequest>;
 
 // Parses argv (without argv[0] semantics: args[0] is the program name).
 // Throws UsageError with a message naming the offending value.

@@ -7,6 +7,10 @@
 #include <cstdlib>
 #include <thread>
 
+#include <fmt/format.h>
+
+#include "vmm/api/config_file.h"
+#include "vmm/api/output_file.h"
 #include "vmm/cli_embed.h"
 #include "vmm/log.h"
 
@@ -78,6 +82,31 @@ int run_until_exit(embed::Vm& vm, std::optional<api::MetricsFile>& metrics, cons
             next_line += api::kMetricsPeriod;
         }
     }
+}
+
+RunRequest run_request_from(const ConfigFileRequest& c) {
+    const api::ConfigFile file = api::read_config_file(c.config_file, VmConfig{});
+    const auto once = [&](const char* section, const char* flag,
+                          const std::optional<std::filesystem::path>& from_flag,
+                          const std::optional<std::filesystem::path>& from_file) {
+        if (from_flag && from_file)
+            throw api::ConfigFileError(fmt::format(
+                "{}: \"{}\" names {}, and {} {}: give one of them", c.config_file.string(), section,
+                from_file->string(), flag, from_flag->string()));
+    };
+    once("logger", "--log-path", c.log_path, file.logger.log_path);
+    once("metrics", "--metrics-path", c.metrics_path, file.metrics_path);
+    RunRequest r;
+    r.config = file.config;
+    r.verbose = c.verbose;
+    r.api_sock = c.api_sock;
+    r.log_path = c.log_path;
+    r.metrics_path = c.metrics_path ? c.metrics_path : file.metrics_path;
+    if (file.logger.log_path)
+        api::move_log_to(*file.logger.log_path,
+                         fmt::format("{} \"logger\"", c.config_file.string()));
+    if (file.logger.level) log::set_level(*file.logger.level);
+    return r;
 }
 
 } // namespace ember

@@ -8,6 +8,7 @@
 
 #include "ember/vm.h"
 #include "vmm/api/metrics_file.h"
+#include "vmm/cli.h"
 
 namespace ember {
 
@@ -23,5 +24,11 @@ sigset_t block_stop_signals();
 // through libember, so the terminal is restored and the final metrics line is
 // written; if it has not stopped 30 s after the signal, ember exits anyway.
 int run_until_exit(embed::Vm& vm, std::optional<api::MetricsFile>& metrics, const sigset_t& stops);
+
+// `--config-file`: the VM `ember run` would build from the same settings.
+// The file's logger moves the log now, before anything else is logged, as
+// --log-path does. Throws api::ConfigFileError (exit 2) or Error (exit 1:
+// the log file cannot be opened).
+RunRequest run_request_from(const ConfigFileRequest& c);
 
 } // namespace ember

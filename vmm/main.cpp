@@ -14,6 +14,7 @@
 #include <fmt/ranges.h>
 
 #include "ember/vm.h"
+#include "vmm/api/config_file.h"
 #include "vmm/api/metrics_file.h"
 #include "vmm/api/output_file.h"
 #include "vmm/api/serve.h"
@@ -68,6 +69,17 @@ int main(int argc, char** argv) {
     if (auto* l = std::get_if<ListFaultsRequest>(&cmd)) {
         std::fputs(l->text.c_str(), stdout);
         return 0;
+    }
+    if (auto* c = std::get_if<ConfigFileRequest>(&cmd)) {
+        try {
+            cmd = run_request_from(*c);
+        } catch (const api::ConfigFileError& e) {
+            std::fprintf(stderr, "ember: %s\n", e.what());
+            return 2;
+        } catch (const std::exception& e) {
+            log::error("{}", e.what());
+            return 1;
+        }
     }
     if (std::holds_alternative<VersionRequest>(cmd)) {
         std::printf("%s\n", version_string());

@@ -181,6 +181,8 @@ template <typename Get> void check_path_flag(const std::string& flag, Get get) {
     auto serve = parse({"--api-sock", "/tmp/api.sock", flag, "/tmp/s"});
     CHECK(get(std::get<ApiServeRequest>(serve)) == std::filesystem::path("/tmp/s"));
     CHECK_FALSE(get(std::get<ApiServeRequest>(parse({"--api-sock", "/tmp/api.sock"}))));
+    auto config = parse({"--config-file", "/tmp/vm.json", flag, "/tmp/c"});
+    CHECK(get(std::get<ConfigFileRequest>(config)) == std::filesystem::path("/tmp/c"));
     CHECK_THROWS_WITH_AS(parse({flag, "/tmp/x"}),
                          doctest::Contains((flag + ": no VM to run").c_str()), UsageError);
     CHECK_THROWS_WITH_AS(parse({flag, "/tmp/x", "snapshot-info", "/tmp/ck"}),
@@ -191,4 +193,30 @@ template <typename Get> void check_path_flag(const std::string& flag, Get get) {
 TEST_CASE("CLI: --metrics-path and --log-path, after the command or before it") {
     check_path_flag("--metrics-path", [](const auto& r) { return r.metrics_path; });
     check_path_flag("--log-path", [](const auto& r) { return r.log_path; });
+}
+
+TEST_CASE("CLI: --config-file runs a VM by itself, with or without the control socket") {
+    const auto plain = std::get<ConfigFileRequest>(parse({"--config-file", "/tmp/vm.json"}));
+    CHECK(plain.config_file == "/tmp/vm.json");
+    CHECK_FALSE(plain.api_sock.has_value());
+    CHECK_FALSE(plain.verbose);
+    // Firecracker's --no-api: ember serves no socket unless asked anyway.
+    const auto no_api =
+        std::get<ConfigFileRequest>(parse({"--no-api", "--config-file", "/tmp/vm.json", "-v"}));
+    CHECK_FALSE(no_api.api_sock.has_value());
+    CHECK(no_api.verbose);
+    const auto served = std::get<ConfigFileRequest>(
+        parse({"--config-file", "/tmp/vm.json", "--api-sock", "/tmp/api.sock"}));
+    CHECK(served.api_sock == std::filesystem::path("/tmp/api.sock"));
+    CHECK_THROWS_WITH_AS(
+        parse({"--config-file", "/tmp/vm.json", "run", "--kernel", "/proc/self/exe"}),
+        doctest::Contains("--config-file configures the VM by itself"), UsageError);
+    CHECK_THROWS_WITH_AS(parse({"--config-file", "/tmp/vm.json", "restore", "/tmp/ck"}),
+                         doctest::Contains("without run, restore or snapshot-info"), UsageError);
+    CHECK_THROWS_WITH_AS(parse({"--no-api"}),
+                         doctest::Contains("--no-api: only with --config-file"), UsageError);
+    CHECK_THROWS_WITH_AS(
+        parse({"--no-api", "--config-file", "/tmp/vm.json", "--api-sock", "/tmp/s"}),
+        doctest::Contains("--no-api and --api-sock: give one of them"), UsageError);
+    CHECK_THROWS_AS(parse({"--config-file"}), UsageError);
 }

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "ember/ember.h"
+#include "vmm/api/config_file.h"
 #include "vmm/cli.h"
 #include "vmm/cli_embed.h"
 #include "vmm/cli_run.h"
@@ -172,4 +173,48 @@ TEST_CASE("ember run takes SIGTERM, SIGINT and SIGHUP, except those it was start
     CHECK(sigismember(&now, SIGHUP) == 0);  // still ignored, not blocked
     pthread_sigmask(SIG_SETMASK, &before, nullptr);
     ::sigaction(SIGHUP, &old_hup, nullptr);
+}
+
+TEST_CASE("ember --config-file: the file's VM, through libember like ember run's") {
+    Dir d;
+    const auto write_json = [&](const std::string& text) {
+        std::ofstream(d.path / "vm.json") << text;
+        return d / "vm.json";
+    };
+    const auto file = write_json(R"({"boot-source": {"kernel_image_path": ")" + (d / "vmlinuz") +
+                                 R"("}, "machine-config": {"vcpu_count": 2, "mem_size_mib": 64},
+        "drives": [{"drive_id": "data", "path_on_host": ")" +
+                                 (d / "a.img") +
+                                 R"(", "is_root_device": false, "is_read_only": true}],
+        "metrics": {"metrics_path": ")" +
+                                 (d / "m.json") + R"("}})");
+    auto r =
+        run_request_from(parse<ConfigFileRequest>({"--config-file", file, "--api-sock", d / "s"}));
+    CHECK(r.config.kernel == d / "vmlinuz");
+    CHECK(r.config.cpus == 2);
+    CHECK(r.config.mem_bytes == 64u << 20);
+    REQUIRE(r.config.disks.size() == 1);
+    CHECK(r.config.disks[0].readonly);
+    CHECK(r.api_sock == fs::path(d / "s"));
+    CHECK(r.metrics_path == fs::path(d / "m.json")); // opened by the command, as --metrics-path
+    CHECK_FALSE(r.log_path.has_value());
+    // And on to libember's configuration, as ember run's request goes.
+    const embed::VmConfig c = to_embed(r);
+    CHECK(c.cpus == 2);
+    REQUIRE(c.disks.size() == 1);
+    CHECK(c.disks[0].id == "data");
+    // A path given twice, by the file and by the flag: refused, naming both.
+    CHECK_THROWS_WITH_AS(run_request_from(parse<ConfigFileRequest>(
+                             {"--config-file", file, "--metrics-path", d / "x"})),
+                         (file + ": \"metrics\" names " + (d / "m.json") + ", and --metrics-path " +
+                          (d / "x") + ": give one of them")
+                             .c_str(),
+                         api::ConfigFileError);
+    const auto logged = write_json(R"({"boot-source": {"kernel_image_path": ")" + (d / "vmlinuz") +
+                                   R"("}, "logger": {"log_path": ")" + (d / "vm.log") + R"("}})");
+    CHECK_THROWS_WITH_AS(run_request_from(parse<ConfigFileRequest>(
+                             {"--config-file", logged, "--log-path", d / "y"})),
+                         doctest::Contains("\"logger\" names"), api::ConfigFileError);
+    CHECK_FALSE(fs::exists(d.path / "y"));
+    CHECK_FALSE(fs::exists(d.path / "vm.log"));
 }

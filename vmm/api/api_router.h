@@ -33,6 +33,10 @@ class ApiRouter final {
     // Never throws: every failure becomes a response (400 bad input or
     // state, 404 unknown path, 405 wrong method, 500 a bug).
     HttpResponse handle(const HttpRequest& request) noexcept;
+    // The same request handling for a caller that is not a client (a config
+    // file): logs nothing and throws ApiError or Error where handle() would
+    // answer with a fault.
+    HttpResponse apply(const HttpRequest& request) { return dispatch(request); }
 
     // `ember run --api-sock`: the VM was built from the command line and is
     // already running; the API serves pause, resume and snapshots.

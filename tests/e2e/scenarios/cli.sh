@@ -53,6 +53,22 @@ run_ember vcpu-cpus-count 20 run --kernel "$kernel" --cpus 2 --vcpu-cpus "$(firs
 expect_rc 2 && expect_stderr '1 host CPUs given for 2 vcpus'
 check cli-vcpu-cpus-count
 
+# --config-file: a file that names no usable kernel, or asks for a device
+# ember does not have, is a usage error naming the file and the section.
+cfg="$WORK/bad-config.json"
+printf '{"boot-source": {"kernel_image_path": "%s"}}\n' "$missing" >"$cfg"
+run_ember config-file-missing-kernel 20 --config-file "$cfg"
+expect_rc 2 && expect_stderr "$cfg: \"boot-source\": PUT /boot-source: kernel_image_path $missing"
+check cli-config-file-missing-kernel
+printf '{"boot-source": {"kernel_image_path": "%s"}, "network-interfaces": [{"iface_id": "eth0"}]}\n' \
+  "$kernel" >"$cfg"
+run_ember config-file-network 20 --config-file "$cfg"
+expect_rc 2 && expect_stderr "\"network-interfaces\": ember has no network devices"
+check cli-config-file-unsupported
+run_ember config-file-none 20 --config-file "$WORK/no-such.json"
+expect_rc 2 && expect_stderr "$WORK/no-such.json: No such file or directory"
+check cli-config-file-missing
+
 # --log-path: ember's log goes to the file from the start, setup errors too;
 # stderr only says where it went. A log or metrics path that cannot be opened
 # is a setup error (1) before anything is built.
