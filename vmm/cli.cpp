@@ -3,6 +3,8 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <filesystem>
 
@@ -141,6 +143,11 @@ Command parse_command_line(const std::vector<std::string>& args) {
     app.add_option("--config-file", config_file,
                    "build the VM from a Firecracker JSON configuration file (boot-source, "
                    "machine-config, drives, logger, metrics) and run it");
+    std::string instance_id = kDefaultInstanceId;
+    auto* id_opt = app.add_option("--id", instance_id,
+                                  "the instance's name, which GET / on the control socket reports "
+                                  "(Firecracker's flag; 1-64 letters, digits or '-'; default "
+                                  "anonymous-instance)");
     bool no_api = false;
     app.add_flag("--no-api", no_api,
                  "with --config-file: serve no control socket (Firecracker's flag; ember serves "
@@ -258,11 +265,25 @@ Command parse_command_line(const std::vector<std::string>& args) {
         throw UsageError("--no-api: only with --config-file (without a VM to run there is "
                          "nothing to do but serve the socket)");
     if (no_api && !api_sock.empty()) throw UsageError("--no-api and --api-sock: give one of them");
+    if (id_opt->count() > 0) {
+        // Firecracker's rule, so an id it takes works here too.
+        const bool valid = !instance_id.empty() && instance_id.size() <= 64 &&
+                           std::all_of(instance_id.begin(), instance_id.end(),
+                                       [](unsigned char c) { return std::isalnum(c) || c == '-'; });
+        if (!valid)
+            throw UsageError(fmt::format("--id {}: 1 to 64 letters, digits or '-'", instance_id));
+        if (api_sock.empty() && run_api_sock.empty() && config_file.empty())
+            throw UsageError("--id: names the instance on the control socket: give it with "
+                             "--api-sock or --config-file");
+    }
     if (!config_file.empty())
-        return ConfigFileRequest{config_file,
-                                 api_sock.empty() ? std::nullopt
-                                                  : std::optional<std::filesystem::path>(api_sock),
-                                 api_verbose, metrics(""), logs("")};
+        return ConfigFileRequest{
+            config_file,
+            api_sock.empty() ? std::nullopt : std::optional<std::filesystem::path>(api_sock),
+            instance_id,
+            api_verbose,
+            metrics(""),
+            logs("")};
     if (info->parsed()) {
         refuse_without_vm("snapshot-info runs no VM");
         SnapshotInfoRequest r{info_dir, {}};
@@ -288,7 +309,8 @@ Command parse_command_line(const std::vector<std::string>& args) {
         return r;
     }
     if (!run->parsed()) {
-        if (!api_sock.empty()) return ApiServeRequest{api_sock, api_verbose, metrics(""), logs("")};
+        if (!api_sock.empty())
+            return ApiServeRequest{api_sock, instance_id, api_verbose, metrics(""), logs("")};
         refuse_without_vm("no VM to run");
         throw UsageError("no command given; try 'ember run --kernel PATH' or 'ember --help'");
     }
@@ -296,6 +318,7 @@ Command parse_command_line(const std::vector<std::string>& args) {
     RunRequest r;
     r.verbose = verbose || api_verbose;
     if (!run_api_sock.empty()) r.api_sock = run_api_sock;
+    r.instance_id = instance_id;
     r.metrics_path = metrics(run_metrics_path);
     r.log_path = logs(run_log_path);
     auto& c = r.config;

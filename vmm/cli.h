@@ -27,16 +27,21 @@ struct VersionRequest {};
 struct ListFaultsRequest {
     std::string text;
 };
+// Firecracker's default --id: what GET / reports without one.
+inline constexpr const char* kDefaultInstanceId = "anonymous-instance";
+
 struct RunRequest {
     VmConfig config;
     bool verbose = false;
     std::optional<std::filesystem::path> api_sock; // also serve the control socket
+    std::string instance_id = kDefaultInstanceId;  // --id: GET / on the socket
     std::optional<std::filesystem::path> metrics_path; // --metrics-path
     std::optional<std::filesystem::path> log_path;     // --log-path
 };
 // `ember --api-sock PATH` with no command: wait for configuration over the socket.
 struct ApiServeRequest {
     std::filesystem::path api_sock;
+    std::string instance_id = kDefaultInstanceId;
     bool verbose = false;
     std::optional<std::filesystem::path> metrics_path;
     std::optional<std::filesystem::path> log_path;
@@ -48,6 +53,7 @@ struct ApiServeRequest {
 struct ConfigFileRequest {
     std::filesystem::path config_file;
     std::optional<std::filesystem::path> api_sock;
+    std::string instance_id = kDefaultInstanceId;
     bool verbose = false;
     std::optional<std::filesystem::path> metrics_path;
     std::optional<std::filesystem::path> log_path;

@@ -100,6 +100,7 @@ RunRequest run_request_from(const ConfigFileRequest& c) {
     r.config = file.config;
     r.verbose = c.verbose;
     r.api_sock = c.api_sock;
+    r.instance_id = c.instance_id;
     r.log_path = c.log_path;
     r.metrics_path = c.metrics_path ? c.metrics_path : file.metrics_path;
     if (file.logger.log_path)

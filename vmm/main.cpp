@@ -123,14 +123,15 @@ int main(int argc, char** argv) {
             cmd);
         if (auto* serve = std::get_if<ApiServeRequest>(&cmd)) {
             if (serve->verbose) log::set_level(log::Level::debug);
-            return serve_api(serve->api_sock, VmConfig{}, std::nullopt, std::move(metrics));
+            return serve_api(serve->api_sock, VmConfig{}, std::nullopt, std::move(metrics),
+                             serve->instance_id);
         }
         // Every VM goes through libember, as in any program embedding ember;
         // the control socket (vmm/api) is a client of it too.
         if (auto* run = std::get_if<RunRequest>(&cmd); run && run->api_sock) {
             if (run->verbose) embed::set_log_level(embed::LogLevel::debug);
             return serve_api(*run->api_sock, run->config, embed::Vm::create(to_embed(*run)),
-                             std::move(metrics));
+                             std::move(metrics), run->instance_id);
         }
         std::optional<embed::Vm> vm;
         if (auto* run = std::get_if<RunRequest>(&cmd)) {

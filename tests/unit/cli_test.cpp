@@ -220,3 +220,29 @@ TEST_CASE("CLI: --config-file runs a VM by itself, with or without the control s
         doctest::Contains("--no-api and --api-sock: give one of them"), UsageError);
     CHECK_THROWS_AS(parse({"--config-file"}), UsageError);
 }
+
+TEST_CASE("CLI: --id names the instance where the control socket or a config file is") {
+    CHECK(std::get<ApiServeRequest>(parse({"--api-sock", "/tmp/s"})).instance_id ==
+          "anonymous-instance");
+    CHECK(std::get<ApiServeRequest>(parse({"--id", "vm-42", "--api-sock", "/tmp/s"})).instance_id ==
+          "vm-42");
+    CHECK(std::get<ConfigFileRequest>(parse({"--config-file", "/tmp/vm.json", "--id", "Web-1"}))
+              .instance_id == "Web-1");
+    const auto run = std::get<RunRequest>(
+        parse({"--id", "r1", "run", "--kernel", "/proc/self/exe", "--api-sock", "/tmp/s"}));
+    CHECK(run.instance_id == "r1");
+    CHECK(std::get<RunRequest>(parse({"run", "--kernel", "/proc/self/exe"})).instance_id ==
+          "anonymous-instance");
+    CHECK(std::get<ApiServeRequest>(parse({"--id", std::string(64, 'a'), "--api-sock", "/tmp/s"}))
+              .instance_id.size() == 64);
+    // Firecracker's rule: letters, digits and '-', 1 to 64 of them.
+    for (const std::string& bad :
+         std::vector<std::string>{"", "a_b", "a b", "vm/1", std::string(65, 'a')}) {
+        CAPTURE(bad);
+        CHECK_THROWS_WITH_AS(parse({"--id", bad, "--api-sock", "/tmp/s"}),
+                             doctest::Contains("1 to 64 letters, digits or '-'"), UsageError);
+    }
+    // Nothing would report it.
+    CHECK_THROWS_WITH_AS(parse({"--id", "x", "run", "--kernel", "/proc/self/exe"}),
+                         doctest::Contains("give it with --api-sock or --config-file"), UsageError);
+}

@@ -14,7 +14,8 @@
 namespace ember {
 
 int serve_api(const std::filesystem::path& socket, const VmConfig& config,
-              std::optional<embed::Vm> vm, std::optional<api::MetricsFile> metrics) {
+              std::optional<embed::Vm> vm, std::optional<api::MetricsFile> metrics,
+              const std::string& instance_id) {
     asio::io_context io;
     asio::signal_set signals(io, SIGINT, SIGTERM);
     asio::steady_timer metrics_timer(io);
@@ -36,7 +37,7 @@ int serve_api(const std::filesystem::path& socket, const VmConfig& config,
             metrics_timer.cancel();
         });
     });
-    router.emplace(controller, config, api::InstanceInfo{"anonymous-instance", "0.1.0"});
+    router.emplace(controller, config, api::InstanceInfo{instance_id, "0.1.0"});
     if (metrics) router->set_metrics(std::move(*metrics));
     server.emplace(io, socket, *router);
     if (vm) {

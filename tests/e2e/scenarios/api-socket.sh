@@ -62,13 +62,15 @@ wait_socket() {
 }
 
 # start_ember LOG [RUN-ARGS...]: `ember --api-sock $SOCK` in the background
-# (with RUN-ARGS, `ember run RUN-ARGS --api-sock $SOCK`); PID, OUT, ERR.
+# (with RUN-ARGS, `ember run RUN-ARGS --api-sock $SOCK`; with START_ID set,
+# `--id $START_ID` first); PID, OUT, ERR.
 start_ember() {
   LOG=$1
   OUT="$WORK/$1.out"
   ERR="$WORK/$1.err"
   shift
   if [ $# -gt 0 ]; then set -- run "$@"; fi
+  if [ -n "${START_ID:-}" ]; then set -- --id "$START_ID" "$@"; fi
   echo "e2e: $(echo ember "$@") --api-sock $SOCK" >"$WORK/$LOG.cmd"
   "$EMBER" "$@" --api-sock "$SOCK" </dev/null >"$OUT" 2>"$ERR" &
   PID=$!
@@ -114,7 +116,7 @@ finish_ember() {
 
 # 1. Configure and start, with the bodies of Firecracker's getting-started guide.
 SOCK="$SCRATCH/api-1.sock"
-start_ember vm1
+START_ID=e2e-vm-1 start_ember vm1
 LAST_REQUEST="PUT /boot-source"
 api PUT /boot-source "{
     \"kernel_image_path\": \"$img/vmlinuz\",
@@ -147,6 +149,8 @@ expect_status 204
 LAST_REQUEST="GET /"
 [ -n "$REASON" ] || api GET /
 expect_status 200 && { echo "$BODY" | grep -q '"state":"Running"' || _unmet "GET / says $BODY, not Running"; }
+# --id names the instance, as in Firecracker.
+echo "$BODY" | grep -q '"id":"e2e-vm-1"' || _unmet "GET / does not report --id e2e-vm-1: $BODY"
 wait_for "$OUT" 'EMBER-GUEST COUNT 3([^0-9]|$)' 300 || _unmet "the guest started over the socket never counted to 3"
 check api-socket-configure-and-start
 
