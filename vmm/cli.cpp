@@ -148,6 +148,11 @@ Command parse_command_line(const std::vector<std::string>& args) {
                                   "the instance's name, which GET / on the control socket reports "
                                   "(Firecracker's flag; 1-64 letters, digits or '-'; default "
                                   "anonymous-instance)");
+    std::string level;
+    auto* level_opt = app.add_option(
+        "--level", level,
+        "log level: Error, Warning, Info, Debug, Trace (= Debug) or Off, in any case "
+        "(Firecracker's flag; default Info, -v is Debug)");
     bool no_api = false;
     app.add_flag("--no-api", no_api,
                  "with --config-file: serve no control socket (Firecracker's flag; ember serves "
@@ -258,6 +263,16 @@ Command parse_command_line(const std::vector<std::string>& args) {
                 throw UsageError(fmt::format(
                     "{}: {}; use it with run, restore, --api-sock or --config-file", flag, why));
     };
+    std::optional<log::Level> log_level;
+    if (level_opt->count() > 0) {
+        log_level = log::parse_level(level);
+        if (!log_level)
+            throw UsageError(fmt::format(
+                "--level {}: not one of Error, Warning, Info, Debug, Trace, Off", level));
+        if (api_verbose || verbose || restore_verbose)
+            throw UsageError("--level and -v: give one of them (-v is --level Debug)");
+        if (info->parsed()) throw UsageError("--level: snapshot-info writes no log");
+    }
     if (!config_file.empty() && (run->parsed() || restore->parsed() || info->parsed()))
         throw UsageError("--config-file configures the VM by itself: give it without run, "
                          "restore or snapshot-info");
@@ -281,6 +296,7 @@ Command parse_command_line(const std::vector<std::string>& args) {
             config_file,
             api_sock.empty() ? std::nullopt : std::optional<std::filesystem::path>(api_sock),
             instance_id,
+            log_level,
             api_verbose,
             metrics(""),
             logs("")};
@@ -300,6 +316,7 @@ Command parse_command_line(const std::vector<std::string>& args) {
         r.faults = parse_faults(restore_faults);
         r.metrics_path = metrics(restore_metrics_path);
         r.log_path = logs(restore_log_path);
+        r.log_level = log_level;
         for (const auto& o : overrides) {
             const auto eq = o.find('=');
             if (eq == std::string::npos || eq == 0 || eq + 1 == o.size())
@@ -310,7 +327,8 @@ Command parse_command_line(const std::vector<std::string>& args) {
     }
     if (!run->parsed()) {
         if (!api_sock.empty())
-            return ApiServeRequest{api_sock, instance_id, api_verbose, metrics(""), logs("")};
+            return ApiServeRequest{api_sock,    instance_id, log_level,
+                                   api_verbose, metrics(""), logs("")};
         refuse_without_vm("no VM to run");
         throw UsageError("no command given; try 'ember run --kernel PATH' or 'ember --help'");
     }
@@ -319,6 +337,7 @@ Command parse_command_line(const std::vector<std::string>& args) {
     r.verbose = verbose || api_verbose;
     if (!run_api_sock.empty()) r.api_sock = run_api_sock;
     r.instance_id = instance_id;
+    r.log_level = log_level;
     r.metrics_path = metrics(run_metrics_path);
     r.log_path = logs(run_log_path);
     auto& c = r.config;

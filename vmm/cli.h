@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "vmm/errors.h"
+#include "vmm/log.h"
 #include "vmm/vm_config.h"
 
 namespace ember {
@@ -35,6 +36,7 @@ struct RunRequest {
     bool verbose = false;
     std::optional<std::filesystem::path> api_sock; // also serve the control socket
     std::string instance_id = kDefaultInstanceId;  // --id: GET / on the socket
+    std::optional<log::Level> log_level;           // --level
     std::optional<std::filesystem::path> metrics_path; // --metrics-path
     std::optional<std::filesystem::path> log_path;     // --log-path
 };
@@ -42,6 +44,7 @@ struct RunRequest {
 struct ApiServeRequest {
     std::filesystem::path api_sock;
     std::string instance_id = kDefaultInstanceId;
+    std::optional<log::Level> log_level;
     bool verbose = false;
     std::optional<std::filesystem::path> metrics_path;
     std::optional<std::filesystem::path> log_path;
@@ -54,6 +57,7 @@ struct ConfigFileRequest {
     std::filesystem::path config_file;
     std::optional<std::filesystem::path> api_sock;
     std::string instance_id = kDefaultInstanceId;
+    std::optional<log::Level> log_level;
     bool verbose = false;
     std::optional<std::filesystem::path> metrics_path;
     std::optional<std::filesystem::path> log_path;
@@ -80,6 +84,7 @@ struct RestoreRequest {
     bool paused = false;
     bool verbose = false;
     std::vector<fault::FaultSpec> faults; // --fault, as for run
+    std::optional<log::Level> log_level;  // --level
     std::optional<std::filesystem::path> metrics_path;
     std::optional<std::filesystem::path> log_path;
 };

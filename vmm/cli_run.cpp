@@ -101,6 +101,11 @@ RunRequest run_request_from(const ConfigFileRequest& c) {
     r.verbose = c.verbose;
     r.api_sock = c.api_sock;
     r.instance_id = c.instance_id;
+    if (c.log_level && file.logger.level)
+        throw api::ConfigFileError(
+            fmt::format("{}: \"logger\" sets the level, and so does --level: give one of them",
+                        c.config_file.string()));
+    r.log_level = c.log_level;
     r.log_path = c.log_path;
     r.metrics_path = c.metrics_path ? c.metrics_path : file.metrics_path;
     if (file.logger.log_path)

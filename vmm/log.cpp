@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <mutex>
 #include <string>
 
@@ -15,6 +17,18 @@ std::string g_name;
 } // namespace
 
 void set_level(Level level) noexcept { g_level.store(level, std::memory_order_relaxed); }
+
+std::optional<Level> parse_level(std::string_view name) {
+    std::string l(name);
+    std::transform(l.begin(), l.end(), l.begin(),
+                   [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+    if (l == "error") return Level::error;
+    if (l == "warning" || l == "warn") return Level::warn;
+    if (l == "info") return Level::info;
+    if (l == "debug" || l == "trace") return Level::debug;
+    if (l == "off") return Level::off;
+    return std::nullopt;
+}
 void set_output(int fd, std::string name) {
     std::lock_guard lock(g_name_mu);
     g_name = std::move(name);

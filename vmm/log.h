@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -14,6 +15,9 @@ namespace ember::log {
 enum class Level { debug = 0, info = 1, warn = 2, error = 3, off = 4 };
 
 void set_level(Level level) noexcept;
+// Firecracker's level names in any case (Error, Warning, Info, Debug,
+// Trace, Off; Trace is debug, ember has nothing finer); empty otherwise.
+std::optional<Level> parse_level(std::string_view name);
 // Lines go to `fd`, the file `name`, from now on instead of stderr
 // (--log-path, PUT /logger; STDERR_FILENO and "" go back). The log keeps
 // `fd` open for the rest of the process: a thread may be writing a line to

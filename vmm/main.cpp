@@ -117,6 +117,8 @@ int main(int argc, char** argv) {
             [&](const auto& c) {
                 if constexpr (requires { c.log_path; })
                     if (c.log_path) api::move_log_to(*c.log_path, "--log-path");
+                if constexpr (requires { c.log_level; })
+                    if (c.log_level) log::set_level(*c.log_level);
                 if constexpr (requires { c.metrics_path; })
                     if (c.metrics_path) metrics.emplace(*c.metrics_path);
             },

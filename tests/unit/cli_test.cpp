@@ -246,3 +246,23 @@ TEST_CASE("CLI: --id names the instance where the control socket or a config fil
     CHECK_THROWS_WITH_AS(parse({"--id", "x", "run", "--kernel", "/proc/self/exe"}),
                          doctest::Contains("give it with --api-sock or --config-file"), UsageError);
 }
+
+TEST_CASE("CLI: --level sets the log level as Firecracker's flag does") {
+    CHECK_FALSE(std::get<RunRequest>(parse({"run", "--kernel", "/proc/self/exe"})).log_level);
+    CHECK(std::get<RunRequest>(parse({"--level", "Warning", "run", "--kernel", "/proc/self/exe"}))
+              .log_level == log::Level::warn);
+    CHECK(std::get<RestoreRequest>(parse({"--level", "off", "restore", "/tmp/ck"})).log_level ==
+          log::Level::off);
+    CHECK(
+        std::get<ApiServeRequest>(parse({"--level", "TRACE", "--api-sock", "/tmp/s"})).log_level ==
+        log::Level::debug);
+    CHECK(std::get<ConfigFileRequest>(parse({"--level", "Error", "--config-file", "/tmp/vm.json"}))
+              .log_level == log::Level::error);
+    CHECK_THROWS_WITH_AS(parse({"--level", "loud", "--api-sock", "/tmp/s"}),
+                         doctest::Contains("--level loud: not one of Error, Warning, Info, Debug"),
+                         UsageError);
+    CHECK_THROWS_WITH_AS(parse({"--level", "Info", "run", "--kernel", "/proc/self/exe", "-v"}),
+                         doctest::Contains("--level and -v: give one of them"), UsageError);
+    CHECK_THROWS_WITH_AS(parse({"--level", "Info", "snapshot-info", "/tmp/ck"}),
+                         doctest::Contains("snapshot-info writes no log"), UsageError);
+}

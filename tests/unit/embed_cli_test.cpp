@@ -216,5 +216,10 @@ TEST_CASE("ember --config-file: the file's VM, through libember like ember run's
                              {"--config-file", logged, "--log-path", d / "y"})),
                          doctest::Contains("\"logger\" names"), api::ConfigFileError);
     CHECK_FALSE(fs::exists(d.path / "y"));
+    const auto leveled = write_json(R"({"boot-source": {"kernel_image_path": ")" + (d / "vmlinuz") +
+                                    R"("}, "logger": {"level": "Warning"}})");
+    CHECK_THROWS_WITH_AS(
+        run_request_from(parse<ConfigFileRequest>({"--level", "Info", "--config-file", leveled})),
+        doctest::Contains("\"logger\" sets the level, and so does --level"), api::ConfigFileError);
     CHECK_FALSE(fs::exists(d.path / "vm.log"));
 }

@@ -249,21 +249,8 @@ LoggerConfig parse_logger_config(std::string_view body) {
         c.log_path = *p;
     }
     if (auto level = f.optional_string("level")) {
-        // Firecracker's levels, any case; Trace is Debug (ember has no finer one).
-        std::string l = *level;
-        std::transform(l.begin(), l.end(), l.begin(),
-                       [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
-        if (l == "error")
-            c.level = log::Level::error;
-        else if (l == "warning" || l == "warn")
-            c.level = log::Level::warn;
-        else if (l == "info")
-            c.level = log::Level::info;
-        else if (l == "debug" || l == "trace")
-            c.level = log::Level::debug;
-        else if (l == "off")
-            c.level = log::Level::off;
-        else
+        c.level = log::parse_level(*level);
+        if (!c.level)
             throw ApiError(fmt::format("{}: level '{}' is not one of Error, Warning, Info, Debug, "
                                        "Trace, Off",
                                        what, *level));

@@ -69,6 +69,16 @@ run_ember config-file-none 20 --config-file "$WORK/no-such.json"
 expect_rc 2 && expect_stderr "$WORK/no-such.json: No such file or directory"
 check cli-config-file-missing
 
+# --level (Firecracker's flag): Off silences even the setup error (the exit
+# status still says it failed); Error keeps it.
+run_ember level-off 20 --level Off run --kernel "$kernel" --mem 16T
+expect_rc 1 && { ! grep -a -q 'KVM refused' "$ERR" || _unmet "--level Off still logged: $(head -n 2 "$ERR")"; }
+run_ember level-error 20 --level error run --kernel "$kernel" --mem 16T
+expect_rc 1 && expect_stderr 'KVM refused'
+run_ember level-bad 20 --level loud run --kernel "$kernel"
+expect_rc 2 && expect_stderr '--level loud: not one of Error, Warning, Info, Debug, Trace, Off'
+check cli-level
+
 # --log-path: ember's log goes to the file from the start, setup errors too;
 # stderr only says where it went. A log or metrics path that cannot be opened
 # is a setup error (1) before anything is built.
