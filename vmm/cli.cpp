@@ -158,6 +158,10 @@ Command parse_command_line(const std::vector<std::string>& args) {
                  "with --config-file: serve no control socket (Firecracker's flag; ember serves "
                  "one only with --api-sock)");
     app.add_flag("-v,--verbose", api_verbose, "log debug messages");
+    bool no_seccomp = false;
+    app.add_flag("--no-seccomp", no_seccomp,
+                 "do not install the system-call filter (Firecracker's flag; by default ember may "
+                 "make only the system calls a VMM needs)");
     // Firecracker's name. Also taken after `run` and `restore`.
     std::string metrics_path, run_metrics_path, restore_metrics_path;
     constexpr const char* kMetricsHelp =
@@ -273,6 +277,8 @@ Command parse_command_line(const std::vector<std::string>& args) {
             throw UsageError("--level and -v: give one of them (-v is --level Debug)");
         if (info->parsed()) throw UsageError("--level: snapshot-info writes no log");
     }
+    if (no_seccomp && info->parsed())
+        throw UsageError("--no-seccomp: snapshot-info runs no VM and installs no filter");
     if (!config_file.empty() && (run->parsed() || restore->parsed() || info->parsed()))
         throw UsageError("--config-file configures the VM by itself: give it without run, "
                          "restore or snapshot-info");
@@ -299,7 +305,8 @@ Command parse_command_line(const std::vector<std::string>& args) {
             log_level,
             api_verbose,
             metrics(""),
-            logs("")};
+            logs(""),
+            !no_seccomp};
     if (info->parsed()) {
         refuse_without_vm("snapshot-info runs no VM");
         SnapshotInfoRequest r{info_dir, {}};
@@ -317,6 +324,7 @@ Command parse_command_line(const std::vector<std::string>& args) {
         r.metrics_path = metrics(restore_metrics_path);
         r.log_path = logs(restore_log_path);
         r.log_level = log_level;
+        r.seccomp = !no_seccomp;
         for (const auto& o : overrides) {
             const auto eq = o.find('=');
             if (eq == std::string::npos || eq == 0 || eq + 1 == o.size())
@@ -327,8 +335,8 @@ Command parse_command_line(const std::vector<std::string>& args) {
     }
     if (!run->parsed()) {
         if (!api_sock.empty())
-            return ApiServeRequest{api_sock,    instance_id, log_level,
-                                   api_verbose, metrics(""), logs("")};
+            return ApiServeRequest{api_sock,    instance_id, log_level,  api_verbose,
+                                   metrics(""), logs(""),    !no_seccomp};
         refuse_without_vm("no VM to run");
         throw UsageError("no command given; try 'ember run --kernel PATH' or 'ember --help'");
     }
@@ -338,6 +346,7 @@ Command parse_command_line(const std::vector<std::string>& args) {
     if (!run_api_sock.empty()) r.api_sock = run_api_sock;
     r.instance_id = instance_id;
     r.log_level = log_level;
+    r.seccomp = !no_seccomp;
     r.metrics_path = metrics(run_metrics_path);
     r.log_path = logs(run_log_path);
     auto& c = r.config;

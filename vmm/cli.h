@@ -39,6 +39,7 @@ struct RunRequest {
     std::optional<log::Level> log_level;           // --level
     std::optional<std::filesystem::path> metrics_path; // --metrics-path
     std::optional<std::filesystem::path> log_path;     // --log-path
+    bool seccomp = true;                               // not with --no-seccomp
 };
 // `ember --api-sock PATH` with no command: wait for configuration over the socket.
 struct ApiServeRequest {
@@ -48,6 +49,7 @@ struct ApiServeRequest {
     bool verbose = false;
     std::optional<std::filesystem::path> metrics_path;
     std::optional<std::filesystem::path> log_path;
+    bool seccomp = true;
 };
 
 // `ember --config-file PATH [--api-sock PATH]`: build the VM from a
@@ -61,6 +63,7 @@ struct ConfigFileRequest {
     bool verbose = false;
     std::optional<std::filesystem::path> metrics_path;
     std::optional<std::filesystem::path> log_path;
+    bool seccomp = true;
 };
 
 // What SIGUSR1 does (`run` and `restore` take the same options).
@@ -87,6 +90,7 @@ struct RestoreRequest {
     std::optional<log::Level> log_level;  // --level
     std::optional<std::filesystem::path> metrics_path;
     std::optional<std::filesystem::path> log_path;
+    bool seccomp = true;
 };
 struct SnapshotInfoRequest {
     std::filesystem::path snapshot_dir;

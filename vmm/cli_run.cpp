@@ -101,6 +101,7 @@ RunRequest run_request_from(const ConfigFileRequest& c) {
     r.verbose = c.verbose;
     r.api_sock = c.api_sock;
     r.instance_id = c.instance_id;
+    r.seccomp = c.seccomp;
     if (c.log_level && file.logger.level)
         throw api::ConfigFileError(
             fmt::format("{}: \"logger\" sets the level, and so does --level: give one of them",

@@ -35,6 +35,10 @@ void set_output(int fd, std::string name) {
     g_fd.store(fd, std::memory_order_relaxed);
 }
 
+int output_fd() noexcept {
+    return g_fd.load(std::memory_order_relaxed);
+}
+
 std::string output_name() {
     std::lock_guard lock(g_name_mu);
     return g_name;

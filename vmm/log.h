@@ -24,6 +24,8 @@ std::optional<Level> parse_level(std::string_view name);
 // it at any moment. A write that fails (a full non-blocking pipe) drops the
 // line; logging never blocks on it.
 void set_output(int fd, std::string name);
+// Where lines go now; async-signal-safe (the seccomp SIGSYS handler writes there).
+int output_fd() noexcept;
 // The file set_output() named; "" for stderr.
 std::string output_name();
 bool enabled(Level level) noexcept;

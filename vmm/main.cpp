@@ -23,6 +23,7 @@
 #include "vmm/cli_run.h"
 #include "vmm/diagnostics.h"
 #include "vmm/log.h"
+#include "vmm/seccomp.h"
 #include "vmm/snapshot/compare.h"
 #include "vmm/snapshot/describe.h"
 #include "vmm/snapshot/snapshot.h"
@@ -94,6 +95,24 @@ int main(int argc, char** argv) {
             std::printf("  compared with %s: %s\n", info->compare_with->c_str(),
                         diffs.empty() ? "vcpu and device state equal" : "DIFFERENT");
             return diffs.empty() ? 0 : 1;
+        } catch (const std::exception& e) {
+            log::error("{}", e.what());
+            return 1;
+        }
+    }
+    // Every command left runs a VM: from here on only the system calls a VMM
+    // needs (vmm/seccomp.h), before any thread starts or any guest byte is read.
+    const bool filter = std::visit(
+        [](const auto& c) {
+            if constexpr (requires { c.seccomp; })
+                return c.seccomp;
+            else
+                return false;
+        },
+        cmd);
+    if (filter) {
+        try {
+            seccomp::install();
         } catch (const std::exception& e) {
             log::error("{}", e.what());
             return 1;

@@ -207,7 +207,7 @@ stall_watch() {
   done
 }
 
-# run_ember LOG TIMEOUT ARG...: runs "$EMBER ARG..." with stdin from
+# run_ember LOG TIMEOUT ARG...: runs "$EMBER [$EMBER_PRE_ARGS] ARG..." with stdin from
 # /dev/null, its stdout (the guest console) in $WORK/LOG.out and its stderr in
 # $WORK/LOG.err. Sets RC (exit status; 124 for a timeout), TIMED_OUT (yes|no),
 # ELAPSED (seconds), OUT and ERR (the two file names). Never fails itself.
@@ -220,7 +220,8 @@ run_ember() {
   echo "e2e: ember $*" >"$WORK/$_log.cmd"
   _t0=$(date +%s)
   # BusyBox timeout exits 143 on expiry, coreutils 124: normalise below.
-  timeout "$_tmo" "$EMBER" "$@" </dev/null >"$OUT" 2>"$ERR" &
+  # shellcheck disable=SC2086 # EMBER_PRE_ARGS: flags before the command, split
+  timeout "$_tmo" "$EMBER" ${EMBER_PRE_ARGS:-} "$@" </dev/null >"$OUT" 2>"$ERR" &
   _re_pid=$!
   _re_watch=
   if [ "$STALL_SECONDS" -gt 0 ]; then
@@ -284,6 +285,26 @@ sample_thread_cpus() {
         while read -r _st_k _st_v; do
           [ "$_st_k" = Cpus_allowed_list: ] && { echo "$_st_c=$_st_v"; break; }
         done 2>/dev/null <"$_st_t/status"
+      done | sort | tr '\n' ' '
+      echo
+    done >>"$1"
+    sleep 0.5
+  done
+}
+
+# sample_seccomp FILE: like sample_thread_cpus, for the system-call filter:
+# twice a second, for each process named ember, one line "COMM=MODE " per
+# thread, sorted, MODE as Seccomp in /proc (0 none, 2 filter).
+sample_seccomp() {
+  while :; do
+    for _ss_p in /proc/[0-9]*; do
+      read -r _ss_c 2>/dev/null <"$_ss_p/comm" || continue
+      [ "$_ss_c" = ember ] || continue
+      for _ss_t in "$_ss_p"/task/*; do
+        read -r _ss_c 2>/dev/null <"$_ss_t/comm" || continue
+        while read -r _ss_k _ss_v; do
+          [ "$_ss_k" = Seccomp: ] && { echo "$_ss_c=$_ss_v"; break; }
+        done 2>/dev/null <"$_ss_t/status"
       done | sort | tr '\n' ' '
       echo
     done >>"$1"

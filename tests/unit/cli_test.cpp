@@ -266,3 +266,20 @@ TEST_CASE("CLI: --level sets the log level as Firecracker's flag does") {
     CHECK_THROWS_WITH_AS(parse({"--level", "Info", "snapshot-info", "/tmp/ck"}),
                          doctest::Contains("snapshot-info writes no log"), UsageError);
 }
+
+TEST_CASE(
+    "CLI: the system-call filter is on unless --no-seccomp, for every command that runs a VM") {
+    CHECK(std::get<RunRequest>(parse({"run", "--kernel", "/proc/self/exe"})).seccomp);
+    CHECK(std::get<RestoreRequest>(parse({"restore", "/tmp/ck"})).seccomp);
+    CHECK(std::get<ApiServeRequest>(parse({"--api-sock", "/tmp/s"})).seccomp);
+    CHECK(std::get<ConfigFileRequest>(parse({"--config-file", "/tmp/vm.json"})).seccomp);
+    CHECK_FALSE(
+        std::get<RunRequest>(parse({"--no-seccomp", "run", "--kernel", "/proc/self/exe"})).seccomp);
+    CHECK_FALSE(std::get<RestoreRequest>(parse({"--no-seccomp", "restore", "/tmp/ck"})).seccomp);
+    CHECK_FALSE(std::get<ApiServeRequest>(parse({"--no-seccomp", "--api-sock", "/tmp/s"})).seccomp);
+    CHECK_FALSE(
+        std::get<ConfigFileRequest>(parse({"--no-seccomp", "--config-file", "/tmp/vm.json"}))
+            .seccomp);
+    CHECK_THROWS_WITH_AS(parse({"--no-seccomp", "snapshot-info", "/tmp/ck"}),
+                         doctest::Contains("--no-seccomp: snapshot-info runs no VM"), UsageError);
+}

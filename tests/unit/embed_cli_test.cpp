@@ -198,6 +198,9 @@ TEST_CASE("ember --config-file: the file's VM, through libember like ember run's
     CHECK(r.api_sock == fs::path(d / "s"));
     CHECK(r.metrics_path == fs::path(d / "m.json")); // opened by the command, as --metrics-path
     CHECK_FALSE(r.log_path.has_value());
+    CHECK(r.seccomp);
+    CHECK_FALSE(run_request_from(parse<ConfigFileRequest>({"--no-seccomp", "--config-file", file}))
+                    .seccomp);
     // And on to libember's configuration, as ember run's request goes.
     const embed::VmConfig c = to_embed(r);
     CHECK(c.cpus == 2);

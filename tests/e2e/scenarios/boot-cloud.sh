@@ -8,11 +8,24 @@
 # VM it describes: vcpus, command line, a drive, the metrics file.
 . "$E2E_DIR/lib.sh"
 
+# Every thread of ember runs under its system-call filter (seccomp mode 2),
+# sampled from /proc while the guest boots: the vcpu and the others.
+filtered="$WORK/seccomp-on.txt"
+: >"$filtered"
+sample_seccomp "$filtered" &
+sampler=$!
 boot_guest cloud-cpus1 cloud 1 poweroff
+kill "$sampler" 2>/dev/null
+wait "$sampler" 2>/dev/null
 expect_stdout 'EMBER-GUEST READY cpus=1 acpi=yes'
 check cloud-boot-cpus1
 expect_stdout 'EMBER-GUEST READY' && expect_rc 0 && expect_stderr_i 'power(ed)?[ -]?(off|down)'
 check cloud-poweroff
+# Samples with vcpu0 (the guest running) where every thread shows 2.
+if ! grep 'vcpu0=' "$filtered" | grep -q -v -E '=[^2 ]'; then
+  _unmet "no sample showed every thread filtered; the last ones: $(grep -v '^$' "$filtered" | tail -n 3 | tr '\n' '|')"
+fi
+check cloud-seccomp-every-thread
 
 # The two vcpus are placed crosswise (--vcpu-cpus): vcpu0 on the last CPU
 # ember may use, vcpu1 on the first; their threads' CPU lists are sampled
@@ -21,9 +34,16 @@ samples="$WORK/vcpu-cpus.txt"
 : >"$samples"
 sample_thread_cpus "$samples" 'vcpu[0-9]*' &
 sampler=$!
+# This boot also runs without the filter (--no-seccomp): no thread has one.
+unfiltered="$WORK/seccomp-off.txt"
+: >"$unfiltered"
+sample_seccomp "$unfiltered" &
+seccomp_sampler=$!
+EMBER_PRE_ARGS=--no-seccomp
 boot_guest cloud-cpus2 cloud 2 reboot --vcpu-cpus "$(last_cpu),$(first_cpu)"
-kill "$sampler" 2>/dev/null
-wait "$sampler" 2>/dev/null
+EMBER_PRE_ARGS=
+kill "$sampler" "$seccomp_sampler" 2>/dev/null
+wait "$sampler" "$seccomp_sampler" 2>/dev/null
 expect_stdout 'EMBER-GUEST READY cpus=2 acpi=yes'
 check cloud-boot-cpus2
 expect_stdout 'EMBER-GUEST READY' && expect_rc 0 && expect_stderr_i 'reboot'
@@ -32,6 +52,10 @@ want="vcpu0=$(last_cpu) vcpu1=$(first_cpu) "
 grep -q -x -F -- "$want" "$samples" ||
   _unmet "no sample showed the vcpu threads as '$want'; the last ones: $(grep -v '^$' "$samples" | tail -n 3 | tr '\n' '|')"
 check cloud-vcpu-cpus
+if ! grep 'vcpu1=' "$unfiltered" | grep -q -v -E '=[^0 ]'; then
+  _unmet "--no-seccomp: no sample showed every thread unfiltered; the last ones: $(grep -v '^$' "$unfiltered" | tail -n 3 | tr '\n' '|')"
+fi
+check cloud-no-seccomp
 
 # Firecracker's configuration file, with its sections for devices ember lacks
 # left empty as its example files leave them: the guest sees the file's two
