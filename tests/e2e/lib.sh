@@ -266,14 +266,14 @@ wait_for() {
   done
 }
 
-# sample_thread_cpus FILE PATTERN: run in the background around an ember run
-# (kill it afterwards). Twice a second, for each process named ember, appends
-# one line to FILE: "COMM=CPUS " for each of its threads whose name matches
-# the shell PATTERN (case syntax), sorted, CPUS as Cpus_allowed_list in /proc
-# (where the kernel lets it run). Shell builtins only inside the scan: under
-# TCG every fork is slow, and the guest shares L1's CPUs with this loop (and
-# the sandbox's BusyBox has no pgrep).
-sample_thread_cpus() {
+# sample_thread_status FILE PATTERN KEY: run in the background around an ember
+# run (kill it afterwards). Twice a second, for each process named ember,
+# appends one line to FILE: "COMM=VALUE " for each of its threads whose name
+# matches the shell PATTERN (case syntax), sorted, VALUE as the thread's KEY
+# line in /proc/PID/task/TID/status (KEY with its colon). Shell builtins only
+# inside the scan: under TCG every fork is slow, and the guest shares L1's
+# CPUs with this loop (and the sandbox's BusyBox has no pgrep).
+sample_thread_status() {
   while :; do
     for _st_p in /proc/[0-9]*; do
       read -r _st_c 2>/dev/null <"$_st_p/comm" || continue
@@ -283,7 +283,7 @@ sample_thread_cpus() {
         # shellcheck disable=SC2254 # $2 is a pattern on purpose
         case $_st_c in $2) ;; *) continue ;; esac
         while read -r _st_k _st_v; do
-          [ "$_st_k" = Cpus_allowed_list: ] && { echo "$_st_c=$_st_v"; break; }
+          [ "$_st_k" = "$3" ] && { echo "$_st_c=$_st_v"; break; }
         done 2>/dev/null <"$_st_t/status"
       done | sort | tr '\n' ' '
       echo
@@ -292,25 +292,11 @@ sample_thread_cpus() {
   done
 }
 
-# sample_seccomp FILE: like sample_thread_cpus, for the system-call filter:
-# twice a second, for each process named ember, one line "COMM=MODE " per
-# thread, sorted, MODE as Seccomp in /proc (0 none, 2 filter).
-sample_seccomp() {
-  while :; do
-    for _ss_p in /proc/[0-9]*; do
-      read -r _ss_c 2>/dev/null <"$_ss_p/comm" || continue
-      [ "$_ss_c" = ember ] || continue
-      for _ss_t in "$_ss_p"/task/*; do
-        read -r _ss_c 2>/dev/null <"$_ss_t/comm" || continue
-        while read -r _ss_k _ss_v; do
-          [ "$_ss_k" = Seccomp: ] && { echo "$_ss_c=$_ss_v"; break; }
-        done 2>/dev/null <"$_ss_t/status"
-      done | sort | tr '\n' ' '
-      echo
-    done >>"$1"
-    sleep 0.5
-  done
-}
+# sample_thread_cpus FILE PATTERN: where the kernel lets each thread run
+# (Cpus_allowed_list). sample_seccomp FILE: every thread's system-call filter
+# mode (Seccomp: 0 none, 2 filter).
+sample_thread_cpus() { sample_thread_status "$1" "$2" Cpus_allowed_list:; }
+sample_seccomp() { sample_thread_status "$1" '*' Seccomp:; }
 
 # allowed_cpus: the CPUs this shell (and so ember) may run on, in list
 # format; first_cpu, last_cpu: the lowest- and highest-numbered of them.

@@ -109,6 +109,7 @@ if [ -e "$tmp/.odirect-probe" ]; then echo "FAIL: the O_DIRECT probe file was le
 fi
 # sample_thread_cpus: a process named ember, pinned to the first CPU with
 # taskset, shows up as "ember=CPU"; the sampler stops when killed.
+# sample_seccomp: the same process, without a filter, as "ember=0".
 # (A script: the kernel names its process after the script's file.)
 printf '#!/bin/sh\nwhile :; do sleep 1; done\n' >"$tmp/ember"
 chmod +x "$tmp/ember"
@@ -116,13 +117,20 @@ taskset -c "$(first_cpu)" "$tmp/ember" 10 &
 sleeper=$!
 sample_thread_cpus "$tmp/samples" 'ember' &
 sampler=$!
+sample_seccomp "$tmp/seccomp" &
+seccomp_sampler=$!
 sleep 1.5
-kill "$sampler"
-wait "$sampler" 2>/dev/null
+kill "$sampler" "$seccomp_sampler"
+wait "$sampler" "$seccomp_sampler" 2>/dev/null
 kill "$sleeper"
 wait "$sleeper" 2>/dev/null
 if grep -q -x -F -- "ember=$(first_cpu) " "$tmp/samples"; then echo "ok: sampled ember=$(first_cpu)"; else
   echo "FAIL: no sample 'ember=$(first_cpu)': $(head -n 3 "$tmp/samples" | tr '\n' '|')"
+  bad=$((bad + 1))
+fi
+# sample_seccomp: the same process without a filter shows "ember=0".
+if grep -q -x -F -- "ember=0 " "$tmp/seccomp"; then echo "ok: sampled seccomp ember=0"; else
+  echo "FAIL: no sample 'ember=0': $(head -n 3 "$tmp/seccomp" | tr '\n' '|')"
   bad=$((bad + 1))
 fi
 
