@@ -297,16 +297,17 @@ Command parse_command_line(const std::vector<std::string>& args) {
             throw UsageError("--id: names the instance on the control socket: give it with "
                              "--api-sock or --config-file");
     }
+    // `own_*`: the value given after run or restore, if any.
+    auto process = [&](bool verbose_here, const std::string& own_metrics,
+                       const std::string& own_log) {
+        return ProcessOptions{api_verbose || verbose_here, log_level, metrics(own_metrics),
+                              logs(own_log), !no_seccomp};
+    };
     if (!config_file.empty())
-        return ConfigFileRequest{
-            config_file,
-            api_sock.empty() ? std::nullopt : std::optional<std::filesystem::path>(api_sock),
-            instance_id,
-            log_level,
-            api_verbose,
-            metrics(""),
-            logs(""),
-            !no_seccomp};
+        return ConfigFileRequest{config_file,
+                                 api_sock.empty() ? std::nullopt
+                                                  : std::optional<std::filesystem::path>(api_sock),
+                                 instance_id, process(false, "", "")};
     if (info->parsed()) {
         refuse_without_vm("snapshot-info runs no VM");
         SnapshotInfoRequest r{info_dir, {}};
@@ -318,13 +319,9 @@ Command parse_command_line(const std::vector<std::string>& args) {
         r.snapshot_dir = snapshot_dir;
         r.console = parse_console(restore_console);
         r.checkpoint = parse_checkpoint_options(restore_ckpt);
-        r.verbose = restore_verbose;
         r.paused = restore_paused;
         r.faults = parse_faults(restore_faults);
-        r.metrics_path = metrics(restore_metrics_path);
-        r.log_path = logs(restore_log_path);
-        r.log_level = log_level;
-        r.seccomp = !no_seccomp;
+        r.process = process(restore_verbose, restore_metrics_path, restore_log_path);
         for (const auto& o : overrides) {
             const auto eq = o.find('=');
             if (eq == std::string::npos || eq == 0 || eq + 1 == o.size())
@@ -335,20 +332,15 @@ Command parse_command_line(const std::vector<std::string>& args) {
     }
     if (!run->parsed()) {
         if (!api_sock.empty())
-            return ApiServeRequest{api_sock,    instance_id, log_level,  api_verbose,
-                                   metrics(""), logs(""),    !no_seccomp};
+            return ApiServeRequest{api_sock, instance_id, process(false, "", "")};
         refuse_without_vm("no VM to run");
         throw UsageError("no command given; try 'ember run --kernel PATH' or 'ember --help'");
     }
 
     RunRequest r;
-    r.verbose = verbose || api_verbose;
     if (!run_api_sock.empty()) r.api_sock = run_api_sock;
     r.instance_id = instance_id;
-    r.log_level = log_level;
-    r.seccomp = !no_seccomp;
-    r.metrics_path = metrics(run_metrics_path);
-    r.log_path = logs(run_log_path);
+    r.process = process(verbose, run_metrics_path, run_log_path);
     auto& c = r.config;
     require_file(kernel, "--kernel");
     c.kernel = kernel;

@@ -31,25 +31,28 @@ struct ListFaultsRequest {
 // Firecracker's default --id: what GET / reports without one.
 inline constexpr const char* kDefaultInstanceId = "anonymous-instance";
 
-struct RunRequest {
-    VmConfig config;
-    bool verbose = false;
-    std::optional<std::filesystem::path> api_sock; // also serve the control socket
-    std::string instance_id = kDefaultInstanceId;  // --id: GET / on the socket
-    std::optional<log::Level> log_level;           // --level
+// What every command that runs a VM (run, restore, --api-sock, --config-file)
+// takes about the process rather than the VM: its log, its metrics file, its
+// system-call filter. main() applies them before anything is built.
+struct ProcessOptions {
+    bool verbose = false;                              // -v: --level Debug
+    std::optional<log::Level> log_level;               // --level
     std::optional<std::filesystem::path> metrics_path; // --metrics-path
     std::optional<std::filesystem::path> log_path;     // --log-path
     bool seccomp = true;                               // not with --no-seccomp
+};
+
+struct RunRequest {
+    VmConfig config;
+    std::optional<std::filesystem::path> api_sock; // also serve the control socket
+    std::string instance_id = kDefaultInstanceId;  // --id: GET / on the socket
+    ProcessOptions process;
 };
 // `ember --api-sock PATH` with no command: wait for configuration over the socket.
 struct ApiServeRequest {
     std::filesystem::path api_sock;
     std::string instance_id = kDefaultInstanceId;
-    std::optional<log::Level> log_level;
-    bool verbose = false;
-    std::optional<std::filesystem::path> metrics_path;
-    std::optional<std::filesystem::path> log_path;
-    bool seccomp = true;
+    ProcessOptions process;
 };
 
 // `ember --config-file PATH [--api-sock PATH]`: build the VM from a
@@ -59,11 +62,7 @@ struct ConfigFileRequest {
     std::filesystem::path config_file;
     std::optional<std::filesystem::path> api_sock;
     std::string instance_id = kDefaultInstanceId;
-    std::optional<log::Level> log_level;
-    bool verbose = false;
-    std::optional<std::filesystem::path> metrics_path;
-    std::optional<std::filesystem::path> log_path;
-    bool seccomp = true;
+    ProcessOptions process;
 };
 
 // What SIGUSR1 does (`run` and `restore` take the same options).
@@ -85,12 +84,8 @@ struct RestoreRequest {
     ConsoleSpec console;
     CheckpointOptions checkpoint;
     bool paused = false;
-    bool verbose = false;
     std::vector<fault::FaultSpec> faults; // --fault, as for run
-    std::optional<log::Level> log_level;  // --level
-    std::optional<std::filesystem::path> metrics_path;
-    std::optional<std::filesystem::path> log_path;
-    bool seccomp = true;
+    ProcessOptions process;
 };
 struct SnapshotInfoRequest {
     std::filesystem::path snapshot_dir;

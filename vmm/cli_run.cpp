@@ -94,21 +94,18 @@ RunRequest run_request_from(const ConfigFileRequest& c) {
                 "{}: \"{}\" names {}, and {} {}: give one of them", c.config_file.string(), section,
                 from_file->string(), flag, from_flag->string()));
     };
-    once("logger", "--log-path", c.log_path, file.logger.log_path);
-    once("metrics", "--metrics-path", c.metrics_path, file.metrics_path);
+    once("logger", "--log-path", c.process.log_path, file.logger.log_path);
+    once("metrics", "--metrics-path", c.process.metrics_path, file.metrics_path);
     RunRequest r;
     r.config = file.config;
-    r.verbose = c.verbose;
     r.api_sock = c.api_sock;
     r.instance_id = c.instance_id;
-    r.seccomp = c.seccomp;
-    if (c.log_level && file.logger.level)
+    r.process = c.process;
+    if (c.process.log_level && file.logger.level)
         throw api::ConfigFileError(
             fmt::format("{}: \"logger\" sets the level, and so does --level: give one of them",
                         c.config_file.string()));
-    r.log_level = c.log_level;
-    r.log_path = c.log_path;
-    r.metrics_path = c.metrics_path ? c.metrics_path : file.metrics_path;
+    if (!r.process.metrics_path) r.process.metrics_path = file.metrics_path;
     if (file.logger.log_path)
         api::move_log_to(*file.logger.log_path,
                          fmt::format("{} \"logger\"", c.config_file.string()));

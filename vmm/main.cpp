@@ -104,8 +104,8 @@ int main(int argc, char** argv) {
     // needs (vmm/seccomp.h), before any thread starts or any guest byte is read.
     const bool filter = std::visit(
         [](const auto& c) {
-            if constexpr (requires { c.seccomp; })
-                return c.seccomp;
+            if constexpr (requires { c.process; })
+                return c.process.seccomp;
             else
                 return false;
         },
@@ -134,33 +134,30 @@ int main(int argc, char** argv) {
         std::optional<api::MetricsFile> metrics;
         std::visit(
             [&](const auto& c) {
-                if constexpr (requires { c.log_path; })
-                    if (c.log_path) api::move_log_to(*c.log_path, "--log-path");
-                if constexpr (requires { c.log_level; })
-                    if (c.log_level) log::set_level(*c.log_level);
-                if constexpr (requires { c.metrics_path; })
-                    if (c.metrics_path) metrics.emplace(*c.metrics_path);
+                if constexpr (requires { c.process; }) {
+                    const ProcessOptions& p = c.process;
+                    if (p.log_path) api::move_log_to(*p.log_path, "--log-path");
+                    if (p.log_level) log::set_level(*p.log_level);
+                    if (p.verbose) log::set_level(log::Level::debug);
+                    if (p.metrics_path) metrics.emplace(*p.metrics_path);
+                }
             },
             cmd);
         if (auto* serve = std::get_if<ApiServeRequest>(&cmd)) {
-            if (serve->verbose) log::set_level(log::Level::debug);
             return serve_api(serve->api_sock, VmConfig{}, std::nullopt, std::move(metrics),
                              serve->instance_id);
         }
         // Every VM goes through libember, as in any program embedding ember;
         // the control socket (vmm/api) is a client of it too.
         if (auto* run = std::get_if<RunRequest>(&cmd); run && run->api_sock) {
-            if (run->verbose) embed::set_log_level(embed::LogLevel::debug);
             return serve_api(*run->api_sock, run->config, embed::Vm::create(to_embed(*run)),
                              std::move(metrics), run->instance_id);
         }
         std::optional<embed::Vm> vm;
         if (auto* run = std::get_if<RunRequest>(&cmd)) {
-            if (run->verbose) embed::set_log_level(embed::LogLevel::debug);
             vm = embed::Vm::create(to_embed(*run));
         } else {
             auto& r = std::get<RestoreRequest>(cmd);
-            if (r.verbose) embed::set_log_level(embed::LogLevel::debug);
             vm = embed::Vm::restore(r.snapshot_dir, to_embed(r));
             log::info("restored from {}", r.snapshot_dir.string());
         }

@@ -190,21 +190,30 @@ template <typename Get> void check_path_flag(const std::string& flag, Get get) {
                          UsageError);
 }
 
+TEST_CASE("CLI: -v, after the command or before it") {
+    CHECK(std::get<RunRequest>(parse({"-v", "run", "--kernel", "/proc/self/exe"})).process.verbose);
+    CHECK(std::get<RunRequest>(parse({"run", "--kernel", "/proc/self/exe", "-v"})).process.verbose);
+    CHECK(std::get<RestoreRequest>(parse({"-v", "restore", "/tmp/ck"})).process.verbose);
+    CHECK(std::get<RestoreRequest>(parse({"restore", "/tmp/ck", "-v"})).process.verbose);
+    CHECK_FALSE(std::get<RestoreRequest>(parse({"restore", "/tmp/ck"})).process.verbose);
+    CHECK(std::get<ApiServeRequest>(parse({"-v", "--api-sock", "/tmp/s"})).process.verbose);
+}
+
 TEST_CASE("CLI: --metrics-path and --log-path, after the command or before it") {
-    check_path_flag("--metrics-path", [](const auto& r) { return r.metrics_path; });
-    check_path_flag("--log-path", [](const auto& r) { return r.log_path; });
+    check_path_flag("--metrics-path", [](const auto& r) { return r.process.metrics_path; });
+    check_path_flag("--log-path", [](const auto& r) { return r.process.log_path; });
 }
 
 TEST_CASE("CLI: --config-file runs a VM by itself, with or without the control socket") {
     const auto plain = std::get<ConfigFileRequest>(parse({"--config-file", "/tmp/vm.json"}));
     CHECK(plain.config_file == "/tmp/vm.json");
     CHECK_FALSE(plain.api_sock.has_value());
-    CHECK_FALSE(plain.verbose);
+    CHECK_FALSE(plain.process.verbose);
     // Firecracker's --no-api: ember serves no socket unless asked anyway.
     const auto no_api =
         std::get<ConfigFileRequest>(parse({"--no-api", "--config-file", "/tmp/vm.json", "-v"}));
     CHECK_FALSE(no_api.api_sock.has_value());
-    CHECK(no_api.verbose);
+    CHECK(no_api.process.verbose);
     const auto served = std::get<ConfigFileRequest>(
         parse({"--config-file", "/tmp/vm.json", "--api-sock", "/tmp/api.sock"}));
     CHECK(served.api_sock == std::filesystem::path("/tmp/api.sock"));
@@ -248,16 +257,16 @@ TEST_CASE("CLI: --id names the instance where the control socket or a config fil
 }
 
 TEST_CASE("CLI: --level sets the log level as Firecracker's flag does") {
-    CHECK_FALSE(std::get<RunRequest>(parse({"run", "--kernel", "/proc/self/exe"})).log_level);
+    CHECK_FALSE(
+        std::get<RunRequest>(parse({"run", "--kernel", "/proc/self/exe"})).process.log_level);
     CHECK(std::get<RunRequest>(parse({"--level", "Warning", "run", "--kernel", "/proc/self/exe"}))
-              .log_level == log::Level::warn);
-    CHECK(std::get<RestoreRequest>(parse({"--level", "off", "restore", "/tmp/ck"})).log_level ==
-          log::Level::off);
-    CHECK(
-        std::get<ApiServeRequest>(parse({"--level", "TRACE", "--api-sock", "/tmp/s"})).log_level ==
-        log::Level::debug);
+              .process.log_level == log::Level::warn);
+    CHECK(std::get<RestoreRequest>(parse({"--level", "off", "restore", "/tmp/ck"}))
+              .process.log_level == log::Level::off);
+    CHECK(std::get<ApiServeRequest>(parse({"--level", "TRACE", "--api-sock", "/tmp/s"}))
+              .process.log_level == log::Level::debug);
     CHECK(std::get<ConfigFileRequest>(parse({"--level", "Error", "--config-file", "/tmp/vm.json"}))
-              .log_level == log::Level::error);
+              .process.log_level == log::Level::error);
     CHECK_THROWS_WITH_AS(parse({"--level", "loud", "--api-sock", "/tmp/s"}),
                          doctest::Contains("--level loud: not one of Error, Warning, Info, Debug"),
                          UsageError);
@@ -269,17 +278,19 @@ TEST_CASE("CLI: --level sets the log level as Firecracker's flag does") {
 
 TEST_CASE(
     "CLI: the system-call filter is on unless --no-seccomp, for every command that runs a VM") {
-    CHECK(std::get<RunRequest>(parse({"run", "--kernel", "/proc/self/exe"})).seccomp);
-    CHECK(std::get<RestoreRequest>(parse({"restore", "/tmp/ck"})).seccomp);
-    CHECK(std::get<ApiServeRequest>(parse({"--api-sock", "/tmp/s"})).seccomp);
-    CHECK(std::get<ConfigFileRequest>(parse({"--config-file", "/tmp/vm.json"})).seccomp);
+    CHECK(std::get<RunRequest>(parse({"run", "--kernel", "/proc/self/exe"})).process.seccomp);
+    CHECK(std::get<RestoreRequest>(parse({"restore", "/tmp/ck"})).process.seccomp);
+    CHECK(std::get<ApiServeRequest>(parse({"--api-sock", "/tmp/s"})).process.seccomp);
+    CHECK(std::get<ConfigFileRequest>(parse({"--config-file", "/tmp/vm.json"})).process.seccomp);
+    CHECK_FALSE(std::get<RunRequest>(parse({"--no-seccomp", "run", "--kernel", "/proc/self/exe"}))
+                    .process.seccomp);
     CHECK_FALSE(
-        std::get<RunRequest>(parse({"--no-seccomp", "run", "--kernel", "/proc/self/exe"})).seccomp);
-    CHECK_FALSE(std::get<RestoreRequest>(parse({"--no-seccomp", "restore", "/tmp/ck"})).seccomp);
-    CHECK_FALSE(std::get<ApiServeRequest>(parse({"--no-seccomp", "--api-sock", "/tmp/s"})).seccomp);
+        std::get<RestoreRequest>(parse({"--no-seccomp", "restore", "/tmp/ck"})).process.seccomp);
+    CHECK_FALSE(
+        std::get<ApiServeRequest>(parse({"--no-seccomp", "--api-sock", "/tmp/s"})).process.seccomp);
     CHECK_FALSE(
         std::get<ConfigFileRequest>(parse({"--no-seccomp", "--config-file", "/tmp/vm.json"}))
-            .seccomp);
+            .process.seccomp);
     CHECK_THROWS_WITH_AS(parse({"--no-seccomp", "snapshot-info", "/tmp/ck"}),
                          doctest::Contains("--no-seccomp: snapshot-info runs no VM"), UsageError);
 }

@@ -196,11 +196,12 @@ TEST_CASE("ember --config-file: the file's VM, through libember like ember run's
     REQUIRE(r.config.disks.size() == 1);
     CHECK(r.config.disks[0].readonly);
     CHECK(r.api_sock == fs::path(d / "s"));
-    CHECK(r.metrics_path == fs::path(d / "m.json")); // opened by the command, as --metrics-path
-    CHECK_FALSE(r.log_path.has_value());
-    CHECK(r.seccomp);
+    CHECK(r.process.metrics_path ==
+          fs::path(d / "m.json")); // opened by the command, as --metrics-path
+    CHECK_FALSE(r.process.log_path.has_value());
+    CHECK(r.process.seccomp);
     CHECK_FALSE(run_request_from(parse<ConfigFileRequest>({"--no-seccomp", "--config-file", file}))
-                    .seccomp);
+                    .process.seccomp);
     // And on to libember's configuration, as ember run's request goes.
     const embed::VmConfig c = to_embed(r);
     CHECK(c.cpus == 2);
