@@ -15,6 +15,7 @@
 
 #include <fmt/format.h>
 
+#include "vmm/log.h"
 #include "vmm/platform.h"
 
 namespace ember {
@@ -23,12 +24,43 @@ namespace {
 [[noreturn]] void fail(const std::string& path, std::string_view why) {
     throw Error(fmt::format("disk image {}: {}", path, why));
 }
+
+// Two VMs writing one image corrupt it, and a VM reading an image another
+// writes sees torn data: like QEMU (and unlike Firecracker), ember locks the
+// image for as long as it is open. An open file description lock
+// (F_OFD_SETLK) on the whole file: exclusive for a writable disk, shared for a
+// read-only one, so read-only disks can be shared. It goes away with the
+// descriptor, also when ember is killed. QEMU locks single bytes of the
+// image, which conflict with these whole-file locks either way round.
+void lock_image(int fd, const std::string& path, bool readonly) {
+    struct flock fl {};
+    fl.l_type = readonly ? F_RDLCK : F_WRLCK;
+    fl.l_whence = SEEK_SET; // l_start = l_len = 0: the whole file, also as it grows
+    if (::fcntl(fd, F_OFD_SETLK, &fl) == 0) return;
+    const int err = errno;
+    if (err == EAGAIN || err == EACCES) {
+        // (F_OFD_GETLK could not name the holder: it reports pid -1 for
+        // open file description locks.)
+        fail(path, readonly ? "is in use: another process has it open for writing (it holds "
+                              "a write lock on it), so what the guest reads could change under "
+                              "it; stop that process first"
+                            : "is in use: another process has it open (it holds a lock on it: "
+                              "another ember, or QEMU); two VMs writing one image corrupt it. "
+                              "Stop that process first, or give the disk ,readonly in both to "
+                              "share it read-only");
+    }
+    // A file system without locks (some network file systems): serve the
+    // disk unlocked, as before, and say so.
+    log::warn("disk image {}: cannot be locked against other processes ({}); serving it "
+              "unlocked",
+              path, std::strerror(err));
+}
 } // namespace
 
 BlockDisk::BlockDisk(DiskSpec spec, UniqueFd fd, uint64_t size, std::string id)
     : spec_(std::move(spec)), fd_(std::move(fd)), size_(size), id_(std::move(id)) {}
 
-BlockDisk BlockDisk::open(const DiskSpec& spec) {
+BlockDisk BlockDisk::open(const DiskSpec& spec, ImageLock lock) {
     const auto& path = spec.path;
     if (path.empty()) throw Error("disk image path is empty");
     if (spec.id.size() > kBlockIdMax)
@@ -55,6 +87,7 @@ BlockDisk BlockDisk::open(const DiskSpec& spec) {
                                    std::strerror(err)));
         fail(path, fmt::format("cannot be opened: {}", std::strerror(err)));
     }
+    if (lock == ImageLock::take) lock_image(fd.get(), path, spec.readonly);
     uint64_t size = static_cast<uint64_t>(st.st_size);
     if (S_ISBLK(st.st_mode) && ::ioctl(fd.get(), BLKGETSIZE64, &size) != 0)
         fail(path, fmt::format("BLKGETSIZE64 failed: {}", std::strerror(errno)));
@@ -130,15 +163,17 @@ std::vector<BlockDisk> open_disks(std::span<const DiskSpec> specs) {
     std::vector<BlockDisk> disks;
     std::vector<std::pair<dev_t, ino_t>> seen;
     for (const auto& spec : specs) {
+        // Checked before opening: the image's lock would otherwise refuse the
+        // second open as "in use", which is true but hides the real mistake.
+        // (A path that cannot be examined is left to open() to explain.)
+        if (struct stat st{}; ::stat(spec.path.c_str(), &st) == 0) {
+            const auto key = S_ISBLK(st.st_mode) ? std::pair{st.st_rdev, ino_t{0}}
+                                                 : std::pair{st.st_dev, st.st_ino};
+            if (std::find(seen.begin(), seen.end(), key) != seen.end())
+                fail(spec.path, "is given as a disk more than once");
+            seen.push_back(key);
+        }
         disks.push_back(BlockDisk::open(spec));
-        struct stat st {};
-        if (::fstat(disks.back().fd(), &st) != 0)
-            fail(spec.path, fmt::format("cannot be examined: {}", std::strerror(errno)));
-        const auto key =
-            S_ISBLK(st.st_mode) ? std::pair{st.st_rdev, ino_t{0}} : std::pair{st.st_dev, st.st_ino};
-        if (std::find(seen.begin(), seen.end(), key) != seen.end())
-            fail(spec.path, "is given as a disk more than once");
-        seen.push_back(key);
     }
     return disks;
 }

@@ -15,11 +15,17 @@ namespace ember {
 
 inline constexpr uint64_t kSectorSize = 512; // virtio 1.2 §5.2.6: sectors are 512 bytes
 
+// Whether open() locks the image against other users (block_disk.cpp).
+// `skip` is for tests that model a restored VM in the same process as the
+// one it replaces, which still holds the image but no longer writes it.
+enum class ImageLock { take, skip };
+
 class BlockDisk final {
   public:
     // Throws ember::Error naming the path: missing, unreadable, a directory,
-    // zero size, size not a multiple of 512, O_DIRECT unsupported.
-    static BlockDisk open(const DiskSpec& spec);
+    // zero size, size not a multiple of 512, O_DIRECT unsupported, in use
+    // (locked) by another process or another open of it.
+    static BlockDisk open(const DiskSpec& spec, ImageLock lock = ImageLock::take);
 
     int fd() const noexcept { return fd_.get(); }
     const DiskSpec& spec() const noexcept { return spec_; }

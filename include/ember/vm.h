@@ -60,7 +60,10 @@ struct RateLimitConfig {
 };
 
 // One virtio-blk disk (virtio-mmio). The guest sees the disks as /dev/vda,
-// /dev/vdb, ... in this order.
+// /dev/vdb, ... in this order. While the VM has it, its image is locked
+// (an open file description lock: exclusive, or shared when read-only);
+// creating or restoring a VM whose image another VM or process holds
+// throws ember::Error saying it is in use, in this process too.
 struct DiskConfig {
     // How the host caches the file: writeback uses the page cache; none opens
     // it with O_DIRECT (its file system must support that).

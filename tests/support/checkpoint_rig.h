@@ -29,7 +29,10 @@ inline std::unique_ptr<VirtioMmioTransport> make_block_transport(const GuestMemo
                                                                  const std::string& path,
                                                                  const DeviceOptions& o,
                                                                  VirtioBlock** out = nullptr) {
-    auto dev = std::make_unique<VirtioBlock>(BlockDisk::open(parse_disk_spec(path + o.spec_suffix)));
+    // Unlocked: the tests restore into a second device on the same image
+    // while the first, like a crashed VM, still holds it.
+    auto dev = std::make_unique<VirtioBlock>(
+        BlockDisk::open(parse_disk_spec(path + o.spec_suffix), ImageLock::skip));
     if (o.engine) dev->set_engine_factory(o.engine);
     dev->set_completion_masking(o.masking);
     if (out != nullptr) *out = dev.get();

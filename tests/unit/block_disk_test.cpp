@@ -188,12 +188,14 @@ TEST_CASE("BlockDisk::open: bad files are clear errors naming the path") {
 
 TEST_CASE("BlockDisk::open: size, id and flags of a good image") {
     TempFile f(1 << 20, "good-name-longer-than-twenty");
-    const auto d = BlockDisk::open(parse_disk_spec(f.path()));
-    CHECK(d.sectors() == 2048);
-    CHECK(d.size_bytes() == 1 << 20);
-    CHECK(d.id().size() == 20);
-    CHECK(f.path().find(d.id()) != std::string::npos); // a prefix of the file name
-    CHECK_FALSE(d.readonly());
+    {
+        const auto d = BlockDisk::open(parse_disk_spec(f.path()));
+        CHECK(d.sectors() == 2048);
+        CHECK(d.size_bytes() == 1 << 20);
+        CHECK(d.id().size() == 20);
+        CHECK(f.path().find(d.id()) != std::string::npos); // a prefix of the file name
+        CHECK_FALSE(d.readonly());
+    }
     const auto ro = BlockDisk::open(parse_disk_spec(f.path() + ",readonly,id=abc,cache=none"));
     CHECK(ro.readonly());
     CHECK(ro.direct());
@@ -201,13 +203,39 @@ TEST_CASE("BlockDisk::open: size, id and flags of a good image") {
     CHECK(ro.offset_align() % 512 == 0);
 }
 
+TEST_CASE("BlockDisk::open: an image is locked while open: one writer, or any readers") {
+    TempFile f(1 << 20);
+    const auto writable = parse_disk_spec(f.path());
+    const auto readonly = parse_disk_spec(f.path() + ",readonly");
+    {
+        const auto w = BlockDisk::open(writable);
+        // Another VM (here another open file description) writing or reading it: refused.
+        const auto twice = error_of([&] { BlockDisk::open(writable); });
+        CHECK(contains(twice, "disk image " + f.path() + ": is in use"));
+        CHECK(contains(twice, "two VMs writing one image corrupt it"));
+        CHECK(contains(error_of([&] { BlockDisk::open(readonly); }),
+                       "another process has it open for writing"));
+    }
+    {
+        // Read-only disks share it; a writer is refused while they have it.
+        const auto r1 = BlockDisk::open(readonly);
+        const auto r2 = BlockDisk::open(readonly);
+        CHECK(r2.readonly());
+        CHECK(contains(error_of([&] { BlockDisk::open(writable); }), "is in use"));
+    }
+    // Closed: the lock is gone with the descriptor.
+    CHECK(BlockDisk::open(writable).sectors() == 2048);
+}
+
 TEST_CASE("open_disks: in order, at most 8, never one image twice") {
     TempFile a(4096), b(8192);
     std::vector<DiskSpec> specs{parse_disk_spec(a.path()), parse_disk_spec(b.path() + ",readonly")};
-    const auto disks = open_disks(specs);
-    REQUIRE(disks.size() == 2);
-    CHECK(disks[0].sectors() == 8);
-    CHECK(disks[1].readonly());
+    {
+        const auto disks = open_disks(specs);
+        REQUIRE(disks.size() == 2);
+        CHECK(disks[0].sectors() == 8);
+        CHECK(disks[1].readonly());
+    } // closed, and so unlocked, for the next opens
     // The same file under another name is still the same image.
     const std::string alias = a.path() + ".alias";
     REQUIRE(::symlink(a.path().c_str(), alias.c_str()) == 0);

@@ -1,7 +1,8 @@
 #!/bin/sh
-# e2e-timeout: 120
+# e2e-timeout: 240
 # Bad --disk input: each is a clear error on stderr, naming the path or the bad
-# option, before the guest starts (nothing on the console). No guest boots here.
+# option, before the guest starts (nothing on the console). Only the last check
+# boots guests: two embers sharing a read-only image, refusing it to a writer.
 # A disk that cannot be opened or has a bad size is an error found while
 # building the VM (exit status 1; 2 is accepted too, for a usage error); a
 # malformed --disk value or too many disks is a usage error (exit status 2).
@@ -93,3 +94,35 @@ run_disk bad-burst "$good,iops-burst=10"
 expect_rc 2 && expect_stderr 'iops-burst= needs iops='
 [ ! -s "$OUT" ] || _unmet "the guest started"
 check disk-cli-bad-rate-limit
+
+# An image in use by another ember: a read-only disk is shared with a second
+# read-only one (its guest starts), and refused to a writer with exit status
+# 1 and a message saying it is in use, before that guest starts. The holder's
+# guest counts meanwhile; it is stopped with SIGTERM once the others are done.
+shared="$SCRATCH/shared.img"
+truncate -s 1M "$shared"
+run_bg lock-holder run --kernel "$kernel" --initrd "$initrd" --mem 128M --console stdio \
+  --cmdline "$(guest_cmdline count) ember.count=600" --disk "$shared,readonly"
+holder=$PID
+holder_out=$OUT
+holder_watch=$_bg_watch
+if wait_for "$holder_out" 'EMBER-GUEST COUNT 1' 90; then
+  run_bg lock-reader run --kernel "$kernel" --initrd "$initrd" --mem 128M --console stdio \
+    --cmdline "$(guest_cmdline count) ember.count=600" --disk "$shared,readonly"
+  wait_for "$OUT" 'EMBER-GUEST COUNT 1' 90 ||
+    _unmet "a second read-only user of the image did not get its guest started: $(tail -n 2 "$ERR" | tr '\n' '|')"
+  kill -TERM "$PID" 2>/dev/null
+  finish_bg
+  run_disk lock-writer "$shared"
+  expect_open_error && expect_stderr "disk image $shared: is in use" &&
+    expect_stderr 'another process has it open'
+else
+  _unmet "the guest holding the image never started counting"
+fi
+# (finish_bg stops the holder's own stall watch.)
+PID=$holder
+_bg_watch=$holder_watch
+_bg_log=lock-holder
+kill -TERM "$PID" 2>/dev/null
+finish_bg
+check disk-cli-image-locked
