@@ -27,6 +27,7 @@
 #include "vmm/snapshot/compare.h"
 #include "vmm/snapshot/describe.h"
 #include "vmm/snapshot/snapshot.h"
+#include "vmm/thread_confinement.h"
 #include "vmm/vm.h"
 
 namespace ember {
@@ -113,6 +114,7 @@ int main(int argc, char** argv) {
     if (filter) {
         try {
             seccomp::install();
+            set_io_thread_confiner(&seccomp::confine_io_thread);
         } catch (const std::exception& e) {
             log::error("{}", e.what());
             return 1;

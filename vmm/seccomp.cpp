@@ -92,6 +92,9 @@ std::vector<Rule> rules(pid_t pid) {
     // Thread names (pthread_setname_np on the calling thread).
     r.push_back({"prctl", {SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME)}});
     r.push_back({"prctl", {SCMP_A0(SCMP_CMP_EQ, PR_GET_NAME)}});
+    // More filters on top (confine_io_thread): a filter can only be added,
+    // never loosened or removed.
+    any({"seccomp"});
     // Signals: handlers and masks (the checkpoint and quiesce signals), and
     // signals to this process's own threads only.
     any({"rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sigaltstack", "rt_sigtimedwait",
@@ -119,6 +122,17 @@ std::vector<Rule> rules(pid_t pid) {
         r.push_back({"ioctl", {SCMP_A1(SCMP_CMP_EQ, req)}});
     return r;
 }
+
+// What an I/O thread must not do on top of the process filter (some of it the
+// process filter already stops, e.g. fork; stopping it again costs nothing
+// and keeps this list meaningful alone).
+constexpr const char* kIoThreadDenied[] = {
+    "open",     "openat",    "openat2",  "creat",  "socket",   "socketpair",
+    "connect",  "bind",      "listen",   "accept", "accept4",  "clone",
+    "clone3",   "fork",      "vfork",    "execve", "execveat", "memfd_create",
+    "mkdir",    "mkdirat",   "rmdir",    "unlink", "unlinkat", "rename",
+    "renameat", "renameat2", "truncate", "chmod",  "fchmodat", "io_uring_setup",
+};
 
 // Names for the SIGSYS handler, resolved before the filter goes in: the
 // handler may call nothing that allocates.
@@ -170,7 +184,11 @@ void on_blocked(int, siginfo_t* info, void*) {
         l.add("?");
     l.add(" (");
     l.add_number(nr);
-    l.add(") is not allowed by ember's filter; ember stops (exit status 148). If ember made it "
+    l.add(") on thread ");
+    char thread[16] = "?"; // the kernel's limit, with the terminating zero
+    ::prctl(PR_GET_NAME, thread, 0, 0, 0);
+    l.add(std::string_view(thread, ::strnlen(thread, sizeof thread)));
+    l.add(" is not allowed by ember's filter; ember stops (exit status 148). If ember made it "
           "doing its own work, that is a bug in the filter: run with --no-seccomp meanwhile\n");
     (void)!::write(STDERR_FILENO, l.buf.data(), l.len);
     if (const int fd = log::output_fd(); fd != STDERR_FILENO)
@@ -197,6 +215,25 @@ std::vector<std::string> allowed_names() {
         if (names.empty() || names.back() != r.name) names.emplace_back(r.name);
     names.emplace_back("clone3"); // refused with ENOSYS, so glibc falls back to clone
     return names;
+}
+
+std::vector<std::string> io_thread_denied_names() {
+    return {std::begin(kIoThreadDenied), std::end(kIoThreadDenied)};
+}
+
+void confine_io_thread() {
+    Context ctx(seccomp_init(SCMP_ACT_ALLOW));
+    if (!ctx) throw Error("seccomp: cannot install the I/O thread's filter (seccomp_init failed)");
+    // no_new_privs is set already: install() set it, and threads inherit it.
+    // (Setting it again would be a prctl the process filter stops.)
+    if (int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_NNP, 0); rc < 0)
+        fail("SCMP_FLTATR_CTL_NNP", rc);
+    for (const char* name : kIoThreadDenied) {
+        const int nr = seccomp_syscall_resolve_name(name);
+        if (nr == __NR_SCMP_ERROR) continue;
+        if (int rc = seccomp_rule_add(ctx.get(), SCMP_ACT_TRAP, nr, 0); rc < 0) fail(name, rc);
+    }
+    if (int rc = seccomp_load(ctx.get()); rc < 0) fail("seccomp_load (I/O thread)", rc);
 }
 
 void install() {

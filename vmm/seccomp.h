@@ -24,6 +24,17 @@ inline constexpr int kBlockedExitStatus = 148;
 // the kernel refuses the filter (no seccomp support).
 void install();
 
+// On a disk's I/O thread, the thread that parses guest descriptors: a second
+// filter on the calling thread only, on top of install()'s, that also stops
+// what such a thread never does: opening or creating files, sockets, new
+// threads or processes, new io_uring instances or memfds, renaming or
+// removing files. Its descriptors are all opened before it starts. Throws
+// ember::Error when the kernel refuses the filter.
+void confine_io_thread();
+
+// What confine_io_thread() stops, for the README and the tests.
+std::vector<std::string> io_thread_denied_names();
+
 // The names of the system calls the filter allows (some only with certain
 // arguments: see seccomp.cpp), for the README and the tests.
 std::vector<std::string> allowed_names();

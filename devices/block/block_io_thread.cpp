@@ -16,6 +16,7 @@
 #include "vmm/cpu_affinity.h"
 #include "vmm/fault/fault_points.h"
 #include "vmm/log.h"
+#include "vmm/thread_confinement.h"
 
 namespace ember {
 
@@ -125,6 +126,9 @@ void BlockIoThread::run() noexcept {
     quiesce_.attach_current_thread();
     std::optional<fault::Point> lost;
     try {
+        // Before the first guest byte is read: what a thread that parses
+        // guest descriptors may do (the ember command's seccomp filter).
+        confine_io_thread();
         engine_->bind_to_current_thread();
         stop_sd_.async_wait(asio::posix::stream_descriptor::wait_read,
                             [this](const std::error_code&) { io_.stop(); });

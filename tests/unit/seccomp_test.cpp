@@ -8,6 +8,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -24,6 +25,7 @@
 
 #include "vmm/log.h"
 #include "vmm/seccomp.h"
+#include "vmm/thread_confinement.h"
 
 namespace {
 
@@ -200,6 +202,77 @@ TEST_CASE("seccomp: the message also goes to the log file") {
         std::fclose(f);
     }
     std::filesystem::remove(log_file);
-    CHECK(text.find("ember: seccomp: system call ptrace (101) is not allowed") !=
-          std::string::npos);
+    CHECK(text.find("ember: seccomp: system call ptrace (101) on thread ") != std::string::npos);
+    CHECK(text.find(" is not allowed by ember's filter") != std::string::npos);
+}
+
+TEST_CASE("seccomp: a disk I/O thread does its I/O but opens nothing; other threads still may") {
+    const auto denied = ember::seccomp::io_thread_denied_names();
+    for (const char* n : {"openat", "socket", "clone", "clone3", "memfd_create", "io_uring_setup",
+                          "unlinkat", "renameat2"}) {
+        INFO(n);
+        CHECK(std::find(denied.begin(), denied.end(), n) != denied.end());
+    }
+    for (const auto& n : denied) {
+        INFO(n);
+        CHECK(seccomp_syscall_resolve_name(n.c_str()) != __NR_SCMP_ERROR);
+    }
+    const auto dir =
+        std::filesystem::temp_directory_path() / ("ember-seccomp-io-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    const auto disk = dir / "disk.img";
+    SUBCASE("its I/O goes on, and the main thread opens files after it is confined") {
+        const auto r = run_filtered([&]() -> int {
+            ember::set_io_thread_confiner(&ember::seccomp::confine_io_thread);
+            const int fd = ::open(disk.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+            const int efd = ::eventfd(0, EFD_CLOEXEC);
+            if (fd < 0 || efd < 0) return 1;
+            int io_result = -1;
+            std::thread io([&] {
+                ember::confine_io_thread();
+                const char data[] = "block";
+                char back[sizeof data] = {};
+                const uint64_t one = 1;
+                const bool ok = ::pwrite(fd, data, sizeof data, 512) == sizeof data &&
+                                ::fdatasync(fd) == 0 &&
+                                ::pread(fd, back, sizeof back, 512) == sizeof back &&
+                                ::write(efd, &one, sizeof one) == sizeof one;
+                io_result = ok ? 0 : 2;
+            });
+            io.join();
+            if (io_result != 0) return 10 + io_result;
+            const int again = ::open(disk.c_str(), O_RDONLY | O_CLOEXEC);
+            return again >= 0 ? 0 : 3;
+        });
+        INFO("stderr: " << r.err);
+        CHECK(r.status == 0);
+    }
+    SUBCASE("opening a file there stops ember, naming the call and the thread") {
+        const auto r = run_filtered([&]() -> int {
+            ember::set_io_thread_confiner(&ember::seccomp::confine_io_thread);
+            std::thread io([&] {
+                ::prctl(PR_SET_NAME, "ember-blk-io", 0, 0, 0);
+                ember::confine_io_thread();
+                ::open(disk.c_str(), O_RDONLY | O_CLOEXEC);
+            });
+            io.join();
+            return 0;
+        });
+        check_blocked(r, "openat");
+        CHECK(r.err.find("on thread ember-blk-io is not allowed") != std::string::npos);
+    }
+    SUBCASE("without a confiner (libember), the hook does nothing") {
+        const auto r = run_filtered([&]() -> int {
+            ember::set_io_thread_confiner(nullptr);
+            int opened = -1;
+            std::thread io([&] {
+                ember::confine_io_thread();
+                opened = ::open(disk.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+            });
+            io.join();
+            return opened >= 0 ? 0 : 1;
+        });
+        CHECK(r.status == 0);
+    }
+    std::filesystem::remove_all(dir);
 }
