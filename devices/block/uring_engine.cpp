@@ -11,6 +11,7 @@
 #include <mutex>
 
 #include "devices/block/io_engine.h"
+#include "devices/block/uring_restrictions.h"
 #include "vmm/errors.h"
 #include "vmm/log.h"
 #include "vmm/unique_fd.h"
@@ -47,12 +48,24 @@ class UringEngine final : public IoEngine {
             }
         }
         if (!deferred_) { // plain, or best on a kernel before 6.1
-            r = io_uring_queue_init(depth, &ring_, 0);
+            // Disabled too, for the restrictions below; before Linux 5.10
+            // (EINVAL) the ring runs unrestricted.
+            r = io_uring_queue_init(depth, &ring_, IORING_SETUP_R_DISABLED);
+            if (r == -EINVAL)
+                r = io_uring_queue_init(depth, &ring_, 0);
+            else
+                disabled_ = r == 0;
             if (r < 0) throw SystemError("io_uring_queue_init", -r);
+        } else {
+            disabled_ = true;
         }
-        if (r = io_uring_register_eventfd(&ring_, event_.fd()); r < 0) {
+        try {
+            if (r = io_uring_register_eventfd(&ring_, event_.fd()); r < 0)
+                throw SystemError("io_uring_register_eventfd", -r);
+            if (disabled_) restrict_block_ring(ring_.ring_fd);
+        } catch (...) {
             io_uring_queue_exit(&ring_);
-            throw SystemError("io_uring_register_eventfd", -r);
+            throw;
         }
     }
     ~UringEngine() override {
@@ -66,12 +79,8 @@ class UringEngine final : public IoEngine {
     UringEngine& operator=(const UringEngine&) = delete;
 
     void bind_to_current_thread() override {
-        if (!deferred_ || bound_) return;
-        // The system call itself: Debian 12's shared liburing (2.3) does not
-        // export io_uring_enable_rings (its version map lacks it).
-        if (::syscall(__NR_io_uring_register, ring_.ring_fd, IORING_REGISTER_ENABLE_RINGS,
-                      nullptr, 0) < 0)
-            throw SystemError("io_uring_register(IORING_REGISTER_ENABLE_RINGS)", errno);
+        if (!disabled_ || bound_) return;
+        enable_ring(ring_.ring_fd);
         bound_ = true;
     }
 
@@ -179,6 +188,7 @@ class UringEngine final : public IoEngine {
     io_uring ring_{};
     EventFd event_;
     bool deferred_{false}; // kDeferredFlags took
+    bool disabled_{false}; // created disabled, restricted (uring_restrictions.h)
     bool bound_{false};    // bind_to_current_thread() enabled the ring
     size_t queued_{0};
     size_t in_flight_{0};

@@ -4,7 +4,9 @@
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
+#include <liburing.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -14,7 +16,9 @@
 #include <vector>
 
 #include "devices/block/io_engine.h"
+#include "devices/block/uring_restrictions.h"
 #include "tests/support/block_rig.h"
+#include "vmm/errors.h"
 #include "vmm/unique_fd.h"
 
 using namespace ember;
@@ -145,4 +149,66 @@ TEST_CASE("io_uring engine: deferred completions still wake a thread that sleeps
     });
     io.join();
     CHECK(total == 200);
+}
+
+namespace {
+// Submits one SQE that `prep` fills and returns its completion's result.
+template <typename Prep> int submit_one(io_uring& ring, Prep prep) {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring);
+    REQUIRE(sqe != nullptr);
+    prep(sqe);
+    REQUIRE(io_uring_submit(&ring) == 1);
+    io_uring_cqe* cqe = nullptr;
+    REQUIRE(io_uring_wait_cqe(&ring, &cqe) == 0);
+    const int res = cqe->res;
+    io_uring_cqe_seen(&ring, cqe);
+    return res;
+}
+} // namespace
+
+TEST_CASE("io_uring restrictions: a disk's ring reads, writes and syncs, and does nothing else") {
+    TempFile f(kBlock);
+    UniqueFd fd(::open(f.path().c_str(), O_RDWR | O_CLOEXEC));
+    REQUIRE(fd);
+    io_uring ring{};
+    REQUIRE(io_uring_queue_init(8, &ring, IORING_SETUP_R_DISABLED) == 0);
+    restrict_block_ring(ring.ring_fd);
+    enable_ring(ring.ring_fd);
+    std::vector<char> buf(kBlock, 'e');
+    CHECK(submit_one(ring, [&](io_uring_sqe* s) {
+              io_uring_prep_write(s, fd.get(), buf.data(), kBlock, 0);
+          }) == static_cast<int>(kBlock));
+    CHECK(submit_one(ring, [&](io_uring_sqe* s) {
+              io_uring_prep_fsync(s, fd.get(), IORING_FSYNC_DATASYNC);
+          }) == 0);
+    std::vector<char> back(kBlock, 0);
+    CHECK(submit_one(ring, [&](io_uring_sqe* s) {
+              io_uring_prep_read(s, fd.get(), back.data(), kBlock, 0);
+          }) == static_cast<int>(kBlock));
+    CHECK(back == buf);
+    // What a thread under seccomp could otherwise do through the ring.
+    CHECK(submit_one(ring, [&](io_uring_sqe* s) {
+              io_uring_prep_openat(s, AT_FDCWD, f.path().c_str(), O_RDONLY, 0);
+          }) == -EACCES);
+    CHECK(submit_one(ring, [&](io_uring_sqe* s) {
+              io_uring_prep_unlinkat(s, AT_FDCWD, f.path().c_str(), 0);
+          }) == -EACCES);
+    CHECK(::access(f.path().c_str(), F_OK) == 0);
+    // SQE flags (here: run it on a kernel worker) are not allowed either.
+    CHECK(submit_one(ring, [&](io_uring_sqe* s) {
+              io_uring_prep_read(s, fd.get(), back.data(), kBlock, 0);
+              io_uring_sqe_set_flags(s, IOSQE_ASYNC);
+          }) == -EACCES);
+    // Nor registering anything once enabled.
+    UniqueFd efd(::eventfd(0, EFD_CLOEXEC));
+    CHECK(io_uring_register_eventfd(&ring, efd.get()) == -EACCES);
+    io_uring_queue_exit(&ring);
+}
+
+TEST_CASE("io_uring restrictions: refused on a ring already enabled") {
+    io_uring ring{};
+    REQUIRE(io_uring_queue_init(8, &ring, 0) == 0);
+    CHECK_THROWS_WITH_AS(restrict_block_ring(ring.ring_fd),
+                         doctest::Contains("IORING_REGISTER_RESTRICTIONS"), SystemError);
+    io_uring_queue_exit(&ring);
 }
