@@ -3,8 +3,6 @@
 // so instead the ring's completion eventfd is registered and the I/O thread's
 // io_context waits on it like on any other descriptor.
 #include <liburing.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
