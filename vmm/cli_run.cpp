@@ -13,6 +13,7 @@
 #include "vmm/api/output_file.h"
 #include "vmm/cli_embed.h"
 #include "vmm/log.h"
+#include "vmm/raw_terminal.h"
 
 namespace ember {
 namespace {
@@ -72,6 +73,7 @@ int run_until_exit(embed::Vm& vm, std::optional<api::MetricsFile>& metrics, cons
                 std::this_thread::sleep_for(kStopGrace);
                 log::error("the VM did not stop within {} s of {}; exiting without it",
                            kStopGrace.count(), signal_name(sig));
+                raw_terminal::restore_before_exit();
                 std::_Exit(128 + sig);
             }).detach();
             vm.stop(); // the next wait_for() returns its exit

@@ -9,6 +9,7 @@
 
 #include "vmm/errors.h"
 #include "vmm/log.h"
+#include "vmm/raw_terminal.h"
 
 namespace ember {
 namespace {
@@ -69,6 +70,7 @@ void Console::start_input(std::function<void(std::span<const uint8_t>)> to_guest
             ::cfmakeraw(&t);
             // Keep output post-processing off as the guest sends CR LF itself.
             ::tcsetattr(STDIN_FILENO, TCSANOW, &t);
+            raw_terminal::remember(STDIN_FILENO, *saved_termios_);
             log::info("console: interactive; type Ctrl-A x to stop the VM");
         }
     }
@@ -81,6 +83,7 @@ void Console::stop_input() {
         reader_.join();
     }
     if (saved_termios_) {
+        raw_terminal::forget();
         ::tcsetattr(STDIN_FILENO, TCSANOW, &*saved_termios_);
         saved_termios_.reset();
     }

@@ -114,7 +114,7 @@ int main(int argc, char** argv) {
     if (filter) {
         try {
             seccomp::install();
-            set_io_thread_confiner(&seccomp::confine_io_thread);
+            set_thread_confiner(&seccomp::confine_thread);
         } catch (const std::exception& e) {
             log::error("{}", e.what());
             return 1;

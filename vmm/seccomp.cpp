@@ -3,12 +3,16 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <linux/kvm.h>
+#include <malloc.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/sysinfo.h>
+#include <sys/ucontext.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -23,6 +27,7 @@
 
 #include "vmm/errors.h"
 #include "vmm/log.h"
+#include "vmm/raw_terminal.h"
 
 namespace ember::seccomp {
 namespace {
@@ -92,7 +97,7 @@ std::vector<Rule> rules(pid_t pid) {
     // Thread names (pthread_setname_np on the calling thread).
     r.push_back({"prctl", {SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME)}});
     r.push_back({"prctl", {SCMP_A0(SCMP_CMP_EQ, PR_GET_NAME)}});
-    // More filters on top (confine_io_thread): a filter can only be added,
+    // More filters on top (confine_thread): a filter can only be added,
     // never loosened or removed.
     any({"seccomp"});
     // Signals: handlers and masks (the checkpoint and quiesce signals), and
@@ -123,16 +128,20 @@ std::vector<Rule> rules(pid_t pid) {
     return r;
 }
 
-// What an I/O thread must not do on top of the process filter (some of it the
-// process filter already stops, e.g. fork; stopping it again costs nothing
-// and keeps this list meaningful alone).
-constexpr const char* kIoThreadDenied[] = {
-    "open",     "openat",    "openat2",  "creat",  "socket",   "socketpair",
-    "connect",  "bind",      "listen",   "accept", "accept4",  "clone",
-    "clone3",   "fork",      "vfork",    "execve", "execveat", "memfd_create",
-    "mkdir",    "mkdirat",   "rmdir",    "unlink", "unlinkat", "rename",
-    "renameat", "renameat2", "truncate", "chmod",  "fchmodat", "io_uring_setup",
+// What the threads most exposed to the guest must not do on top of the
+// process filter (some of it the process filter already stops, e.g. fork;
+// stopping it again costs nothing and keeps these lists meaningful alone).
+// Every file, disk and socket they use is opened before they start.
+constexpr const char* kGuestFacingDenied[] = {
+    "open",     "openat",    "openat2",  "creat",   "socket",   "socketpair", "connect",
+    "bind",     "listen",    "accept",   "accept4", "fork",     "vfork",      "execve",
+    "execveat", "mkdir",     "mkdirat",  "rmdir",   "unlink",   "unlinkat",   "rename",
+    "renameat", "renameat2", "truncate", "chmod",   "fchmodat",
 };
+// A disk's I/O thread also starts nothing: a vcpu starts the I/O threads, and
+// their io_uring instances and in-flight regions (memfds), when the driver
+// sets DRIVER_OK, so it keeps those calls.
+constexpr const char* kIoThreadAlsoDenied[] = {"clone", "clone3", "memfd_create", "io_uring_setup"};
 
 // Names for the SIGSYS handler, resolved before the filter goes in: the
 // handler may call nothing that allocates.
@@ -174,7 +183,23 @@ struct Line {
 
 // The filter's default action traps here (SCMP_ACT_TRAP) instead of killing
 // silently, so the user learns which call it was.
-void on_blocked(int, siginfo_t* info, void*) {
+// The path argument of an open-like call, from the registers the call was
+// made with (x86-64: arguments in rdi, rsi, ...), or nullptr.
+const char* opened_path(int nr, void* context) {
+    if (context == nullptr) return nullptr;
+    const auto& regs = static_cast<const ucontext_t*>(context)->uc_mcontext.gregs;
+    greg_t arg = 0;
+    if (nr == SYS_open || nr == SYS_creat)
+        arg = regs[REG_RDI];
+    else if (nr == SYS_openat || nr == SYS_openat2)
+        arg = regs[REG_RSI];
+    return reinterpret_cast<const char*>(arg); // 0: nullptr
+}
+
+void on_blocked(int, siginfo_t* info, void* context) {
+    // First, so that the message below reads right on a terminal the
+    // console had in raw mode, and the user's shell has its echo back.
+    raw_terminal::restore_before_exit();
     Line l;
     const int nr = info->si_syscall;
     l.add("ember: seccomp: system call ");
@@ -184,7 +209,15 @@ void on_blocked(int, siginfo_t* info, void*) {
         l.add("?");
     l.add(" (");
     l.add_number(nr);
-    l.add(") on thread ");
+    l.add(")");
+    // The file a blocked open names: what a report of a filter bug needs
+    // most. The pointer is ember's own argument to the call it just made.
+    if (const char* path = opened_path(nr, context)) {
+        l.add(" of \"");
+        l.add(std::string_view(path, ::strnlen(path, 200)));
+        l.add("\"");
+    }
+    l.add(" on thread ");
     char thread[16] = "?"; // the kernel's limit, with the terminating zero
     ::prctl(PR_GET_NAME, thread, 0, 0, 0);
     l.add(std::string_view(thread, ::strnlen(thread, sizeof thread)));
@@ -217,27 +250,36 @@ std::vector<std::string> allowed_names() {
     return names;
 }
 
-std::vector<std::string> io_thread_denied_names() {
-    return {std::begin(kIoThreadDenied), std::end(kIoThreadDenied)};
+std::vector<std::string> denied_names(ConfinedThread kind) {
+    std::vector<std::string> names(std::begin(kGuestFacingDenied), std::end(kGuestFacingDenied));
+    if (kind == ConfinedThread::disk_io)
+        names.insert(names.end(), std::begin(kIoThreadAlsoDenied), std::end(kIoThreadAlsoDenied));
+    return names;
 }
 
-void confine_io_thread() {
+void confine_thread(ConfinedThread kind) {
     Context ctx(seccomp_init(SCMP_ACT_ALLOW));
-    if (!ctx) throw Error("seccomp: cannot install the I/O thread's filter (seccomp_init failed)");
+    if (!ctx) throw Error("seccomp: cannot install a thread's filter (seccomp_init failed)");
     // no_new_privs is set already: install() set it, and threads inherit it.
     // (Setting it again would be a prctl the process filter stops.)
     if (int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_NNP, 0); rc < 0)
         fail("SCMP_FLTATR_CTL_NNP", rc);
-    for (const char* name : kIoThreadDenied) {
-        const int nr = seccomp_syscall_resolve_name(name);
+    for (const auto& name : denied_names(kind)) {
+        const int nr = seccomp_syscall_resolve_name(name.c_str());
         if (nr == __NR_SCMP_ERROR) continue;
         if (int rc = seccomp_rule_add(ctx.get(), SCMP_ACT_TRAP, nr, 0); rc < 0) fail(name, rc);
     }
-    if (int rc = seccomp_load(ctx.get()); rc < 0) fail("seccomp_load (I/O thread)", rc);
+    if (int rc = seccomp_load(ctx.get()); rc < 0) fail("seccomp_load (thread)", rc);
 }
 
 void install() {
     resolve_names();
+    // glibc's malloc counts the CPUs, by opening /sys/devices/system/cpu/online,
+    // the first time the process needs more than 8 arenas, on whichever thread
+    // that is: with eight disks, an I/O thread or a vcpu, whose filters stop
+    // opening files. Fixing the limit now, at glibc's own default (8 arenas per
+    // CPU), leaves nothing to count later.
+    ::mallopt(M_ARENA_MAX, 8 * ::get_nprocs());
     struct sigaction sa {};
     sa.sa_sigaction = on_blocked;
     sa.sa_flags = SA_SIGINFO;

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "vmm/thread_confinement.h"
+
 namespace ember::seccomp {
 
 // Exit status after a blocked system call: Firecracker's (FC_EXIT_CODE_BAD_SYSCALL),
@@ -24,16 +26,18 @@ inline constexpr int kBlockedExitStatus = 148;
 // the kernel refuses the filter (no seccomp support).
 void install();
 
-// On a disk's I/O thread, the thread that parses guest descriptors: a second
-// filter on the calling thread only, on top of install()'s, that also stops
-// what such a thread never does: opening or creating files, sockets, new
-// threads or processes, new io_uring instances or memfds, renaming or
-// removing files. Its descriptors are all opened before it starts. Throws
-// ember::Error when the kernel refuses the filter.
-void confine_io_thread();
+// On a vcpu thread or a disk's I/O thread, the threads that serve the guest's
+// accesses and parse its descriptors: a second filter on the calling thread
+// only, on top of install()'s, that also stops what such a thread never does:
+// opening or creating files or sockets, starting programs, renaming or
+// removing files; on an I/O thread also starting threads or new io_uring
+// instances or memfds. Throws ember::Error when the kernel refuses the filter.
+// Filters stack: an I/O thread a vcpu started at DRIVER_OK runs under the
+// vcpu's second filter and its own third.
+void confine_thread(ConfinedThread kind);
 
-// What confine_io_thread() stops, for the README and the tests.
-std::vector<std::string> io_thread_denied_names();
+// What confine_thread(kind) stops, for the README and the tests.
+std::vector<std::string> denied_names(ConfinedThread kind);
 
 // The names of the system calls the filter allows (some only with certain
 // arguments: see seccomp.cpp), for the README and the tests.

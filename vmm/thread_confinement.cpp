@@ -4,17 +4,17 @@
 
 namespace ember {
 namespace {
-std::atomic<ThreadConfiner> g_io_confiner{nullptr};
+std::atomic<ThreadConfiner> g_confiner{nullptr};
 } // namespace
 
-void set_io_thread_confiner(ThreadConfiner confiner) noexcept {
-    // Release: pairs with the acquire in confine_io_thread(), on an I/O
-    // thread that a vcpu thread started after this store.
-    g_io_confiner.store(confiner, std::memory_order_release);
+void set_thread_confiner(ThreadConfiner confiner) noexcept {
+    // Release: pairs with the acquire in confine_this_thread(), on a vcpu or
+    // I/O thread started after this store.
+    g_confiner.store(confiner, std::memory_order_release);
 }
 
-void confine_io_thread() {
-    if (const auto f = g_io_confiner.load(std::memory_order_acquire)) f();
+void confine_this_thread(ConfinedThread kind) {
+    if (const auto f = g_confiner.load(std::memory_order_acquire)) f(kind);
 }
 
 } // namespace ember

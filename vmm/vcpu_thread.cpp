@@ -7,6 +7,8 @@
 #include "vmm/cpu_affinity.h"
 #include "vmm/errors.h"
 #include "vmm/log.h"
+#include "vmm/synchronous_signals.h"
+#include "vmm/thread_confinement.h"
 
 namespace ember {
 
@@ -31,6 +33,9 @@ void VcpuThread::start() {
         try {
             // Before the first KVM_RUN, so the guest never runs elsewhere.
             if (host_cpu_) pin_thread(pthread_self(), *host_cpu_);
+            // Before the first exit is taken: what a thread that serves the
+            // guest's port and MMIO accesses may do (the ember command's filter).
+            confine_this_thread(ConfinedThread::vcpu);
             loop();
         } catch (const std::exception& e) {
             exits_.report(ExitReason::error, fmt::format("vcpu {}: {}", vcpu_->id(), e.what()));
@@ -89,7 +94,7 @@ void VcpuThread::loop() {
     sigset_t set;
     sigfillset(&set);
     sigdelset(&set, kick_signal());
-    for (int s : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) sigdelset(&set, s);
+    remove_synchronous_signals(set);
     pthread_sigmask(SIG_SETMASK, &set, nullptr);
 
     for (;;) {

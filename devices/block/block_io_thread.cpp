@@ -89,7 +89,8 @@ BlockIoThread::BlockIoThread(const Params& p)
     if (engine_->completion_fd() >= 0)
         completion_sd_.assign(dup_or_throw(engine_->completion_fd(), "io_uring eventfd"));
     thread_ = quiesce_.spawn([this] { run(); });
-    ::pthread_setname_np(thread_.native_handle(), "ember-blk-io");
+    // Acquire: pairs with the release store in run(), after the name is set.
+    named_.wait(false, std::memory_order_acquire);
     // The kernel moves a running thread at once, so placing it after the
     // start only lets its first steps run elsewhere. Unplaced, it gets the
     // CPUs of the thread that built the device, not those of the vcpu thread
@@ -123,12 +124,17 @@ void BlockIoThread::stop() noexcept {
 }
 
 void BlockIoThread::run() noexcept {
+    // On itself: naming another thread opens its /proc comm file, which the
+    // vcpu thread that starts this one may not do (seccomp::confine_thread).
+    ::pthread_setname_np(::pthread_self(), "ember-blk-io");
+    named_.store(true, std::memory_order_release);
+    named_.notify_all();
     quiesce_.attach_current_thread();
     std::optional<fault::Point> lost;
     try {
         // Before the first guest byte is read: what a thread that parses
         // guest descriptors may do (the ember command's seccomp filter).
-        confine_io_thread();
+        confine_this_thread(ConfinedThread::disk_io);
         engine_->bind_to_current_thread();
         stop_sd_.async_wait(asio::posix::stream_descriptor::wait_read,
                             [this](const std::error_code&) { io_.stop(); });

@@ -209,6 +209,9 @@ class BlockIoThread final {
     asio::posix::stream_descriptor wake_sd_; // quiesce_.wake_fd()
     asio::posix::stream_descriptor limit_sd_; // rate_limit_.update_fd()
     asio::steady_timer throttle_timer_;
+    // Set by the thread once it has named itself; the constructor waits for
+    // it, so whoever looks the thread up by name finds it.
+    std::atomic<bool> named_{false};
     std::thread thread_;
 };
 

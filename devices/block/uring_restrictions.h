@@ -1,6 +1,6 @@
 // What a disk's io_uring may be asked to do. io_uring runs its operations
 // without system calls, so seccomp cannot see them: a ring left open to every
-// operation would let a thread confined by seccomp (confine_io_thread) still
+// operation would let a thread confined by seccomp (confine_this_thread) still
 // open files or sockets through IORING_OP_OPENAT or IORING_OP_SOCKET. The
 // kernel's ring restrictions close that (io_uring_register(2),
 // IORING_REGISTER_RESTRICTIONS; Linux 5.10).

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "vmm/errors.h"
+#include "vmm/synchronous_signals.h"
 
 namespace ember {
 
@@ -96,8 +97,7 @@ void QuiescePoint::attach_current_thread() noexcept {
     sigset_t set;
     sigfillset(&set);
     if (mode_ == MaskingMode::off) sigdelset(&set, quiesce_signal());
-    for (int s : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT})
-        sigdelset(&set, s);
+    remove_synchronous_signals(set);
     ::pthread_sigmask(SIG_SETMASK, &set, nullptr);
 }
 
