@@ -397,6 +397,9 @@ nlohmann::json Vm::config_to_json(const VmConfig& c) {
                        {"mem_bytes", c.mem_bytes},
                        {"disks", disks}};
     if (!c.vcpu_cpus.empty()) out["vcpu_cpus"] = c.vcpu_cpus;
+    // Where the guest's initrd came from, for snapshot-info and GET /vm/config
+    // after a load; a restore does not read it (guest memory holds it).
+    if (c.initrd) out["initrd"] = c.initrd->string();
     return out;
 }
 
@@ -413,6 +416,8 @@ VmConfig Vm::saved_config(const nlohmann::json& j) {
         VmConfig c;
         c.kernel = manifest_field<std::string>(j, "kernel", kWhere);
         c.cmdline = manifest_field<std::string>(j, "cmdline", kWhere);
+        // Absent: booted without one (or checkpointed before it was saved).
+        if (j.contains("initrd")) c.initrd = manifest_field<std::string>(j, "initrd", kWhere);
         c.cpus = manifest_field<uint32_t>(j, "cpus", kWhere);
         c.mem_bytes = manifest_field<uint64_t>(j, "mem_bytes", kWhere);
         // Absent: vcpus not placed (also in checkpoints from before --vcpu-cpus).

@@ -474,6 +474,7 @@ TEST_CASE("API: snapshot/load restores into a fresh instance") {
         VmConfig saved;
         saved.kernel = r.kernel;
         saved.cmdline = "console=ttyS0 root=/dev/vda";
+        saved.initrd = "/boot/initrd-that-may-be-gone.img"; // a load does not read it
         saved.cpus = 2;
         saved.mem_bytes = 256 << 20;
         DiskSpec disk;
@@ -493,6 +494,7 @@ TEST_CASE("API: snapshot/load restores into a fresh instance") {
         CHECK(cfg["machine-config"]["vcpu_count"] == 2);
         CHECK(cfg["machine-config"]["mem_size_mib"] == 256);
         CHECK(cfg["boot-source"]["boot_args"] == "console=ttyS0 root=/dev/vda");
+        CHECK(cfg["boot-source"]["initrd_path"] == "/boot/initrd-that-may-be-gone.img");
         REQUIRE(cfg["drives"].size() == 1);
         CHECK(cfg["drives"][0]["drive_id"] == "rootfs");
         CHECK(cfg["drives"][0]["path_on_host"] == r.data.string()); // the override

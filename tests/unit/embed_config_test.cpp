@@ -469,6 +469,12 @@ TEST_CASE("embed config: vcpu_cpus is checked, and carried through a checkpoint"
 
     VmConfig saved = one_disk_config(f);
     CHECK_FALSE(ember::Vm::config_to_json(saved).contains("vcpu_cpus"));
+    CHECK_FALSE(ember::Vm::config_to_json(saved).contains("initrd"));
+    CHECK_FALSE(ember::Vm::config_from_json(ember::Vm::config_to_json(saved)).initrd);
+    saved.initrd = "/boot/initrd.img";
+    CHECK(ember::Vm::config_from_json(ember::Vm::config_to_json(saved)).initrd ==
+          std::filesystem::path("/boot/initrd.img"));
+    saved.initrd.reset();
     saved.cpus = 2;
     saved.vcpu_cpus = {first, first};
     auto j = ember::Vm::config_to_json(saved);

@@ -241,6 +241,18 @@ TEST_CASE("describe_snapshot: the configuration as saved; a field missing or of 
     c["disks"][1]["size"] = "512";
     CHECK(error(c) == "snapshot configuration, disk 1: 'size' is the string \"512\", of the wrong "
                       "type (corrupt)");
+    // The initrd, when the guest booted with one; no line without.
+    CHECK(text.find("  initrd") == std::string::npos);
+    c = config;
+    c["initrd"] = "/k/initrd.img";
+    write(c);
+    CHECK(
+        describe_snapshot(SnapshotReader(d.path))
+            .find("  kernel   /k/vmlinuz\n  initrd   /k/initrd.img\n  cmdline  console=ttyS0\n") !=
+        std::string::npos);
+    c["initrd"] = 7;
+    CHECK(error(c) ==
+          "snapshot configuration: 'initrd' is the number 7, of the wrong type (corrupt)");
     // Described anywhere: no check of the disks' files or of this host's CPUs.
     c = config;
     c["vcpu_cpus"] = {99999, 99998};

@@ -17,8 +17,10 @@ std::string describe_snapshot(const SnapshotReader& s) {
     // Placement is printed because a restore needs those host CPUs.
     const std::string placed =
         c.vcpu_cpus.empty() ? "" : fmt::format(", on host CPUs {}", fmt::join(c.vcpu_cpus, ","));
-    out += fmt::format("  kernel   {}\n  cmdline  {}\n  cpus     {}{}\n  memory   {} MiB\n",
-                       c.kernel.string(), c.cmdline, c.cpus, placed, c.mem_bytes >> 20);
+    out += fmt::format("  kernel   {}\n", c.kernel.string());
+    if (c.initrd) out += fmt::format("  initrd   {}\n", c.initrd->string());
+    out += fmt::format("  cmdline  {}\n  cpus     {}{}\n  memory   {} MiB\n", c.cmdline, c.cpus,
+                       placed, c.mem_bytes >> 20);
     for (size_t i = 0; i < c.disks.size(); ++i) {
         const auto& d = c.disks[i];
         const auto size = Vm::saved_disk_size(s.config(), i);

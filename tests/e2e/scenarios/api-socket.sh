@@ -238,10 +238,11 @@ expect_status 204
 LAST_REQUEST="GET / (loaded)"
 [ -n "$REASON" ] || api GET /
 echo "$BODY" | grep -q '"state":"Running"' || _unmet "GET / after load says $BODY, not Running"
-# The loaded VM's configuration comes from its checkpoint: kernel and memory.
+# The loaded VM's configuration comes from its checkpoint: kernel, initrd and memory.
 LAST_REQUEST="GET /vm/config (loaded)"
 [ -n "$REASON" ] || api GET /vm/config
 expect_status 200 && { echo "$BODY" | grep -q "\"kernel_image_path\":\"$img/vmlinuz\"" &&
+  echo "$BODY" | grep -q "\"initrd_path\":\"$img/initramfs" &&
   echo "$BODY" | grep -q '"mem_size_mib":256' || _unmet "GET /vm/config after load: $BODY"; }
 # A snapshot of the loaded VM (paused for it, so the guest cannot finish
 # counting meanwhile): what its disk's bucket holds now.

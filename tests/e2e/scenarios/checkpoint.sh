@@ -37,7 +37,7 @@ check checkpoint-take
 
 run_ember ckpt-info 120 snapshot-info "$ck"
 expect_rc 0 && expect_stdout 'section +vcpu1' && expect_stdout 'checksums ok' &&
-  expect_stdout "cpus +2, on host CPUs $placed\$"
+  expect_stdout "cpus +2, on host CPUs $placed\$" && expect_stdout '^  initrd +/.*/initramfs'
 check checkpoint-info
 
 samples="$WORK/restore-vcpu-cpus.txt"
