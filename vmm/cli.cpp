@@ -64,7 +64,7 @@ CheckpointOptions parse_checkpoint_options(const CheckpointFlags& f) {
 }
 
 constexpr const char* kFaultHelp =
-    "crash injection: NAME[:after=N][:action=restart-io|kill|abort] or random:period=MS "
+    "crash injection: NAME[:after=N][:action=restart-io|kill|abort|escape] or random:period=MS "
     "(repeatable; see --list-faults)";
 
 std::vector<fault::FaultSpec> parse_faults(const std::vector<std::string>& values) {
@@ -83,11 +83,14 @@ std::string list_faults() {
     std::string text = "fault points (ember run|restore --fault NAME[:after=N][:action=...]):\n";
     for (const auto& p : fault::all_points())
         text += fmt::format("  {:<24} {}{}\n", p.name, p.description,
-                            p.io_thread ? "" : " [kill, abort]");
+                            p.io_thread ? "" : " [kill, abort, escape]");
     text += fmt::format("  {:<24} {}\n", "random:period=MS",
                         "restart every block I/O thread every ~MS ms, wherever it is");
-    text += "actions: restart-io (default at blk.*: a fresh I/O thread recovers from guest memory and "
-            "the in-flight region), kill (SIGKILL, default at checkpoint.*), abort\n";
+    text +=
+        "actions: restart-io (default at blk.*: a fresh I/O thread recovers from guest memory and "
+        "the in-flight region), kill (SIGKILL, default at checkpoint.*), abort, escape (the "
+        "thread opens /etc/passwd and an IPv4 socket, as a guest that took it over would: "
+        "ember's system-call filter stops it, exit status 148)\n";
     return text;
 }
 

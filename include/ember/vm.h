@@ -176,7 +176,7 @@ struct VmConfig {
     std::optional<SignalCheckpoint> checkpoint_on_sigusr1;
     CheckpointOptions checkpoints;
     // Crash injection, for testing recovery (`ember --list-faults` lists the
-    // points): specs "NAME[:after=N][:action=restart-io|kill|abort]" or
+    // points): specs "NAME[:after=N][:action=restart-io|kill|abort|escape]" or
     // "random:period=MS". Fault points are process-wide: at most one VM per
     // process should use them. A bad spec is an ember::Error.
     std::vector<std::string> faults;

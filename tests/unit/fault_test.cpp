@@ -10,6 +10,7 @@
 #include <map>
 
 #include "tests/support/checkpoint_rig.h"
+#include "tests/support/stderr_capture.h"
 #include "vmm/fault/fault_points.h"
 #include "vmm/fault/io_supervisor.h"
 
@@ -73,6 +74,11 @@ TEST_CASE("fault spec: names, defaults, after, actions") {
     // The main-thread points default to kill: there is no I/O thread to restart.
     CHECK(fault::parse_fault_spec("checkpoint.memory").action == Action::kill);
     CHECK(fault::parse_fault_spec("checkpoint.devices:action=abort").action == Action::abort);
+    // escape: at any point, on whichever thread runs it.
+    CHECK(fault::parse_fault_spec("blk.popped:action=escape").action == Action::escape);
+    CHECK(fault::parse_fault_spec("checkpoint.memory:action=escape").action == Action::escape);
+    CHECK(fault::to_string(fault::parse_fault_spec("blk.submitted:action=escape")) ==
+          "blk.submitted:after=1:action=escape");
     s = fault::parse_fault_spec("random:period=25");
     CHECK(s.random);
     CHECK(s.period_ms == 25);
@@ -93,6 +99,9 @@ TEST_CASE("fault spec: bad values are refused, naming the value") {
     CHECK(parse_error("random").find("needs period") != std::string::npos);
     CHECK(parse_error("random:period=0").find("period=0") != std::string::npos);
     CHECK(parse_error("random:period=5:action=kill").find("action=kill") != std::string::npos);
+    CHECK(parse_error("random:period=5:action=escape").find("only restart") != std::string::npos);
+    CHECK(parse_error("blk.popped:action=reboot").find("restart-io, kill, abort or escape") !=
+          std::string::npos);
     CHECK(parse_error("random:period=5:after=2").find("unknown key 'after'") != std::string::npos);
     CHECK(parse_error("checkpoint.memory:action=restart-io").find("main thread") !=
           std::string::npos);
@@ -144,6 +153,21 @@ TEST_CASE("fault points: kill is SIGKILL and abort is SIGABRT, at the point") {
               fault::arm({false, Point::blk_notified, 1, Action::kill, 0});
               fault::hit(Point::blk_popped);
           }) == 0);
+}
+
+TEST_CASE("fault points: escape without a system-call filter goes through, says so, and goes on") {
+    Disarm d;
+    ember::testing::StderrCapture err;
+    fault::arm({false, Point::blk_host_done, 2, Action::escape, 0});
+    CHECK_NOTHROW(fault::hit(Point::blk_host_done));
+    CHECK_NOTHROW(fault::hit(Point::blk_host_done)); // fires, returns
+    CHECK_NOTHROW(fault::hit(Point::blk_host_done)); // disarmed
+    const auto text = err.text();
+    INFO(text);
+    CHECK(text.find("fault blk.host_done fired at hit 2: this thread tries to escape (opens "
+                    "/etc/passwd and an IPv4 socket)") != std::string::npos);
+    CHECK(text.find("fault blk.host_done: nothing stopped the escape (no system-call filter): "
+                    "opening /etc/passwd went through") != std::string::npos);
 }
 
 namespace {

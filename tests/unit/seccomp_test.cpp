@@ -31,6 +31,7 @@
 #include "devices/virtio/quiesce.h"
 #include "tests/support/block_rig.h"
 #include "vmm/console.h"
+#include "vmm/fault/fault_points.h"
 #include "vmm/log.h"
 #include "vmm/seccomp.h"
 #include "vmm/thread_confinement.h"
@@ -456,6 +457,37 @@ TEST_CASE("seccomp: a call stopped on a thread that blocks every other signal st
     });
     check_blocked(r, "socket");
     CHECK(r.err.find("on thread ember-blk-io") != std::string::npos);
+}
+
+TEST_CASE("seccomp: the escape fault (a thread a guest took over) is stopped on an I/O thread "
+          "and on the main thread") {
+    SUBCASE("an I/O thread may not open the host file") {
+        const auto r = run_filtered([]() -> int {
+            ember::set_thread_confiner(&ember::seccomp::confine_thread);
+            ember::fault::arm(
+                {false, ember::fault::Point::blk_popped, 1, ember::fault::Action::escape, 0});
+            std::thread io([] {
+                ::prctl(PR_SET_NAME, "ember-blk-io", 0, 0, 0);
+                ember::confine_this_thread(ember::ConfinedThread::disk_io);
+                ember::fault::hit(ember::fault::Point::blk_popped);
+            });
+            io.join();
+            return 0;
+        });
+        check_blocked(r, "openat");
+        CHECK(r.err.find("openat (257) of \"/etc/passwd\" on thread ember-blk-io") !=
+              std::string::npos);
+    }
+    SUBCASE("the main thread may open it, but not reach the network") {
+        const auto r = run_filtered([]() -> int {
+            ember::fault::arm({false, ember::fault::Point::checkpoint_memory, 1,
+                               ember::fault::Action::escape, 0});
+            ember::fault::hit(ember::fault::Point::checkpoint_memory);
+            return 0;
+        });
+        check_blocked(r, "socket");
+    }
+    ember::fault::disarm_all();
 }
 
 TEST_CASE("seccomp: a call the filter stops gives the terminal back its mode before ember exits") {

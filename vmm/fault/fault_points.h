@@ -11,6 +11,11 @@
 //   kill        SIGKILL to the whole process at that instant, no cleanup: a
 //               crashed VMM.
 //   abort       std::abort() (SIGABRT, core dump where enabled).
+//   escape      the thread at the point tries what a guest that took it over
+//               through a device bug would: it opens a host file (kEscapeFile)
+//               and an IPv4 socket. ember's system-call filters stop it (exit
+//               status 148, naming the call and the thread); without them
+//               (--no-seccomp) both go through, ember says so and goes on.
 //
 // Disarmed, a point costs one relaxed load of a global flag and a branch
 // predicted not taken (bench-blk --fault-cost measures it).
@@ -44,7 +49,11 @@ enum class Point : uint8_t {
 };
 inline constexpr size_t kPointCount = 9;
 
-enum class Action : uint8_t { restart_io, kill, abort };
+enum class Action : uint8_t { restart_io, kill, abort, escape };
+
+// The host file the escape action opens: on every Linux host, readable by
+// anyone, and nothing a VMM has reason to open.
+inline constexpr const char* kEscapeFile = "/etc/passwd";
 
 struct PointInfo {
     Point point;
@@ -74,7 +83,7 @@ class FaultSpecError : public Error {
     using Error::Error;
 };
 
-// NAME[:after=N][:action=restart-io|kill|abort] or random:period=MS[:action=restart-io].
+// NAME[:after=N][:action=restart-io|kill|abort|escape] or random:period=MS[:action=restart-io].
 // The default action is restart-io at blk.* points, kill at checkpoint.*
 // points (they run on the main thread: no I/O thread to restart). Throws
 // FaultSpecError.

@@ -8,7 +8,12 @@
 #    captured with --checkpoint-disks copy) restores, and the guest's
 #    verifier carries on to VERIFY PASS;
 #  - a checkpoint killed while being written (--fault checkpoint.devices)
-#    leaves no manifest, and restoring it is refused cleanly.
+#    leaves no manifest, and restoring it is refused cleanly;
+#  - a disk's I/O thread that a guest took over (--fault ...:action=escape:
+#    it opens /etc/passwd and an IPv4 socket) is stopped by ember's
+#    system-call filter, exit status 148 naming the call, the file and the
+#    thread; without the filter the escape goes through and the guest's
+#    verifier still passes (so the filter, not the fault, stopped it).
 . "$E2E_DIR/lib.sh"
 
 img="$SCRATCH/crash-kill.img"
@@ -54,3 +59,21 @@ run_ember kill-restore 300 restore "$ck" --console stdio
 expect_rc 0 && expect_stdout 'VERIFY PASS' && expect_stdout 'EMBER-CRASH verify-end rc=0' &&
   expect_no_log 'EMBER-GUEST READY'
 check crash-kill-restore-continues
+
+# A compromised I/O thread is contained: its first forbidden call ends ember.
+escape_img="$SCRATCH/crash-escape.img"
+truncate -s 8M "$escape_img"
+BOOT_TIMEOUT=120 boot_guest escape-filtered cloud 1 crash-verify --disk "$escape_img,id=data" \
+  --fault blk.popped:after=20:action=escape
+expect_rc 148 && expect_stderr 'fault blk.popped fired at hit 20: this thread tries to escape' &&
+  expect_stderr 'seccomp: system call openat \(257\) of "/etc/passwd" on thread ember-blk-io is not allowed' &&
+  expect_no_log 'nothing stopped the escape' && expect_no_log 'VERIFY PASS'
+check crash-escape-stopped
+
+EMBER_PRE_ARGS=--no-seccomp
+BOOT_TIMEOUT=300 boot_guest escape-unfiltered cloud 1 crash-verify --disk "$escape_img,id=data" \
+  --fault blk.popped:after=20:action=escape
+EMBER_PRE_ARGS=
+expect_rc 0 && expect_stderr 'nothing stopped the escape \(no system-call filter\): opening /etc/passwd went through' &&
+  expect_stdout 'VERIFY PASS'
+check crash-escape-without-filter
