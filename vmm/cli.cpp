@@ -88,7 +88,7 @@ std::string list_faults() {
                         "restart every block I/O thread every ~MS ms, wherever it is");
     text +=
         "actions: restart-io (default at blk.*: a fresh I/O thread recovers from guest memory and "
-        "the in-flight region), kill (SIGKILL, default at checkpoint.*), abort, escape (the "
+        "the in-flight region), kill (SIGKILL, default at the other points), abort, escape (the "
         "thread opens /etc/passwd and an IPv4 socket, as a guest that took it over would: "
         "ember's system-call filter stops it, exit status 148)\n";
     return text;

@@ -6,6 +6,7 @@
 
 #include "vmm/cpu_affinity.h"
 #include "vmm/errors.h"
+#include "vmm/fault/fault_points.h"
 #include "vmm/log.h"
 #include "vmm/synchronous_signals.h"
 #include "vmm/thread_confinement.h"
@@ -148,6 +149,7 @@ void VcpuThread::handle_exit() {
     }
     case KVM_EXIT_MMIO: {
         mmio_count_.fetch_add(1, std::memory_order_relaxed);
+        fault::hit(fault::Point::vcpu_mmio);
         const uint32_t len = std::min<uint32_t>(run->mmio.len, sizeof run->mmio.data);
         std::span<uint8_t> data(run->mmio.data, len);
         if (run->mmio.is_write) mmio_.write(run->mmio.phys_addr, data);

@@ -77,6 +77,9 @@ TEST_CASE("fault spec: names, defaults, after, actions") {
     // escape: at any point, on whichever thread runs it.
     CHECK(fault::parse_fault_spec("blk.popped:action=escape").action == Action::escape);
     CHECK(fault::parse_fault_spec("checkpoint.memory:action=escape").action == Action::escape);
+    // On a vcpu thread, at each MMIO exit: kill by default, never restart-io.
+    CHECK(fault::parse_fault_spec("vcpu.mmio").action == Action::kill);
+    CHECK(fault::parse_fault_spec("vcpu.mmio:after=3:action=escape").after == 3);
     CHECK(fault::to_string(fault::parse_fault_spec("blk.submitted:action=escape")) ==
           "blk.submitted:after=1:action=escape");
     s = fault::parse_fault_spec("random:period=25");
@@ -105,6 +108,8 @@ TEST_CASE("fault spec: bad values are refused, naming the value") {
     CHECK(parse_error("random:period=5:after=2").find("unknown key 'after'") != std::string::npos);
     CHECK(parse_error("checkpoint.memory:action=restart-io").find("main thread") !=
           std::string::npos);
+    CHECK(parse_error("vcpu.mmio:action=restart-io")
+              .find("vcpu.mmio runs on a vcpu thread, not an I/O thread") != std::string::npos);
     CHECK(parse_error("").find("unknown fault point") != std::string::npos);
 }
 

@@ -459,24 +459,32 @@ TEST_CASE("seccomp: a call stopped on a thread that blocks every other signal st
     CHECK(r.err.find("on thread ember-blk-io") != std::string::npos);
 }
 
-TEST_CASE("seccomp: the escape fault (a thread a guest took over) is stopped on an I/O thread "
-          "and on the main thread") {
-    SUBCASE("an I/O thread may not open the host file") {
-        const auto r = run_filtered([]() -> int {
+TEST_CASE("seccomp: the escape fault (a thread a guest took over) is stopped on an I/O thread, "
+          "a vcpu thread and the main thread") {
+    using ember::ConfinedThread;
+    using ember::fault::Point;
+    // The thread as ember names and confines it, escaping at `point`.
+    const auto escape_on = [](const char* name, ConfinedThread kind, Point point) {
+        const auto r = run_filtered([&]() -> int {
             ember::set_thread_confiner(&ember::seccomp::confine_thread);
-            ember::fault::arm(
-                {false, ember::fault::Point::blk_popped, 1, ember::fault::Action::escape, 0});
-            std::thread io([] {
-                ::prctl(PR_SET_NAME, "ember-blk-io", 0, 0, 0);
-                ember::confine_this_thread(ember::ConfinedThread::disk_io);
-                ember::fault::hit(ember::fault::Point::blk_popped);
+            ember::fault::arm({false, point, 1, ember::fault::Action::escape, 0});
+            std::thread t([&] {
+                ::prctl(PR_SET_NAME, name, 0, 0, 0);
+                ember::confine_this_thread(kind);
+                ember::fault::hit(point);
             });
-            io.join();
+            t.join();
             return 0;
         });
         check_blocked(r, "openat");
-        CHECK(r.err.find("openat (257) of \"/etc/passwd\" on thread ember-blk-io") !=
+        CHECK(r.err.find(std::string("openat (257) of \"/etc/passwd\" on thread ") + name) !=
               std::string::npos);
+    };
+    SUBCASE("an I/O thread may not open the host file") {
+        escape_on("ember-blk-io", ConfinedThread::disk_io, Point::blk_popped);
+    }
+    SUBCASE("nor may a vcpu thread") {
+        escape_on("vcpu0", ConfinedThread::vcpu, Point::vcpu_mmio);
     }
     SUBCASE("the main thread may open it, but not reach the network") {
         const auto r = run_filtered([]() -> int {

@@ -22,24 +22,32 @@ namespace ember::fault {
 
 namespace {
 
+constexpr std::string_view kIoThread = "a disk's I/O thread";
+constexpr std::string_view kMainThread = "the main thread";
+
 constexpr std::array<PointInfo, kPointCount> kPoints{{
     {Point::blk_popped, "blk.popped",
-     "a request was taken from the avail ring and marked in flight in the in-flight region", true},
-    {Point::blk_submitted, "blk.submitted", "host I/O for the popped requests was submitted", true},
+     "a request was taken from the avail ring and marked in flight in the in-flight region", true,
+     kIoThread},
+    {Point::blk_submitted, "blk.submitted", "host I/O for the popped requests was submitted", true,
+     kIoThread},
     {Point::blk_host_done, "blk.host_done",
-     "a host I/O completion arrived, before the device handles it", true},
+     "a host I/O completion arrived, before the device handles it", true, kIoThread},
     {Point::blk_used_written, "blk.used_written",
-     "used ring elements written, used.idx not yet published", true},
+     "used ring elements written, used.idx not yet published", true, kIoThread},
     {Point::blk_used_idx_published, "blk.used_idx_published",
-     "used.idx published, the batch's in-flight entries not yet cleared", true},
+     "used.idx published, the batch's in-flight entries not yet cleared", true, kIoThread},
     {Point::blk_inflight_cleared, "blk.inflight_cleared",
-     "the batch's in-flight entries cleared, the guest not yet notified", true},
+     "the batch's in-flight entries cleared, the guest not yet notified", true, kIoThread},
     {Point::blk_notified, "blk.notified", "the guest was notified (InterruptStatus and irqfd)",
-     true},
+     true, kIoThread},
     {Point::checkpoint_memory, "checkpoint.memory",
-     "checkpoint: guest memory written, device state not yet", false},
+     "checkpoint: guest memory written, device state not yet", false, kMainThread},
     {Point::checkpoint_devices, "checkpoint.devices",
-     "checkpoint: device state written, vcpu state and manifest not yet", false},
+     "checkpoint: device state written, vcpu state and manifest not yet", false, kMainThread},
+    {Point::vcpu_mmio, "vcpu.mmio",
+     "a vcpu took an MMIO exit (a device register access), before the device handles it", false,
+     "a vcpu thread"},
 }};
 
 struct Armed {
@@ -247,9 +255,9 @@ FaultSpec parse_fault_spec(std::string_view text) {
                                              "the I/O threads (action=restart-io)",
                                              text, to_string(s.action)));
     } else if (s.action == Action::restart_io && !info(s.point).io_thread) {
-        throw FaultSpecError(fmt::format("--fault {}: action=restart-io: {} runs on the main "
-                                         "thread, not an I/O thread (use kill, abort or escape)",
-                                         text, info(s.point).name));
+        throw FaultSpecError(fmt::format("--fault {}: action=restart-io: {} runs on {}, not an "
+                                         "I/O thread (use kill, abort or escape)",
+                                         text, info(s.point).name, info(s.point).runs_on));
     }
     return s;
 }

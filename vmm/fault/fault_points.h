@@ -1,5 +1,6 @@
 // Named fault points for crash injection (DESIGN.md "Fault points and crash
-// injection"): the block path and checkpoint writing call fault::hit(Point)
+// injection"): the block path, checkpoint writing and the vcpus' MMIO exits
+// call fault::hit(Point)
 // at fixed instants; a point armed from the command line (--fault) fires at
 // its N-th hit with one action:
 //
@@ -46,8 +47,9 @@ enum class Point : uint8_t {
     blk_notified,           // the guest was notified (InterruptStatus + irqfd)
     checkpoint_memory,      // checkpoint: guest memory written, devices not yet
     checkpoint_devices,     // checkpoint: device state written, vcpus and manifest not yet
+    vcpu_mmio,              // a vcpu took an MMIO exit, before the device handles it
 };
-inline constexpr size_t kPointCount = 9;
+inline constexpr size_t kPointCount = 10;
 
 enum class Action : uint8_t { restart_io, kill, abort, escape };
 
@@ -60,6 +62,7 @@ struct PointInfo {
     std::string_view name;        // "blk.popped"
     std::string_view description; // one line, for --list-faults
     bool io_thread;               // runs on a block I/O thread (restart-io allowed)
+    std::string_view runs_on;     // "a disk's I/O thread", for messages
 };
 std::span<const PointInfo> all_points() noexcept;
 const PointInfo& info(Point p) noexcept;
@@ -84,8 +87,8 @@ class FaultSpecError : public Error {
 };
 
 // NAME[:after=N][:action=restart-io|kill|abort|escape] or random:period=MS[:action=restart-io].
-// The default action is restart-io at blk.* points, kill at checkpoint.*
-// points (they run on the main thread: no I/O thread to restart). Throws
+// The default action is restart-io at blk.* points, kill at the others
+// (they run on the main thread or a vcpu: no I/O thread to restart). Throws
 // FaultSpecError.
 FaultSpec parse_fault_spec(std::string_view text);
 std::string to_string(const FaultSpec& spec);

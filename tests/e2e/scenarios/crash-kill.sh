@@ -12,7 +12,7 @@
 #  - a disk's I/O thread that a guest took over (--fault ...:action=escape:
 #    it opens /etc/passwd and an IPv4 socket) is stopped by ember's
 #    system-call filter, exit status 148 naming the call, the file and the
-#    thread; without the filter the escape goes through and the guest's
+#    thread, and so is a vcpu (at its first MMIO exit); without the filter the escape goes through and the guest's
 #    verifier still passes (so the filter, not the fault, stopped it).
 . "$E2E_DIR/lib.sh"
 
@@ -69,6 +69,14 @@ expect_rc 148 && expect_stderr 'fault blk.popped fired at hit 20: this thread tr
   expect_stderr 'seccomp: system call openat \(257\) of "/etc/passwd" on thread ember-blk-io is not allowed' &&
   expect_no_log 'nothing stopped the escape' && expect_no_log 'VERIFY PASS'
 check crash-escape-stopped
+
+# A vcpu taken over (at its first MMIO exit: the guest probing a disk) too.
+BOOT_TIMEOUT=120 boot_guest escape-vcpu cloud 1 crash-verify --disk "$escape_img,id=data" \
+  --fault vcpu.mmio:after=1:action=escape
+expect_rc 148 && expect_stderr 'fault vcpu.mmio fired at hit 1: this thread tries to escape' &&
+  expect_stderr 'seccomp: system call openat \(257\) of "/etc/passwd" on thread vcpu0 is not allowed' &&
+  expect_no_log 'nothing stopped the escape'
+check crash-escape-vcpu-stopped
 
 EMBER_PRE_ARGS=--no-seccomp
 BOOT_TIMEOUT=300 boot_guest escape-unfiltered cloud 1 crash-verify --disk "$escape_img,id=data" \
