@@ -83,7 +83,7 @@ std::string list_faults() {
     std::string text = "fault points (ember run|restore --fault NAME[:after=N][:action=...]):\n";
     for (const auto& p : fault::all_points())
         text += fmt::format("  {:<24} {}{}\n", p.name, p.description,
-                            p.io_thread ? "" : " [kill, abort, escape]");
+                            p.io_thread() ? "" : " [kill, abort, escape]");
     text += fmt::format("  {:<24} {}\n", "random:period=MS",
                         "restart every block I/O thread every ~MS ms, wherever it is");
     text +=

@@ -42,6 +42,18 @@ void print_snapshot_info(const std::filesystem::path& dir) {
     std::printf("  checksums ok\n");
 }
 
+// The process options of a command that runs a VM; nullptr for the others.
+const ProcessOptions* process_options(const Command& cmd) {
+    return std::visit(
+        [](const auto& c) -> const ProcessOptions* {
+            if constexpr (requires { c.process; })
+                return &c.process;
+            else
+                return nullptr;
+        },
+        cmd);
+}
+
 } // namespace
 } // namespace ember
 
@@ -103,15 +115,8 @@ int main(int argc, char** argv) {
     }
     // Every command left runs a VM: from here on only the system calls a VMM
     // needs (vmm/seccomp.h), before any thread starts or any guest byte is read.
-    const bool filter = std::visit(
-        [](const auto& c) {
-            if constexpr (requires { c.process; })
-                return c.process.seccomp;
-            else
-                return false;
-        },
-        cmd);
-    if (filter) {
+    const ProcessOptions* process = process_options(cmd);
+    if (process && process->seccomp) {
         try {
             seccomp::install();
             set_thread_confiner(&seccomp::confine_thread);
@@ -134,17 +139,12 @@ int main(int argc, char** argv) {
         // Before anything is built: every line of this run goes to the log
         // file, and a metrics path that cannot be opened fails first.
         std::optional<api::MetricsFile> metrics;
-        std::visit(
-            [&](const auto& c) {
-                if constexpr (requires { c.process; }) {
-                    const ProcessOptions& p = c.process;
-                    if (p.log_path) api::move_log_to(*p.log_path, "--log-path");
-                    if (p.log_level) log::set_level(*p.log_level);
-                    if (p.verbose) log::set_level(log::Level::debug);
-                    if (p.metrics_path) metrics.emplace(*p.metrics_path);
-                }
-            },
-            cmd);
+        if (process) {
+            if (process->log_path) api::move_log_to(*process->log_path, "--log-path");
+            if (process->log_level) log::set_level(*process->log_level);
+            if (process->verbose) log::set_level(log::Level::debug);
+            if (process->metrics_path) metrics.emplace(*process->metrics_path);
+        }
         if (auto* serve = std::get_if<ApiServeRequest>(&cmd)) {
             return serve_api(serve->api_sock, VmConfig{}, std::nullopt, std::move(metrics),
                              serve->instance_id);

@@ -181,8 +181,6 @@ struct Line {
     }
 };
 
-// The filter's default action traps here (SCMP_ACT_TRAP) instead of killing
-// silently, so the user learns which call it was.
 // The path argument of an open-like call, from the registers the call was
 // made with (x86-64: arguments in rdi, rsi, ...), or nullptr.
 const char* opened_path(int nr, void* context) {
@@ -196,6 +194,8 @@ const char* opened_path(int nr, void* context) {
     return reinterpret_cast<const char*>(arg); // 0: nullptr
 }
 
+// The filter's default action traps here (SCMP_ACT_TRAP) instead of killing
+// silently, so the user learns which call it was.
 void on_blocked(int, siginfo_t* info, void* context) {
     // First, so that the message below reads right on a terminal the
     // console had in raw mode, and the user's shell has its echo back.

@@ -125,13 +125,13 @@ Options parse(int argc, char** argv) {
     }
     if (o.points.empty()) {
         for (const auto& p : fault::all_points())
-            if (p.io_thread) o.points.emplace_back(p.name);
+            if (p.io_thread()) o.points.emplace_back(p.name);
         o.points.emplace_back("random");
     }
     for (const auto& p : o.points) {
         if (p == "random") continue;
         const auto pt = fault::find_point(p);
-        if (!pt || !fault::info(*pt).io_thread)
+        if (!pt || !fault::info(*pt).io_thread())
             throw UsageError(fmt::format("--points {}: not a block fault point (see ember "
                                          "--list-faults) or random",
                                          p));

@@ -216,7 +216,7 @@ void run_and_check(GuestDriver& d, const GuestMemory& mem, const TempFile& f, ui
 TEST_CASE("restart-io: each block point hands over to the supervisor, which recovers") {
     Disarm guard;
     for (const auto& p : fault::all_points()) {
-        if (!p.io_thread) continue;
+        if (!p.io_thread()) continue;
         CAPTURE(p.name);
         TempFile f(4 << 20);
         f.write(0, pattern(0, 1 << 20, 3));

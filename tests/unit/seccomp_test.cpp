@@ -230,6 +230,22 @@ int filters_of(pid_t tid) {
     return n;
 }
 
+// In a child under the filter, with ember's confiner set: `body` on a thread
+// named and confined as ember's vcpu or I/O threads are.
+ChildResult run_on_confined_thread(const char* name, ember::ConfinedThread kind,
+                                   const std::function<void()>& body) {
+    return run_filtered([&]() -> int {
+        ember::set_thread_confiner(&ember::seccomp::confine_thread);
+        std::thread t([&] {
+            ::prctl(PR_SET_NAME, name, 0, 0, 0);
+            ember::confine_this_thread(kind);
+            body();
+        });
+        t.join();
+        return 0;
+    });
+}
+
 bool has(const std::vector<std::string>& names, const char* n) {
     return std::find(names.begin(), names.end(), n) != names.end();
 }
@@ -316,31 +332,16 @@ TEST_CASE("seccomp: a vcpu thread and the I/O thread it starts do their work but
         CHECK(r.status == 0);
     }
     SUBCASE("opening a file on an I/O thread stops ember, naming the call and the thread") {
-        const auto r = run_filtered([&]() -> int {
-            ember::set_thread_confiner(&ember::seccomp::confine_thread);
-            std::thread io([&] {
-                ::prctl(PR_SET_NAME, "ember-blk-io", 0, 0, 0);
-                ember::confine_this_thread(ConfinedThread::disk_io);
-                ::open(disk.c_str(), O_RDONLY | O_CLOEXEC);
-            });
-            io.join();
-            return 0;
-        });
+        const auto r = run_on_confined_thread("ember-blk-io", ConfinedThread::disk_io,
+                                              [&] { ::open(disk.c_str(), O_RDONLY | O_CLOEXEC); });
         check_blocked(r, "openat");
         // The file it tried, for a report of a filter bug.
         const auto want = "openat (257) of \"" + disk.string() + "\" on thread ember-blk-io";
         CHECK(r.err.find(want) != std::string::npos);
     }
     SUBCASE("a socket on a vcpu thread stops ember, naming the call and the thread") {
-        const auto r = run_filtered([&]() -> int {
-            ember::set_thread_confiner(&ember::seccomp::confine_thread);
-            std::thread vcpu([&] {
-                ::prctl(PR_SET_NAME, "vcpu0", 0, 0, 0);
-                ember::confine_this_thread(ConfinedThread::vcpu);
-                ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-            });
-            vcpu.join();
-            return 0;
+        const auto r = run_on_confined_thread("vcpu0", ConfinedThread::vcpu, [] {
+            ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         });
         check_blocked(r, "socket");
         CHECK(r.err.find("on thread vcpu0 is not allowed") != std::string::npos);
@@ -465,16 +466,9 @@ TEST_CASE("seccomp: the escape fault (a thread a guest took over) is stopped on 
     using ember::fault::Point;
     // The thread as ember names and confines it, escaping at `point`.
     const auto escape_on = [](const char* name, ConfinedThread kind, Point point) {
-        const auto r = run_filtered([&]() -> int {
-            ember::set_thread_confiner(&ember::seccomp::confine_thread);
+        const auto r = run_on_confined_thread(name, kind, [&] {
             ember::fault::arm({false, point, 1, ember::fault::Action::escape, 0});
-            std::thread t([&] {
-                ::prctl(PR_SET_NAME, name, 0, 0, 0);
-                ember::confine_this_thread(kind);
-                ember::fault::hit(point);
-            });
-            t.join();
-            return 0;
+            ember::fault::hit(point);
         });
         check_blocked(r, "openat");
         CHECK(r.err.find(std::string("openat (257) of \"/etc/passwd\" on thread ") + name) !=

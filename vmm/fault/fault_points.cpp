@@ -22,32 +22,29 @@ namespace ember::fault {
 
 namespace {
 
-constexpr std::string_view kIoThread = "a disk's I/O thread";
-constexpr std::string_view kMainThread = "the main thread";
-
 constexpr std::array<PointInfo, kPointCount> kPoints{{
     {Point::blk_popped, "blk.popped",
-     "a request was taken from the avail ring and marked in flight in the in-flight region", true,
-     kIoThread},
-    {Point::blk_submitted, "blk.submitted", "host I/O for the popped requests was submitted", true,
-     kIoThread},
+     "a request was taken from the avail ring and marked in flight in the in-flight region",
+     PointThread::disk_io},
+    {Point::blk_submitted, "blk.submitted", "host I/O for the popped requests was submitted",
+     PointThread::disk_io},
     {Point::blk_host_done, "blk.host_done",
-     "a host I/O completion arrived, before the device handles it", true, kIoThread},
+     "a host I/O completion arrived, before the device handles it", PointThread::disk_io},
     {Point::blk_used_written, "blk.used_written",
-     "used ring elements written, used.idx not yet published", true, kIoThread},
+     "used ring elements written, used.idx not yet published", PointThread::disk_io},
     {Point::blk_used_idx_published, "blk.used_idx_published",
-     "used.idx published, the batch's in-flight entries not yet cleared", true, kIoThread},
+     "used.idx published, the batch's in-flight entries not yet cleared", PointThread::disk_io},
     {Point::blk_inflight_cleared, "blk.inflight_cleared",
-     "the batch's in-flight entries cleared, the guest not yet notified", true, kIoThread},
+     "the batch's in-flight entries cleared, the guest not yet notified", PointThread::disk_io},
     {Point::blk_notified, "blk.notified", "the guest was notified (InterruptStatus and irqfd)",
-     true, kIoThread},
+     PointThread::disk_io},
     {Point::checkpoint_memory, "checkpoint.memory",
-     "checkpoint: guest memory written, device state not yet", false, kMainThread},
+     "checkpoint: guest memory written, device state not yet", PointThread::main},
     {Point::checkpoint_devices, "checkpoint.devices",
-     "checkpoint: device state written, vcpu state and manifest not yet", false, kMainThread},
+     "checkpoint: device state written, vcpu state and manifest not yet", PointThread::main},
     {Point::vcpu_mmio, "vcpu.mmio",
-     "a vcpu took an MMIO exit (a device register access), before the device handles it", false,
-     "a vcpu thread"},
+     "a vcpu took an MMIO exit (a device register access), before the device handles it",
+     PointThread::vcpu},
 }};
 
 struct Armed {
@@ -108,6 +105,19 @@ void say_dying(Point p, std::string_view how) noexcept {
         log::warn("fault {} fired: {}", info(p).name, how);
     } catch (...) {
     }
+}
+
+// Where `p` runs, for messages.
+std::string_view runs_on(Point p) noexcept {
+    switch (info(p).thread) {
+    case PointThread::disk_io:
+        return "a disk's I/O thread";
+    case PointThread::main:
+        return "the main thread";
+    case PointThread::vcpu:
+        return "a vcpu thread";
+    }
+    return "?";
 }
 
 // The escape action. Under ember's filters the first call it makes that they
@@ -202,7 +212,7 @@ FaultSpec parse_fault_spec(std::string_view text) {
         s.random = true;
     } else if (auto p = find_point(parts[0])) {
         s.point = *p;
-        s.action = info(*p).io_thread ? Action::restart_io : Action::kill;
+        s.action = info(*p).io_thread() ? Action::restart_io : Action::kill;
     } else {
         throw FaultSpecError(fmt::format("--fault {}: unknown fault point '{}' (known: random, {}; "
                                          "see ember --list-faults)",
@@ -254,10 +264,10 @@ FaultSpec parse_fault_spec(std::string_view text) {
             throw FaultSpecError(fmt::format("--fault {}: action={}: random faults only restart "
                                              "the I/O threads (action=restart-io)",
                                              text, to_string(s.action)));
-    } else if (s.action == Action::restart_io && !info(s.point).io_thread) {
+    } else if (s.action == Action::restart_io && !info(s.point).io_thread()) {
         throw FaultSpecError(fmt::format("--fault {}: action=restart-io: {} runs on {}, not an "
                                          "I/O thread (use kill, abort or escape)",
-                                         text, info(s.point).name, info(s.point).runs_on));
+                                         text, info(s.point).name, runs_on(s.point)));
     }
     return s;
 }
@@ -269,7 +279,7 @@ std::string to_string(const FaultSpec& s) {
 
 void arm(const FaultSpec& spec) {
     if (spec.random) return;
-    if (spec.action == Action::restart_io && !info(spec.point).io_thread)
+    if (spec.action == Action::restart_io && !info(spec.point).io_thread())
         throw FaultSpecError(fmt::format("fault {}: restart-io needs a point on an I/O thread",
                                          info(spec.point).name));
     if (spec.after == 0) throw FaultSpecError(fmt::format("fault {}: after must be >= 1",

@@ -57,12 +57,16 @@ enum class Action : uint8_t { restart_io, kill, abort, escape };
 // anyone, and nothing a VMM has reason to open.
 inline constexpr const char* kEscapeFile = "/etc/passwd";
 
+// The thread a point runs on.
+enum class PointThread : uint8_t { disk_io, main, vcpu };
+
 struct PointInfo {
     Point point;
     std::string_view name;        // "blk.popped"
     std::string_view description; // one line, for --list-faults
-    bool io_thread;               // runs on a block I/O thread (restart-io allowed)
-    std::string_view runs_on;     // "a disk's I/O thread", for messages
+    PointThread thread;
+    // On a block I/O thread: restart-io allowed.
+    constexpr bool io_thread() const noexcept { return thread == PointThread::disk_io; }
 };
 std::span<const PointInfo> all_points() noexcept;
 const PointInfo& info(Point p) noexcept;
