@@ -183,7 +183,7 @@ Command parse_command_line(const std::vector<std::string>& args) {
     uint32_t cpus = 1;
     std::string vcpu_cpus;
     std::vector<std::string> disks;
-    bool virtio_cmdline = false, verbose = false;
+    bool virtio_cmdline = false, verbose = false, entropy = false;
     run->add_option("--kernel", kernel, "guest kernel: bzImage or ELF vmlinux")->required();
     run->add_option("--initrd", initrd, "initial ramdisk");
     run->add_option("--cmdline", cmdline, "kernel command line (replaces the default)")
@@ -201,6 +201,9 @@ Command parse_command_line(const std::vector<std::string>& args) {
     run->add_option("--console", console, "guest serial console: stdio, none or file:PATH")->default_str("stdio");
     run->add_flag("--virtio-cmdline", virtio_cmdline,
                   "also describe virtio-mmio devices with virtio_mmio.device= (for custom kernels)");
+    run->add_flag("--entropy", entropy,
+                  "add a virtio entropy device (the guest's /dev/hwrng, filled from the host's "
+                  "getrandom)");
     run->add_flag("-v,--verbose", verbose, "log debug messages");
     run->add_option("--api-sock", run_api_sock, "also serve the control API on this Unix socket");
     run->add_option("--metrics-path", run_metrics_path, kMetricsHelp);
@@ -366,9 +369,9 @@ Command parse_command_line(const std::vector<std::string>& args) {
     if (c.mem_bytes < kMinMemBytes)
         throw UsageError(fmt::format("--mem {}: a guest needs at least {} MiB", mem, kMinMemBytes >> 20));
     if (c.mem_bytes % 4096 != 0) throw UsageError(fmt::format("--mem {}: must be a multiple of 4 KiB", mem));
-    if (disks.size() > platform::kMaxVirtioDevices)
-        throw UsageError(fmt::format("--disk: {} disks given, ember supports at most {}", disks.size(),
-                                     platform::kMaxVirtioDevices));
+    if (disks.size() > platform::kMaxDisks)
+        throw UsageError(fmt::format("--disk: {} disks given, ember supports at most {}",
+                                     disks.size(), platform::kMaxDisks));
     for (const auto& d : disks) {
         try {
             c.disks.push_back(parse_disk_spec(d));
@@ -379,6 +382,7 @@ Command parse_command_line(const std::vector<std::string>& args) {
     c.console = parse_console(console);
     parse_checkpoint_options(run_ckpt).apply_to(c);
     c.virtio_cmdline = virtio_cmdline;
+    c.entropy = entropy;
     c.faults = parse_faults(run_faults);
     return r;
 }

@@ -78,6 +78,7 @@ embed::VmConfig to_embed(const VmConfig& c) {
     }
     out.console = console_of(c.console);
     out.virtio_cmdline = c.virtio_cmdline;
+    out.entropy = c.entropy;
     const CheckpointOptions ckpt{c.checkpoint_dir, c.continue_after_checkpoint, c.checkpoint_drain,
                                  c.checkpoint_copy_disks};
     out.checkpoint_on_sigusr1 = on_sigusr1(ckpt);

@@ -58,6 +58,9 @@ inline constexpr uint8_t kSleepTypeS5 = 5;
 inline constexpr uint64_t kVirtioMmioBase = 0xD000'0000;
 inline constexpr uint64_t kVirtioMmioSize = 0x1000;
 inline constexpr uint32_t kVirtioFirstGsi = 5;
-inline constexpr uint32_t kMaxVirtioDevices = 8;
+// Up to 8 disks (slots 0-7), then the entropy device, when there is one, in
+// the slot after the last disk.
+inline constexpr uint32_t kMaxDisks = 8;
+inline constexpr uint32_t kMaxVirtioDevices = kMaxDisks + 1;
 
 } // namespace ember::platform

@@ -13,6 +13,7 @@
 #include "devices/block/block_disk.h"
 #include "devices/block/virtio_block.h"
 #include "devices/legacy.h"
+#include "devices/rng/virtio_rng.h"
 #include "vmm/boot/kernel_image.h"
 #include "vmm/boot/memory_map.h"
 #include "vmm/boot/x86_boot.h"
@@ -46,6 +47,7 @@ Vm::Vm(const VmConfig& config)
     setup_memory();
     setup_devices();
     setup_disks();
+    setup_entropy();
     setup_faults();
     load_guest();
     diagnostics_ = diagnostics::add_source([this] { return describe(); });
@@ -56,6 +58,7 @@ Vm::Vm(const VmConfig& config, const SnapshotReader& snapshot)
     setup_memory();
     setup_devices();
     setup_disks();
+    setup_entropy();
     setup_faults();
     restore_from(snapshot);
     diagnostics_ = diagnostics::add_source([this] { return describe(); });
@@ -108,9 +111,9 @@ void Vm::setup_devices() {
 }
 
 void Vm::setup_disks() {
-    if (config_.disks.size() > platform::kMaxVirtioDevices)
+    if (config_.disks.size() > platform::kMaxDisks)
         throw Error(fmt::format("{} disks given; ember supports at most {}", config_.disks.size(),
-                                platform::kMaxVirtioDevices));
+                                platform::kMaxDisks));
     for (size_t i = 0; i < config_.disks.size(); ++i) {
         const auto& spec = config_.disks[i];
         auto disk = BlockDisk::open(spec); // validates the file before the guest starts
@@ -132,6 +135,25 @@ void Vm::setup_disks() {
     }
 }
 
+// The entropy device takes the slot after the last disk, so a VM's disks keep
+// their slots (and the guest its vdX names) with or without it. Its kicks are
+// served on the vcpu that makes them (VirtioRng): no KVM_IOEVENTFD.
+void Vm::setup_entropy() {
+    if (!config_.entropy) return;
+    const uint64_t slot = virtio_.size();
+    const uint64_t base = platform::kVirtioMmioBase + slot * platform::kVirtioMmioSize;
+    const uint32_t gsi = platform::kVirtioFirstGsi + static_cast<uint32_t>(slot);
+    EventFd irq;
+    vm_.add_irqfd(irq.fd(), gsi);
+    auto rng = std::make_unique<VirtioRng>();
+    rng_ = rng.get();
+    auto dev = std::make_shared<VirtioMmioTransport>(mem_, std::move(rng), std::move(irq));
+    mmio_.add(base, platform::kVirtioMmioSize, dev);
+    virtio_.push_back(std::move(dev));
+    virtio_slots_.push_back({base, platform::kVirtioMmioSize, gsi});
+    log::debug("entropy device at {:#x}, GSI {}", base, gsi);
+}
+
 // Crash injection (DESIGN.md "Fault points"): before any device is activated,
 // so a lost I/O thread always finds the supervisor. Hits count from here on
 // (for restore: including the resubmission of in-flight requests).
@@ -143,9 +165,11 @@ void Vm::setup_faults() {
         if (f.random) random_period = f.period_ms;
         restarts = restarts || f.action == fault::Action::restart_io;
     }
-    if (restarts && !virtio_.empty()) {
+    if (restarts && !blocks_.empty()) {
+        // The disks only: the entropy device has no I/O thread to restart.
         std::vector<VirtioMmioTransport*> devices;
-        for (auto& d : virtio_) devices.push_back(d.get());
+        for (size_t i = 0; i < blocks_.size(); ++i)
+            devices.push_back(virtio_[i].get());
         IoSupervisor::Options o;
         o.random_period_ms = random_period;
         o.seed = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
@@ -230,7 +254,10 @@ void Vm::restore_from(const SnapshotReader& snapshot) {
         } catch (const SnapshotError&) {
             throw;
         } catch (const Error& e) {
-            throw SnapshotError(fmt::format("snapshot section {} (disk {}): {}", name, config_.disks[i].path, e.what()));
+            const std::string what = i < config_.disks.size()
+                                         ? fmt::format("disk {}", config_.disks[i].path)
+                                         : std::string("entropy device");
+            throw SnapshotError(fmt::format("snapshot section {} ({}): {}", name, what, e.what()));
         }
     }
     create_vcpus();
@@ -400,6 +427,8 @@ nlohmann::json Vm::config_to_json(const VmConfig& c) {
     // Where the guest's initrd came from, for snapshot-info and GET /vm/config
     // after a load; a restore does not read it (guest memory holds it).
     if (c.initrd) out["initrd"] = c.initrd->string();
+    // Absent: no entropy device (the restore builds the same virtio slots).
+    if (c.entropy) out["entropy"] = true;
     return out;
 }
 
@@ -423,6 +452,8 @@ VmConfig Vm::saved_config(const nlohmann::json& j) {
         // Absent: vcpus not placed (also in checkpoints from before --vcpu-cpus).
         if (j.contains("vcpu_cpus"))
             c.vcpu_cpus = manifest_field<std::vector<uint32_t>>(j, "vcpu_cpus", kWhere);
+        // Absent: none (also in checkpoints from before the entropy device).
+        if (j.contains("entropy")) c.entropy = manifest_field<bool>(j, "entropy", kWhere);
         const auto disks = manifest_field<nlohmann::json>(j, "disks", kWhere);
         if (!disks.is_array())
             throw SnapshotError("snapshot configuration: 'disks' is not a list (corrupt)");
@@ -603,6 +634,7 @@ VmMetrics Vm::metrics() const {
         m.vcpus.push_back(v->exit_counts());
     for (const auto* b : blocks_)
         m.disks.push_back({b->disk().id(), b->disk().path(), b->stats()});
+    if (rng_ != nullptr) m.entropy = rng_->stats();
     return m;
 }
 

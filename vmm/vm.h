@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 #include <vector>
@@ -11,6 +12,7 @@
 #include "devices/block/virtio_block.h"
 #include "devices/io_bus.h"
 #include "devices/legacy.h"
+#include "devices/rng/virtio_rng.h"
 #include "devices/serial.h"
 #include "devices/virtio/mmio_transport.h"
 #include "vmm/acpi/acpi.h"
@@ -37,6 +39,7 @@ struct VmMetrics {
     };
     std::vector<VcpuThread::ExitCounts> vcpus;
     std::vector<Disk> disks;
+    std::optional<RngStatsSnapshot> entropy; // with --entropy
 };
 
 struct CheckpointStats {
@@ -112,6 +115,7 @@ public:
     void setup_devices();
     void load_guest();
     void setup_disks();
+    void setup_entropy();
     void setup_faults();
     void create_vcpus();
     void restore_from(const SnapshotReader& snapshot);
@@ -138,6 +142,7 @@ public:
     std::vector<std::shared_ptr<VirtioMmioTransport>> virtio_;
     std::vector<acpi::VirtioMmioSlot> virtio_slots_;
     std::vector<VirtioBlock*> blocks_; // owned by virtio_, in --disk order
+    VirtioRng* rng_{nullptr};          // owned by virtio_, after the disks; null without --entropy
     std::vector<std::unique_ptr<VcpuThread>> vcpus_;
     std::vector<std::vector<kvm_cpuid_entry2>> vcpu_cpuid_;
     std::vector<uint32_t> msr_indices_;

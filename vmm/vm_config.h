@@ -31,6 +31,9 @@ struct VmConfig {
     std::vector<DiskSpec> disks;
     ConsoleSpec console;
     bool virtio_cmdline = false; // also describe virtio-mmio devices on the command line
+    // A virtio entropy device (--entropy), in the slot after the last disk;
+    // the guest's buffers are filled from the host's getrandom().
+    bool entropy = false;
 
     // Checkpoints (SIGUSR1): where to write them and what to do afterwards.
     std::optional<std::filesystem::path> checkpoint_dir;

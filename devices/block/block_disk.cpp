@@ -157,9 +157,9 @@ int BlockDisk::write_zeroes(uint64_t offset, uint64_t len, bool may_unmap) const
 }
 
 std::vector<BlockDisk> open_disks(std::span<const DiskSpec> specs) {
-    if (specs.size() > platform::kMaxVirtioDevices)
+    if (specs.size() > platform::kMaxDisks)
         throw Error(fmt::format("{} disks given; ember supports at most {}", specs.size(),
-                                platform::kMaxVirtioDevices));
+                                platform::kMaxDisks));
     std::vector<BlockDisk> disks;
     std::vector<std::pair<dev_t, ino_t>> seen;
     for (const auto& spec : specs) {

@@ -58,7 +58,7 @@ class BlockDisk final {
 };
 
 // Opens every --disk in order (the guest sees them in this order). Throws
-// ember::Error for more than platform::kMaxVirtioDevices disks or for one
+// ember::Error for more than platform::kMaxDisks disks or for one
 // image given twice (two devices writing one file would corrupt it).
 std::vector<BlockDisk> open_disks(std::span<const DiskSpec> specs);
 

@@ -183,12 +183,16 @@ void VirtioMmioTransport::write(uint64_t offset, std::span<const uint8_t> data) 
 void VirtioMmioTransport::write_register(uint64_t offset, uint32_t value) {
     switch (offset) {
     case mmio::kQueueNotify:
-        // Reaches us only without KVM_IOEVENTFD (tests): the same eventfd the
-        // ioeventfd would signal, so the I/O thread sees one kind of kick.
-        if (value < notify_.size()) {
-            notify_[value].signal();
-        } else {
+        if (value >= notify_.size()) {
             refuse("notify of a queue that does not exist", offset, value);
+        } else if (device_->kicks_inline()) {
+            std::lock_guard lock(regs_mutex_);
+            // A kick before DRIVER_OK or after a reset has no queue to act on.
+            if (active_) device_->kick(static_cast<uint16_t>(value));
+        } else {
+            // Reaches us only without KVM_IOEVENTFD (tests): the same eventfd the
+            // ioeventfd would signal, so the I/O thread sees one kind of kick.
+            notify_[value].signal();
         }
         return;
     case mmio::kInterruptAck:

@@ -73,6 +73,16 @@ class VirtioDevice {
     // only when the device no longer touches guest memory.
     virtual void reset() noexcept = 0;
 
+    // A device whose work per request is short and needs no host I/O (the
+    // entropy device) may take its kicks on the vcpu that wrote QueueNotify,
+    // inside that MMIO exit: no ioeventfd, no thread of its own. The VMM then
+    // registers no KVM_IOEVENTFD for it, and the transport calls kick() under
+    // its register lock, only while the device is active. Such a device never
+    // has a request in flight between two exits, so a checkpoint (taken with
+    // the vcpus parked between exits) never finds one.
+    virtual bool kicks_inline() const { return false; }
+    virtual void kick(uint16_t /*queue*/) {}
+
     // --- Checkpoints (DESIGN.md "Checkpoint and restore") ---------------------------
     // The main thread calls these with the vcpus paused. A device without
     // I/O threads has nothing to park: the defaults do nothing.

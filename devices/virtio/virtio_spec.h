@@ -26,6 +26,7 @@ inline constexpr uint32_t kInterruptConfigChange = 2;
 
 // Device IDs (virtio 1.2 §5).
 inline constexpr uint32_t kDeviceIdBlock = 2;
+inline constexpr uint32_t kDeviceIdEntropy = 4;
 
 // virtio-mmio register offsets, version 2 (virtio 1.2 §4.2.2, table 4.1).
 namespace mmio {

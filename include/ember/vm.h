@@ -173,6 +173,10 @@ struct VmConfig {
     // (virtio_mmio.device=), for kernels built with
     // CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES that do not read the ACPI DSDT.
     bool virtio_cmdline = false;
+    // A virtio entropy device (virtio-rng): the guest's /dev/hwrng, filled
+    // from the host's getrandom() on the vcpu that asks. It takes the virtio
+    // slot after the last disk.
+    bool entropy = false;
     std::optional<SignalCheckpoint> checkpoint_on_sigusr1;
     CheckpointOptions checkpoints;
     // Crash injection, for testing recovery (`ember --list-faults` lists the
@@ -239,10 +243,19 @@ struct VcpuMetrics {
     uint64_t pio_exits = 0;  // port I/O (serial port, keyboard controller, ...)
     uint64_t mmio_exits = 0; // MMIO (virtio registers, but not queue kicks)
 };
+// The entropy device (VmConfig::entropy).
+struct EntropyMetrics {
+    uint64_t requests = 0;     // every request the guest made
+    uint64_t bytes = 0;        // random bytes given to the guest
+    uint64_t bad_requests = 0; // malformed, or with buffers the device may not write
+    uint64_t host_errors = 0;  // getrandom() failures
+    uint64_t interrupts = 0;
+};
 struct Metrics {
     State state = State::created;
     std::vector<VcpuMetrics> vcpus; // in vcpu order
     std::vector<DiskMetrics> disks; // in VmConfig::disks order
+    std::optional<EntropyMetrics> entropy; // with VmConfig::entropy
 };
 struct RestoreOverrides {
     // Disk id -> the file to use instead of the path recorded in the

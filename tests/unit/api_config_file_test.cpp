@@ -117,6 +117,24 @@ TEST_CASE("config file: Firecracker's example configuration builds the VM it des
     CHECK(c.config.disks[1].rate_limit == RateLimit{std::nullopt, TokenBucketSpec{100, 0, 1000}});
     CHECK_FALSE(c.logger.log_path.has_value());
     CHECK_FALSE(c.metrics_path.has_value());
+    CHECK_FALSE(c.config.entropy); // "entropy": null
+}
+
+TEST_CASE("config file: \"entropy\" adds the entropy device, which has no rate limiter") {
+    Files f;
+    auto j = f.firecracker_example();
+    j["entropy"] = nlohmann::json::object();
+    CHECK(read_config_file(f.write(j), VmConfig{}).config.entropy);
+    j["entropy"] = {{"rate_limiter", nullptr}};
+    CHECK(read_config_file(f.write(j), VmConfig{}).config.entropy);
+    const std::string file = (f.tmp.path() / "vm.json").string();
+    j["entropy"] = {{"rate_limiter", {{"bandwidth", {{"size", 1000}, {"refill_time", 100}}}}}};
+    CHECK(has(f.error(j), file + ": \"entropy\": PUT /entropy: ember's entropy device has no "
+                                 "rate_limiter"));
+    j["entropy"] = {{"rate_limitr", nullptr}};
+    CHECK(has(f.error(j), "rate_limitr"));
+    j["entropy"] = "yes";
+    CHECK(has(f.error(j), file + ": \"entropy\": "));
 }
 
 TEST_CASE("config file: only boot-source is needed; logger and metrics are handed back") {
@@ -204,7 +222,7 @@ TEST_CASE("config file: each problem names the file and the section") {
     j = good;
     j["drivez"] = nlohmann::json::array();
     CHECK(f.error(j) == file + ": \"drivez\": not a section ember knows (boot-source, "
-                               "machine-config, drives, logger, metrics)");
+                               "machine-config, drives, entropy, logger, metrics)");
     j = good;
     j["logger"] = {{"level", "Loud"}};
     CHECK(has(f.error(j), file + ": \"logger\": "));

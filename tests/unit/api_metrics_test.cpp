@@ -111,6 +111,20 @@ TEST_CASE("metrics line before a VM exists") {
     CHECK(j["vcpus"] == nlohmann::json::array());
     CHECK(j["disks"] == nlohmann::json::array());
     CHECK(j["utc_timestamp_ms"] == 0);
+    CHECK_FALSE(j.contains("entropy"));
+}
+
+TEST_CASE("metrics line: the entropy device's counters, only for a VM that has one") {
+    auto m = sample();
+    CHECK_FALSE(metrics_json(m, std::chrono::system_clock::time_point{}).contains("entropy"));
+    m.entropy = embed::EntropyMetrics{
+        .requests = 12, .bytes = 768, .bad_requests = 1, .host_errors = 2, .interrupts = 11};
+    CHECK(metrics_json(m, std::chrono::system_clock::time_point{})["entropy"] ==
+          nlohmann::json{{"requests", 12},
+                         {"bytes", 768},
+                         {"bad_requests", 1},
+                         {"host_errors", 2},
+                         {"interrupts", 11}});
 }
 
 TEST_CASE("metrics file: created, then appended one line at a time") {

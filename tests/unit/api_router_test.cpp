@@ -123,6 +123,7 @@ TEST_CASE("API: boot source, machine config and drives build the VmConfig Instan
 
     REQUIRE(r.vm.started);
     const VmConfig& c = *r.vm.started;
+    CHECK_FALSE(c.entropy); // no PUT /entropy
     CHECK(c.kernel == r.kernel);
     CHECK(c.initrd == r.initrd);
     // The root device is /dev/vda, like Firecracker, read-only as asked.
@@ -139,6 +140,25 @@ TEST_CASE("API: boot source, machine config and drives build the VmConfig Instan
     CHECK_FALSE(c.disks[1].readonly);
     CHECK(c.disks[1].engine == DiskSpec::Engine::uring);
     CHECK(r.vm.calls == std::vector<std::string>{"start"});
+}
+
+TEST_CASE("API: PUT /entropy adds the entropy device; it has no rate limiter") {
+    Rig r;
+    r.boot_source();
+    CHECK_FALSE(r.get("/vm/config").contains("entropy"));
+    r.fails("PUT", "/entropy",
+            R"({"rate_limiter": {"bandwidth": {"size": 1000, "refill_time": 100}}})", 400,
+            "ember's entropy device has no rate_limiter");
+    r.fails("PUT", "/entropy", R"({"rate": 1})", 400, "rate");
+    r.fails("PUT", "/entropy", "[]", 400, "PUT /entropy");
+    r.fails("GET", "/entropy", "", 405, "GET");
+    r.ok("PUT", "/entropy", R"({"rate_limiter": null})");
+    r.ok("PUT", "/entropy", "{}"); // again: still one device
+    CHECK(r.get("/vm/config")["entropy"] == nlohmann::json::object());
+    r.ok("PUT", "/actions", R"({"action_type": "InstanceStart"})");
+    REQUIRE(r.vm.started);
+    CHECK(r.vm.started->entropy);
+    r.fails("PUT", "/entropy", "{}", 400, "cannot add the entropy device: the VM is running");
 }
 
 TEST_CASE("API: defaults without machine-config, and PARTUUID roots") {

@@ -14,9 +14,9 @@ Command parse(std::vector<std::string> args) {
 } // namespace
 
 TEST_CASE("CLI: run with every option") {
-    auto c = parse({"run", "--kernel", "/proc/self/exe", "--cmdline", "console=ttyS0 quiet", "--cpus", "2", "--mem",
-                    "1G", "--disk", "/tmp/a.img,readonly", "--disk", "/tmp/b.img", "--console", "file:/tmp/c.log",
-                    "--virtio-cmdline"});
+    auto c = parse({"run", "--kernel", "/proc/self/exe", "--cmdline", "console=ttyS0 quiet",
+                    "--cpus", "2", "--mem", "1G", "--disk", "/tmp/a.img,readonly", "--disk",
+                    "/tmp/b.img", "--console", "file:/tmp/c.log", "--virtio-cmdline", "--entropy"});
     auto& r = std::get<RunRequest>(c);
     CHECK(r.config.kernel == "/proc/self/exe");
     CHECK(r.config.cmdline == "console=ttyS0 quiet");
@@ -29,6 +29,7 @@ TEST_CASE("CLI: run with every option") {
     CHECK(r.config.console.kind == ConsoleSpec::Kind::file);
     CHECK(r.config.console.path == "/tmp/c.log");
     CHECK(r.config.virtio_cmdline);
+    CHECK(r.config.entropy);
 }
 
 TEST_CASE("CLI: defaults") {
@@ -38,6 +39,7 @@ TEST_CASE("CLI: defaults") {
     CHECK(r.config.mem_bytes == kDefaultMemBytes);
     CHECK(r.config.cmdline == kDefaultCmdline);
     CHECK(r.config.console.kind == ConsoleSpec::Kind::stdio);
+    CHECK_FALSE(r.config.entropy);
     CHECK_FALSE(r.config.initrd.has_value());
 }
 

@@ -56,12 +56,32 @@ template <typename T> T parse(std::vector<std::string> args) {
 
 TEST_CASE("ember run through libember: every option reaches the VM's configuration") {
     Dir d;
-    const auto run = parse<RunRequest>(
-        {"run", "--kernel", d / "vmlinuz", "--cmdline", "console=ttyS0 quiet", "--cpus", "3",
-         "--mem", "64M", "--disk", d / "a.img" + ",readonly,id=root,cache=none,engine=sync",
-         "--disk", d / "b.img", "--console", "file:" + d / "console.log", "--virtio-cmdline",
-         "--checkpoint-dir", d / "ck", "--on-checkpoint", "continue", "--checkpoint-drain",
-         "--checkpoint-disks", "copy", "--fault", "blk.popped:after=4"});
+    const auto run = parse<RunRequest>({"run",
+                                        "--kernel",
+                                        d / "vmlinuz",
+                                        "--cmdline",
+                                        "console=ttyS0 quiet",
+                                        "--cpus",
+                                        "3",
+                                        "--mem",
+                                        "64M",
+                                        "--disk",
+                                        d / "a.img" + ",readonly,id=root,cache=none,engine=sync",
+                                        "--disk",
+                                        d / "b.img",
+                                        "--console",
+                                        "file:" + d / "console.log",
+                                        "--virtio-cmdline",
+                                        "--entropy",
+                                        "--checkpoint-dir",
+                                        d / "ck",
+                                        "--on-checkpoint",
+                                        "continue",
+                                        "--checkpoint-drain",
+                                        "--checkpoint-disks",
+                                        "copy",
+                                        "--fault",
+                                        "blk.popped:after=4"});
     const embed::VmConfig pub = to_embed(run);
     CHECK(pub.kernel == d.path / "vmlinuz");
     CHECK(pub.cmdline == "console=ttyS0 quiet");
@@ -92,6 +112,8 @@ TEST_CASE("ember run through libember: every option reaches the VM's configurati
     CHECK(in.console.kind == ConsoleSpec::Kind::file);
     CHECK(in.console.path == want.console.path);
     CHECK(in.virtio_cmdline);
+    CHECK(pub.entropy);
+    CHECK(in.entropy);
     REQUIRE(in.checkpoint_dir);
     CHECK(*in.checkpoint_dir == d.path / "ck");
     CHECK(in.continue_after_checkpoint);
@@ -109,6 +131,7 @@ TEST_CASE("ember run through libember: defaults, and no --checkpoint-dir leaves 
     CHECK_FALSE(pub.checkpoints.drain);
     CHECK_FALSE(pub.checkpoints.copy_disks);
     CHECK_FALSE(pub.virtio_cmdline);
+    CHECK_FALSE(pub.entropy);
     CHECK(pub.faults.empty());
     // The command's stdio console forwards stdin (Ctrl-A x), as it always did.
     CHECK(pub.console.kind == embed::ConsoleConfig::Kind::stdio);

@@ -475,6 +475,13 @@ TEST_CASE("embed config: vcpu_cpus is checked, and carried through a checkpoint"
     CHECK(ember::Vm::config_from_json(ember::Vm::config_to_json(saved)).initrd ==
           std::filesystem::path("/boot/initrd.img"));
     saved.initrd.reset();
+    // The entropy device: absent means none, so older checkpoints restore
+    // with the virtio slots they had.
+    CHECK_FALSE(ember::Vm::config_to_json(saved).contains("entropy"));
+    CHECK_FALSE(ember::Vm::config_from_json(ember::Vm::config_to_json(saved)).entropy);
+    saved.entropy = true;
+    CHECK(ember::Vm::config_from_json(ember::Vm::config_to_json(saved)).entropy);
+    saved.entropy = false;
     saved.cpus = 2;
     saved.vcpu_cpus = {first, first};
     auto j = ember::Vm::config_to_json(saved);

@@ -253,6 +253,16 @@ TEST_CASE("describe_snapshot: the configuration as saved; a field missing or of 
     c["initrd"] = 7;
     CHECK(error(c) ==
           "snapshot configuration: 'initrd' is the number 7, of the wrong type (corrupt)");
+    // The entropy device, when the VM had one; no line without.
+    CHECK(text.find("  entropy") == std::string::npos);
+    c = config;
+    c["entropy"] = true;
+    write(c);
+    CHECK(describe_snapshot(SnapshotReader(d.path))
+              .find("  entropy  virtio-rng (host getrandom)\n") != std::string::npos);
+    c["entropy"] = 1;
+    CHECK(error(c) ==
+          "snapshot configuration: 'entropy' is the number 1, of the wrong type (corrupt)");
     // Described anywhere: no check of the disks' files or of this host's CPUs.
     c = config;
     c["vcpu_cpus"] = {99999, 99998};

@@ -54,6 +54,7 @@ void ApiRouter::describe_vm(const VmConfig& config) {
     for (const auto& d : config.disks)
         drives_.push_back(DriveConfig{d.id, d.path, false, d.readonly, std::nullopt, d.cache,
                                       d.engine, d.rate_limit});
+    entropy_ = config.entropy;
 }
 
 void ApiRouter::describe_loaded(const RestoreRequest& request) {
@@ -141,6 +142,10 @@ HttpResponse ApiRouter::dispatch(const HttpRequest& r) {
         if (m == "PUT") return put_snapshot_create(r.body);
         method_not_allowed(r, "PUT");
     }
+    if (p == "/entropy") {
+        if (m == "PUT") return put_entropy(r.body);
+        method_not_allowed(r, "PUT");
+    }
     if (p == "/metrics") {
         if (m == "PUT") return put_metrics(r.body);
         method_not_allowed(r, "PUT");
@@ -196,6 +201,8 @@ HttpResponse ApiRouter::get_vm_config() const {
         drives.push_back(std::move(j));
     }
     out["drives"] = std::move(drives);
+    // Firecracker's EntropyDeviceConfig; ember's has no rate limiter.
+    if (entropy_) out["entropy"] = nlohmann::json::object();
     // Firecracker reports these two as well, once they are configured.
     if (metrics_) out["metrics"] = {{"metrics_path", metrics_->path().string()}};
     if (const auto log = log::output_name(); !log.empty()) out["logger"] = {{"log_path", log}};
@@ -230,9 +237,9 @@ HttpResponse ApiRouter::put_drive(const std::string& id, const std::string& body
     if (auto it = std::find_if(drives_.begin(), drives_.end(), same); it != drives_.end()) {
         *it = std::move(d); // PUT on an existing id updates it, as in Firecracker
     } else {
-        if (drives_.size() >= platform::kMaxVirtioDevices)
+        if (drives_.size() >= platform::kMaxDisks)
             throw ApiError(fmt::format("PUT /drives/{}: ember supports at most {} drives", id,
-                                       platform::kMaxVirtioDevices));
+                                       platform::kMaxDisks));
         drives_.push_back(std::move(d));
     }
     configured_ = true;
@@ -269,6 +276,7 @@ VmConfig ApiRouter::build_config() const {
     c.cmdline = boot_->boot_args.value_or(kDefaultCmdline);
     c.cpus = machine_.vcpu_count;
     c.mem_bytes = machine_.mem_size_mib << 20;
+    c.entropy = entropy_;
     c.disks.clear();
     // Like Firecracker, the root device is the first virtio disk (/dev/vda)
     // and its root= argument is added to the kernel command line.
@@ -371,6 +379,14 @@ void ApiRouter::require_no_metrics(std::string_view what) const {
 
 bool ApiRouter::write_metrics() {
     return !metrics_ || metrics_->write_counts(controller_.metrics());
+}
+
+HttpResponse ApiRouter::put_entropy(const std::string& body) {
+    state_.require_not_started("add the entropy device");
+    parse_entropy_config(body);
+    entropy_ = true;
+    configured_ = true;
+    return no_content();
 }
 
 HttpResponse ApiRouter::put_metrics(const std::string& body) {

@@ -78,6 +78,7 @@ class ApiRouter final {
     HttpResponse put_snapshot_create(const std::string& body);
     HttpResponse put_snapshot_load(const std::string& body);
     HttpResponse put_metrics(const std::string& body);
+    HttpResponse put_entropy(const std::string& body);
     HttpResponse put_logger(const std::string& body);
     HttpResponse flush_metrics();
     void require_no_metrics(std::string_view what) const;
@@ -91,6 +92,7 @@ class ApiRouter final {
     MachineConfig machine_;
     std::vector<DriveConfig> drives_; // in PUT order; the root device goes first at start
     bool configured_{false};          // any boot resource PUT (blocks snapshot/load)
+    bool entropy_{false};             // PUT /entropy
     std::optional<MetricsFile> metrics_;
 };
 

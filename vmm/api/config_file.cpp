@@ -46,7 +46,6 @@ constexpr std::array kUnsupported{
     Unsupported{"vsock", "vsock device"},
     Unsupported{"balloon", "balloon device"},
     Unsupported{"mmds-config", "metadata service (MMDS)"},
-    Unsupported{"entropy", "entropy device"},
     Unsupported{"cpu-config", "custom CPU templates"},
 };
 
@@ -139,6 +138,8 @@ ConfigFile read_config_file(const std::filesystem::path& path, const VmConfig& d
                     fail(where, fmt::format("drive_id '{}' is given twice", name));
                 put(where, "/drives/" + name, d);
             }
+        } else if (key == "entropy") {
+            if (!value.is_null()) put(key, "/entropy", value);
         } else if (key == "logger" || key == "metrics") {
             if (value.is_null()) continue;
             try {
@@ -154,7 +155,7 @@ ConfigFile read_config_file(const std::filesystem::path& path, const VmConfig& d
                                          [&](const Unsupported& s) { return s.key == key; });
             if (u == kUnsupported.end())
                 fail(key, "not a section ember knows (boot-source, machine-config, drives, "
-                          "logger, metrics)");
+                          "entropy, logger, metrics)");
             if (!value.is_null() && !(value.is_array() && value.empty()))
                 fail(key, fmt::format("ember has no {} (null or [] is accepted)", u->what));
         }

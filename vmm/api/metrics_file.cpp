@@ -63,6 +63,15 @@ nlohmann::json metrics_json(const std::optional<embed::Metrics>& metrics,
     }
     j["vcpus"] = std::move(vcpus);
     j["disks"] = std::move(disks);
+    // Only for a VM with the device, as Firecracker's "entropy" group.
+    if (metrics && metrics->entropy) {
+        const auto& e = *metrics->entropy;
+        j["entropy"] = {{"requests", e.requests},
+                        {"bytes", e.bytes},
+                        {"bad_requests", e.bad_requests},
+                        {"host_errors", e.host_errors},
+                        {"interrupts", e.interrupts}};
+    }
     return j;
 }
 

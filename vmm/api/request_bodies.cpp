@@ -229,6 +229,19 @@ VmStateChange parse_vm_state(std::string_view body) {
     throw ApiError(fmt::format("{}: state '{}' is not one of Paused, Resumed", what, state));
 }
 
+void parse_entropy_config(std::string_view body) {
+    constexpr std::string_view what = "PUT /entropy";
+    const auto json = parse_json_object(body, what);
+    JsonFields f(json, what);
+    if (const auto* limiter = f.optional_value("rate_limiter"); limiter && !limiter->is_null())
+        throw ApiError(fmt::format(
+            "{}: ember's entropy device has no rate_limiter: each request is served on the "
+            "guest's own vcpu, so a guest that reads without end slows only itself; leave "
+            "rate_limiter out (or null)",
+            what));
+    f.finish();
+}
+
 std::filesystem::path parse_metrics_config(std::string_view body) {
     constexpr std::string_view what = "PUT /metrics";
     const auto json = parse_json_object(body, what);

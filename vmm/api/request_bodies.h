@@ -67,6 +67,10 @@ DriveUpdate parse_drive_update(std::string_view body, std::string_view path_id);
 enum class ActionType { instance_start, send_ctrl_alt_del, flush_metrics };
 enum class VmStateChange { pause, resume };
 
+// PUT /entropy: Firecracker's EntropyDeviceConfig. ember's device has no rate
+// limiter (see VirtioRng): a "rate_limiter" other than null is refused.
+void parse_entropy_config(std::string_view body);
+
 // PUT /metrics: where metrics lines go (a file or a named pipe).
 std::filesystem::path parse_metrics_config(std::string_view body);
 

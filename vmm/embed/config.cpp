@@ -139,9 +139,9 @@ std::vector<fault::FaultSpec> to_internal(const std::vector<std::string>& faults
         throw Error(fmt::format("{} bytes of memory asked for: must be a multiple of 4 KiB",
                                 c.memory_bytes));
     out.mem_bytes = c.memory_bytes;
-    if (c.disks.size() > platform::kMaxVirtioDevices)
+    if (c.disks.size() > platform::kMaxDisks)
         throw Error(fmt::format("{} disks given; ember supports at most {}", c.disks.size(),
-                                platform::kMaxVirtioDevices));
+                                platform::kMaxDisks));
     std::set<std::string> ids;
     for (const auto& d : c.disks) {
         if (d.path.empty()) throw Error("a disk has no path");
@@ -173,6 +173,7 @@ std::vector<fault::FaultSpec> to_internal(const std::vector<std::string>& faults
     }
     out.console = to_internal(c.console);
     out.virtio_cmdline = c.virtio_cmdline;
+    out.entropy = c.entropy;
     apply_signal_checkpoint(out, c.checkpoint_on_sigusr1);
     apply_checkpoint_options(out, c.checkpoints);
     out.faults = to_internal(c.faults);

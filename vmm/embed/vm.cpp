@@ -191,6 +191,12 @@ class Vm::Impl final {
                                .interrupts = s.interrupts,
                                .throttled = s.throttled});
         }
+        if (const auto& e = in.entropy)
+            m.entropy = EntropyMetrics{.requests = e->requests,
+                                       .bytes = e->bytes,
+                                       .bad_requests = e->bad_requests,
+                                       .host_errors = e->host_errors,
+                                       .interrupts = e->interrupts};
         return m;
     }
 

@@ -36,6 +36,7 @@ std::string describe_snapshot(const SnapshotReader& s) {
         out += fmt::format("  disk     id={} {} ({} bytes{}{}{})\n", d.id, d.path, size,
                            d.readonly ? ", read-only" : "", io_cpu, limit);
     }
+    if (c.entropy) out += "  entropy  virtio-rng (host getrandom)\n";
     // SnapshotReader checked the sections' fields when it read the manifest.
     for (const auto& sec : s.manifest().at("sections"))
         out += fmt::format("  section  {:<16} {:>12} bytes  crc32c {:08x}\n",
