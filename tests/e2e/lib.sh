@@ -305,8 +305,8 @@ last_cpu() { allowed_cpus | tr ',-' '\n\n' | tail -n 1; }
 first_cpu() { allowed_cpus | tr ',-' '\n\n' | head -n 1; }
 
 # metrics_field FILE WHAT KEY: KEY's value in the last metrics line ember
-# wrote to FILE (--metrics-path, PUT /metrics): WHAT is vm, disk:ID or vcpu:N
-# (from 0). Empty when absent. ember writes one compact JSON object per line
+# wrote to FILE (--metrics-path, PUT /metrics): WHAT is vm, disk:ID, vcpu:N
+# (from 0) or entropy. Empty when absent. ember writes one compact JSON object per line
 # with sorted keys and nothing nested inside a disk or a vcpu, so splitting at
 # braces isolates each (BusyBox has no JSON tool); e2e-lib tests this on
 # testdata/metrics-line.jsonl, and unit-api checks that ember writes that line.
@@ -316,6 +316,7 @@ metrics_field() {
     vm) _obj=$(echo "$_pieces" | grep '^"state":') ;;
     disk:*) _obj=$(echo "$_pieces" | grep -F "\"id\":\"${2#disk:}\"") ;;
     vcpu:*) _obj=$(echo "$_pieces" | grep '^"exits":' | sed -n "$((${2#vcpu:} + 1))p") ;;
+    entropy) _obj=$(echo "$_pieces" | grep '"bytes":') ;; # a disk's are bytes_read, bytes_written
     *) _obj= ;;
   esac
   echo "$_obj" | tr ',}' '\n\n' | sed -n "s/^\"$3\"://p" | tr -d '"' | head -n 1

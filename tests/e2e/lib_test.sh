@@ -157,6 +157,9 @@ metrics_expect vcpu:0 exits 100
 metrics_expect vcpu:0 mmio_exits 30
 metrics_expect vcpu:1 pio_exits 1
 metrics_expect vcpu:2 exits ''
+metrics_expect entropy bytes 768
+metrics_expect entropy requests 12
+metrics_expect entropy bad_requests 1
 metrics_expect disk:root utc_timestamp_ms ''
 rm -rf "$tmp"
 [ "$bad" = 0 ]

@@ -28,6 +28,8 @@ t0=$(cut -d' ' -f1 /proc/uptime)
 s=$(dd if=/dev/vdg bs=65536 iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)
 t1=$(cut -d' ' -f1 /proc/uptime)
 echo "EMBER-DISK ratelimit sha=$s t0=$t0 t1=$t1"
+# The entropy device (--entropy) in the ninth virtio slot, after the eight disks.
+echo "EMBER-DISK rng current=$(cat /sys/class/misc/hw_random/rng_current 2>/dev/null) read=$(head -c 4096 /dev/hwrng | wc -c)"
 echo "EMBER-DISK blockdev vda getsize64=$(blockdev --getsize64 /dev/vda 2>&1) vdb getsize64=$(blockdev --getsize64 /dev/vdb 2>&1) vdb getro=$(blockdev --getro /dev/vdb 2>&1)"
 
 # sha SECTOR COUNT [DIRECT]: sha256 of COUNT sectors of vdb from SECTOR.

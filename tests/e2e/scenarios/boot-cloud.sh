@@ -5,7 +5,8 @@
 # --vcpu-cpus each vcpu thread runs on the host CPU given for it. SIGTERM
 # stops a running guest cleanly: status 143, the final metrics line written.
 # A Firecracker JSON configuration file (--no-api --config-file) builds the
-# VM it describes: vcpus, command line, a drive, the metrics file.
+# VM it describes: vcpus, command line, a drive, the entropy device, the
+# metrics file; the guest reads random bytes from that device's /dev/hwrng.
 . "$E2E_DIR/lib.sh"
 
 # Every thread of ember runs under its system-call filter (seccomp mode 2),
@@ -61,6 +62,8 @@ check cloud-no-seccomp
 # left empty as its example files leave them: the guest sees the file's two
 # vcpus and runs its command line; the last metrics line goes to the file's
 # metrics path and shows the file's drive, which the guest's kernel read.
+# Its "entropy" section adds the entropy device, which the guest's kernel
+# takes as its hardware RNG: /tests/entropy.sh reads 256 KiB from it.
 cfg="$WORK/vm-config.json"
 cf_metrics="$WORK/config-file-metrics.json"
 rm -f "$cf_metrics"
@@ -70,13 +73,13 @@ cat >"$cfg" <<EOF
   "boot-source": {
     "kernel_image_path": "$IMAGES/cloud/vmlinuz",
     "initrd_path": "$IMAGES/cloud/initramfs.cpio.gz",
-    "boot_args": "$(guest_cmdline poweroff)"
+    "boot_args": "$(guest_cmdline entropy)"
   },
   "machine-config": {"vcpu_count": 2, "mem_size_mib": ${GUEST_MEM%M}, "smt": false},
   "drives": [{"drive_id": "data", "path_on_host": "$WORK/cf-data.img", "is_root_device": false,
               "is_read_only": true, "partuuid": null, "rate_limiter": null}],
   "network-interfaces": [], "vsock": null, "balloon": null, "logger": null,
-  "metrics": {"metrics_path": "$cf_metrics"}
+  "entropy": {"rate_limiter": null}, "metrics": {"metrics_path": "$cf_metrics"}
 }
 EOF
 run_ember cloud-config-file "${BOOT_TIMEOUT:-240}" --no-api --config-file "$cfg"
@@ -86,6 +89,19 @@ expect_stdout 'EMBER-GUEST READY cpus=2 acpi=yes' && expect_rc 0 &&
     _unmet "the metrics file shows disk data with '$(metrics_field "$cf_metrics" disk:data bytes_read)' bytes read: $(tail -n 1 "$cf_metrics" 2>/dev/null)"
 }
 check cloud-config-file
+# Random bytes: 64 KiB per read, two reads that differ, and incompressible
+# (gzip makes 64 KiB of random bytes larger; a buffer left as zeroes or filled
+# with a repeated pattern would shrink to almost nothing). The metrics count
+# the 256 KiB the script read, and whatever the kernel's hwrng thread took.
+expect_stdout 'EMBER-RNG current=virtio_rng.0 ' && expect_stdout 'EMBER-RNG read bytes=65536 gzip=[0-9]+ same=no' && {
+  gz=$(tr -d '\r' <"$OUT" | sed -n 's/.*EMBER-RNG read bytes=65536 gzip=\([0-9]*\).*/\1/p' | head -n 1)
+  [ "${gz:-0}" -gt 65536 ] || _unmet "64 KiB from /dev/hwrng gzip to $gz bytes: not random"
+} && {
+  rb=$(metrics_field "$cf_metrics" entropy bytes)
+  [ "${rb:-0}" -ge 262144 ] 2>/dev/null ||
+    _unmet "the metrics file shows '$rb' entropy bytes, fewer than the guest read: $(tail -n 1 "$cf_metrics" 2>/dev/null)"
+}
+check cloud-entropy
 
 # SIGTERM to `ember run`: the VM is stopped (not the process killed), the
 # final metrics line says so, and the status is 128 + 15, as the signal's

@@ -5,7 +5,9 @@
 # in a new process carries on counting where the guest was (no reboot, no
 # replay) with its vcpus on the host CPUs they had (--vcpu-cpus); a corrupt
 # snapshot is refused; restoring paused and checkpointing at once reproduces
-# the same vcpu and device state.
+# the same vcpu and device state. The VM has the entropy device (--entropy),
+# and the guest reads 512 bytes from it for every count, before the
+# checkpoint and after the restore.
 . "$E2E_DIR/lib.sh"
 
 img="$IMAGES/cloud"
@@ -23,8 +25,9 @@ rm -rf "$ck" "$ck2" "$bad"
 # snapshot-info shows it and the restore places them the same way.
 placed="$(last_cpu),$(first_cpu)"
 run_bg ckpt-run run --kernel "$img/vmlinuz" --initrd "$img/initramfs.cpio.gz" --cpus 2 --mem "$GUEST_MEM" \
-  --vcpu-cpus "$placed" --console stdio --cmdline "$(guest_cmdline count) ember.count=24" --checkpoint-dir "$ck"
-if wait_for "$OUT" 'EMBER-GUEST COUNT 4([^0-9]|$)' 240; then
+  --vcpu-cpus "$placed" --console stdio --cmdline "$(guest_cmdline count) ember.count=24 ember.count.rng=1" \
+  --entropy --checkpoint-dir "$ck"
+if wait_for "$OUT" 'EMBER-GUEST COUNT 4 rng=512' 240; then
   kill -USR1 "$PID"
 else
   _unmet "the guest never counted to 4"
@@ -37,7 +40,8 @@ check checkpoint-take
 
 run_ember ckpt-info 120 snapshot-info "$ck"
 expect_rc 0 && expect_stdout 'section +vcpu1' && expect_stdout 'checksums ok' &&
-  expect_stdout "cpus +2, on host CPUs $placed\$" && expect_stdout '^  initrd +/.*/initramfs'
+  expect_stdout "cpus +2, on host CPUs $placed\$" && expect_stdout '^  initrd +/.*/initramfs' &&
+  expect_stdout '^  entropy +virtio-rng' && expect_stdout 'section +virtio0 '
 check checkpoint-info
 
 samples="$WORK/restore-vcpu-cpus.txt"
@@ -49,7 +53,7 @@ kill "$sampler" 2>/dev/null
 wait "$sampler" 2>/dev/null
 # The restored guest continues the count: it reaches DONE, does not boot again
 # (no READY line) and does not start over at 1.
-expect_rc 0 && expect_stdout 'EMBER-GUEST COUNT 20([^0-9]|$)' && expect_stdout 'COUNT DONE' &&
+expect_rc 0 && expect_stdout 'EMBER-GUEST COUNT 20 rng=512' && expect_stdout 'COUNT DONE' &&
   expect_no_log 'EMBER-GUEST READY' && expect_no_log 'EMBER-GUEST COUNT 1([^0-9]|$)' && expect_stderr 'powered off'
 check checkpoint-restore-continues
 want="vcpu0=$(last_cpu) vcpu1=$(first_cpu) "

@@ -6,6 +6,7 @@
 #        O_DIRECT on the host, one piece at an offset that is not page-aligned)
 #   vdc..vdh  1..6 MiB, each named in its last sector (--disk vdX.img,id=vdX;
 #        vdg with bw=1M, vdh with iothread-cpu= the last CPU ember may use)
+#   and the entropy device (--entropy) in the ninth virtio slot, after them
 # Checks: the kernel finds all through ACPI (LNRO0005) with the right sizes and
 # GET_ID serials; it reads the pieces the host put in vdb bit-exact; what it
 # copies onto vda (page cache, O_DIRECT, sub-page) reaches the host image
@@ -93,7 +94,7 @@ metrics="$WORK/metrics.json"
 rm -f "$metrics"
 # shellcheck disable=SC2086 # $extra: the scratch paths hold no blanks
 boot_guest disk-io cloud 1 disk-io --vcpu-cpus "$(first_cpu)" --disk "$rw,id=rw16" --disk "$ro,$ro_opts" $extra \
-  --metrics-path "$metrics"
+  --entropy --metrics-path "$metrics"
 kill "$sampler" "$filter_sampler" 2>/dev/null
 wait "$sampler" "$filter_sampler" 2>/dev/null
 echo "e2e: guest saw: $(tr -d '\r' <"$OUT" | grep -a 'EMBER-DISK found' | sed 's/.*EMBER-DISK found //' | tr '\n' ';')"
@@ -114,6 +115,11 @@ for n in vdc vdd vde vdf vdg vdh; do
 done
 expect_stdout 'EMBER-DISK tails vdc=ember-vdc vdd=ember-vdd vde=ember-vde vdf=ember-vdf vdg=ember-vdg vdh=ember-vdh'
 check disk-detect-eight-disks
+
+# A ninth virtio device beside eight disks (its own slot and GSI): the kernel
+# chose it as its hardware RNG and read from it.
+expect_stdout 'EMBER-DISK rng current=virtio_rng.0 read=4096'
+check disk-entropy-ninth-slot
 
 # iothread-cpu=: while all eight disks ran, vdh's I/O thread was on the last
 # CPU alone and the other seven could run on every CPU ember may use, not
