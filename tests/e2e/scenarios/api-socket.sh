@@ -12,6 +12,8 @@
 # Metrics: PUT /metrics before InstanceStart, FlushMetrics while the first
 # guest runs (a line with its vcpu's exits), and a last line when it stops.
 # PUT /logger moves the first ember's log to a file, at debug level.
+# PUT /entropy gives the first guest the entropy device, which it reads for
+# every count, also after the load (GET /vm/config shows it there).
 # The first guest has a disk whose ops bucket refills in 100 hours: the
 # snapshot records what its boot took from it, and the loaded VM goes on
 # with that (a second snapshot, taken there, shows the same), not a full one.
@@ -121,11 +123,14 @@ LAST_REQUEST="PUT /boot-source"
 api PUT /boot-source "{
     \"kernel_image_path\": \"$img/vmlinuz\",
     \"initrd_path\": \"$img/initramfs.cpio.gz\",
-    \"boot_args\": \"$(guest_cmdline count) ember.count=40\"
+    \"boot_args\": \"$(guest_cmdline count) ember.count=40 ember.count.rng=1\"
   }"
 expect_status 204
 LAST_REQUEST="PUT /machine-config"
 [ -n "$REASON" ] || api PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 256}'
+expect_status 204
+LAST_REQUEST="PUT /entropy"
+[ -n "$REASON" ] || api PUT /entropy '{"rate_limiter": null}'
 expect_status 204
 metrics="$WORK/metrics-1.json"
 rm -f "$metrics"
@@ -151,7 +156,7 @@ LAST_REQUEST="GET /"
 expect_status 200 && { echo "$BODY" | grep -q '"state":"Running"' || _unmet "GET / says $BODY, not Running"; }
 # --id names the instance, as in Firecracker.
 echo "$BODY" | grep -q '"id":"e2e-vm-1"' || _unmet "GET / does not report --id e2e-vm-1: $BODY"
-wait_for "$OUT" 'EMBER-GUEST COUNT 3([^0-9]|$)' 300 || _unmet "the guest started over the socket never counted to 3"
+wait_for "$OUT" 'EMBER-GUEST COUNT 3 rng=512' 300 || _unmet "the guest started over the socket never counted to 3 (reading /dev/hwrng)"
 check api-socket-configure-and-start
 
 # FlushMetrics: a line now, with the running guest's counts (it has printed
@@ -243,7 +248,8 @@ LAST_REQUEST="GET /vm/config (loaded)"
 [ -n "$REASON" ] || api GET /vm/config
 expect_status 200 && { echo "$BODY" | grep -q "\"kernel_image_path\":\"$img/vmlinuz\"" &&
   echo "$BODY" | grep -q "\"initrd_path\":\"$img/initramfs" &&
-  echo "$BODY" | grep -q '"mem_size_mib":256' || _unmet "GET /vm/config after load: $BODY"; }
+  echo "$BODY" | grep -q '"mem_size_mib":256' && echo "$BODY" | grep -q '"entropy":{}' ||
+  _unmet "GET /vm/config after load: $BODY"; }
 # A snapshot of the loaded VM (paused for it, so the guest cannot finish
 # counting meanwhile): what its disk's bucket holds now.
 snap2="$SCRATCH/snapshot-2"
@@ -260,6 +266,7 @@ finish_ember 400
 # (The line being printed at the snapshot may start in the first ember's
 # output and end in this one's: match its number only.)
 expect_rc 0 && expect_stdout 'EMBER-GUEST COUNT DONE' && expect_stdout "COUNT $((after + 1))([^0-9]|\$)" &&
+  expect_stdout 'EMBER-GUEST COUNT 40 rng=512' &&
   expect_no_log 'EMBER-GUEST READY' && expect_no_log 'EMBER-GUEST COUNT 1([^0-9]|$)' && expect_stderr 'powered off'
 check api-socket-snapshot-load
 
