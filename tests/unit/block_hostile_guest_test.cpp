@@ -34,6 +34,7 @@
 #include "devices/block/block_request.h"
 #include "devices/block/virtio_blk_spec.h"
 #include "tests/support/block_rig.h"
+#include "tests/support/fuzz_random.h"
 
 using namespace ember;
 using namespace ember::testing;
@@ -53,20 +54,6 @@ constexpr uint16_t kQueueSize = 256;
 constexpr size_t kMaxBatch = 12;
 constexpr uint32_t kKnownTypes[] = {kTypeIn,    kTypeOut,     kTypeFlush,
                                     kTypeGetId, kTypeDiscard, kTypeWriteZeroes};
-
-using Rng = std::mt19937_64;
-
-uint64_t pick(Rng& rng, uint64_t lo, uint64_t hi) {
-    return std::uniform_int_distribution<uint64_t>(lo, hi)(rng);
-}
-bool chance(Rng& rng, double p) {
-    return std::bernoulli_distribution(p)(rng);
-}
-
-uint64_t env_or(const char* name, uint64_t fallback) {
-    const char* v = std::getenv(name);
-    return v != nullptr && *v != '\0' ? std::strtoull(v, nullptr, 0) : fallback;
-}
 
 // Ways to break the chain itself (virtio 1.2 §2.7.5): the device refuses it
 // whole and answers IOERR in the last writable byte it validated, if any.

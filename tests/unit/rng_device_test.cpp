@@ -4,11 +4,15 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cstring>
+#include <map>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "devices/rng/virtio_rng.h"
 #include "devices/virtio/mmio_transport.h"
+#include "tests/support/fuzz_random.h"
 #include "tests/support/guest_driver.h"
 
 using namespace ember;
@@ -17,8 +21,9 @@ using namespace ember::virtio;
 
 namespace {
 struct RngRig {
-    explicit RngRig(VirtioRng::RandomSource source = {}, uint16_t queue_size = 16)
-        : mem(GuestMemory::flat(8 << 20)),
+    explicit RngRig(VirtioRng::RandomSource source = {}, uint16_t queue_size = 16,
+                    uint64_t mem_bytes = 8 << 20)
+        : mem(GuestMemory::flat(mem_bytes)),
           transport(std::make_unique<VirtioMmioTransport>(
               mem, std::make_unique<VirtioRng>(kMaxQueueSize, std::move(source)), EventFd{})),
           driver(mem, *transport, opts(queue_size)) {}
@@ -222,4 +227,130 @@ TEST_CASE("virtio-rng: checkpoint and restore: nothing in flight, the queue goes
     CHECK(used[0].len == 16);
     CHECK(r.driver.run(r.driver.chain().writable(r.driver.alloc(16), 16).build()) == 16);
     CHECK(r.driver.used_idx() == 3);
+}
+
+// A hostile guest: random chains (direct or indirect; writable, readable,
+// zero-length, outside RAM, in any mix), sometimes a ring it breaks. Served
+// on the caller's thread, so every batch is checked right after its kick:
+// each head comes back once (the driver checks), a chain of only writable
+// buffers gets min(its size, 64 KiB) random bytes in order and anything else
+// gets none, no byte outside what a good chain may fill changes, and a broken
+// ring sets DEVICE_NEEDS_RESET and nothing else until a reset.
+TEST_CASE("virtio-rng hostile guest: random chains and broken rings") {
+    const uint64_t seed = env_or("EMBER_FUZZ_SEED", 7);
+    const uint64_t batches = env_or("EMBER_FUZZ_BATCHES", 300);
+    INFO("seed ", seed, " (EMBER_FUZZ_SEED)");
+    Rng rng(seed);
+    constexpr uint16_t kQueue = 64;
+    // Buffers come from an arena above the driver's heap (1-8 MiB), at the end
+    // of guest RAM, so some cross it.
+    constexpr uint64_t kArenaSize = 2 << 20;
+    RngRig r({}, kQueue, (8 << 20) + kArenaSize);
+    r.driver.init();
+    const uint64_t arena = 8 << 20;
+    const uint64_t ram_end = r.mem.total_size();
+    std::vector<uint8_t> before(kArenaSize);
+    std::vector<uint8_t> now(kArenaSize);
+    std::map<std::string, unsigned> seen;
+    struct Piece {
+        uint64_t addr;
+        uint32_t len;
+        bool writable;
+    };
+    for (uint64_t b = 0; b < batches; ++b) {
+        CAPTURE(b);
+        // Fresh random contents, so a buffer the device wrongly leaves alone
+        // or wrongly fills is seen against what was there.
+        for (size_t i = 0; i < kArenaSize; i += 8) {
+            const uint64_t word = rng();
+            std::memcpy(&before[i], &word, 8);
+        }
+        r.mem.write_bytes(GuestAddress{arena}, before);
+        if (chance(rng, 0.03)) {
+            ++seen["broken ring"];
+            r.driver.set_avail_idx_raw(
+                static_cast<uint16_t>(r.driver.used_idx() + kQueue + 1 + pick(rng, 0, 100)));
+            r.driver.write32(mmio::kQueueNotify, 0);
+            REQUIRE((r.transport->status() & kStatusNeedsReset) != 0);
+            r.mem.read_bytes(GuestAddress{arena}, now);
+            REQUIRE(now == before);
+            r.driver.reset();
+            r.driver.init();
+            continue;
+        }
+        std::vector<std::vector<Piece>> chains(pick(rng, 1, 12));
+        std::vector<bool> indirect;
+        r.driver.hold_avail(true);
+        std::map<uint16_t, size_t> by_head;
+        for (size_t c = 0; c < chains.size(); ++c) {
+            auto builder = r.driver.chain();
+            const size_t n = pick(rng, 1, 4);
+            for (size_t i = 0; i < n; ++i) {
+                Piece p{arena + pick(rng, 0, kArenaSize - 1),
+                        static_cast<uint32_t>(pick(rng, 1, 40000)), !chance(rng, 0.1)};
+                p.len =
+                    static_cast<uint32_t>(std::min<uint64_t>(p.len, arena + kArenaSize - p.addr));
+                if (chance(rng, 0.03)) p.len = 0;
+                if (chance(rng, 0.03)) p.addr = ram_end - pick(rng, 0, 64);
+                chains[c].push_back(p);
+                if (p.writable)
+                    builder.writable(GuestAddress{p.addr}, p.len);
+                else
+                    builder.readable(GuestAddress{p.addr}, p.len);
+            }
+            const bool ind = chance(rng, 0.3);
+            indirect.push_back(ind);
+            by_head[r.driver.submit(builder.indirect(ind).build())] = c;
+        }
+        r.driver.hold_avail(false);
+        r.driver.kick();
+        const auto used = r.driver.reap(); // throws on a head twice or unknown
+        REQUIRE(used.size() == chains.size());
+        r.mem.read_bytes(GuestAddress{arena}, now);
+        std::vector<bool> may_change(kArenaSize, false);
+        for (const auto& e : used) {
+            const auto& pieces = chains[by_head.at(static_cast<uint16_t>(e.id))];
+            bool good = true;
+            uint64_t total = 0;
+            for (const auto& p : pieces) {
+                good = good && p.writable && p.len > 0 && p.addr + p.len <= ram_end;
+                total += p.len;
+            }
+            if (!good) {
+                ++seen[std::any_of(pieces.begin(), pieces.end(),
+                                   [](const Piece& p) { return !p.writable; })
+                           ? "readable buffer"
+                           : "malformed chain"];
+                CHECK(e.len == 0);
+                continue;
+            }
+            ++seen[total > VirtioRng::kMaxBytesPerRequest ? "over 64 KiB" : "good"];
+            const uint64_t want = std::min<uint64_t>(total, VirtioRng::kMaxBytesPerRequest);
+            CHECK(e.len == want);
+            // The first `want` bytes of the chain, piece by piece.
+            uint64_t left = want;
+            for (const auto& p : pieces) {
+                const uint64_t n = std::min<uint64_t>(p.len, left);
+                for (uint64_t i = 0; i < n; ++i)
+                    may_change[p.addr - arena + i] = true;
+                left -= n;
+            }
+        }
+        for (uint64_t i = 0; i < kArenaSize; ++i)
+            if (!may_change[i] && now[i] != before[i])
+                FAIL("guest byte ", arena + i, " changed outside every good chain's fill");
+        // A filled buffer was filled: over what it may hold, most bytes differ
+        // from the random bytes it held before (1 in 256 match by chance).
+        uint64_t filled = 0, same = 0;
+        for (uint64_t i = 0; i < kArenaSize; ++i)
+            if (may_change[i]) {
+                ++filled;
+                same += now[i] == before[i] ? 1 : 0;
+            }
+        CHECK(same <= filled / 64 + 8);
+        REQUIRE((r.transport->status() & kStatusNeedsReset) == 0);
+    }
+    for (const char* rule :
+         {"good", "over 64 KiB", "readable buffer", "malformed chain", "broken ring"})
+        CHECK_MESSAGE(seen[rule] > 0, "no batch tested: ", rule);
 }
