@@ -16,14 +16,22 @@ using namespace virtio;
 
 namespace {
 
+// The whole of `out`, or -errno when nothing could be had. getrandom(2) returns
+// fewer bytes than asked when a signal arrives during a read of more than 256
+// (a vcpu's kick signal can), which is no reason to give the guest less.
 long host_getrandom(std::span<uint8_t> out) {
-    for (;;) {
+    size_t done = 0;
+    while (done < out.size()) {
         // Flags 0: the urandom pool, which blocks only before the host's pool
         // was first seeded (early boot), never afterwards.
-        const ssize_t n = ::getrandom(out.data(), out.size(), 0);
-        if (n >= 0) return static_cast<long>(n);
-        if (errno != EINTR) return -errno;
+        const ssize_t n = ::getrandom(out.data() + done, out.size() - done, 0);
+        if (n > 0) {
+            done += static_cast<size_t>(n);
+        } else if (n < 0 && errno != EINTR) {
+            return done > 0 ? static_cast<long>(done) : -errno;
+        }
     }
+    return static_cast<long>(done);
 }
 
 } // namespace
@@ -150,7 +158,7 @@ uint32_t VirtioRng::fill(const DescriptorChain& chain) {
             break;
         }
         written += static_cast<uint32_t>(n);
-        if (static_cast<uint32_t>(n) < want) break; // a short read: report what is there
+        if (static_cast<uint32_t>(n) < want) break; // the source has no more: report what is there
     }
     bytes_.fetch_add(written, std::memory_order_relaxed);
     return written;

@@ -36,8 +36,9 @@ struct RngStatsSnapshot {
 
 class VirtioRng final : public VirtioDevice {
   public:
-    // Fills `out` with random bytes; returns how many, or -errno. getrandom(2)
-    // by default; tests give one that fails.
+    // Fills `out` with random bytes; returns how many (fewer only when it can
+    // give no more), or -errno. getrandom(2) by default, retried when a signal
+    // cuts a read short; tests give one that fails.
     using RandomSource = std::function<long(std::span<uint8_t> out)>;
 
     // Bytes written into one chain at most: a guest asking for more gets this
