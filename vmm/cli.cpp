@@ -193,6 +193,10 @@ Command parse_command_line(const std::vector<std::string>& args) {
         "--vcpu-cpus", vcpu_cpus,
         "host CPU of each vcpu thread, one per vcpu in vcpu order, e.g. 2,3 (default: not placed)");
     run->add_option("--mem", mem, "guest memory, e.g. 512M or 2G")->default_str("512M");
+    std::string huge_pages = "none";
+    run->add_option("--huge-pages", huge_pages,
+                    "back guest memory with 2 MiB huge pages from the host's pool: 2M or none")
+        ->default_str("none");
     run->add_option("--disk", disks,
                     "virtio block device "
                     "PATH[,readonly][,id=NAME][,cache=writeback|none][,engine=uring|sync][,poll=US]"
@@ -369,6 +373,14 @@ Command parse_command_line(const std::vector<std::string>& args) {
     if (c.mem_bytes < kMinMemBytes)
         throw UsageError(fmt::format("--mem {}: a guest needs at least {} MiB", mem, kMinMemBytes >> 20));
     if (c.mem_bytes % 4096 != 0) throw UsageError(fmt::format("--mem {}: must be a multiple of 4 KiB", mem));
+    if (huge_pages == "2M") {
+        c.huge_pages = HugePages::two_mib;
+        if (c.mem_bytes % kHugePageBytes != 0)
+            throw UsageError(
+                fmt::format("--mem {}: with --huge-pages 2M it must be a multiple of 2 MiB", mem));
+    } else if (huge_pages != "none") {
+        throw UsageError(fmt::format("--huge-pages {}: expected 2M or none", huge_pages));
+    }
     if (disks.size() > platform::kMaxDisks)
         throw UsageError(fmt::format("--disk: {} disks given, ember supports at most {}",
                                      disks.size(), platform::kMaxDisks));

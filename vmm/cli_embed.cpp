@@ -62,6 +62,7 @@ embed::VmConfig to_embed(const VmConfig& c) {
     out.cpus = c.cpus;
     out.vcpu_cpus = c.vcpu_cpus;
     out.memory_bytes = c.mem_bytes;
+    out.huge_pages_2m = c.huge_pages == HugePages::two_mib;
     for (const auto& d : c.disks) {
         embed::DiskConfig disk;
         disk.id = d.id;

@@ -43,6 +43,11 @@ public:
     using Error::Error;
 };
 
+// What backs guest RAM: the host's 4 KiB pages, or 2 MiB huge pages from the
+// pool the host reserved (vm.nr_hugepages), as Firecracker's huge_pages "2M".
+enum class HugePages : uint8_t { none, two_mib };
+inline constexpr uint64_t kHugePageBytes = 2ULL << 20;
+
 // One contiguous range of guest-physical RAM backed by part of the memfd.
 struct GuestRegion {
     GuestAddress start;
@@ -60,7 +65,11 @@ public:
     };
 
     // Creates a memfd of the total size and maps it; throws SystemError.
-    explicit GuestMemory(std::span<const Range> layout);
+    // With huge pages the total must be a multiple of 2 MiB, and the pages are
+    // reserved now: too few free in the host's pool is an Error saying how
+    // many are needed and free, never a SIGBUS when the guest first touches
+    // a page.
+    explicit GuestMemory(std::span<const Range> layout, HugePages huge = HugePages::none);
     // Convenience: a single region [0, size), as the unit tests use.
     static GuestMemory flat(uint64_t size);
 
@@ -72,6 +81,7 @@ public:
 
     std::span<const GuestRegion> regions() const noexcept { return regions_; }
     int memfd() const noexcept { return memfd_.get(); }
+    HugePages huge_pages() const noexcept { return huge_; }
     uint64_t total_size() const noexcept { return total_; }
     // One past the highest guest-physical RAM address.
     GuestAddress end() const noexcept;
@@ -135,6 +145,7 @@ private:
     UniqueFd memfd_;
     uint8_t* base_ = nullptr;
     uint64_t total_ = 0;
+    HugePages huge_ = HugePages::none;
     std::vector<GuestRegion> regions_;
 };
 

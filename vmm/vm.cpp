@@ -35,15 +35,15 @@ namespace {
 constexpr uint64_t kTssAddress = 0xfffb'd000;
 constexpr uint64_t kIdentityMapAddress = 0xfffb'c000;
 
-GuestMemory make_memory(uint64_t mem_bytes) {
-    const auto layout = ram_layout(mem_bytes);
-    return GuestMemory(layout);
+GuestMemory make_memory(const VmConfig& config) {
+    const auto layout = ram_layout(config.mem_bytes);
+    return GuestMemory(layout, config.huge_pages);
 }
 
 } // namespace
 
 Vm::Vm(const VmConfig& config)
-    : config_(config), vm_(kvm_), mem_(make_memory(config.mem_bytes)), console_(config.console) {
+    : config_(config), vm_(kvm_), mem_(make_memory(config)), console_(config.console) {
     setup_memory();
     setup_devices();
     setup_disks();
@@ -54,7 +54,7 @@ Vm::Vm(const VmConfig& config)
 }
 
 Vm::Vm(const VmConfig& config, const SnapshotReader& snapshot)
-    : config_(config), vm_(kvm_), mem_(make_memory(config.mem_bytes)), console_(config.console) {
+    : config_(config), vm_(kvm_), mem_(make_memory(config)), console_(config.console) {
     setup_memory();
     setup_devices();
     setup_disks();
@@ -429,6 +429,8 @@ nlohmann::json Vm::config_to_json(const VmConfig& c) {
     if (c.initrd) out["initrd"] = c.initrd->string();
     // Absent: no entropy device (the restore builds the same virtio slots).
     if (c.entropy) out["entropy"] = true;
+    // Absent: 4 KiB pages. A restore maps guest RAM the same way.
+    if (c.huge_pages == HugePages::two_mib) out["huge_pages"] = "2M";
     return out;
 }
 
@@ -454,6 +456,14 @@ VmConfig Vm::saved_config(const nlohmann::json& j) {
             c.vcpu_cpus = manifest_field<std::vector<uint32_t>>(j, "vcpu_cpus", kWhere);
         // Absent: none (also in checkpoints from before the entropy device).
         if (j.contains("entropy")) c.entropy = manifest_field<bool>(j, "entropy", kWhere);
+        // Absent: 4 KiB pages (also in checkpoints from before huge pages).
+        if (j.contains("huge_pages")) {
+            const auto h = manifest_field<std::string>(j, "huge_pages", kWhere);
+            if (h != "2M")
+                throw SnapshotError(fmt::format(
+                    "snapshot configuration: 'huge_pages' is '{}', not 2M (corrupt)", h));
+            c.huge_pages = HugePages::two_mib;
+        }
         const auto disks = manifest_field<nlohmann::json>(j, "disks", kWhere);
         if (!disks.is_array())
             throw SnapshotError("snapshot configuration: 'disks' is not a list (corrupt)");
@@ -550,7 +560,8 @@ std::optional<RateLimitFill> Vm::saved_rate_limit_fill(const nlohmann::json& j, 
 
 VmConfig Vm::config_from_json(const nlohmann::json& j) {
     VmConfig c = saved_config(j);
-    if (c.cpus < 1 || c.cpus > kMaxCpus || c.mem_bytes < kMinMemBytes || c.mem_bytes % 4096 != 0)
+    if (c.cpus < 1 || c.cpus > kMaxCpus || c.mem_bytes < kMinMemBytes || c.mem_bytes % 4096 != 0 ||
+        (c.huge_pages == HugePages::two_mib && c.mem_bytes % kHugePageBytes != 0))
         throw SnapshotError("snapshot configuration has an impossible CPU count or memory size");
     try {
         if (j.contains("vcpu_cpus")) check_vcpu_cpus(c.vcpu_cpus, c.cpus);

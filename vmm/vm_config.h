@@ -11,6 +11,7 @@
 #include "devices/block/disk_spec.h"
 #include "vmm/console.h"
 #include "vmm/fault/fault_points.h"
+#include "vmm/guest_memory.h"
 
 namespace ember {
 
@@ -28,6 +29,9 @@ struct VmConfig {
     // empty: wherever ember may run. Checked by check_vcpu_cpus.
     std::vector<uint32_t> vcpu_cpus;
     uint64_t mem_bytes = kDefaultMemBytes;
+    // 2 MiB huge pages for guest RAM (--huge-pages 2M): mem_bytes a multiple
+    // of 2 MiB, the pages reserved from the host's pool when the VM is built.
+    HugePages huge_pages = HugePages::none;
     std::vector<DiskSpec> disks;
     ConsoleSpec console;
     bool virtio_cmdline = false; // also describe virtio-mmio devices on the command line

@@ -167,6 +167,10 @@ struct VmConfig {
     // cross-CPU wakeup per batch of requests.
     std::vector<uint32_t> vcpu_cpus;
     uint64_t memory_bytes = 512ULL << 20; // at least 32 MiB, a multiple of 4 KiB
+    // Back guest memory with 2 MiB huge pages from the host's pool
+    // (vm.nr_hugepages): memory_bytes a multiple of 2 MiB; too few free
+    // pages is an ember::Error from create() saying how many are needed.
+    bool huge_pages_2m = false;
     std::vector<DiskConfig> disks;        // at most 8
     ConsoleConfig console;                // default: discarded
     // Also describe the virtio-mmio devices on the kernel command line

@@ -192,6 +192,17 @@ TEST_CASE("API: PUT and PATCH /machine-config, GET reflects them") {
             "missing required field 'mem_size_mib'");
     r.ok("PATCH", "/machine-config", "{}");
     CHECK(r.get("/machine-config")["mem_size_mib"] == 2048);
+    CHECK(r.get("/machine-config")["huge_pages"] == "None");
+    // Firecracker's huge_pages "2M": kept by a PATCH that leaves it out, and
+    // then a mem_size_mib that is not whole 2 MiB pages is refused.
+    r.ok("PATCH", "/machine-config", R"({"huge_pages": "2M"})");
+    CHECK(r.get("/machine-config")["huge_pages"] == "2M");
+    r.fails("PATCH", "/machine-config", R"({"mem_size_mib": 2047})", 400, "multiple of 2");
+    CHECK(r.get("/machine-config")["mem_size_mib"] == 2048);
+    r.start();
+    REQUIRE(r.vm.started);
+    CHECK(r.vm.started->huge_pages == HugePages::two_mib);
+    CHECK(r.vm.started->mem_bytes == 2048ULL << 20);
 }
 
 TEST_CASE("API: bad machine-config bodies") {
@@ -210,7 +221,10 @@ TEST_CASE("API: bad machine-config bodies") {
          "track_dirty_pages true"},
         {R"({"vcpu_count": 1, "mem_size_mib": 256, "cpu_template": "T2"})",
          "cpu_template 'T2' is not supported"},
-        {R"({"vcpu_count": 1, "mem_size_mib": 256, "huge_pages": "2M"})", "huge_pages '2M'"},
+        {R"({"vcpu_count": 1, "mem_size_mib": 256, "huge_pages": "1G"})",
+         "huge_pages '1G' is not supported: None or 2M"},
+        {R"({"vcpu_count": 1, "mem_size_mib": 257, "huge_pages": "2M"})",
+         "mem_size_mib 257 with huge_pages 2M: must be a multiple of 2"},
         {R"({"vcpu_count": 1, "mem_size_mib": 256, "vcpus": 2})", "unknown field 'vcpus'"},
         {R"({"vcpu_count": 1, "mem_size_mib": 256)", "malformed JSON"},
         {R"([1, 2])", "must be a JSON object, not array"},

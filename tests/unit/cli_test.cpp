@@ -30,6 +30,11 @@ TEST_CASE("CLI: run with every option") {
     CHECK(r.config.console.path == "/tmp/c.log");
     CHECK(r.config.virtio_cmdline);
     CHECK(r.config.entropy);
+    CHECK(r.config.huge_pages == HugePages::none);
+    auto huge = parse({"run", "--kernel", "/proc/self/exe", "--mem", "66M", "--huge-pages", "2M"});
+    CHECK(std::get<RunRequest>(huge).config.huge_pages == HugePages::two_mib);
+    auto off = parse({"run", "--kernel", "/proc/self/exe", "--mem", "65M", "--huge-pages", "none"});
+    CHECK(std::get<RunRequest>(off).config.huge_pages == HugePages::none);
 }
 
 TEST_CASE("CLI: defaults") {
@@ -68,6 +73,12 @@ TEST_CASE("CLI: bad usage names the offending value") {
                          doctest::Contains("at least"), UsageError);
     CHECK_THROWS_WITH_AS(parse({"run", "--kernel", "/proc/self/exe", "--console", "tty"}), doctest::Contains("tty"),
                          UsageError);
+    CHECK_THROWS_WITH_AS(parse({"run", "--kernel", "/proc/self/exe", "--huge-pages", "1G"}),
+                         doctest::Contains("--huge-pages 1G: expected 2M or none"), UsageError);
+    CHECK_THROWS_WITH_AS(
+        parse({"run", "--kernel", "/proc/self/exe", "--mem", "65M", "--huge-pages", "2M"}),
+        doctest::Contains("--mem 65M: with --huge-pages 2M it must be a multiple of 2 MiB"),
+        UsageError);
     CHECK_THROWS_WITH_AS(
         parse({"run", "--kernel", "/proc/self/exe", "--checkpoint-dir", "/proc/self/exe/ckpt"}),
         doctest::Contains("--checkpoint-dir /proc/self/exe/ckpt: "), UsageError);

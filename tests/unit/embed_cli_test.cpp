@@ -114,6 +114,8 @@ TEST_CASE("ember run through libember: every option reaches the VM's configurati
     CHECK(in.virtio_cmdline);
     CHECK(pub.entropy);
     CHECK(in.entropy);
+    CHECK_FALSE(pub.huge_pages_2m);
+    CHECK(in.huge_pages == HugePages::none);
     REQUIRE(in.checkpoint_dir);
     CHECK(*in.checkpoint_dir == d.path / "ck");
     CHECK(in.continue_after_checkpoint);

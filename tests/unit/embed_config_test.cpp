@@ -130,6 +130,13 @@ TEST_CASE("embed config: sizes and counts are checked") {
     CHECK(has(error_of(c), "at least 32 MiB"));
     c.memory_bytes = (64ULL << 20) + 100;
     CHECK(has(error_of(c), "multiple of 4 KiB"));
+    c.memory_bytes = (64ULL << 20) + 4096;
+    CHECK(embed::to_internal(c).huge_pages == HugePages::none);
+    c.huge_pages_2m = true;
+    CHECK(has(error_of(c), "67112960 bytes of memory asked for with 2 MiB huge pages: must be a "
+                           "multiple of 2 MiB"));
+    c.memory_bytes = 66ULL << 20;
+    CHECK(embed::to_internal(c).huge_pages == HugePages::two_mib);
     c = f.config();
     for (int i = 0; i < 9; ++i)
         c.disks.push_back({"d" + std::to_string(i), f.dir / "disk-a.img", true});
@@ -482,6 +489,23 @@ TEST_CASE("embed config: vcpu_cpus is checked, and carried through a checkpoint"
     saved.entropy = true;
     CHECK(ember::Vm::config_from_json(ember::Vm::config_to_json(saved)).entropy);
     saved.entropy = false;
+    // Huge pages: absent means 4 KiB pages; a restore maps RAM as the VM had it.
+    CHECK_FALSE(ember::Vm::config_to_json(saved).contains("huge_pages"));
+    saved.huge_pages = HugePages::two_mib;
+    CHECK(ember::Vm::config_to_json(saved)["huge_pages"] == "2M");
+    CHECK(ember::Vm::config_from_json(ember::Vm::config_to_json(saved)).huge_pages ==
+          HugePages::two_mib);
+    {
+        auto odd = ember::Vm::config_to_json(saved);
+        odd["mem_bytes"] = (64ULL << 20) + 4096;
+        CHECK_THROWS_AS(ember::Vm::config_from_json(odd), SnapshotError);
+        odd = ember::Vm::config_to_json(saved);
+        odd["huge_pages"] = "1G";
+        CHECK_THROWS_WITH_AS(ember::Vm::config_from_json(odd),
+                             "snapshot configuration: 'huge_pages' is '1G', not 2M (corrupt)",
+                             SnapshotError);
+    }
+    saved.huge_pages = HugePages::none;
     saved.cpus = 2;
     saved.vcpu_cpus = {first, first};
     auto j = ember::Vm::config_to_json(saved);

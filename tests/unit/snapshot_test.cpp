@@ -253,6 +253,13 @@ TEST_CASE("describe_snapshot: the configuration as saved; a field missing or of 
     c["initrd"] = 7;
     CHECK(error(c) ==
           "snapshot configuration: 'initrd' is the number 7, of the wrong type (corrupt)");
+    // Huge pages, when the VM had them.
+    CHECK(text.find("huge pages") == std::string::npos);
+    c = config;
+    c["huge_pages"] = "2M";
+    write(c);
+    CHECK(describe_snapshot(SnapshotReader(d.path)).find(" MiB, 2 MiB huge pages\n") !=
+          std::string::npos);
     // The entropy device, when the VM had one; no line without.
     CHECK(text.find("  entropy") == std::string::npos);
     c = config;

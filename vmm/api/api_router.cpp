@@ -49,7 +49,8 @@ void ApiRouter::attach_running(const VmConfig& config) {
 
 void ApiRouter::describe_vm(const VmConfig& config) {
     boot_ = BootSource{config.kernel, config.initrd, config.cmdline};
-    machine_ = MachineConfig{config.cpus, config.mem_bytes >> 20};
+    machine_ =
+        MachineConfig{config.cpus, config.mem_bytes >> 20, config.huge_pages == HugePages::two_mib};
     drives_.clear();
     for (const auto& d : config.disks)
         drives_.push_back(DriveConfig{d.id, d.path, false, d.readonly, std::nullopt, d.cache,
@@ -276,6 +277,7 @@ VmConfig ApiRouter::build_config() const {
     c.cmdline = boot_->boot_args.value_or(kDefaultCmdline);
     c.cpus = machine_.vcpu_count;
     c.mem_bytes = machine_.mem_size_mib << 20;
+    c.huge_pages = machine_.huge_pages_2m ? HugePages::two_mib : HugePages::none;
     c.entropy = entropy_;
     c.disks.clear();
     // Like Firecracker, the root device is the first virtio disk (/dev/vda)

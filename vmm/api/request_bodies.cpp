@@ -97,8 +97,17 @@ MachineConfig parse_machine_config(std::string_view body, const MachineConfig* b
     only_false(f, "smt", "ember gives each vcpu its own core");
     only_false(f, "track_dirty_pages", "ember writes full checkpoints only");
     only_default(f, "cpu_template", "None", "ember passes the host CPUID through, filtered");
-    only_default(f, "huge_pages", "None", "guest memory uses 4 KiB pages");
+    if (auto h = f.optional_string("huge_pages")) {
+        if (*h != "None" && *h != "2M")
+            throw ApiError(
+                fmt::format("{}: huge_pages '{}' is not supported: None or 2M", what, *h));
+        m.huge_pages_2m = *h == "2M";
+    }
     f.finish();
+    if (m.huge_pages_2m && m.mem_size_mib % 2 != 0)
+        throw ApiError(
+            fmt::format("{}: mem_size_mib {} with huge_pages 2M: must be a multiple of 2", what,
+                        m.mem_size_mib));
     return m;
 }
 
@@ -362,7 +371,7 @@ nlohmann::json to_json(const MachineConfig& config) {
             {"mem_size_mib", config.mem_size_mib},
             {"smt", false},
             {"track_dirty_pages", false},
-            {"huge_pages", "None"}};
+            {"huge_pages", config.huge_pages_2m ? "2M" : "None"}};
 }
 
 } // namespace ember::api

@@ -29,6 +29,7 @@ struct BootSource {
 struct MachineConfig {
     uint32_t vcpu_count{1};
     uint64_t mem_size_mib{512}; // ember's default (Firecracker's is 128)
+    bool huge_pages_2m{false};  // huge_pages "2M" (Firecracker's names: "None", "2M")
 };
 
 struct DriveConfig {

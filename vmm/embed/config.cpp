@@ -138,7 +138,12 @@ std::vector<fault::FaultSpec> to_internal(const std::vector<std::string>& faults
     if (c.memory_bytes % 4096 != 0)
         throw Error(fmt::format("{} bytes of memory asked for: must be a multiple of 4 KiB",
                                 c.memory_bytes));
+    if (c.huge_pages_2m && c.memory_bytes % kHugePageBytes != 0)
+        throw Error(fmt::format("{} bytes of memory asked for with 2 MiB huge pages: must be a "
+                                "multiple of 2 MiB",
+                                c.memory_bytes));
     out.mem_bytes = c.memory_bytes;
+    out.huge_pages = c.huge_pages_2m ? HugePages::two_mib : HugePages::none;
     if (c.disks.size() > platform::kMaxDisks)
         throw Error(fmt::format("{} disks given; ember supports at most {}", c.disks.size(),
                                 platform::kMaxDisks));

@@ -19,8 +19,9 @@ std::string describe_snapshot(const SnapshotReader& s) {
         c.vcpu_cpus.empty() ? "" : fmt::format(", on host CPUs {}", fmt::join(c.vcpu_cpus, ","));
     out += fmt::format("  kernel   {}\n", c.kernel.string());
     if (c.initrd) out += fmt::format("  initrd   {}\n", c.initrd->string());
-    out += fmt::format("  cmdline  {}\n  cpus     {}{}\n  memory   {} MiB\n", c.cmdline, c.cpus,
-                       placed, c.mem_bytes >> 20);
+    out += fmt::format("  cmdline  {}\n  cpus     {}{}\n  memory   {} MiB{}\n", c.cmdline, c.cpus,
+                       placed, c.mem_bytes >> 20,
+                       c.huge_pages == HugePages::two_mib ? ", 2 MiB huge pages" : "");
     for (size_t i = 0; i < c.disks.size(); ++i) {
         const auto& d = c.disks[i];
         const auto size = Vm::saved_disk_size(s.config(), i);
