@@ -114,44 +114,42 @@ void Vm::setup_disks() {
     if (config_.disks.size() > platform::kMaxDisks)
         throw Error(fmt::format("{} disks given; ember supports at most {}", config_.disks.size(),
                                 platform::kMaxDisks));
-    for (size_t i = 0; i < config_.disks.size(); ++i) {
-        const auto& spec = config_.disks[i];
+    for (const auto& spec : config_.disks) {
         auto disk = BlockDisk::open(spec); // validates the file before the guest starts
-        const uint64_t base = platform::kVirtioMmioBase + i * platform::kVirtioMmioSize;
-        const uint32_t gsi = platform::kVirtioFirstGsi + static_cast<uint32_t>(i);
-        EventFd irq;
-        vm_.add_irqfd(irq.fd(), gsi);
         auto block = std::make_unique<VirtioBlock>(std::move(disk));
         blocks_.push_back(block.get());
-        auto dev = std::make_shared<VirtioMmioTransport>(mem_, std::move(block), std::move(irq));
-        mmio_.add(base, platform::kVirtioMmioSize, dev);
-        // Guest kicks go straight to the I/O thread's eventfd (virtio 1.2
-        // §4.2.2 QueueNotify at 0x50, value = queue index): no vcpu exit.
-        for (uint16_t q = 0; q < dev->device().queue_count(); ++q)
-            vm_.add_ioeventfd_mmio(base + 0x50, 4, q, dev->notify_event(q).fd());
-        virtio_.push_back(std::move(dev));
-        virtio_slots_.push_back({base, platform::kVirtioMmioSize, gsi});
-        log::debug("disk {} ({}) at {:#x}, GSI {}", i, spec.path, base, gsi);
+        add_virtio_device(std::move(block));
     }
 }
 
 // The entropy device takes the slot after the last disk, so a VM's disks keep
-// their slots (and the guest its vdX names) with or without it. Its kicks are
-// served on the vcpu that makes them (VirtioRng): no KVM_IOEVENTFD.
+// their slots (and the guest its vdX names) with or without it.
 void Vm::setup_entropy() {
     if (!config_.entropy) return;
+    auto rng = std::make_unique<VirtioRng>();
+    rng_ = rng.get();
+    add_virtio_device(std::move(rng));
+}
+
+// The next virtio-mmio slot: its 4 KiB window, its GSI through an irqfd, and
+// for a device with an I/O thread one KVM_IOEVENTFD per queue.
+void Vm::add_virtio_device(std::unique_ptr<VirtioDevice> device) {
     const uint64_t slot = virtio_.size();
     const uint64_t base = platform::kVirtioMmioBase + slot * platform::kVirtioMmioSize;
     const uint32_t gsi = platform::kVirtioFirstGsi + static_cast<uint32_t>(slot);
     EventFd irq;
     vm_.add_irqfd(irq.fd(), gsi);
-    auto rng = std::make_unique<VirtioRng>();
-    rng_ = rng.get();
-    auto dev = std::make_shared<VirtioMmioTransport>(mem_, std::move(rng), std::move(irq));
+    auto dev = std::make_shared<VirtioMmioTransport>(mem_, std::move(device), std::move(irq));
     mmio_.add(base, platform::kVirtioMmioSize, dev);
+    // Guest kicks go straight to the I/O thread's eventfd (virtio 1.2 §4.2.2
+    // QueueNotify at 0x50, value = queue index): no vcpu exit. A device that
+    // takes its kicks inline (VirtioDevice::kicks_inline) needs the exit.
+    if (!dev->device().kicks_inline())
+        for (uint16_t q = 0; q < dev->device().queue_count(); ++q)
+            vm_.add_ioeventfd_mmio(base + 0x50, 4, q, dev->notify_event(q).fd());
+    log::debug("{} at {:#x}, GSI {}", dev->device().name(), base, gsi);
     virtio_.push_back(std::move(dev));
     virtio_slots_.push_back({base, platform::kVirtioMmioSize, gsi});
-    log::debug("entropy device at {:#x}, GSI {}", base, gsi);
 }
 
 // Crash injection (DESIGN.md "Fault points"): before any device is activated,

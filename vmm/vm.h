@@ -116,6 +116,7 @@ public:
     void load_guest();
     void setup_disks();
     void setup_entropy();
+    void add_virtio_device(std::unique_ptr<VirtioDevice> device);
     void setup_faults();
     void create_vcpus();
     void restore_from(const SnapshotReader& snapshot);
