@@ -365,11 +365,7 @@ bool BlockIoThread::pop_and_mark() {
         // At most size chains: a ring whose avail.idx ran further ahead is
         // refused by pop(), and a head offered twice by mark_popped().
         while (popped_n_ < popped_.size() && queue_.pop(popped_[popped_n_])) {
-            const uint16_t head = popped_[popped_n_].head();
-            if (!region_.mark_popped(head))
-                queue_.mark_broken(fmt::format("the driver offered head {} again while it is "
-                                               "in flight",
-                                               head));
+            region_.mark_popped(queue_, popped_[popped_n_].head());
             const bool admitted = admit(popped_[popped_n_]);
             if (admitted) ++popped_n_;
             fault::hit(fault::Point::blk_popped);

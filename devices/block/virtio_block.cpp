@@ -78,26 +78,18 @@ void VirtioBlock::activate(const ActivationContext& ctx) {
 IoRecovery VirtioBlock::start_io(bool recover) {
     auto& r = *running_;
     QueueState q = r.queue;
-    InflightRecovery plan;
-    if (recover) {
-        plan = r.inflight->recover(*r.memory, q);
-        q.next_used = plan.used_idx;
-        q.next_avail = plan.next_avail;
-        if (fault::negative(fault::NegativeControl::skip_resubmit) && !plan.resubmit.empty()) {
-            // Negative control (tests/crash): forget the requests in flight,
-            // as a recovery that never resubmits would. The avail slots stay
-            // consumed; the guest never sees these heads again.
-            std::vector<virtio::VirtqUsedElem> forget;
-            for (uint16_t h : plan.resubmit)
-                forget.push_back({h, 0});
-            r.inflight->clear_batch(forget, plan.used_idx);
-            log::warn("{}: negative control skip-resubmit: {} in-flight requests dropped", name_,
-                      forget.size());
-            plan.resubmit.clear();
-        }
-    } else {
-        q.next_used = r.inflight->header().used_idx;
-        q.next_avail = r.inflight->consumed_avail_idx();
+    InflightRecovery plan = r.inflight->start_queue(*r.memory, q, recover);
+    if (fault::negative(fault::NegativeControl::skip_resubmit) && !plan.resubmit.empty()) {
+        // Negative control (tests/crash): forget the requests in flight,
+        // as a recovery that never resubmits would. The avail slots stay
+        // consumed; the guest never sees these heads again.
+        std::vector<virtio::VirtqUsedElem> forget;
+        for (uint16_t h : plan.resubmit)
+            forget.push_back({h, 0});
+        r.inflight->clear_batch(forget, plan.used_idx);
+        log::warn("{}: negative control skip-resubmit: {} in-flight requests dropped", name_,
+                  forget.size());
+        plan.resubmit.clear();
     }
     const IoEngineFactory* factory = engine_factory_ ? &engine_factory_ : nullptr;
     io_ = std::make_unique<BlockIoThread>(BlockIoThread::Params{

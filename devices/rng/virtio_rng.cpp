@@ -69,18 +69,10 @@ void VirtioRng::activate(const ActivationContext& ctx) {
         throw Error("virtio-rng: no in-flight region for the request queue");
     InflightRegion& region = *ctx.inflight[0];
     QueueState q = ctx.queues[0];
-    InflightRecovery plan;
-    if (ctx.recover) {
-        // Nothing is in flight at a checkpoint (see the header); a region
-        // that says otherwise came from elsewhere, and its requests are
-        // served like any other, oldest first.
-        plan = region.recover(ctx.memory, q);
-        q.next_used = plan.used_idx;
-        q.next_avail = plan.next_avail;
-    } else {
-        q.next_used = region.header().used_idx;
-        q.next_avail = region.consumed_avail_idx();
-    }
+    // Nothing is in flight at a checkpoint (see the header); a region that
+    // says otherwise came from elsewhere, and its requests are served like
+    // any other, oldest first.
+    const InflightRecovery plan = region.start_queue(ctx.memory, q, ctx.recover);
     running_.emplace(Running{Virtqueue(ctx.memory, q), &region, &ctx.signals, &ctx.memory});
     try {
         for (uint16_t head : plan.resubmit)
@@ -118,9 +110,7 @@ void VirtioRng::drain() {
     for (;;) {
         DescriptorChain chain;
         while (r.queue.pop(chain)) {
-            if (!r.region->mark_popped(chain.head()))
-                r.queue.mark_broken(fmt::format(
-                    "the driver offered head {} again while it is in flight", chain.head()));
+            r.region->mark_popped(r.queue, chain.head());
             serve(std::move(chain)); // add_used empties it for the next pop
         }
         if (!r.queue.enable_notifications()) return;

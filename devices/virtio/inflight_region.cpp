@@ -126,6 +126,25 @@ uint32_t InflightRegion::count_inflight() const noexcept {
     return n;
 }
 
+void InflightRegion::mark_popped(Virtqueue& queue, uint16_t head) {
+    if (!mark_popped(head))
+        queue.mark_broken(
+            fmt::format("the driver offered head {} again while it is in flight", head));
+}
+
+InflightRecovery InflightRegion::start_queue(const GuestMemory& mem, QueueState& queue,
+                                             bool recover) {
+    if (!recover) {
+        queue.next_used = header().used_idx;
+        queue.next_avail = consumed_avail_idx();
+        return {};
+    }
+    InflightRecovery plan = this->recover(mem, queue);
+    queue.next_used = plan.used_idx;
+    queue.next_avail = plan.next_avail;
+    return plan;
+}
+
 InflightRecovery InflightRegion::recover(const GuestMemory& mem, const QueueState& queue) {
     if (queue.size != size_)
         throw InflightError(fmt::format("in-flight region was made for a queue of {}, the queue "

@@ -26,6 +26,7 @@
 namespace ember {
 
 struct QueueState;
+class Virtqueue;
 
 // A region whose contents cannot be trusted or used: corrupt, wrong size,
 // inconsistent with the rings in guest memory.
@@ -100,6 +101,9 @@ class InflightRegion final {
     // Pop: counter first, then the flag. Returns false when the head is
     // already in flight (the driver offered it twice: a broken ring).
     [[nodiscard]] bool mark_popped(uint16_t head);
+    // The same for a head just popped from `queue`: a head already in flight
+    // breaks the queue (Virtqueue::mark_broken throws VirtqueueError).
+    void mark_popped(Virtqueue& queue, uint16_t head);
     // Before used.idx is published: link the batch through `next` and point
     // last_batch_head at its first element.
     void link_batch(std::span<const virtio::VirtqUsedElem> batch);
@@ -128,6 +132,12 @@ class InflightRegion final {
     // last_batch_head = sentinel) and returns the heads to resubmit, oldest
     // counter first. Idempotent. `queue` must have passed QueueState::validate.
     InflightRecovery recover(const GuestMemory& mem, const QueueState& queue);
+    // Where a device's queue starts when it is activated, set in `queue`
+    // (next_used, next_avail): fresh, at the header's used_idx and the avail
+    // index this region consumed (the transport initialised it from the ring);
+    // with `recover`, where recover() says, and its plan (empty when fresh)
+    // names the heads to resubmit before any new avail entry.
+    InflightRecovery start_queue(const GuestMemory& mem, QueueState& queue, bool recover);
 
   private:
     InflightEntry& at(uint16_t head) const;
