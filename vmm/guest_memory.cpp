@@ -30,7 +30,7 @@ std::optional<uint64_t> free_huge_pages() {
 
 } // namespace
 
-GuestMemory::GuestMemory(std::span<const Range> layout, HugePages huge) : huge_(huge) {
+GuestMemory::GuestMemory(std::span<const Range> layout, HugePages huge) {
     if (layout.empty()) throw Error("guest memory layout is empty");
     uint64_t prev_end = 0;
     for (const auto& r : layout) {
@@ -84,7 +84,7 @@ GuestMemory GuestMemory::flat(uint64_t size) {
 
 GuestMemory::GuestMemory(GuestMemory&& o) noexcept
     : memfd_(std::move(o.memfd_)), base_(std::exchange(o.base_, nullptr)),
-      total_(std::exchange(o.total_, 0)), huge_(o.huge_), regions_(std::move(o.regions_)) {}
+      total_(std::exchange(o.total_, 0)), regions_(std::move(o.regions_)) {}
 
 GuestMemory& GuestMemory::operator=(GuestMemory&& o) noexcept {
     if (this != &o) {
@@ -92,7 +92,6 @@ GuestMemory& GuestMemory::operator=(GuestMemory&& o) noexcept {
         memfd_ = std::move(o.memfd_);
         base_ = std::exchange(o.base_, nullptr);
         total_ = std::exchange(o.total_, 0);
-        huge_ = o.huge_;
         regions_ = std::move(o.regions_);
     }
     return *this;

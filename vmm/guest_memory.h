@@ -81,7 +81,6 @@ public:
 
     std::span<const GuestRegion> regions() const noexcept { return regions_; }
     int memfd() const noexcept { return memfd_.get(); }
-    HugePages huge_pages() const noexcept { return huge_; }
     uint64_t total_size() const noexcept { return total_; }
     // One past the highest guest-physical RAM address.
     GuestAddress end() const noexcept;
@@ -145,7 +144,6 @@ private:
     UniqueFd memfd_;
     uint8_t* base_ = nullptr;
     uint64_t total_ = 0;
-    HugePages huge_ = HugePages::none;
     std::vector<GuestRegion> regions_;
 };
 
