@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <linux/if_tun.h>
 #include <linux/kvm.h>
 #include <malloc.h>
 #include <sched.h>
@@ -118,11 +119,12 @@ std::vector<Rule> rules(pid_t pid) {
          "sendmsg", "shutdown", "setsockopt", "getsockopt", "getsockname", "getpeername"});
     // ioctl: every KVM request (type KVMIO), the console's terminal, Asio's
     // non-blocking switch, a disk's size (block devices), reflinked disk
-    // copies for checkpoints.
+    // copies for checkpoints, attaching a tap (network devices, when the
+    // control socket adds one or a checkpoint is restored).
     r.push_back({"ioctl", {SCMP_A1(SCMP_CMP_MASKED_EQ, 0xff00, KVMIO << 8)}});
-    const unsigned long requests[] = {TCGETS,     TCSETS,  TCSETSW,      TCSETSF,
-                                      TIOCGWINSZ, FIONBIO, FIONREAD,     FIOCLEX,
-                                      FIONCLEX,   FICLONE, BLKGETSIZE64, BLKSSZGET};
+    const unsigned long requests[] = {TCGETS,       TCSETS,    TCSETSW,  TCSETSF,  TIOCGWINSZ,
+                                      FIONBIO,      FIONREAD,  FIOCLEX,  FIONCLEX, FICLONE,
+                                      BLKGETSIZE64, BLKSSZGET, TUNSETIFF};
     for (unsigned long req : requests)
         r.push_back({"ioctl", {SCMP_A1(SCMP_CMP_EQ, req)}});
     return r;
@@ -138,9 +140,9 @@ constexpr const char* kGuestFacingDenied[] = {
     "execveat", "mkdir",     "mkdirat",  "rmdir",   "unlink",   "unlinkat",   "rename",
     "renameat", "renameat2", "truncate", "chmod",   "fchmodat",
 };
-// A disk's I/O thread also starts nothing: a vcpu starts the I/O threads, and
-// their io_uring instances and in-flight regions (memfds), when the driver
-// sets DRIVER_OK, so it keeps those calls.
+// An I/O thread (a disk's or a network device's) also starts nothing: a vcpu
+// starts the I/O threads, and their io_uring instances and in-flight regions
+// (memfds), when the driver sets DRIVER_OK, so it keeps those calls.
 constexpr const char* kIoThreadAlsoDenied[] = {"clone", "clone3", "memfd_create", "io_uring_setup"};
 
 // Names for the SIGSYS handler, resolved before the filter goes in: the
@@ -252,7 +254,7 @@ std::vector<std::string> allowed_names() {
 
 std::vector<std::string> denied_names(ConfinedThread kind) {
     std::vector<std::string> names(std::begin(kGuestFacingDenied), std::end(kGuestFacingDenied));
-    if (kind == ConfinedThread::disk_io)
+    if (kind == ConfinedThread::disk_io || kind == ConfinedThread::net_io)
         names.insert(names.end(), std::begin(kIoThreadAlsoDenied), std::end(kIoThreadAlsoDenied));
     return names;
 }

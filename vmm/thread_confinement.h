@@ -13,6 +13,7 @@ namespace ember {
 enum class ConfinedThread : uint8_t {
     vcpu,    // takes the guest's port and MMIO exits
     disk_io, // parses the guest's descriptors
+    net_io,  // parses the guest's descriptors, moves frames to and from a tap
 };
 
 // Throws to keep the thread from running (a vcpu then reports an error and

@@ -95,6 +95,7 @@ void GuestDriver::setup_queue(uint16_t index) {
     if (max < size) throw DriverError(fmt::format("device queue max {} < {}", max, size));
     // Legacy-like layout: desc, avail, then used on the next 4 KiB page.
     const uint64_t base = options_.ring_base.value + index * 0x2'0000ull;
+    queue_index_ = index;
     queue_ = QueueState{};
     queue_.size = size;
     queue_.desc_table = GuestAddress{base};
@@ -251,7 +252,7 @@ bool GuestDriver::kick() {
     }
     if (notify) {
         ++kicks_;
-        write32(mmio::kQueueNotify, 0);
+        write32(mmio::kQueueNotify, queue_index_);
     }
     return notify;
 }

@@ -86,6 +86,10 @@ class GuestDriver final {
     void init(uint64_t features = ~0ull);
     void reset() { write32(virtio::mmio::kStatus, 0); }
     uint64_t features() const noexcept { return features_; }
+    // A second driver object for another queue of the same device (one
+    // object drives one queue): takes the features the first negotiated,
+    // then setup_queue(its index) before the first one's driver_ok().
+    void share_features(uint64_t features) noexcept { features_ = features; }
     // A restored VM: the same driver state (rings, outstanding heads) now
     // talks to a new device that took over from a snapshot.
     void rebind(VirtioMmioTransport& transport) noexcept { transport_ = &transport; }
@@ -158,6 +162,7 @@ class GuestDriver final {
     uint16_t avail_idx_{0};
     bool hold_avail_{false};
     uint16_t kicked_idx_{0};
+    uint16_t queue_index_{0}; // the queue setup_queue() laid out; kicks name it
     uint16_t last_used_{0};
     uint64_t kicks_{0};
 };

@@ -1,0 +1,415 @@
+#include "devices/net/net_io_thread.h"
+
+#include <pthread.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <future>
+#include <memory>
+
+#include <asio/post.hpp>
+#include <fmt/format.h>
+
+#include "vmm/log.h"
+#include "vmm/thread_confinement.h"
+
+namespace ember {
+
+namespace {
+// Frames handled per handler run before the others get their turn (a guest
+// or a host flooding one direction cannot starve the other or a checkpoint).
+constexpr unsigned kBudget = 64;
+
+int dup_or_throw(int fd, std::string_view what) {
+    const int d = ::dup(fd);
+    if (d < 0) throw_errno(fmt::format("dup({})", what));
+    return d;
+}
+
+void drain_eventfd(int fd) noexcept {
+    uint64_t v = 0;
+    [[maybe_unused]] auto n = ::read(fd, &v, sizeof v);
+}
+
+// Written only by the device's one I/O thread at a time (a successor starts
+// after the join): a load and a store. Readers use relaxed loads.
+void add(std::atomic<uint64_t>& counter, uint64_t n) noexcept {
+    counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+} // namespace
+
+NetIoThread::NetIoThread(const Params& p)
+    : mem_(p.memory), name_(p.name), signals_(p.signals),
+      stats_(p.stats), rx_{Virtqueue(p.memory, p.rx), p.rx_region}, tx_{Virtqueue(p.memory, p.tx),
+                                                                        p.tx_region},
+      frame_(kMaxFrame), rx_resubmit_(p.rx_resubmit.begin(), p.rx_resubmit.end()),
+      tx_resubmit_(p.tx_resubmit.begin(), p.tx_resubmit.end()), quiesce_(MaskingMode::sigmask),
+      backend_sd_(io_, dup_or_throw(p.backend_fd, "tap")),
+      rx_notify_sd_(io_, dup_or_throw(p.rx_notify_fd, "receiveq notify eventfd")),
+      tx_notify_sd_(io_, dup_or_throw(p.tx_notify_fd, "transmitq notify eventfd")),
+      stop_sd_(io_, dup_or_throw(stop_event_.fd(), "stop eventfd")),
+      wake_sd_(io_, dup_or_throw(quiesce_.wake_fd(), "quiesce wake eventfd")) {
+    if (p.rx_region.queue_size() != p.rx.size || p.tx_region.queue_size() != p.tx.size)
+        throw Error(fmt::format("{}: in-flight regions do not match the queues", name_));
+    thread_ = quiesce_.spawn([this] { run(); });
+    // Acquire: pairs with the release store in run(), after the name is set.
+    named_.wait(false, std::memory_order_acquire);
+}
+
+NetIoThread::~NetIoThread() {
+    stop();
+}
+
+void NetIoThread::stop() noexcept {
+    if (!thread_.joinable()) return;
+    // Release: pairs with check_abandoned().
+    abandoned_.store(true, std::memory_order_release);
+    stop_event_.signal();
+    quiesce_.unpark();
+    thread_.join();
+}
+
+void NetIoThread::run() noexcept {
+    ::pthread_setname_np(::pthread_self(), "ember-net-io");
+    named_.store(true, std::memory_order_release);
+    named_.notify_all();
+    quiesce_.attach_current_thread();
+    try {
+        // Before the first guest byte is read: the guest-facing filter.
+        confine_this_thread(ConfinedThread::net_io);
+        stop_sd_.async_wait(asio::posix::stream_descriptor::wait_read,
+                            [this](const std::error_code&) { io_.stop(); });
+        arm_rx_notify();
+        arm_tx_notify();
+        arm_wake();
+        resubmit(rx_resubmit_, tx_resubmit_);
+        // Buffers may have been made available before the first kick, and
+        // frames may be waiting in the tap.
+        asio::post(io_, [this] {
+            try {
+                transmit();
+            } catch (const VirtqueueError& e) {
+                ring_broken(tx_, e);
+            }
+        });
+        asio::post(io_, [this] {
+            try {
+                receive();
+            } catch (const VirtqueueError& e) {
+                ring_broken(rx_, e);
+            }
+        });
+        do
+            park_point();
+        while (io_.run_one() != 0);
+    } catch (const Abandoned&) {
+    } catch (const std::exception& e) {
+        if (!abandoned_.load(std::memory_order_acquire))
+            signals_.needs_reset(fmt::format("{}: I/O thread failed: {}", name_, e.what()));
+    }
+    quiesce_.detach_current_thread();
+}
+
+void NetIoThread::park_point() {
+    quiesce_.park_point();
+    check_abandoned(); // stop() releases a parked thread
+}
+
+std::string NetIoThread::describe(std::chrono::milliseconds timeout) {
+    auto answer = std::make_shared<std::promise<std::string>>();
+    auto future = answer->get_future();
+    asio::post(io_, [this, answer] {
+        answer->set_value(fmt::format(
+            "receiveq {}; transmitq {}; wakeups: {} receive kicks, {} transmit kicks, {} "
+            "backend; a frame {}waiting for a buffer{}",
+            rx_.vq.describe(), tx_.vq.describe(), rx_kicks_, tx_kicks_, backend_wakeups_,
+            frame_waiting_ ? "" : "not ", have_spare_ ? "; one receive buffer kept" : ""));
+    });
+    if (future.wait_for(timeout) != std::future_status::ready)
+        return fmt::format("the net I/O thread did not answer within {} ms (parked or gone)",
+                           timeout.count());
+    return future.get();
+}
+
+void NetIoThread::arm_rx_notify() {
+    rx_notify_sd_.async_wait(asio::posix::stream_descriptor::wait_read,
+                             [this](const std::error_code& ec) {
+                                 if (ec) return;
+                                 // Drain first: a kick after this point
+                                 // makes the fd readable again.
+                                 drain_eventfd(rx_notify_sd_.native_handle());
+                                 ++rx_kicks_;
+                                 try {
+                                     receive();
+                                 } catch (const VirtqueueError& e) {
+                                     ring_broken(rx_, e);
+                                 }
+                                 arm_rx_notify();
+                             });
+}
+
+void NetIoThread::arm_tx_notify() {
+    tx_notify_sd_.async_wait(asio::posix::stream_descriptor::wait_read,
+                             [this](const std::error_code& ec) {
+                                 if (ec) return;
+                                 drain_eventfd(tx_notify_sd_.native_handle());
+                                 ++tx_kicks_;
+                                 try {
+                                     transmit();
+                                 } catch (const VirtqueueError& e) {
+                                     ring_broken(tx_, e);
+                                 }
+                                 arm_tx_notify();
+                             });
+}
+
+// Only while no frame waits for a buffer: the backend is read only when the
+// frame read can go somewhere.
+void NetIoThread::arm_backend() {
+    if (backend_armed_ || frame_waiting_ || backend_failed_ || rx_.vq.broken()) return;
+    backend_armed_ = true;
+    backend_sd_.async_wait(asio::posix::stream_descriptor::wait_read,
+                           [this](const std::error_code& ec) {
+                               backend_armed_ = false;
+                               if (ec) return;
+                               ++backend_wakeups_;
+                               try {
+                                   receive();
+                               } catch (const VirtqueueError& e) {
+                                   ring_broken(rx_, e);
+                               }
+                           });
+}
+
+void NetIoThread::arm_wake() {
+    wake_sd_.async_wait(asio::posix::stream_descriptor::wait_read,
+                        [this](const std::error_code& ec) {
+                            if (ec) return;
+                            // The park point after this handler parks.
+                            drain_eventfd(wake_sd_.native_handle());
+                            arm_wake();
+                        });
+}
+
+// What a region says was in flight (after a restore): only a receive buffer
+// kept for the next frame can be (header), and it comes back empty, which
+// the driver drops as a short frame. A transmit chain would have been sent
+// already when it was marked; it is completed, not sent twice.
+void NetIoThread::resubmit(std::span<const uint16_t> rx, std::span<const uint16_t> tx) {
+    for (auto* q : {&rx_, &tx_}) {
+        const auto heads = q == &rx_ ? rx : tx;
+        if (heads.empty()) continue;
+        try {
+            for (uint16_t head : heads)
+                q->vq.add_used(q->vq.resubmit(head), 0);
+        } catch (const VirtqueueError& e) {
+            ring_broken(*q, e);
+            continue;
+        }
+        log::debug("{}: {} {} chains in flight at the checkpoint completed empty", name_,
+                   heads.size(), q == &rx_ ? "receive" : "transmit");
+        publish(*q);
+    }
+}
+
+void NetIoThread::receive() {
+    auto& q = rx_.vq;
+    if (q.broken()) return;
+    for (unsigned n = 0; n < kBudget; ++n) {
+        if (!frame_waiting_) {
+            const ssize_t got = ::read(backend_sd_.native_handle(), frame_.data(), frame_.size());
+            if (got < 0 && errno == EINTR) continue;
+            if (got <= 0) {
+                // EAGAIN: nothing more now. Anything else means the tap is
+                // unusable (e.g. EBADFD: detached); reading it again would
+                // only spin, so receiving stops and says why.
+                if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+                    log::warn("{}: reading the tap failed: {}; the guest receives nothing more",
+                              name_, std::strerror(errno));
+                    backend_failed_ = true;
+                }
+                break;
+            }
+            frame_len_ = static_cast<size_t>(got);
+            frame_waiting_ = true;
+        }
+        if (!have_spare_) {
+            if (!q.pop(spare_rx_)) {
+                // EVENT_IDX: ask for a kick past what we saw; buffers that
+                // arrived meanwhile are taken at once.
+                if (q.enable_notifications()) continue;
+                break;
+            }
+            rx_.region.mark_popped(q, spare_rx_.head());
+            have_spare_ = true;
+            if (!spare_rx_.valid() || spare_rx_.readable_bytes() != 0 ||
+                spare_rx_.writable_bytes() < kHeaderBytes) {
+                count_bad(!spare_rx_.valid()                ? to_string(spare_rx_.error())
+                          : spare_rx_.readable_bytes() != 0 ? "a device-readable buffer"
+                                                            : "no room for the virtio-net header",
+                          spare_rx_.head(), "receiveq");
+                q.add_used(std::move(spare_rx_), 0);
+                have_spare_ = false;
+                continue;
+            }
+        }
+        if (!deliver(spare_rx_)) {
+            // Every buffer of a Linux driver has the same size: the frame
+            // would fit no other either. The buffer stays for the next one.
+            add(stats_.rx_dropped, 1);
+            if (log::worth_logging(stats_.rx_dropped.load(std::memory_order_relaxed)))
+                log::warn("{}: a {}-byte frame from the tap does not fit the guest's {}-byte "
+                          "receive buffer: dropped (raise the guest's buffers or lower the "
+                          "tap's MTU)",
+                          name_, frame_len_, spare_rx_.writable_bytes() - kHeaderBytes);
+            frame_waiting_ = false;
+            continue;
+        }
+        add(stats_.rx_frames, 1);
+        add(stats_.rx_bytes, frame_len_);
+        q.add_used(std::move(spare_rx_), static_cast<uint32_t>(kHeaderBytes + frame_len_));
+        have_spare_ = false;
+        frame_waiting_ = false;
+    }
+    publish(rx_);
+    if (frame_waiting_ && have_spare_) {
+        // The budget ran out with work left: come back after the others.
+        asio::post(io_, [this] {
+            try {
+                receive();
+            } catch (const VirtqueueError& e) {
+                ring_broken(rx_, e);
+            }
+        });
+        return;
+    }
+    arm_backend();
+}
+
+// virtio_net_hdr_v1 (§5.1.6): flags 0, gso_type NONE, num_buffers 1; the rest
+// 0 (no offloads were offered, so the driver reads nothing else from it).
+bool NetIoThread::deliver(const DescriptorChain& chain) {
+    if (chain.writable_bytes() - kHeaderBytes < frame_len_) return false;
+    std::array<uint8_t, kHeaderBytes> header{};
+    header[10] = 1; // num_buffers, little-endian u16
+    size_t hdr_done = 0, data_done = 0;
+    for (const auto& seg : chain.segments()) {
+        auto out = mem_.span(seg.addr, seg.len); // validated: inside guest RAM
+        size_t at = 0;
+        if (hdr_done < header.size()) {
+            const size_t n = std::min(out.size(), header.size() - hdr_done);
+            std::memcpy(out.data(), header.data() + hdr_done, n);
+            hdr_done += n;
+            at = n;
+        }
+        const size_t n = std::min(out.size() - at, frame_len_ - data_done);
+        std::memcpy(out.data() + at, frame_.data() + data_done, n);
+        data_done += n;
+        if (data_done == frame_len_ && hdr_done == header.size()) break;
+    }
+    return true;
+}
+
+void NetIoThread::transmit() {
+    auto& q = tx_.vq;
+    if (q.broken()) return;
+    DescriptorChain chain;
+    unsigned n = 0;
+    for (;;) {
+        while (n < kBudget && q.pop(chain)) {
+            tx_.region.mark_popped(q, chain.head());
+            send(chain);
+            q.add_used(std::move(chain), 0);
+            ++n;
+        }
+        if (n >= kBudget) {
+            publish(tx_);
+            asio::post(io_, [this] {
+                try {
+                    transmit();
+                } catch (const VirtqueueError& e) {
+                    ring_broken(tx_, e);
+                }
+            });
+            return;
+        }
+        if (!q.enable_notifications()) break;
+    }
+    publish(tx_);
+}
+
+// The guest's header is skipped, not passed on (tap.h): the frame is what
+// follows its first 12 bytes.
+void NetIoThread::send(const DescriptorChain& chain) {
+    if (!chain.valid() || chain.writable_bytes() != 0 || chain.readable_bytes() < kHeaderBytes ||
+        chain.readable_bytes() - kHeaderBytes > kMaxFrame) {
+        count_bad(!chain.valid()                          ? to_string(chain.error())
+                  : chain.writable_bytes() != 0           ? "a device-writable buffer"
+                  : chain.readable_bytes() < kHeaderBytes ? "shorter than the virtio-net header"
+                                                          : "a frame larger than 64 KiB",
+                  chain.head(), "transmitq");
+        return;
+    }
+    iov_.clear();
+    uint32_t skip = kHeaderBytes;
+    for (const auto& seg : chain.segments()) {
+        if (seg.len <= skip) {
+            skip -= seg.len;
+            continue;
+        }
+        auto in = mem_.span(seg.addr, seg.len);
+        iov_.push_back({in.data() + skip, in.size() - skip});
+        skip = 0;
+    }
+    const size_t len = chain.readable_bytes() - kHeaderBytes;
+    ssize_t r;
+    do
+        r = ::writev(backend_sd_.native_handle(), iov_.data(), static_cast<int>(iov_.size()));
+    while (r < 0 && errno == EINTR);
+    if (r < 0) {
+        // A tap that is down, or full (EAGAIN): the frame is dropped, as a
+        // NIC whose link is down drops it. The guest's stack retransmits.
+        add(stats_.tx_errors, 1);
+        const uint64_t errors = stats_.tx_errors.load(std::memory_order_relaxed);
+        if (log::worth_logging(errors))
+            log::warn("{}: sending a {}-byte frame failed: {} (dropped; failed sends so far: {})",
+                      name_, len, std::strerror(errno), errors);
+        return;
+    }
+    add(stats_.tx_frames, 1);
+    add(stats_.tx_bytes, len);
+}
+
+// The completion order of DESIGN.md "The two seeds": used elements, the
+// region's batch link, used.idx, the region cleared, then the interrupt.
+// The quiesce signal is blocked throughout (the thread opens it only at
+// park points), so a checkpoint sees all of it or none.
+void NetIoThread::publish(Queue& q) {
+    if (q.vq.pending_used() == 0) return;
+    const auto batch = q.vq.write_used_elements();
+    q.region.link_batch(batch);
+    q.vq.publish_used_idx();
+    q.region.clear_batch(batch, q.vq.state().next_used);
+    if (q.vq.needs_interrupt()) {
+        add(stats_.interrupts, 1);
+        signals_.used_buffer_notification();
+    }
+}
+
+void NetIoThread::count_bad(std::string_view why, uint16_t head, std::string_view queue) {
+    add(stats_.bad_requests, 1);
+    const uint64_t n = stats_.bad_requests.load(std::memory_order_relaxed);
+    if (log::worth_logging(n))
+        log::warn("{}: {} chain {} refused: {}; completed with no bytes (bad requests so far: {})",
+                  name_, queue, head, why, n);
+}
+
+// Publish what was handled, then stop this device only (§2.1.2).
+void NetIoThread::ring_broken(Queue& q, const VirtqueueError& e) {
+    publish(q);
+    signals_.needs_reset(fmt::format("{}: {}", name_, e.what()));
+}
+
+} // namespace ember

@@ -1,0 +1,151 @@
+// The I/O thread of one virtio-net device: moves frames between its TAP (or,
+// in tests, one end of a SOCK_SEQPACKET socket pair) and the guest's two
+// queues, receiveq (0) and transmitq (1) (virtio 1.2 §5.1).
+//
+// Lifecycle and checkpoints as the disk's I/O thread (block_io_thread.h):
+// created by VirtioNet::activate() and owning both virtqueues from then on;
+// the quiesce signal stays blocked except at park points, between handlers.
+// Each handler pops, copies and publishes within itself, so at a park point
+// no chain is in flight but possibly one receive buffer kept for the next
+// frame after a frame too large for it (marked in the in-flight region like
+// any popped chain; a restore completes it empty).
+//
+// Receive: a frame is read from the backend into a bounce buffer first, and
+// only then is a receive buffer popped, so a frame never waits in a popped
+// chain. With no buffer available the frame waits here and the backend is
+// not read until the guest kicks receiveq (the tap queues, then drops, what
+// arrives meanwhile, as a NIC with a full ring would). Transmit: every chain
+// is sent as it is popped, then the batch published.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <asio/io_context.hpp>
+#include <asio/posix/stream_descriptor.hpp>
+
+#include "devices/virtio/inflight_region.h"
+#include "devices/virtio/quiesce.h"
+#include "devices/virtio/virtio_device.h"
+#include "devices/virtio/virtqueue.h"
+
+namespace ember {
+
+struct NetStats {
+    std::atomic<uint64_t> rx_frames{0}; // frames given to the guest
+    std::atomic<uint64_t> rx_bytes{0};  // their bytes, without the virtio-net header
+    std::atomic<uint64_t> tx_frames{0}; // frames the guest sent that reached the backend
+    std::atomic<uint64_t> tx_bytes{0};
+    // Frames from the host dropped: larger than the guest's receive buffer.
+    std::atomic<uint64_t> rx_dropped{0};
+    // Frames of the guest the backend refused (write failed; counted, dropped).
+    std::atomic<uint64_t> tx_errors{0};
+    // Malformed chains, or chains with the wrong kind of buffers; completed
+    // with no bytes (receive) or not sent (transmit).
+    std::atomic<uint64_t> bad_requests{0};
+    std::atomic<uint64_t> interrupts{0};
+};
+
+class NetIoThread final {
+  public:
+    // Largest Ethernet frame ember moves: a 64 KiB MTU's (the tap's
+    // maximum) with its header. Guest chains carry the 12-byte
+    // virtio_net_hdr_v1 first (§5.1.6).
+    static constexpr uint32_t kMaxFrame = 65535 + 14;
+    static constexpr uint32_t kHeaderBytes = 12;
+
+    struct Params {
+        const GuestMemory& memory;
+        std::string name; // "virtio-net ID", for messages
+        int backend_fd;   // dup'ed here; non-blocking, one frame per read/write
+        // Validated by the transport; where each queue starts (region plans).
+        const QueueState& rx;
+        const QueueState& tx;
+        int rx_notify_fd; // dup'ed here
+        int tx_notify_fd;
+        DeviceSignals& signals;
+        NetStats& stats;
+        InflightRegion& rx_region;
+        InflightRegion& tx_region;
+        std::span<const uint16_t> rx_resubmit; // in flight at a checkpoint
+        std::span<const uint16_t> tx_resubmit;
+    };
+    explicit NetIoThread(const Params& p); // starts the thread; throws ember::Error
+    ~NetIoThread();
+    NetIoThread(const NetIoThread&) = delete;
+    NetIoThread& operator=(const NetIoThread&) = delete;
+
+    // Stops and joins the thread: nothing guest-visible happens after it
+    // returns. Safe while the thread is parked.
+    void stop() noexcept;
+    bool quiesce(std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+        return quiesce_.park(timeout);
+    }
+    void unquiesce() noexcept { quiesce_.unpark(); }
+    // Both queues and the backend in one line; asked of the thread itself.
+    std::string describe(std::chrono::milliseconds timeout = std::chrono::seconds(1));
+
+  private:
+    struct Abandoned {};
+    struct Queue {
+        Virtqueue vq;
+        InflightRegion& region;
+    };
+
+    void run() noexcept;
+    void park_point();
+    void check_abandoned() const {
+        if (abandoned_.load(std::memory_order_acquire)) throw Abandoned{};
+    }
+    void arm_rx_notify();
+    void arm_tx_notify();
+    void arm_backend();
+    void arm_wake();
+    void resubmit(std::span<const uint16_t> rx, std::span<const uint16_t> tx);
+    // Both may throw VirtqueueError (a broken ring).
+    void receive();
+    void transmit();
+    void send(const DescriptorChain& chain);
+    // Copies the waiting frame into `chain`; false when it does not fit.
+    bool deliver(const DescriptorChain& chain);
+    void publish(Queue& q);
+    void count_bad(std::string_view why, uint16_t head, std::string_view queue);
+    void ring_broken(Queue& q, const VirtqueueError& e);
+
+    const GuestMemory& mem_;
+    const std::string name_;
+    DeviceSignals& signals_;
+    NetStats& stats_;
+    Queue rx_;
+    Queue tx_;
+    std::vector<uint8_t> frame_; // the bounce buffer, kMaxFrame bytes
+    size_t frame_len_{0};
+    bool frame_waiting_{false}; // frame_ holds a frame no buffer took yet
+    bool backend_armed_{false};
+    bool backend_failed_{false}; // a read failed other than with EAGAIN
+    DescriptorChain spare_rx_;   // popped and marked; used for the next frame
+    bool have_spare_{false};
+    std::vector<iovec> iov_;
+    std::vector<uint16_t> rx_resubmit_, tx_resubmit_;
+    uint64_t rx_kicks_{0}, tx_kicks_{0}, backend_wakeups_{0}; // for describe()
+
+    std::atomic<bool> abandoned_{false};
+    EventFd stop_event_;
+    QuiescePoint quiesce_;
+    asio::io_context io_{1};
+    asio::posix::stream_descriptor backend_sd_;
+    asio::posix::stream_descriptor rx_notify_sd_;
+    asio::posix::stream_descriptor tx_notify_sd_;
+    asio::posix::stream_descriptor stop_sd_;
+    asio::posix::stream_descriptor wake_sd_;
+    std::atomic<bool> named_{false};
+    std::thread thread_;
+};
+
+} // namespace ember
