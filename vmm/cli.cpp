@@ -182,7 +182,7 @@ Command parse_command_line(const std::vector<std::string>& args) {
     std::string kernel, initrd, cmdline = kDefaultCmdline, mem = "512M", console = "stdio";
     uint32_t cpus = 1;
     std::string vcpu_cpus;
-    std::vector<std::string> disks;
+    std::vector<std::string> disks, nets;
     bool virtio_cmdline = false, verbose = false, entropy = false;
     run->add_option("--kernel", kernel, "guest kernel: bzImage or ELF vmlinux")->required();
     run->add_option("--initrd", initrd, "initial ramdisk");
@@ -202,6 +202,10 @@ Command parse_command_line(const std::vector<std::string>& args) {
                     "PATH[,readonly][,id=NAME][,cache=writeback|none][,engine=uring|sync][,poll=US]"
                     "[,iothread-cpu=N][,bw=BYTES][,bw-burst=BYTES][,iops=N][,iops-burst=N]"
                     " (repeatable, up to 8; bw= and iops= limit the guest per second)");
+    run->add_option("--net", nets,
+                    "virtio network device on a host TAP interface "
+                    "tap=NAME[,mac=AA:BB:CC:DD:EE:FF][,id=NAME] (repeatable, up to 4; without "
+                    "mac= the guest picks a random one)");
     run->add_option("--console", console, "guest serial console: stdio, none or file:PATH")->default_str("stdio");
     run->add_flag("--virtio-cmdline", virtio_cmdline,
                   "also describe virtio-mmio devices with virtio_mmio.device= (for custom kernels)");
@@ -390,6 +394,18 @@ Command parse_command_line(const std::vector<std::string>& args) {
         } catch (const DiskSpecError& e) {
             throw UsageError(fmt::format("--disk {}: {}", d, e.what()));
         }
+    }
+    for (const auto& n : nets) {
+        try {
+            c.nets.push_back(parse_net_spec(n));
+        } catch (const NetSpecError& e) {
+            throw UsageError(e.what()); // names the --net value
+        }
+    }
+    try {
+        resolve_net_ids(c.nets);
+    } catch (const NetSpecError& e) {
+        throw UsageError(fmt::format("--net: {}", e.what()));
     }
     c.console = parse_console(console);
     parse_checkpoint_options(run_ckpt).apply_to(c);

@@ -77,6 +77,8 @@ embed::VmConfig to_embed(const VmConfig& c) {
         disk.rate_limit = to_embed(d.rate_limit);
         out.disks.push_back(std::move(disk));
     }
+    for (const auto& n : c.nets)
+        out.nets.push_back({n.id, n.tap, n.mac ? format_mac(*n.mac) : std::string()});
     out.console = console_of(c.console);
     out.virtio_cmdline = c.virtio_cmdline;
     out.entropy = c.entropy;

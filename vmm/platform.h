@@ -58,9 +58,11 @@ inline constexpr uint8_t kSleepTypeS5 = 5;
 inline constexpr uint64_t kVirtioMmioBase = 0xD000'0000;
 inline constexpr uint64_t kVirtioMmioSize = 0x1000;
 inline constexpr uint32_t kVirtioFirstGsi = 5;
-// Up to 8 disks (slots 0-7), then the entropy device, when there is one, in
-// the slot after the last disk.
+// Up to 8 disks (slots 0-7), then up to 4 network devices, then the entropy
+// device, each group in the slots right after the one before (so a VM's
+// disks keep their slots whatever else it has): at most 13 slots, GSIs 5-17.
 inline constexpr uint32_t kMaxDisks = 8;
-inline constexpr uint32_t kMaxVirtioDevices = kMaxDisks + 1;
+inline constexpr uint32_t kMaxNets = 4;
+inline constexpr uint32_t kMaxVirtioDevices = kMaxDisks + kMaxNets + 1;
 
 } // namespace ember::platform

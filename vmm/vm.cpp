@@ -13,6 +13,7 @@
 #include "devices/block/block_disk.h"
 #include "devices/block/virtio_block.h"
 #include "devices/legacy.h"
+#include "devices/net/tap.h"
 #include "devices/rng/virtio_rng.h"
 #include "vmm/boot/kernel_image.h"
 #include "vmm/boot/memory_map.h"
@@ -47,6 +48,7 @@ Vm::Vm(const VmConfig& config)
     setup_memory();
     setup_devices();
     setup_disks();
+    setup_nets();
     setup_entropy();
     setup_faults();
     load_guest();
@@ -58,6 +60,7 @@ Vm::Vm(const VmConfig& config, const SnapshotReader& snapshot)
     setup_memory();
     setup_devices();
     setup_disks();
+    setup_nets();
     setup_entropy();
     setup_faults();
     restore_from(snapshot);
@@ -122,8 +125,21 @@ void Vm::setup_disks() {
     }
 }
 
-// The entropy device takes the slot after the last disk, so a VM's disks keep
-// their slots (and the guest its vdX names) with or without it.
+// Network devices take the slots after the disks, so a VM's disks keep their
+// slots (and the guest its vdX names) with or without them. Each tap is
+// attached here, before the guest starts: a missing or busy tap is a setup
+// error, not a device the guest finds dead.
+void Vm::setup_nets() {
+    resolve_net_ids(config_.nets);
+    for (const auto& spec : config_.nets) {
+        auto net = std::make_unique<VirtioNet>(spec, open_tap(spec.tap));
+        nets_.push_back(net.get());
+        add_virtio_device(std::move(net));
+    }
+}
+
+// The entropy device takes the slot after the last disk and network device,
+// so those keep their slots with or without it.
 void Vm::setup_entropy() {
     if (!config_.entropy) return;
     auto rng = std::make_unique<VirtioRng>();
@@ -252,9 +268,12 @@ void Vm::restore_from(const SnapshotReader& snapshot) {
         } catch (const SnapshotError&) {
             throw;
         } catch (const Error& e) {
-            const std::string what = i < config_.disks.size()
-                                         ? fmt::format("disk {}", config_.disks[i].path)
-                                         : std::string("entropy device");
+            const size_t nets_end = config_.disks.size() + config_.nets.size();
+            const std::string what =
+                i < config_.disks.size() ? fmt::format("disk {}", config_.disks[i].path)
+                : i < nets_end
+                    ? fmt::format("network device {}", config_.nets[i - config_.disks.size()].id)
+                    : std::string("entropy device");
             throw SnapshotError(fmt::format("snapshot section {} ({}): {}", name, what, e.what()));
         }
     }
@@ -425,6 +444,16 @@ nlohmann::json Vm::config_to_json(const VmConfig& c) {
     // Where the guest's initrd came from, for snapshot-info and GET /vm/config
     // after a load; a restore does not read it (guest memory holds it).
     if (c.initrd) out["initrd"] = c.initrd->string();
+    // Absent: no network devices. A restore attaches the same taps by name.
+    if (!c.nets.empty()) {
+        nlohmann::json nets = nlohmann::json::array();
+        for (const auto& n : c.nets) {
+            nlohmann::json net{{"id", n.id}, {"tap", n.tap}};
+            if (n.mac) net["mac"] = format_mac(*n.mac);
+            nets.push_back(std::move(net));
+        }
+        out["nets"] = std::move(nets);
+    }
     // Absent: no entropy device (the restore builds the same virtio slots).
     if (c.entropy) out["entropy"] = true;
     // Absent: 4 KiB pages. A restore maps guest RAM the same way.
@@ -454,6 +483,31 @@ VmConfig Vm::saved_config(const nlohmann::json& j) {
             c.vcpu_cpus = manifest_field<std::vector<uint32_t>>(j, "vcpu_cpus", kWhere);
         // Absent: none (also in checkpoints from before the entropy device).
         if (j.contains("entropy")) c.entropy = manifest_field<bool>(j, "entropy", kWhere);
+        // Absent: none (also in checkpoints from before network devices).
+        if (j.contains("nets")) {
+            const auto nets = manifest_field<nlohmann::json>(j, "nets", kWhere);
+            if (!nets.is_array())
+                throw SnapshotError("snapshot configuration: 'nets' is not a list (corrupt)");
+            for (size_t i = 0; i < nets.size(); ++i) {
+                const auto where = fmt::format("{}, network device {}", kWhere, i);
+                NetSpec n;
+                n.id = manifest_field<std::string>(nets[i], "id", where);
+                n.tap = manifest_field<std::string>(nets[i], "tap", where);
+                try {
+                    if (nets[i].contains("mac"))
+                        n.mac = parse_mac(manifest_field<std::string>(nets[i], "mac", where));
+                    check_net_spec(n);
+                } catch (const NetSpecError& e) {
+                    throw SnapshotError(fmt::format("{}: {} (corrupt)", where, e.what()));
+                }
+                c.nets.push_back(std::move(n));
+            }
+            try {
+                resolve_net_ids(c.nets);
+            } catch (const NetSpecError& e) {
+                throw SnapshotError(fmt::format("{}: {} (corrupt)", kWhere, e.what()));
+            }
+        }
         // Absent: 4 KiB pages (also in checkpoints from before huge pages).
         if (j.contains("huge_pages")) {
             const auto h = manifest_field<std::string>(j, "huge_pages", kWhere);
@@ -643,6 +697,8 @@ VmMetrics Vm::metrics() const {
         m.vcpus.push_back(v->exit_counts());
     for (const auto* b : blocks_)
         m.disks.push_back({b->disk().id(), b->disk().path(), b->stats()});
+    for (const auto* n : nets_)
+        m.nets.push_back({n->spec().id, n->spec().tap, n->stats()});
     if (rng_ != nullptr) m.entropy = rng_->stats();
     return m;
 }

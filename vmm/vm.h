@@ -12,6 +12,7 @@
 #include "devices/block/virtio_block.h"
 #include "devices/io_bus.h"
 #include "devices/legacy.h"
+#include "devices/net/virtio_net.h"
 #include "devices/rng/virtio_rng.h"
 #include "devices/serial.h"
 #include "devices/virtio/mmio_transport.h"
@@ -39,6 +40,12 @@ struct VmMetrics {
     };
     std::vector<VcpuThread::ExitCounts> vcpus;
     std::vector<Disk> disks;
+    struct Net {
+        std::string id;
+        std::string tap;
+        NetStatsSnapshot stats;
+    };
+    std::vector<Net> nets;                   // in --net order
     std::optional<RngStatsSnapshot> entropy; // with --entropy
 };
 
@@ -115,6 +122,7 @@ public:
     void setup_devices();
     void load_guest();
     void setup_disks();
+    void setup_nets();
     void setup_entropy();
     void add_virtio_device(std::unique_ptr<VirtioDevice> device);
     void setup_faults();
@@ -143,7 +151,8 @@ public:
     std::vector<std::shared_ptr<VirtioMmioTransport>> virtio_;
     std::vector<acpi::VirtioMmioSlot> virtio_slots_;
     std::vector<VirtioBlock*> blocks_; // owned by virtio_, in --disk order
-    VirtioRng* rng_{nullptr};          // owned by virtio_, after the disks; null without --entropy
+    std::vector<VirtioNet*> nets_;     // owned by virtio_, after the disks, in --net order
+    VirtioRng* rng_{nullptr};          // owned by virtio_, last; null without --entropy
     std::vector<std::unique_ptr<VcpuThread>> vcpus_;
     std::vector<std::vector<kvm_cpuid_entry2>> vcpu_cpuid_;
     std::vector<uint32_t> msr_indices_;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "devices/block/disk_spec.h"
+#include "devices/net/net_spec.h"
 #include "vmm/console.h"
 #include "vmm/fault/fault_points.h"
 #include "vmm/guest_memory.h"
@@ -35,7 +36,11 @@ struct VmConfig {
     std::vector<DiskSpec> disks;
     ConsoleSpec console;
     bool virtio_cmdline = false; // also describe virtio-mmio devices on the command line
-    // A virtio entropy device (--entropy), in the slot after the last disk;
+    // virtio-net devices over host taps (--net), in the slots after the
+    // disks; ids resolved (resolve_net_ids).
+    std::vector<NetSpec> nets;
+    // A virtio entropy device (--entropy), in the slot after the last disk
+    // (and network device);
     // the guest's buffers are filled from the host's getrandom().
     bool entropy = false;
 

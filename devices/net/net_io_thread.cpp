@@ -193,10 +193,10 @@ void NetIoThread::arm_wake() {
                         });
 }
 
-// What a region says was in flight (after a restore): only a receive buffer
-// kept for the next frame can be (header), and it comes back empty, which
-// the driver drops as a short frame. A transmit chain would have been sent
-// already when it was marked; it is completed, not sent twice.
+// What a region says was in flight (after a restore): nothing, from one of
+// ember's checkpoints (header). From elsewhere: a receive buffer comes back
+// empty, which the driver drops as a short frame; a transmit chain was sent
+// when it was marked, so it is completed, not sent twice.
 void NetIoThread::resubmit(std::span<const uint16_t> rx, std::span<const uint16_t> tx) {
     for (auto* q : {&rx_, &tx_}) {
         const auto heads = q == &rx_ ? rx : tx;
@@ -257,13 +257,17 @@ void NetIoThread::receive() {
         }
         if (!deliver(spare_rx_)) {
             // Every buffer of a Linux driver has the same size: the frame
-            // would fit no other either. The buffer stays for the next one.
+            // would fit no other either. The buffer goes back empty (the
+            // driver counts a length error), so no chain stays popped
+            // between handlers, where a checkpoint would find it in flight.
             add(stats_.rx_dropped, 1);
             if (log::worth_logging(stats_.rx_dropped.load(std::memory_order_relaxed)))
                 log::warn("{}: a {}-byte frame from the tap does not fit the guest's {}-byte "
                           "receive buffer: dropped (raise the guest's buffers or lower the "
                           "tap's MTU)",
                           name_, frame_len_, spare_rx_.writable_bytes() - kHeaderBytes);
+            q.add_used(std::move(spare_rx_), 0);
+            have_spare_ = false;
             frame_waiting_ = false;
             continue;
         }

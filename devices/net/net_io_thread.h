@@ -6,9 +6,7 @@
 // created by VirtioNet::activate() and owning both virtqueues from then on;
 // the quiesce signal stays blocked except at park points, between handlers.
 // Each handler pops, copies and publishes within itself, so at a park point
-// no chain is in flight but possibly one receive buffer kept for the next
-// frame after a frame too large for it (marked in the in-flight region like
-// any popped chain; a restore completes it empty).
+// no chain is in flight: a checkpoint finds the in-flight regions empty.
 //
 // Receive: a frame is read from the backend into a bounce buffer first, and
 // only then is a receive buffer popped, so a frame never waits in a popped
@@ -42,7 +40,8 @@ struct NetStats {
     std::atomic<uint64_t> rx_bytes{0};  // their bytes, without the virtio-net header
     std::atomic<uint64_t> tx_frames{0}; // frames the guest sent that reached the backend
     std::atomic<uint64_t> tx_bytes{0};
-    // Frames from the host dropped: larger than the guest's receive buffer.
+    // Frames from the host dropped: larger than the guest's receive buffer
+    // (which comes back empty).
     std::atomic<uint64_t> rx_dropped{0};
     // Frames of the guest the backend refused (write failed; counted, dropped).
     std::atomic<uint64_t> tx_errors{0};
@@ -129,7 +128,7 @@ class NetIoThread final {
     bool frame_waiting_{false}; // frame_ holds a frame no buffer took yet
     bool backend_armed_{false};
     bool backend_failed_{false}; // a read failed other than with EAGAIN
-    DescriptorChain spare_rx_;   // popped and marked; used for the next frame
+    DescriptorChain spare_rx_;   // popped and marked, for the waiting frame
     bool have_spare_{false};
     std::vector<iovec> iov_;
     std::vector<uint16_t> rx_resubmit_, tx_resubmit_;

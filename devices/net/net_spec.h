@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "vmm/errors.h"
+#include "vmm/platform.h"
 
 namespace ember {
 
@@ -25,7 +26,7 @@ struct NetSpec {
 };
 
 // At most this many network devices per VM.
-inline constexpr size_t kMaxNets = 4;
+inline constexpr size_t kMaxNets = platform::kMaxNets;
 
 // A --net value (or a MAC) that cannot be used; the message names the part.
 class NetSpecError : public Error {

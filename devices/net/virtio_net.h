@@ -7,8 +7,7 @@
 //
 // Threads: one I/O thread per device while the driver has it running
 // (net_io_thread.h); vcpus only write registers. Checkpoints park that
-// thread between handlers, so a checkpoint holds at most one receive buffer
-// in flight (kept for the next frame), which a restore completes empty.
+// thread between handlers, where no chain is in flight.
 #pragma once
 
 #include <cstdint>

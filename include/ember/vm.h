@@ -91,6 +91,20 @@ struct DiskConfig {
     RateLimitConfig rate_limit{};
 };
 
+// One virtio-net device (virtio-mmio) on a host TAP interface: plain
+// Ethernet frames, no offloads. The tap is attached when the VM is built
+// (it is created if missing and the process has CAP_NET_ADMIN); a missing
+// /dev/net/tun, a busy tap or no permission throws ember::Error.
+struct NetConfig {
+    // Names the device in metrics and checkpoints (letters, digits, '-',
+    // '_', '.'). Empty: "net0", "net1", ... by position.
+    std::string id;
+    std::string tap; // the host interface, 1-15 bytes
+    // The guest's MAC, "AA:BB:CC:DD:EE:FF" (unicast). Empty: the guest's
+    // driver picks a random one.
+    std::string mac;
+};
+
 // Where the guest's serial console (ttyS0, COM1) goes.
 struct ConsoleConfig {
     enum class Kind { none, file, callback, stdio };
@@ -172,6 +186,7 @@ struct VmConfig {
     // pages is an ember::Error from create() saying how many are needed.
     bool huge_pages_2m = false;
     std::vector<DiskConfig> disks;        // at most 8
+    std::vector<NetConfig> nets;          // at most 4, in the slots after the disks
     ConsoleConfig console;                // default: discarded
     // Also describe the virtio-mmio devices on the kernel command line
     // (virtio_mmio.device=), for kernels built with
@@ -179,7 +194,7 @@ struct VmConfig {
     bool virtio_cmdline = false;
     // A virtio entropy device (virtio-rng): the guest's /dev/hwrng, filled
     // from the host's getrandom() on the vcpu that asks. It takes the virtio
-    // slot after the last disk.
+    // slot after the last disk and network device.
     bool entropy = false;
     std::optional<SignalCheckpoint> checkpoint_on_sigusr1;
     CheckpointOptions checkpoints;
@@ -255,10 +270,24 @@ struct EntropyMetrics {
     uint64_t host_errors = 0;  // getrandom() failures
     uint64_t interrupts = 0;
 };
+// One network device (VmConfig::nets).
+struct NetMetrics {
+    std::string id;
+    std::string tap;
+    uint64_t rx_frames = 0; // frames given to the guest
+    uint64_t rx_bytes = 0;
+    uint64_t rx_dropped = 0; // larger than the guest's receive buffer
+    uint64_t tx_frames = 0;  // frames the guest sent that reached the tap
+    uint64_t tx_bytes = 0;
+    uint64_t tx_errors = 0;    // the tap refused them (e.g. down)
+    uint64_t bad_requests = 0; // malformed chains, wrong buffers
+    uint64_t interrupts = 0;
+};
 struct Metrics {
     State state = State::created;
     std::vector<VcpuMetrics> vcpus; // in vcpu order
     std::vector<DiskMetrics> disks; // in VmConfig::disks order
+    std::vector<NetMetrics> nets;   // in VmConfig::nets order
     std::optional<EntropyMetrics> entropy; // with VmConfig::entropy
 };
 struct RestoreOverrides {

@@ -259,11 +259,12 @@ TEST_CASE("DSDT: \\_S5, COM1, i8042, pvpanic, one LNRO0005 per slot (§5.2.11.1)
             CAPTURE(i);
             const uint64_t base = p::kVirtioMmioBase + i * p::kVirtioMmioSize;
             const auto gsi = static_cast<uint8_t>(p::kVirtioFirstGsi + i);
-            // Device (V00i) { Name (_HID, "LNRO0005") Name (_UID, i) Name (_CRS, ...) }:
+            // Device (V0ii) { Name (_HID, "LNRO0005") Name (_UID, i) Name (_CRS, ...) }:
             // content 4 + 15 + 6 + 32 = 57 -> PkgLength 58 = 0x3A.
             // clang-format off
             const Bytes dev{
-                0x5B, 0x82, 0x3A, 'V', '0', '0', static_cast<uint8_t>('0' + i),
+                0x5B, 0x82, 0x3A, 'V', '0', static_cast<uint8_t>('0' + i / 10),
+                static_cast<uint8_t>('0' + i % 10),
                 0x08, '_', 'H', 'I', 'D', 0x0D, 'L', 'N', 'R', 'O', '0', '0', '0', '5', 0x00,
                 0x08, '_', 'U', 'I', 'D'}; // followed by ZeroOp, OneOp, or BytePrefix i
             // clang-format on

@@ -137,6 +137,28 @@ TEST_CASE("config file: \"entropy\" adds the entropy device, which has no rate l
     CHECK(has(f.error(j), file + ": \"entropy\": "));
 }
 
+TEST_CASE("config file: \"network-interfaces\" adds network devices in file order") {
+    Files f;
+    auto j = f.firecracker_example();
+    CHECK(read_config_file(f.write(j), VmConfig{}).config.nets.empty()); // []
+    j["network-interfaces"] = {{{"iface_id", "eth0"},
+                                {"host_dev_name", "tap0"},
+                                {"guest_mac", "06:00:AC:10:00:02"},
+                                {"rx_rate_limiter", nullptr},
+                                {"tx_rate_limiter", nullptr}},
+                               {{"iface_id", "eth1"}, {"host_dev_name", "tap1"}}};
+    const auto c = read_config_file(f.write(j), VmConfig{}).config;
+    REQUIRE(c.nets.size() == 2);
+    CHECK(c.nets[0].id == "eth0");
+    CHECK(c.nets[0].tap == "tap0");
+    REQUIRE(c.nets[0].mac);
+    CHECK(format_mac(*c.nets[0].mac) == "06:00:ac:10:00:02");
+    CHECK(c.nets[1].id == "eth1");
+    CHECK_FALSE(c.nets[1].mac);
+    j["network-interfaces"] = "eth0";
+    CHECK(has(f.error(j), "\"network-interfaces\": expected a list, found a string"));
+}
+
 TEST_CASE("config file: only boot-source is needed; logger and metrics are handed back") {
     Files f;
     nlohmann::json j{
@@ -213,16 +235,24 @@ TEST_CASE("config file: each problem names the file and the section") {
     CHECK(f.error(j) == file + ": \"drives\": expected a list, found a string");
     // Devices ember does not have: fine when they configure nothing.
     j = good;
-    j["network-interfaces"] = {{{"iface_id", "eth0"}, {"host_dev_name", "tap0"}}};
+    j["network-interfaces"] = {
+        {{"iface_id", "eth0"}, {"host_dev_name", "tap0"}, {"guest_mac", "x"}}};
+    CHECK(has(f.error(j), file + ": \"network-interfaces[0]\": PUT /network-interfaces/eth0: MAC "
+                                 "address \"x\""));
+    j["network-interfaces"] = {{{"host_dev_name", "tap0"}}};
     CHECK(f.error(j) ==
-          file + ": \"network-interfaces\": ember has no network devices (null or [] is accepted)");
+          file + ": \"network-interfaces[0]\": every interface needs an \"iface_id\" string");
+    j["network-interfaces"] = {{{"iface_id", "eth0"}, {"host_dev_name", "tap0"}},
+                               {{"iface_id", "eth0"}, {"host_dev_name", "tap1"}}};
+    CHECK(f.error(j) == file + ": \"network-interfaces[1]\": iface_id 'eth0' is given twice");
     j = good;
     j["vsock"] = {{"guest_cid", 3}, {"uds_path", "/tmp/v.sock"}};
     CHECK(f.error(j) == file + ": \"vsock\": ember has no vsock device (null or [] is accepted)");
     j = good;
     j["drivez"] = nlohmann::json::array();
     CHECK(f.error(j) == file + ": \"drivez\": not a section ember knows (boot-source, "
-                               "machine-config, drives, entropy, logger, metrics)");
+                               "machine-config, drives, network-interfaces, entropy, logger, "
+                               "metrics)");
     j = good;
     j["logger"] = {{"level", "Loud"}};
     CHECK(has(f.error(j), file + ": \"logger\": "));

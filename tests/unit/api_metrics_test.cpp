@@ -128,6 +128,32 @@ TEST_CASE("metrics line: the entropy device's counters, only for a VM that has o
     CHECK_FALSE(metrics_json(m, std::chrono::system_clock::time_point{}).contains("entropy"));
 }
 
+TEST_CASE("metrics line: each network device's counters under its id, only when there are some") {
+    auto m = sample();
+    CHECK_FALSE(metrics_json(m, std::chrono::system_clock::time_point{}).contains("net"));
+    m.nets.push_back(embed::NetMetrics{.id = "eth0",
+                                       .tap = "tap0",
+                                       .rx_frames = 1,
+                                       .rx_bytes = 2,
+                                       .rx_dropped = 3,
+                                       .tx_frames = 4,
+                                       .tx_bytes = 5,
+                                       .tx_errors = 6,
+                                       .bad_requests = 7,
+                                       .interrupts = 8});
+    CHECK(metrics_json(m, std::chrono::system_clock::time_point{})["net"] ==
+          nlohmann::json{{"eth0",
+                          {{"tap", "tap0"},
+                           {"rx_frames", 1},
+                           {"rx_bytes", 2},
+                           {"rx_dropped", 3},
+                           {"tx_frames", 4},
+                           {"tx_bytes", 5},
+                           {"tx_errors", 6},
+                           {"bad_requests", 7},
+                           {"interrupts", 8}}}});
+}
+
 TEST_CASE("metrics file: created, then appended one line at a time") {
     TempDir tmp;
     const auto path = tmp.path() / "metrics.json";

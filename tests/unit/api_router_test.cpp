@@ -93,7 +93,8 @@ TEST_CASE("API: GET / describes the instance") {
 
 TEST_CASE("API: unknown paths are 404, wrong methods 405 with Allow") {
     Rig r;
-    r.fails("GET", "/network-interfaces/eth0", "", 404, "no such resource");
+    r.fails("GET", "/vsock/eth0", "", 404, "no such resource");
+    r.fails("GET", "/network-interfaces/", "", 404, "no such resource");
     r.fails("GET", "/drives/", "", 404, "no such resource");
     r.fails("PUT", "/drives/a/b", "{}", 404, "no such resource");
     r.fails("POST", "/actions", "{}", 405, "method not allowed");
@@ -159,6 +160,57 @@ TEST_CASE("API: PUT /entropy adds the entropy device; it has no rate limiter") {
     REQUIRE(r.vm.started);
     CHECK(r.vm.started->entropy);
     r.fails("PUT", "/entropy", "{}", 400, "cannot add the entropy device: the VM is running");
+}
+
+TEST_CASE("API: PUT /network-interfaces adds network devices; no rate limiters") {
+    Rig r;
+    r.boot_source();
+    CHECK_FALSE(r.get("/vm/config").contains("network-interfaces"));
+    const char* eth0 =
+        R"({"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "06:00:AC:10:00:02"})";
+    r.fails("PUT", "/network-interfaces/eth0", R"({"iface_id": "eth1", "host_dev_name": "tap0"})",
+            400, "differs from the path's 'eth0'");
+    r.fails("PUT", "/network-interfaces/eth0", R"({"iface_id": "eth0"})", 400, "host_dev_name");
+    r.fails("PUT", "/network-interfaces/eth0",
+            R"({"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "01:00:5e:00:00:01"})",
+            400, "multicast");
+    r.fails("PUT", "/network-interfaces/eth0",
+            R"({"iface_id": "eth0", "host_dev_name": "a-tap-name-too-long"})", 400, "at most 15");
+    r.fails(
+        "PUT", "/network-interfaces/eth0",
+        R"({"iface_id": "eth0", "host_dev_name": "tap0", "rx_rate_limiter": {"ops": {"size": 1, "refill_time": 1}}})",
+        400, "no rx_rate_limiter");
+    r.fails("PUT", "/network-interfaces/eth0",
+            R"({"iface_id": "eth0", "host_dev_name": "tap0", "speed": 1})", 400, "speed");
+    r.fails("PUT", "/network-interfaces/e%20", R"({"iface_id": "e%20", "host_dev_name": "tap0"})",
+            400, "only letters");
+    r.fails("GET", "/network-interfaces/eth0", "", 405, "PUT");
+    r.fails("PATCH", "/network-interfaces/eth0", "{}", 400, "no rate limiters");
+    r.ok("PUT", "/network-interfaces/eth0", eth0);
+    r.ok("PUT", "/network-interfaces/eth1",
+         R"({"iface_id": "eth1", "host_dev_name": "tap1", "tx_rate_limiter": null})");
+    // One tap per interface.
+    r.fails("PUT", "/network-interfaces/eth2", R"({"iface_id": "eth2", "host_dev_name": "tap1"})",
+            400, "use tap tap1");
+    r.ok("PUT", "/network-interfaces/eth1", R"({"iface_id": "eth1", "host_dev_name": "tap9"})");
+    const auto nets = r.get("/vm/config")["network-interfaces"];
+    REQUIRE(nets.size() == 2);
+    CHECK(nets[0] == nlohmann::json{{"iface_id", "eth0"},
+                                    {"host_dev_name", "tap0"},
+                                    {"guest_mac", "06:00:ac:10:00:02"}});
+    CHECK(nets[1] == nlohmann::json{{"iface_id", "eth1"}, {"host_dev_name", "tap9"}});
+    r.ok("PUT", "/network-interfaces/eth2", R"({"iface_id": "eth2", "host_dev_name": "tap2"})");
+    r.ok("PUT", "/network-interfaces/eth3", R"({"iface_id": "eth3", "host_dev_name": "tap3"})");
+    r.fails("PUT", "/network-interfaces/eth4", R"({"iface_id": "eth4", "host_dev_name": "tap4"})",
+            400, "at most 4");
+    r.ok("PUT", "/actions", R"({"action_type": "InstanceStart"})");
+    REQUIRE(r.vm.started);
+    REQUIRE(r.vm.started->nets.size() == 4);
+    CHECK(r.vm.started->nets[0].id == "eth0");
+    CHECK(r.vm.started->nets[0].tap == "tap0");
+    CHECK(format_mac(*r.vm.started->nets[0].mac) == "06:00:ac:10:00:02");
+    CHECK_FALSE(r.vm.started->nets[1].mac);
+    r.fails("PUT", "/network-interfaces/eth0", eth0, 400, "the VM is running");
 }
 
 TEST_CASE("API: defaults without machine-config, and PARTUUID roots") {
@@ -587,7 +639,7 @@ TEST_CASE("API: snapshot/load restores into a fresh instance") {
                                   "'backend_path'",
                                   "must be an object",
                                   "enable_diff_snapshots true",
-                                  "no network devices",
+                                  "network_overrides is not supported",
                                   "no vsock",
                                   "no such file",
                                   "names drive 'r' twice",

@@ -37,6 +37,38 @@ TEST_CASE("CLI: run with every option") {
     CHECK(std::get<RunRequest>(off).config.huge_pages == HugePages::none);
 }
 
+TEST_CASE("CLI: --net") {
+    auto c = parse({"run", "--kernel", "/proc/self/exe", "--net", "tap=tap0,mac=06:00:AC:10:00:02",
+                    "--net", "tap=tap1,id=up"});
+    auto& r = std::get<RunRequest>(c);
+    REQUIRE(r.config.nets.size() == 2);
+    CHECK(r.config.nets[0].id == "net0");
+    CHECK(r.config.nets[0].tap == "tap0");
+    CHECK(format_mac(*r.config.nets[0].mac) == "06:00:ac:10:00:02");
+    CHECK(r.config.nets[1].id == "up");
+    CHECK_FALSE(r.config.nets[1].mac);
+    auto fails = [](std::vector<std::string> net, std::string_view text) {
+        std::vector<std::string> args{"run", "--kernel", "/proc/self/exe"};
+        for (auto& n : net) {
+            args.push_back("--net");
+            args.push_back(n);
+        }
+        CAPTURE(text);
+        CHECK_THROWS_WITH_AS(
+            parse(args),
+            doctest::Contains(doctest::String(text.data(), static_cast<unsigned>(text.size()))),
+            UsageError);
+    };
+    fails({"mac=06:00:ac:10:00:02"}, "--net mac=06:00:ac:10:00:02: tap=NAME is required");
+    fails({"tap="}, "the tap name is empty");
+    fails({"tap=t,mac=zz"}, "MAC address \"zz\"");
+    fails({"tap=t,mac=03:00:ac:10:00:02"}, "multicast");
+    fails({"tap=ember-tap-name-too-long"}, "at most 15");
+    fails({"tap=t0", "tap=t1", "tap=t2", "tap=t3", "tap=t4"},
+          "5 network devices given; ember supports at most 4");
+    fails({"tap=t0", "tap=t0"}, "two network devices use tap t0");
+}
+
 TEST_CASE("CLI: defaults") {
     auto c = parse({"run", "--kernel", "/proc/self/exe"});
     auto& r = std::get<RunRequest>(c);

@@ -489,6 +489,20 @@ TEST_CASE("embed config: vcpu_cpus is checked, and carried through a checkpoint"
     saved.entropy = true;
     CHECK(ember::Vm::config_from_json(ember::Vm::config_to_json(saved)).entropy);
     saved.entropy = false;
+    // Network devices: absent means none; ids, taps and MACs come back.
+    CHECK_FALSE(ember::Vm::config_to_json(saved).contains("nets"));
+    saved.nets = {NetSpec{"eth0", "tap0", MacAddress{6, 0, 0xac, 0x10, 0, 2}},
+                  NetSpec{"eth1", "tap1", std::nullopt}};
+    {
+        const auto back = ember::Vm::config_from_json(ember::Vm::config_to_json(saved)).nets;
+        REQUIRE(back.size() == 2);
+        CHECK(back[0].id == "eth0");
+        CHECK(back[0].tap == "tap0");
+        CHECK(back[0].mac == saved.nets[0].mac);
+        CHECK(back[1].id == "eth1");
+        CHECK_FALSE(back[1].mac);
+    }
+    saved.nets.clear();
     // Huge pages: absent means 4 KiB pages; a restore maps RAM as the VM had it.
     CHECK_FALSE(ember::Vm::config_to_json(saved).contains("huge_pages"));
     saved.huge_pages = HugePages::two_mib;

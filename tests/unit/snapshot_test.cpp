@@ -270,6 +270,22 @@ TEST_CASE("describe_snapshot: the configuration as saved; a field missing or of 
     c["entropy"] = 1;
     CHECK(error(c) ==
           "snapshot configuration: 'entropy' is the number 1, of the wrong type (corrupt)");
+    // Network devices, one line each; none without.
+    CHECK(text.find("  net ") == std::string::npos);
+    c = config;
+    c["nets"] = {{{"id", "eth0"}, {"tap", "tap0"}, {"mac", "06:00:ac:10:00:02"}},
+                 {{"id", "eth1"}, {"tap", "tap1"}}};
+    write(c);
+    CHECK(describe_snapshot(SnapshotReader(d.path))
+              .find("  net      id=eth0 tap tap0 (MAC 06:00:ac:10:00:02)\n  net      id=eth1 tap "
+                    "tap1 (MAC chosen by the guest)\n") != std::string::npos);
+    c["nets"][0]["mac"] = "ff:ff:ff:ff:ff:ff";
+    CHECK(error(c).find("snapshot configuration, network device 0: MAC address") == 0);
+    c["nets"][0]["mac"] = "06:00:ac:10:00:02";
+    c["nets"][1]["tap"] = "tap0";
+    CHECK(error(c).find("two network devices use tap tap0") != std::string::npos);
+    c["nets"] = "eth0";
+    CHECK(error(c) == "snapshot configuration: 'nets' is not a list (corrupt)");
     // Described anywhere: no check of the disks' files or of this host's CPUs.
     c = config;
     c["vcpu_cpus"] = {99999, 99998};

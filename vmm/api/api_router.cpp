@@ -15,6 +15,7 @@ namespace ember::api {
 namespace {
 
 constexpr std::string_view kDrivesPrefix = "/drives/";
+constexpr std::string_view kNetPrefix = "/network-interfaces/";
 
 // 405 carries the Allow header (RFC 9110 §15.5.6) with it.
 class MethodNotAllowed final : public ApiError {
@@ -56,6 +57,7 @@ void ApiRouter::describe_vm(const VmConfig& config) {
         drives_.push_back(DriveConfig{d.id, d.path, false, d.readonly, std::nullopt, d.cache,
                                       d.engine, d.rate_limit});
     entropy_ = config.entropy;
+    nets_ = config.nets;
 }
 
 void ApiRouter::describe_loaded(const RestoreRequest& request) {
@@ -126,6 +128,15 @@ HttpResponse ApiRouter::dispatch(const HttpRequest& r) {
         if (m == "PUT") return put_drive(p.substr(kDrivesPrefix.size()), r.body);
         if (m == "PATCH") return patch_drive(p.substr(kDrivesPrefix.size()), r.body);
         method_not_allowed(r, "PUT, PATCH");
+    }
+    if (p.starts_with(kNetPrefix) && p.size() > kNetPrefix.size() &&
+        p.find('/', kNetPrefix.size()) == std::string::npos) {
+        if (m == "PUT") return put_network_interface(p.substr(kNetPrefix.size()), r.body);
+        if (m == "PATCH")
+            throw ApiError(fmt::format("PATCH {}: ember's network devices have no rate limiters "
+                                       "to update",
+                                       p));
+        method_not_allowed(r, "PUT");
     }
     if (p == "/actions") {
         if (m == "PUT") return put_action(r.body);
@@ -202,6 +213,15 @@ HttpResponse ApiRouter::get_vm_config() const {
         drives.push_back(std::move(j));
     }
     out["drives"] = std::move(drives);
+    if (!nets_.empty()) {
+        auto nets = nlohmann::json::array();
+        for (const auto& n : nets_) {
+            nlohmann::json j = {{"iface_id", n.id}, {"host_dev_name", n.tap}};
+            if (n.mac) j["guest_mac"] = format_mac(*n.mac);
+            nets.push_back(std::move(j));
+        }
+        out["network-interfaces"] = std::move(nets);
+    }
     // Firecracker's EntropyDeviceConfig; ember's has no rate limiter.
     if (entropy_) out["entropy"] = nlohmann::json::object();
     // Firecracker reports these two as well, once they are configured.
@@ -279,6 +299,7 @@ VmConfig ApiRouter::build_config() const {
     c.mem_bytes = machine_.mem_size_mib << 20;
     c.huge_pages = machine_.huge_pages_2m ? HugePages::two_mib : HugePages::none;
     c.entropy = entropy_;
+    c.nets = nets_;
     c.disks.clear();
     // Like Firecracker, the root device is the first virtio disk (/dev/vda)
     // and its root= argument is added to the kernel command line.
@@ -387,6 +408,31 @@ HttpResponse ApiRouter::put_entropy(const std::string& body) {
     state_.require_not_started("add the entropy device");
     parse_entropy_config(body);
     entropy_ = true;
+    configured_ = true;
+    return no_content();
+}
+
+HttpResponse ApiRouter::put_network_interface(const std::string& id, const std::string& body) {
+    state_.require_not_started(fmt::format("add network interface '{}'", id));
+    NetSpec n = parse_network_interface(body, id);
+    const auto same = [&](const NetSpec& o) { return o.id == n.id; };
+    if (auto it = std::find_if(nets_.begin(), nets_.end(), same); it != nets_.end()) {
+        *it = std::move(n); // Firecracker: a second PUT replaces the interface
+    } else {
+        if (nets_.size() >= platform::kMaxNets)
+            throw ApiError(fmt::format("PUT /network-interfaces/{}: ember supports at most {} "
+                                       "network interfaces",
+                                       id, platform::kMaxNets));
+        nets_.push_back(std::move(n));
+    }
+    std::vector<NetSpec> check = nets_;
+    try {
+        resolve_net_ids(check); // one tap per interface
+    } catch (const NetSpecError& e) {
+        nets_.erase(
+            std::find_if(nets_.begin(), nets_.end(), [&](const NetSpec& o) { return o.id == id; }));
+        throw ApiError(fmt::format("PUT /network-interfaces/{}: {}", id, e.what()));
+    }
     configured_ = true;
     return no_content();
 }

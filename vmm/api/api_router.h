@@ -79,6 +79,7 @@ class ApiRouter final {
     HttpResponse put_snapshot_load(const std::string& body);
     HttpResponse put_metrics(const std::string& body);
     HttpResponse put_entropy(const std::string& body);
+    HttpResponse put_network_interface(const std::string& id, const std::string& body);
     HttpResponse put_logger(const std::string& body);
     HttpResponse flush_metrics();
     void require_no_metrics(std::string_view what) const;
@@ -93,6 +94,7 @@ class ApiRouter final {
     std::vector<DriveConfig> drives_; // in PUT order; the root device goes first at start
     bool configured_{false};          // any boot resource PUT (blocks snapshot/load)
     bool entropy_{false};             // PUT /entropy
+    std::vector<NetSpec> nets_;       // PUT /network-interfaces, in PUT order
     std::optional<MetricsFile> metrics_;
 };
 

@@ -42,7 +42,6 @@ struct Unsupported {
     std::string_view what;
 };
 constexpr std::array kUnsupported{
-    Unsupported{"network-interfaces", "network devices"},
     Unsupported{"vsock", "vsock device"},
     Unsupported{"balloon", "balloon device"},
     Unsupported{"mmds-config", "metadata service (MMDS)"},
@@ -138,6 +137,29 @@ ConfigFile read_config_file(const std::filesystem::path& path, const VmConfig& d
                     fail(where, fmt::format("drive_id '{}' is given twice", name));
                 put(where, "/drives/" + name, d);
             }
+        } else if (key == "network-interfaces") {
+            if (value.is_null()) continue;
+            if (!value.is_array())
+                fail(key, fmt::format("expected a list, found {}", a_type(value)));
+            std::set<std::string> ids;
+            for (size_t i = 0; i < value.size(); ++i) {
+                const auto& n = value[i];
+                const auto where = fmt::format("network-interfaces[{}]", i);
+                const auto id = n.is_object() ? n.find("iface_id") : n.end();
+                if (id == n.end() || !id->is_string())
+                    fail(where, "every interface needs an \"iface_id\" string");
+                const auto name = id->get<std::string>();
+                // Checked before it becomes part of a URL; a second PUT
+                // would replace the first interface.
+                try {
+                    check_net_spec(NetSpec{name, "tap", std::nullopt});
+                } catch (const Error& e) {
+                    fail(where, e.what());
+                }
+                if (!ids.insert(name).second)
+                    fail(where, fmt::format("iface_id '{}' is given twice", name));
+                put(where, "/network-interfaces/" + name, n);
+            }
         } else if (key == "entropy") {
             if (!value.is_null()) put(key, "/entropy", value);
         } else if (key == "logger" || key == "metrics") {
@@ -155,7 +177,7 @@ ConfigFile read_config_file(const std::filesystem::path& path, const VmConfig& d
                                          [&](const Unsupported& s) { return s.key == key; });
             if (u == kUnsupported.end())
                 fail(key, "not a section ember knows (boot-source, machine-config, drives, "
-                          "entropy, logger, metrics)");
+                          "network-interfaces, entropy, logger, metrics)");
             if (!value.is_null() && !(value.is_array() && value.empty()))
                 fail(key, fmt::format("ember has no {} (null or [] is accepted)", u->what));
         }

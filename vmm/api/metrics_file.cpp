@@ -63,6 +63,22 @@ nlohmann::json metrics_json(const std::optional<embed::Metrics>& metrics,
     }
     j["vcpus"] = std::move(vcpus);
     j["disks"] = std::move(disks);
+    // Only for a VM with network devices: one object per device, by id
+    // (Firecracker's "net_IFACE" groups, under one key here).
+    if (metrics && !metrics->nets.empty()) {
+        nlohmann::json nets = nlohmann::json::object();
+        for (const auto& n : metrics->nets)
+            nets[n.id] = {{"tap", n.tap},
+                          {"rx_frames", n.rx_frames},
+                          {"rx_bytes", n.rx_bytes},
+                          {"rx_dropped", n.rx_dropped},
+                          {"tx_frames", n.tx_frames},
+                          {"tx_bytes", n.tx_bytes},
+                          {"tx_errors", n.tx_errors},
+                          {"bad_requests", n.bad_requests},
+                          {"interrupts", n.interrupts}};
+        j["net"] = std::move(nets);
+    }
     // Only for a VM with the device, as Firecracker's "entropy" group.
     if (metrics && metrics->entropy) {
         const auto& e = *metrics->entropy;

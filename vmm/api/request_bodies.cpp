@@ -251,6 +251,37 @@ void parse_entropy_config(std::string_view body) {
     f.finish();
 }
 
+NetSpec parse_network_interface(std::string_view body, std::string_view path_id) {
+    const std::string what = fmt::format("PUT /network-interfaces/{}", path_id);
+    NetSpec n;
+    n.id = std::string(path_id);
+    try {
+        check_net_spec(NetSpec{n.id, "tap", std::nullopt}); // the id, before anything else
+    } catch (const NetSpecError& e) {
+        throw ApiError(fmt::format("{}: {}", what, e.what()));
+    }
+    const auto json = parse_json_object(body, what);
+    JsonFields f(json, what);
+    const auto body_id = f.required_string("iface_id");
+    if (body_id != path_id)
+        throw ApiError(fmt::format("{}: iface_id '{}' in the body differs from the path's '{}'",
+                                   what, body_id, path_id));
+    n.tap = f.required_string("host_dev_name");
+    try {
+        if (auto mac = f.optional_string("guest_mac")) n.mac = parse_mac(*mac);
+        check_net_spec(n);
+    } catch (const NetSpecError& e) {
+        throw ApiError(fmt::format("{}: {}", what, e.what()));
+    }
+    for (const char* key : {"rx_rate_limiter", "tx_rate_limiter"})
+        if (const auto* limiter = f.optional_value(key); limiter && !limiter->is_null())
+            throw ApiError(fmt::format("{}: ember's network devices have no {} yet; leave it out "
+                                       "(or null)",
+                                       what, key));
+    f.finish();
+    return n;
+}
+
 std::filesystem::path parse_metrics_config(std::string_view body) {
     constexpr std::string_view what = "PUT /metrics";
     const auto json = parse_json_object(body, what);
@@ -337,7 +368,9 @@ SnapshotLoad parse_snapshot_load(std::string_view body) {
     only_false(f, "track_dirty_pages", "ember writes full checkpoints only");
     only_false(f, "clock_realtime", "kvmclock resumes from the checkpoint");
     if (const auto* net = f.optional_value("network_overrides"); net && !net->empty())
-        throw ApiError(fmt::format("{}: network_overrides: ember has no network devices", what));
+        throw ApiError(fmt::format("{}: network_overrides is not supported: a restore attaches "
+                                   "the taps the checkpoint names",
+                                   what));
     if (f.optional_value("vsock_override"))
         throw ApiError(fmt::format("{}: vsock_override: ember has no vsock device", what));
     if (const auto* overrides = f.optional_value("drive_overrides")) {

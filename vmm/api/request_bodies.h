@@ -16,6 +16,7 @@
 #include <string_view>
 
 #include "devices/block/disk_spec.h"
+#include "devices/net/net_spec.h"
 #include "vmm/log.h"
 
 namespace ember::api {
@@ -71,6 +72,9 @@ enum class VmStateChange { pause, resume };
 // PUT /entropy: Firecracker's EntropyDeviceConfig. ember's device has no rate
 // limiter (see VirtioRng): a "rate_limiter" other than null is refused.
 void parse_entropy_config(std::string_view body);
+// PUT /network-interfaces/{id}: Firecracker's NetworkInterface (iface_id,
+// host_dev_name, guest_mac); rate limiters other than null are refused.
+NetSpec parse_network_interface(std::string_view body, std::string_view path_id);
 
 // PUT /metrics: where metrics lines go (a file or a named pipe).
 std::filesystem::path parse_metrics_config(std::string_view body);

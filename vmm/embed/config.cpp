@@ -176,6 +176,21 @@ std::vector<fault::FaultSpec> to_internal(const std::vector<std::string>& faults
         BlockDisk::open(spec);
         out.disks.push_back(std::move(spec));
     }
+    for (const auto& n : c.nets) {
+        NetSpec spec{n.id, n.tap, std::nullopt};
+        try {
+            if (!n.mac.empty()) spec.mac = parse_mac(n.mac);
+        } catch (const NetSpecError& e) {
+            throw Error(
+                fmt::format("network device {}: {}", n.id.empty() ? n.tap : n.id, e.what()));
+        }
+        out.nets.push_back(std::move(spec));
+    }
+    try {
+        resolve_net_ids(out.nets); // checks each too
+    } catch (const NetSpecError& e) {
+        throw Error(e.what());
+    }
     out.console = to_internal(c.console);
     out.virtio_cmdline = c.virtio_cmdline;
     out.entropy = c.entropy;

@@ -191,6 +191,17 @@ class Vm::Impl final {
                                .interrupts = s.interrupts,
                                .throttled = s.throttled});
         }
+        for (const auto& n : in.nets)
+            m.nets.push_back({.id = n.id,
+                              .tap = n.tap,
+                              .rx_frames = n.stats.rx_frames,
+                              .rx_bytes = n.stats.rx_bytes,
+                              .rx_dropped = n.stats.rx_dropped,
+                              .tx_frames = n.stats.tx_frames,
+                              .tx_bytes = n.stats.tx_bytes,
+                              .tx_errors = n.stats.tx_errors,
+                              .bad_requests = n.stats.bad_requests,
+                              .interrupts = n.stats.interrupts});
         if (const auto& e = in.entropy)
             m.entropy = EntropyMetrics{.requests = e->requests,
                                        .bytes = e->bytes,

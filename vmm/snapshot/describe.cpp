@@ -37,6 +37,9 @@ std::string describe_snapshot(const SnapshotReader& s) {
         out += fmt::format("  disk     id={} {} ({} bytes{}{}{})\n", d.id, d.path, size,
                            d.readonly ? ", read-only" : "", io_cpu, limit);
     }
+    for (const auto& n : c.nets)
+        out += fmt::format("  net      id={} tap {} (MAC {})\n", n.id, n.tap,
+                           n.mac ? format_mac(*n.mac) : std::string("chosen by the guest"));
     if (c.entropy) out += "  entropy  virtio-rng (host getrandom)\n";
     // SnapshotReader checked the sections' fields when it read the manifest.
     for (const auto& sec : s.manifest().at("sections"))

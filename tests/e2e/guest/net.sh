@@ -1,0 +1,81 @@
+# Guest half of tests/e2e/scenarios/net.sh (ember's --net: a virtio-net device
+# on a host tap): finds the interface virtio_net drives, gives it
+# 172.30.0.2/24, pings the host's side of the tap (172.30.0.1), fetches a file
+# from the host's httpd, then serves a file of its own until the host says it
+# has it. Prints "EMBER-NET ..." lines of key=value facts that the scenario
+# checks; it checks nothing itself. ember.net.wait=N (seconds, default 180)
+# bounds the wait for the host; init powers off when this returns.
+host=172.30.0.1
+me=172.30.0.2
+port=8080
+wait_s=180
+read -r cmdline </proc/cmdline
+for arg in $cmdline; do
+  case $arg in
+    ember.net.wait=*) wait_s=${arg#ember.net.wait=} ;;
+  esac
+done
+
+# The first interface whose device virtio_net drives: the driver binds when
+# init loads it, but give it a few seconds all the same.
+iface=
+tries=0
+while [ -z "$iface" ] && [ "$tries" -lt 20 ]; do
+  for dev in /sys/class/net/*; do
+    drv=$(readlink "$dev/device/driver" 2>/dev/null)
+    if [ "${drv##*/}" = virtio_net ]; then
+      iface=${dev##*/}
+      break
+    fi
+  done
+  [ -n "$iface" ] || { sleep 0.5; tries=$((tries + 1)); }
+done
+if [ -z "$iface" ]; then
+  names=
+  for dev in /sys/class/net/*; do names="$names${names:+,}${dev##*/}"; done
+  echo "EMBER-NET iface=none interfaces=$names"
+  exit 0
+fi
+sys=/sys/class/net/$iface
+echo "EMBER-NET iface=$iface driver=virtio_net mac=$(cat "$sys/address") operstate=$(cat "$sys/operstate") mtu=$(cat "$sys/mtu")"
+
+ip addr add "$me/24" dev "$iface"
+ip link set "$iface" up
+tries=0
+while [ "$(cat "$sys/operstate")" != up ] && [ "$tries" -lt 20 ]; do
+  sleep 0.5
+  tries=$((tries + 1))
+done
+echo "EMBER-NET link iface=$iface operstate=$(cat "$sys/operstate") carrier=$(cat "$sys/carrier" 2>/dev/null)"
+
+# BusyBox ping's summary: "3 packets transmitted, 3 packets received, ...".
+summary=$(ping -c 3 -W 5 "$host" 2>&1 | grep 'packets transmitted')
+sent=$(echo "$summary" | sed -n 's/^\([0-9]*\) packets transmitted.*/\1/p')
+received=$(echo "$summary" | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')
+echo "EMBER-NET ping host=$host sent=${sent:-0} received=${received:-0}"
+
+# -Y off: no proxy from the environment. BusyBox's own -T crashes (1.35), so
+# timeout bounds the transfer.
+timeout 120 wget -q -Y off -O /tmp/host-blob "http://$host:$port/blob"
+rc=$?
+echo "EMBER-NET fetched rc=$rc bytes=$(wc -c </tmp/host-blob 2>/dev/null) sha256=$(sha256sum </tmp/host-blob 2>/dev/null | cut -d' ' -f1)"
+
+mkdir -p /tmp/www
+head -c 1048576 /dev/urandom >/tmp/www/blob
+httpd -p "$me:$port" -h /tmp/www
+rc=$?
+echo "EMBER-NET serving rc=$rc bytes=$(wc -c </tmp/www/blob) sha256=$(sha256sum </tmp/www/blob | cut -d' ' -f1) url=http://$me:$port/blob"
+
+# The host puts /done on its httpd once it has fetched the blob above.
+waited=0
+host_done=no
+while [ "$waited" -lt "$wait_s" ]; do
+  if timeout 10 wget -q -Y off -O /tmp/done "http://$host:$port/done" 2>/dev/null; then
+    host_done=yes
+    break
+  fi
+  sleep 1
+  waited=$((waited + 1))
+done
+echo "EMBER-NET done=$host_done waited=${waited}s"
+echo "EMBER-NET stats rx_packets=$(cat "$sys/statistics/rx_packets") tx_packets=$(cat "$sys/statistics/tx_packets") rx_errors=$(cat "$sys/statistics/rx_errors") tx_errors=$(cat "$sys/statistics/tx_errors") rx_dropped=$(cat "$sys/statistics/rx_dropped") tx_dropped=$(cat "$sys/statistics/tx_dropped")"
