@@ -347,12 +347,14 @@ void NetIoThread::transmit() {
 // The guest's header is skipped, not passed on (tap.h): the frame is what
 // follows its first 12 bytes.
 void NetIoThread::send(const DescriptorChain& chain) {
-    if (!chain.valid() || chain.writable_bytes() != 0 || chain.readable_bytes() < kHeaderBytes ||
+    if (!chain.valid() || chain.writable_bytes() != 0 ||
+        chain.readable_bytes() < kHeaderBytes + kMinFrame ||
         chain.readable_bytes() - kHeaderBytes > kMaxFrame) {
-        count_bad(!chain.valid()                          ? to_string(chain.error())
-                  : chain.writable_bytes() != 0           ? "a device-writable buffer"
-                  : chain.readable_bytes() < kHeaderBytes ? "shorter than the virtio-net header"
-                                                          : "a frame larger than 64 KiB",
+        count_bad(!chain.valid()                ? to_string(chain.error())
+                  : chain.writable_bytes() != 0 ? "a device-writable buffer"
+                  : chain.readable_bytes() < kHeaderBytes + kMinFrame
+                      ? "shorter than the virtio-net header and an Ethernet header"
+                      : "a frame larger than 64 KiB",
                   chain.head(), "transmitq");
         return;
     }

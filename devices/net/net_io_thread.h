@@ -58,6 +58,8 @@ class NetIoThread final {
     // virtio_net_hdr_v1 first (§5.1.6).
     static constexpr uint32_t kMaxFrame = 65535 + 14;
     static constexpr uint32_t kHeaderBytes = 12;
+    // A frame the guest sends must hold at least an Ethernet header.
+    static constexpr uint32_t kMinFrame = 14;
 
     struct Params {
         const GuestMemory& memory;

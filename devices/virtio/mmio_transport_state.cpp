@@ -176,8 +176,9 @@ void VirtioMmioTransport::restore_state(std::span<const uint8_t> blob, RestoreSt
     const auto saved_config = r.bytes(config_len, "config space");
     std::vector<uint8_t> config(device_->config_size());
     device_->read_config(0, config);
+    // (An empty config space has no data pointer to give memcmp.)
     if (config_len != config.size() ||
-        std::memcmp(config.data(), saved_config.data(), config.size()) != 0)
+        (!config.empty() && std::memcmp(config.data(), saved_config.data(), config.size()) != 0))
         throw DeviceStateError(fmt::format("{}: the device configuration differs from the "
                                            "snapshot (was the disk resized or replaced?)",
                                            name_));

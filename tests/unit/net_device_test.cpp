@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -17,6 +18,7 @@
 #include "devices/net/tap.h"
 #include "devices/net/virtio_net.h"
 #include "devices/virtio/mmio_transport.h"
+#include "tests/support/fuzz_random.h"
 #include "tests/support/guest_driver.h"
 
 using namespace ember;
@@ -247,9 +249,10 @@ TEST_CASE("virtio-net: a frame larger than the receive buffer is dropped, the bu
 TEST_CASE("virtio-net: chains with the wrong buffers are completed empty, and the queues go on") {
     NetRig r;
     r.init();
-    // Transmit: a device-writable buffer; shorter than the header; outside RAM.
+    // Transmit: a device-writable buffer; shorter than the header and an
+    // Ethernet header; outside RAM.
     r.tx->submit(r.tx->chain().readable(std::vector<uint8_t>(kHdr + 60, 1)).writable(16).build());
-    r.tx->submit(r.tx->chain().readable(std::vector<uint8_t>(kHdr - 1, 1)).build());
+    r.tx->submit(r.tx->chain().readable(std::vector<uint8_t>(kHdr + 13, 1)).build());
     r.tx->submit(r.tx->chain().readable(GuestAddress{64ull << 20}, 100).build());
     const auto good = pattern(64, 5);
     r.send_frame(good, false, false);
@@ -358,4 +361,194 @@ TEST_CASE("virtio-net: a tap that cannot be had is an error naming it") {
         // Root may create taps; a name taken by a non-tap interface is refused.
         CHECK_THROWS_WITH_AS(open_tap("lo"), doctest::Contains("tap lo"), Error);
     }
+}
+
+// A hostile guest: random chains on both queues (direct or indirect; readable,
+// writable, zero-length, crossing the end of RAM, in any mix), sometimes a
+// transmit ring it breaks. Per batch: each head comes back once (the driver
+// checks); exactly the well-formed transmit chains reach the tap, in order,
+// each as its bytes after the 12-byte header; host frames go, in order, to
+// the well-formed receive chains (one too large is dropped and its chain
+// comes back empty), every other receive chain comes back empty, and no
+// byte of the receive arena changes but the header and frame written into a
+// good chain; a broken ring sets DEVICE_NEEDS_RESET and a reset recovers.
+TEST_CASE("virtio-net hostile guest: random chains and broken rings") {
+    const uint64_t seed = env_or("EMBER_FUZZ_SEED", 11);
+    const uint64_t batches = env_or("EMBER_FUZZ_BATCHES", 200);
+    INFO("seed ", seed, " (EMBER_FUZZ_SEED)");
+    Rng rng(seed);
+    NetRig r(kMac, 64);
+    r.init();
+    // Transmit data at 14 MiB, receive buffers at 15 MiB, above the drivers'
+    // heaps (each reset lays out new indirect tables there); some pieces
+    // cross the end of RAM (16 MiB); pieces never overlap.
+    const uint64_t tx_arena = 14 << 20, rx_arena = 15 << 20, ram_end = r.mem.total_size();
+    constexpr size_t kArena = 64 << 10;
+    auto fill_random = [&](std::vector<uint8_t>& v) {
+        for (size_t i = 0; i < v.size(); i += 8) {
+            const uint64_t word = rng();
+            std::memcpy(&v[i], &word, 8);
+        }
+    };
+    struct Piece {
+        uint64_t addr;
+        uint32_t len;
+        bool writable;
+    };
+    auto good_chain = [&](const std::vector<Piece>& c, bool want_writable) {
+        for (const auto& p : c)
+            if (p.len == 0 || p.addr + p.len > ram_end || p.writable != want_writable) return false;
+        return true;
+    };
+    // Random pieces from `arena` on (bump-allocated), mostly of `writable`.
+    auto make_chain = [&](uint64_t& next, bool writable, bool clean = false) {
+        std::vector<Piece> c(pick(rng, 1, 4));
+        for (auto& p : c) {
+            p = Piece{next, static_cast<uint32_t>(pick(rng, clean ? kHdr : 1, 900)), writable};
+            next += p.len;
+            if (clean) continue;
+            if (chance(rng, 0.08)) p.writable = !writable;
+            if (chance(rng, 0.03)) p.len = 0;
+            if (chance(rng, 0.03)) { // crosses the end of RAM
+                p.addr = ram_end - pick(rng, 0, 64);
+                p.len = static_cast<uint32_t>(65 + pick(rng, 0, 100));
+            }
+        }
+        return c;
+    };
+    auto submit = [&](GuestDriver& d, const std::vector<Piece>& c) {
+        auto b = d.chain();
+        for (const auto& p : c)
+            p.writable ? b.writable(GuestAddress{p.addr}, p.len)
+                       : b.readable(GuestAddress{p.addr}, p.len);
+        return d.submit(b.indirect(chance(rng, 0.3)).build());
+    };
+    uint64_t bad = 0, sent = 0, delivered = 0, dropped = 0;
+    for (uint64_t batch = 0; batch < batches; ++batch) {
+        CAPTURE(batch);
+        REQUIRE(r.tx->alloc(1).value < tx_arena); // the heap has not grown into the arena
+        if (chance(rng, 0.03)) {
+            r.tx->set_avail_idx_raw(
+                static_cast<uint16_t>(r.tx->used_idx() + 64 + 1 + pick(rng, 0, 100)));
+            r.tx->write32(mmio::kQueueNotify, 1);
+            for (int i = 0; i < 2000 && (r.transport->status() & kStatusNeedsReset) == 0; ++i)
+                std::this_thread::sleep_for(1ms);
+            REQUIRE((r.transport->status() & kStatusNeedsReset) != 0);
+            CHECK(r.host_receive(0).empty());
+            r.rx->reset();
+            r.init();
+            continue;
+        }
+        // --- transmit ---
+        std::vector<uint8_t> tx_bytes(kArena); // at most 12 chains of 4 x 900 bytes
+        fill_random(tx_bytes);
+        r.mem.write_bytes(GuestAddress{tx_arena}, tx_bytes);
+        uint64_t next = tx_arena;
+        std::vector<std::vector<uint8_t>> want_frames;
+        const size_t ntx = pick(rng, 0, 12);
+        r.tx->hold_avail(true);
+        for (size_t i = 0; i < ntx; ++i) {
+            const auto c = make_chain(next, false);
+            submit(*r.tx, c);
+            uint64_t total = 0;
+            for (const auto& p : c)
+                total += p.len;
+            if (!good_chain(c, false) || total < kHdr + 14) {
+                ++bad;
+                continue;
+            }
+            std::vector<uint8_t> all;
+            for (const auto& p : c) {
+                const auto b = r.bytes(GuestAddress{p.addr}, p.len);
+                all.insert(all.end(), b.begin(), b.end());
+            }
+            want_frames.emplace_back(all.begin() + kHdr, all.end());
+        }
+        r.tx->hold_avail(false);
+        r.tx->kick();
+        const auto tx_used = NetRig::reap(*r.tx, ntx); // throws on a head twice or unknown
+        REQUIRE(tx_used.size() == ntx);
+        for (const auto& f : want_frames) {
+            const auto got = r.host_receive();
+            CAPTURE(f.size());
+            CAPTURE(got.size());
+            REQUIRE(got == f);
+        }
+        CHECK(r.host_receive(0).empty());
+        sent += want_frames.size();
+
+        // --- receive ---
+        std::vector<uint8_t> before(kArena);
+        fill_random(before);
+        r.mem.write_bytes(GuestAddress{rx_arena}, before);
+        next = rx_arena;
+        std::vector<std::vector<Piece>> chains(pick(rng, 1, 12));
+        std::map<uint16_t, size_t> by_head;
+        r.rx->hold_avail(true);
+        size_t good = 0;
+        for (size_t i = 0; i < chains.size(); ++i) {
+            // The device looks at a receive chain only with a frame in hand:
+            // a well-formed last chain takes the last frame, so every chain
+            // before it, good or bad, is served in this batch.
+            chains[i] = make_chain(next, true, i + 1 == chains.size());
+            by_head[submit(*r.rx, chains[i])] = i;
+            uint64_t total = 0;
+            for (const auto& p : chains[i])
+                total += p.len;
+            if (good_chain(chains[i], true) && total >= kHdr)
+                ++good;
+            else
+                ++bad;
+        }
+        // Exactly one frame per good chain, so nothing is left for the next
+        // batch; sizes around the chains' so some do not fit.
+        std::vector<std::vector<uint8_t>> frames;
+        for (size_t i = 0; i < good; ++i)
+            frames.push_back(pattern(pick(rng, 14, 2400), static_cast<uint8_t>(rng())));
+        r.rx->hold_avail(false);
+        r.rx->kick();
+        for (const auto& f : frames)
+            r.host_send(f);
+        const auto rx_used = NetRig::reap(*r.rx, chains.size());
+        REQUIRE(rx_used.size() == chains.size());
+        // The expected arena: frames matched to good chains in ring order.
+        std::vector<uint8_t> expect = before;
+        size_t fi = 0;
+        for (const auto& e : rx_used) {
+            const auto& c = chains[by_head.at(static_cast<uint16_t>(e.id))];
+            uint64_t total = 0;
+            for (const auto& p : c)
+                total += p.len;
+            if (!good_chain(c, true) || total < kHdr) {
+                CHECK(e.len == 0);
+                continue;
+            }
+            REQUIRE(fi < frames.size());
+            const auto& f = frames[fi++];
+            if (f.size() > total - kHdr) {
+                CHECK(e.len == 0);
+                ++dropped;
+                continue;
+            }
+            CHECK(e.len == kHdr + f.size());
+            ++delivered;
+            std::vector<uint8_t> image(kHdr, 0);
+            image[10] = 1;
+            image.insert(image.end(), f.begin(), f.end());
+            size_t at = 0;
+            for (const auto& p : c)
+                for (uint32_t k = 0; k < p.len && at < image.size(); ++k)
+                    expect[p.addr - rx_arena + k] = image[at++];
+        }
+        CHECK(fi == frames.size());
+        std::vector<uint8_t> now(before.size());
+        r.mem.read_bytes(GuestAddress{rx_arena}, now);
+        REQUIRE(now == expect);
+    }
+    const auto s = r.net().stats();
+    CHECK(s.bad_requests == bad);
+    CHECK(s.tx_frames == sent);
+    CHECK(s.rx_frames == delivered);
+    CHECK(s.rx_dropped == dropped);
+    MESSAGE("sent ", sent, ", delivered ", delivered, ", dropped ", dropped, ", bad ", bad);
 }

@@ -60,11 +60,17 @@ printf '{"boot-source": {"kernel_image_path": "%s"}}\n' "$missing" >"$cfg"
 run_ember config-file-missing-kernel 20 --config-file "$cfg"
 expect_rc 2 && expect_stderr "$cfg: \"boot-source\": PUT /boot-source: kernel_image_path $missing"
 check cli-config-file-missing-kernel
+printf '{"boot-source": {"kernel_image_path": "%s"}, "vsock": {"guest_cid": 3, "uds_path": "/tmp/v.sock"}}\n' \
+  "$kernel" >"$cfg"
+run_ember config-file-vsock 20 --config-file "$cfg"
+expect_rc 2 && expect_stderr "\"vsock\": ember has no vsock device"
+check cli-config-file-unsupported
+# A network interface without its tap is refused before anything is built.
 printf '{"boot-source": {"kernel_image_path": "%s"}, "network-interfaces": [{"iface_id": "eth0"}]}\n' \
   "$kernel" >"$cfg"
 run_ember config-file-network 20 --config-file "$cfg"
-expect_rc 2 && expect_stderr "\"network-interfaces\": ember has no network devices"
-check cli-config-file-unsupported
+expect_rc 2 && expect_stderr "\"network-interfaces\\[0\\]\": PUT /network-interfaces/eth0: .*host_dev_name"
+check cli-config-file-interface-without-tap
 run_ember config-file-none 20 --config-file "$WORK/no-such.json"
 expect_rc 2 && expect_stderr "$WORK/no-such.json: No such file or directory"
 check cli-config-file-missing
