@@ -123,9 +123,9 @@ std::string NetIoThread::describe(std::chrono::milliseconds timeout) {
     asio::post(io_, [this, answer] {
         answer->set_value(fmt::format(
             "receiveq {}; transmitq {}; wakeups: {} receive kicks, {} transmit kicks, {} "
-            "backend; a frame {}waiting for a buffer{}",
+            "backend; a frame {}waiting for a buffer",
             rx_.vq.describe(), tx_.vq.describe(), rx_kicks_, tx_kicks_, backend_wakeups_,
-            frame_waiting_ ? "" : "not ", have_spare_ ? "; one receive buffer kept" : ""));
+            frame_waiting_ ? "" : "not "));
     });
     if (future.wait_for(timeout) != std::future_status::ready)
         return fmt::format("the net I/O thread did not answer within {} ms (parked or gone)",
@@ -217,7 +217,12 @@ void NetIoThread::resubmit(std::span<const uint16_t> rx, std::span<const uint16_
 void NetIoThread::receive() {
     auto& q = rx_.vq;
     if (q.broken()) return;
-    for (unsigned n = 0; n < kBudget; ++n) {
+    // Until nothing more can be done now (no frame, or no buffer), or the
+    // budget is spent: then the rest waits for the other handlers' turn,
+    // without waiting for a kick the guest may never send (with EVENT_IDX it
+    // kicks only past the avail_event it was last given).
+    bool idle = false;
+    for (unsigned n = 0; n < kBudget && !idle; ++n) {
         if (!frame_waiting_) {
             const ssize_t got = ::read(backend_sd_.native_handle(), frame_.data(), frame_.size());
             if (got < 0 && errno == EINTR) continue;
@@ -230,32 +235,35 @@ void NetIoThread::receive() {
                               name_, std::strerror(errno));
                     backend_failed_ = true;
                 }
+                idle = true;
                 break;
             }
             frame_len_ = static_cast<size_t>(got);
             frame_waiting_ = true;
         }
-        if (!have_spare_) {
-            if (!q.pop(spare_rx_)) {
-                // EVENT_IDX: ask for a kick past what we saw; buffers that
-                // arrived meanwhile are taken at once.
-                if (q.enable_notifications()) continue;
-                break;
-            }
-            rx_.region.mark_popped(q, spare_rx_.head());
-            have_spare_ = true;
-            if (!spare_rx_.valid() || spare_rx_.readable_bytes() != 0 ||
-                spare_rx_.writable_bytes() < kHeaderBytes) {
-                count_bad(!spare_rx_.valid()                ? to_string(spare_rx_.error())
-                          : spare_rx_.readable_bytes() != 0 ? "a device-readable buffer"
-                                                            : "no room for the virtio-net header",
-                          spare_rx_.head(), "receiveq");
-                q.add_used(std::move(spare_rx_), 0);
-                have_spare_ = false;
-                continue;
-            }
+        if (!q.pop(chain_)) {
+            // EVENT_IDX: ask for a kick past what we saw; buffers that
+            // arrived meanwhile are taken at once.
+            if (q.enable_notifications()) continue;
+            idle = true;
+            break;
         }
-        if (!deliver(spare_rx_)) {
+        rx_.region.mark_popped(q, chain_.head());
+        if (!chain_.valid() || chain_.readable_bytes() != 0 ||
+            chain_.writable_bytes() < kHeaderBytes) {
+            count_bad(!chain_.valid()                ? to_string(chain_.error())
+                      : chain_.readable_bytes() != 0 ? "a device-readable buffer"
+                                                     : "no room for the virtio-net header",
+                      chain_.head(), "receiveq");
+            q.add_used(std::move(chain_), 0); // the frame waits for the next buffer
+            continue;
+        }
+        uint32_t written = 0;
+        if (deliver(chain_)) {
+            add(stats_.rx_frames, 1);
+            add(stats_.rx_bytes, frame_len_);
+            written = static_cast<uint32_t>(kHeaderBytes + frame_len_);
+        } else {
             // Every buffer of a Linux driver has the same size: the frame
             // would fit no other either. The buffer goes back empty (the
             // driver counts a length error), so no chain stays popped
@@ -265,21 +273,13 @@ void NetIoThread::receive() {
                 log::warn("{}: a {}-byte frame from the tap does not fit the guest's {}-byte "
                           "receive buffer: dropped (raise the guest's buffers or lower the "
                           "tap's MTU)",
-                          name_, frame_len_, spare_rx_.writable_bytes() - kHeaderBytes);
-            q.add_used(std::move(spare_rx_), 0);
-            have_spare_ = false;
-            frame_waiting_ = false;
-            continue;
+                          name_, frame_len_, chain_.writable_bytes() - kHeaderBytes);
         }
-        add(stats_.rx_frames, 1);
-        add(stats_.rx_bytes, frame_len_);
-        q.add_used(std::move(spare_rx_), static_cast<uint32_t>(kHeaderBytes + frame_len_));
-        have_spare_ = false;
+        q.add_used(std::move(chain_), written);
         frame_waiting_ = false;
     }
     publish(rx_);
-    if (frame_waiting_ && have_spare_) {
-        // The budget ran out with work left: come back after the others.
+    if (!idle) {
         asio::post(io_, [this] {
             try {
                 receive();

@@ -130,8 +130,7 @@ class NetIoThread final {
     bool frame_waiting_{false}; // frame_ holds a frame no buffer took yet
     bool backend_armed_{false};
     bool backend_failed_{false}; // a read failed other than with EAGAIN
-    DescriptorChain spare_rx_;   // popped and marked, for the waiting frame
-    bool have_spare_{false};
+    DescriptorChain chain_;      // the chain being served (its storage reused)
     std::vector<iovec> iov_;
     std::vector<uint16_t> rx_resubmit_, tx_resubmit_;
     uint64_t rx_kicks_{0}, tx_kicks_{0}, backend_wakeups_{0}; // for describe()
