@@ -8,6 +8,7 @@
 #include <charconv>
 #include <filesystem>
 
+#include "devices/net/tap.h"
 #include "vmm/console.h"
 #include "vmm/cpu_affinity.h"
 #include "vmm/platform.h"
@@ -224,10 +225,13 @@ Command parse_command_line(const std::vector<std::string>& args) {
     auto* restore = app.add_subcommand("restore", "resume a guest from a checkpoint");
     std::string snapshot_dir, restore_console = "stdio";
     CheckpointFlags restore_ckpt;
-    std::vector<std::string> overrides;
+    std::vector<std::string> overrides, net_overrides;
     bool restore_verbose = false, restore_paused = false;
     restore->add_option("DIR", snapshot_dir, "checkpoint directory")->required();
     restore->add_option("--disk", overrides, "use PATH for the disk with id ID: ID=PATH (repeatable)");
+    restore->add_option("--net", net_overrides,
+                        "attach the network device with id ID to tap TAP instead: ID=TAP "
+                        "(repeatable)");
     restore->add_option("--console", restore_console, "guest serial console: stdio, none or file:PATH");
     add_checkpoint_options(restore, restore_ckpt);
     restore->add_flag("-v,--verbose", restore_verbose, "log debug messages");
@@ -341,6 +345,14 @@ Command parse_command_line(const std::vector<std::string>& args) {
             if (eq == std::string::npos || eq == 0 || eq + 1 == o.size())
                 throw UsageError(fmt::format("--disk {}: expected ID=PATH", o));
             r.disk_overrides.emplace_back(o.substr(0, eq), o.substr(eq + 1));
+        }
+        for (const auto& o : net_overrides) {
+            const auto eq = o.find('=');
+            if (eq == std::string::npos || eq == 0 || eq + 1 == o.size())
+                throw UsageError(fmt::format("--net {}: expected ID=TAP", o));
+            if (auto why = tap_name_problem(o.substr(eq + 1)))
+                throw UsageError(fmt::format("--net {}: {}", o, *why));
+            r.net_overrides.emplace_back(o.substr(0, eq), o.substr(eq + 1));
         }
         return r;
     }

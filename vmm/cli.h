@@ -81,6 +81,7 @@ struct CheckpointOptions {
 struct RestoreRequest {
     std::filesystem::path snapshot_dir;
     std::vector<std::pair<std::string, std::string>> disk_overrides; // id -> new path
+    std::vector<std::pair<std::string, std::string>> net_overrides;  // id -> tap
     ConsoleSpec console;
     CheckpointOptions checkpoint;
     bool paused = false;

@@ -97,6 +97,8 @@ embed::ConsoleConfig to_embed(const ConsoleSpec& console) {
 embed::RestoreOverrides to_embed(const RestoreRequest& r) {
     embed::RestoreOverrides out;
     for (const auto& [id, path] : r.disk_overrides) out.disks.emplace(id, path); // the first one for an id wins, as before
+    for (const auto& [id, tap] : r.net_overrides)
+        out.nets.emplace(id, tap);
     out.console = console_of(r.console);
     out.checkpoint_on_sigusr1 = on_sigusr1(r.checkpoint);
     out.checkpoints = checkpoints_of(r.checkpoint);

@@ -294,6 +294,9 @@ struct RestoreOverrides {
     // Disk id -> the file to use instead of the path recorded in the
     // checkpoint (same size required).
     std::map<std::string, std::filesystem::path> disks;
+    // Network device id -> the TAP interface to attach instead of the one
+    // recorded in the checkpoint (e.g. a clone of the VM beside the first).
+    std::map<std::string, std::string> nets;
     ConsoleConfig console; // a checkpoint records no console
     std::optional<SignalCheckpoint> checkpoint_on_sigusr1;
     CheckpointOptions checkpoints; // a checkpoint records none

@@ -621,8 +621,15 @@ TEST_CASE("API: snapshot/load restores into a fresh instance") {
             {{"snapshot_path", dir}, {"mem_backend", {{"backend_type", "File"}}}},
             {{"snapshot_path", dir}, {"mem_backend", "file"}},
             {{"snapshot_path", dir}, {"enable_diff_snapshots", true}},
+            {{"snapshot_path", dir}, {"network_overrides", {{{"iface_id", "eth0"}}}}},
             {{"snapshot_path", dir},
-             {"network_overrides", {{{"iface_id", "eth0"}, {"host_dev_name", "tap0"}}}}},
+             {"network_overrides",
+              {{{"iface_id", "eth0"}, {"host_dev_name", "a-tap-name-too-long"}}}}},
+            {{"snapshot_path", dir},
+             {"network_overrides",
+              {{{"iface_id", "eth0"}, {"host_dev_name", "t0"}},
+               {{"iface_id", "eth0"}, {"host_dev_name", "t1"}}}}},
+            {{"snapshot_path", dir}, {"network_overrides", "eth0"}},
             {{"snapshot_path", dir}, {"vsock_override", {{"uds_path", "/v"}}}},
             {{"snapshot_path", dir},
              {"drive_overrides", {{{"drive_id", "r"}, {"path_on_host", "/nonexistent"}}}}},
@@ -639,7 +646,10 @@ TEST_CASE("API: snapshot/load restores into a fresh instance") {
                                   "'backend_path'",
                                   "must be an object",
                                   "enable_diff_snapshots true",
-                                  "network_overrides is not supported",
+                                  "missing required field 'host_dev_name'",
+                                  "network_overrides eth0: tap name",
+                                  "names interface 'eth0' twice",
+                                  "network_overrides must be an array",
                                   "no vsock",
                                   "no such file",
                                   "names drive 'r' twice",
@@ -652,6 +662,15 @@ TEST_CASE("API: snapshot/load restores into a fresh instance") {
         r.ok("PUT", "/snapshot/load",
              nlohmann::json{{"snapshot_path", dir}, {"network_overrides", nlohmann::json::array()}}
                  .dump());
+    }
+    SUBCASE("network_overrides reach the restore") {
+        r.ok("PUT", "/snapshot/load",
+             nlohmann::json{
+                 {"snapshot_path", dir},
+                 {"network_overrides", {{{"iface_id", "eth0"}, {"host_dev_name", "tap7"}}}}}
+                 .dump());
+        REQUIRE(r.vm.restored);
+        CHECK(r.vm.restored->net_overrides == std::map<std::string, std::string>{{"eth0", "tap7"}});
     }
 }
 

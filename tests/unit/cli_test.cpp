@@ -69,6 +69,17 @@ TEST_CASE("CLI: --net") {
     fails({"tap=t0", "tap=t0"}, "two network devices use tap t0");
 }
 
+TEST_CASE("CLI: restore --net ID=TAP") {
+    auto c = parse({"restore", "/tmp/ckpt", "--net", "eth0=tap7", "--net", "eth1=tap8"});
+    auto& r = std::get<RestoreRequest>(c);
+    CHECK(r.net_overrides ==
+          std::vector<std::pair<std::string, std::string>>{{"eth0", "tap7"}, {"eth1", "tap8"}});
+    CHECK_THROWS_WITH_AS(parse({"restore", "/tmp/ckpt", "--net", "tap7"}),
+                         doctest::Contains("--net tap7: expected ID=TAP"), UsageError);
+    CHECK_THROWS_WITH_AS(parse({"restore", "/tmp/ckpt", "--net", "eth0=a-tap-name-too-long"}),
+                         doctest::Contains("at most 15"), UsageError);
+}
+
 TEST_CASE("CLI: defaults") {
     auto c = parse({"run", "--kernel", "/proc/self/exe"});
     auto& r = std::get<RunRequest>(c);

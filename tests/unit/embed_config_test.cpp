@@ -502,6 +502,21 @@ TEST_CASE("embed config: vcpu_cpus is checked, and carried through a checkpoint"
         CHECK(back[1].id == "eth1");
         CHECK_FALSE(back[1].mac);
     }
+    // Overrides move a device to another tap; they must name a device, and
+    // two devices still cannot share a tap.
+    {
+        VmConfig moved = saved;
+        apply_net_overrides(moved, {{"eth1", "tap9"}});
+        CHECK(moved.nets[0].tap == "tap0");
+        CHECK(moved.nets[1].tap == "tap9");
+        CHECK_THROWS_WITH_AS(
+            apply_net_overrides(moved, {{"eth7", "tap9"}}),
+            doctest::Contains("no network device with that id (it has eth0, eth1)"), Error);
+        CHECK_THROWS_WITH_AS(apply_net_overrides(moved, {{"eth1", "tap0"}}),
+                             doctest::Contains("two network devices use tap tap0"), Error);
+        CHECK_THROWS_WITH_AS(apply_net_overrides(moved, {{"eth1", "a/b"}}),
+                             doctest::Contains("'/'"), Error);
+    }
     saved.nets.clear();
     // Huge pages: absent means 4 KiB pages; a restore maps RAM as the VM had it.
     CHECK_FALSE(ember::Vm::config_to_json(saved).contains("huge_pages"));

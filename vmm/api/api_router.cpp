@@ -8,6 +8,7 @@
 #include "vmm/api/output_file.h"
 #include "vmm/log.h"
 #include "vmm/platform.h"
+#include "vmm/snapshot/restore_config.h"
 #include "vmm/snapshot/snapshot.h"
 #include "vmm/vm.h"
 
@@ -67,6 +68,7 @@ void ApiRouter::describe_loaded(const RestoreRequest& request) {
             if (const auto it = request.disk_overrides.find(d.id);
                 it != request.disk_overrides.end())
                 d.path = it->second.string();
+        apply_net_overrides(c, request.net_overrides);
         describe_vm(c);
     } catch (const Error& e) {
         log::debug("GET /vm/config will not describe the loaded VM: {}", e.what());
@@ -377,7 +379,7 @@ HttpResponse ApiRouter::put_snapshot_load(const std::string& body) {
     if (configured_)
         throw ApiError("cannot load a snapshot after configuring boot resources (boot-source, "
                        "machine-config, drives): use a fresh ember process");
-    const RestoreRequest request{s.dir, s.drive_overrides};
+    const RestoreRequest request{s.dir, s.drive_overrides, s.net_overrides};
     controller_.restore(request);
     state_.transition(VmState::paused);
     describe_loaded(request);

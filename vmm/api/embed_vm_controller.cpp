@@ -82,6 +82,7 @@ void EmbedVmController::restore(const RestoreRequest& request) {
     if (vm_) throw Error("cannot load a snapshot: a VM already exists");
     embed::RestoreOverrides o;
     o.disks = request.disk_overrides;
+    o.nets = request.net_overrides;
     o.console = console_;
     o.paused = true; // resumed by PATCH /vm or resume_vm
     launch(embed::Vm::restore(request.dir, o));

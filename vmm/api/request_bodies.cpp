@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "devices/net/tap.h"
 #include "vmm/api/api_error.h"
 #include "vmm/api/json_fields.h"
 #include "vmm/vm_config.h"
@@ -367,10 +368,25 @@ SnapshotLoad parse_snapshot_load(std::string_view body) {
     only_false(f, "enable_diff_snapshots", "ember writes full checkpoints only");
     only_false(f, "track_dirty_pages", "ember writes full checkpoints only");
     only_false(f, "clock_realtime", "kvmclock resumes from the checkpoint");
-    if (const auto* net = f.optional_value("network_overrides"); net && !net->empty())
-        throw ApiError(fmt::format("{}: network_overrides is not supported: a restore attaches "
-                                   "the taps the checkpoint names",
-                                   what));
+    if (const auto* overrides = f.optional_value("network_overrides")) {
+        if (!overrides->is_array())
+            throw ApiError(fmt::format("{}: network_overrides must be an array, not {}", what,
+                                       overrides->type_name()));
+        for (const auto& item : *overrides) {
+            if (!item.is_object())
+                throw ApiError(
+                    fmt::format("{}: each network_overrides entry must be an object", what));
+            JsonFields o(item, fmt::format("{} network_overrides", what));
+            auto id = o.required_string("iface_id");
+            auto tap = o.required_string("host_dev_name");
+            o.finish();
+            if (auto why = tap_name_problem(tap))
+                throw ApiError(fmt::format("{}: network_overrides {}: {}", what, id, *why));
+            if (!s.net_overrides.emplace(id, tap).second)
+                throw ApiError(
+                    fmt::format("{}: network_overrides names interface '{}' twice", what, id));
+        }
+    }
     if (f.optional_value("vsock_override"))
         throw ApiError(fmt::format("{}: vsock_override: ember has no vsock device", what));
     if (const auto* overrides = f.optional_value("drive_overrides")) {

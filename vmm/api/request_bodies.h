@@ -95,6 +95,7 @@ struct SnapshotLoad {
     std::filesystem::path dir; // snapshot_path
     bool resume_vm{false};
     std::map<std::string, std::filesystem::path> drive_overrides; // ember extension
+    std::map<std::string, std::string> net_overrides; // network_overrides: iface_id -> tap
 };
 
 BootSource parse_boot_source(std::string_view body);

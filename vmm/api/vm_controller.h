@@ -25,6 +25,8 @@ struct RestoreRequest {
     // drive_id -> new host path: disks moved since the checkpoint (DESIGN.md
     // "Checkpoint and restore" step 5).
     std::map<std::string, std::filesystem::path> disk_overrides;
+    // iface_id -> host_dev_name (Firecracker's network_overrides).
+    std::map<std::string, std::string> net_overrides;
 };
 
 class VmController {

@@ -303,6 +303,7 @@ Vm Vm::restore(const std::filesystem::path& dir, const RestoreOverrides& overrid
         SnapshotReader snapshot(dir);
         ::ember::VmConfig config = ::ember::restore_config(
             snapshot, DiskOverrides(overrides.disks.begin(), overrides.disks.end()));
+        apply_net_overrides(config, overrides.nets);
         config.console = to_internal(overrides.console);
         apply_signal_checkpoint(config, overrides.checkpoint_on_sigusr1);
         apply_checkpoint_options(config, overrides.checkpoints);

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "devices/net/tap.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
 
@@ -40,6 +41,29 @@ VmConfig restore_config(const SnapshotReader& snapshot, const DiskOverrides& ove
                                     disk.path, size, want));
     }
     return config;
+}
+
+void apply_net_overrides(VmConfig& config, const NetOverrides& overrides) {
+    for (const auto& [id, tap] : overrides) {
+        const auto it = std::find_if(config.nets.begin(), config.nets.end(),
+                                     [&](const NetSpec& n) { return n.id == id; });
+        if (it == config.nets.end()) {
+            std::string ids;
+            for (const auto& n : config.nets)
+                ids += (ids.empty() ? "" : ", ") + n.id;
+            throw Error(fmt::format("network override {}: the checkpoint has no network device "
+                                    "with that id ({})",
+                                    id, ids.empty() ? "it has none" : "it has " + ids));
+        }
+        if (auto why = tap_name_problem(tap))
+            throw Error(fmt::format("network override {}: {}", id, *why));
+        it->tap = tap;
+    }
+    try {
+        resolve_net_ids(config.nets);
+    } catch (const NetSpecError& e) {
+        throw Error(fmt::format("network overrides: {}", e.what()));
+    }
 }
 
 } // namespace ember

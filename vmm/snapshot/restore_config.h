@@ -3,6 +3,7 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -21,5 +22,12 @@ using DiskOverrides = std::vector<std::pair<std::string, std::filesystem::path>>
 // Throws ember::Error. Console, checkpoint and pause settings are left at
 // their defaults for the caller.
 VmConfig restore_config(const SnapshotReader& snapshot, const DiskOverrides& overrides);
+
+using NetOverrides = std::map<std::string, std::string>; // network device id -> tap
+
+// Attaches the network devices the overrides name to other taps. Every
+// override must name a device of the configuration and a usable tap name,
+// and no two devices may end up on one tap. Throws ember::Error.
+void apply_net_overrides(VmConfig& config, const NetOverrides& overrides);
 
 } // namespace ember
