@@ -59,6 +59,7 @@ class VirtioNet final : public VirtioDevice {
     std::string describe() override;
 
     const NetSpec& spec() const noexcept { return spec_; }
+    int backend_fd() const noexcept { return backend_.get(); }
     NetStatsSnapshot stats() const noexcept;
 
   private:

@@ -343,6 +343,54 @@ TEST_CASE("virtio-net: a parked device moves no frame until released; reset stop
     CHECK(r.net().stats().rx_frames == 1);
 }
 
+TEST_CASE("virtio-net: checkpoint and restore: nothing in flight, both queues go on") {
+    NetRig r;
+    // A second descriptor of the device's end of the socket pair: the
+    // restored device's "tap" (ember opens the tap again by name).
+    UniqueFd again(::dup(r.net().backend_fd()));
+    REQUIRE(again);
+    r.init();
+    std::vector<GuestAddress> bufs;
+    for (int i = 0; i < 4; ++i) {
+        bufs.push_back(r.rx->alloc(kHdr + 1518));
+        r.rx->submit(r.rx->chain().writable(bufs.back(), kHdr + 1518).build());
+    }
+    r.rx->kick();
+    const auto a = pattern(100, 1), t1 = pattern(200, 2);
+    r.host_send(a);
+    REQUIRE(NetRig::reap(*r.rx, 1).size() == 1);
+    r.send_frame(t1, false, false);
+    CHECK(r.host_receive() == t1);
+    REQUIRE(NetRig::reap(*r.tx, 1).size() == 1);
+
+    r.transport->quiesce();
+    CHECK(r.transport->inflight_requests() == 0);
+    const auto blob = r.transport->save_state();
+    r.transport->unquiesce();
+    r.transport->shutdown();
+
+    auto restored = std::make_unique<VirtioMmioTransport>(
+        r.mem, std::make_unique<VirtioNet>(r.net().spec(), std::move(again)), EventFd{});
+    restored->restore_state(blob);
+    r.rx->rebind(*restored);
+    r.tx->rebind(*restored);
+    auto& net = static_cast<VirtioNet&>(restored->device());
+    // The three buffers posted before the checkpoint take the next frames.
+    const auto b = pattern(300, 3), t2 = pattern(400, 4);
+    r.host_send(b);
+    const auto used = NetRig::reap(*r.rx, 1);
+    REQUIRE(used.size() == 1);
+    CHECK(used[0].len == kHdr + 300);
+    CHECK(r.bytes(GuestAddress{bufs[1].value + kHdr}, 300) == b);
+    r.send_frame(t2, true, true);
+    CHECK(r.host_receive() == t2);
+    REQUIRE(NetRig::reap(*r.tx, 1).size() == 1);
+    CHECK(r.rx->used_idx() == 2);
+    CHECK(r.tx->used_idx() == 2);
+    CHECK(net.stats().rx_frames == 1); // counters start again in the new process
+    CHECK(net.stats().tx_frames == 1);
+}
+
 TEST_CASE("virtio-net: --net values, MAC addresses and tap names") {
     auto s = parse_net_spec("tap=tap0,mac=06:00:AC:10:00:02,id=eth-a");
     CHECK(s.tap == "tap0");
