@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "devices/block/virtio_blk_spec.h"
+#include "devices/virtio/io_thread_util.h"
 #include "vmm/cpu_affinity.h"
 #include "vmm/fault/fault_points.h"
 #include "vmm/log.h"
@@ -25,17 +26,6 @@ using namespace virtio::blk;
 namespace {
 // Requests started between two publishes within one batch (process_avail).
 constexpr size_t kPublishEvery = 8;
-
-int dup_or_throw(int fd, std::string_view what) {
-    const int d = ::dup(fd);
-    if (d < 0) throw_errno(fmt::format("dup({})", what));
-    return d;
-}
-
-void drain_eventfd(int fd) noexcept {
-    uint64_t v = 0;
-    [[maybe_unused]] auto n = ::read(fd, &v, sizeof v);
-}
 
 // A counter only this I/O thread writes (BlockStats: a successor starts after
 // the join): a load and a store, no locked read-modify-write on a path passed
@@ -176,21 +166,17 @@ void BlockIoThread::run() noexcept {
 }
 
 std::string BlockIoThread::describe(std::chrono::milliseconds timeout) {
-    auto answer = std::make_shared<std::promise<std::string>>();
-    auto future = answer->get_future();
-    asio::post(io_, [this, answer] {
-        answer->set_value(fmt::format(
-            "{}; engine {}: {} in flight; wakeups: {} kicks, {} completions; "
-            "region: {} in flight{}",
-            queue_.describe(), engine_->name(), engine_->in_flight(), kick_wakeups_,
-            completion_wakeups_, region_.count_inflight(),
-            holding_ ? fmt::format("; rate limit holds head {}", held_.head()) : std::string()));
-    });
-    if (future.wait_for(timeout) != std::future_status::ready)
-        return fmt::format("the I/O thread did not answer within {} ms (blocked in host I/O, parked "
-                           "or gone)",
-                           timeout.count());
-    return future.get();
+    return ask_io_thread(
+        io_,
+        [this] {
+            return fmt::format("{}; engine {}: {} in flight; wakeups: {} kicks, {} completions; "
+                               "region: {} in flight{}",
+                               queue_.describe(), engine_->name(), engine_->in_flight(),
+                               kick_wakeups_, completion_wakeups_, region_.count_inflight(),
+                               holding_ ? fmt::format("; rate limit holds head {}", held_.head())
+                                        : std::string());
+        },
+        timeout, "the I/O thread", "blocked in host I/O, parked or gone");
 }
 
 void BlockIoThread::resubmit_inflight() {

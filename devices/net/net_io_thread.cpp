@@ -12,6 +12,7 @@
 #include <asio/post.hpp>
 #include <fmt/format.h>
 
+#include "devices/virtio/io_thread_util.h"
 #include "vmm/log.h"
 #include "vmm/thread_confinement.h"
 
@@ -21,17 +22,6 @@ namespace {
 // Frames handled per handler run before the others get their turn (a guest
 // or a host flooding one direction cannot starve the other or a checkpoint).
 constexpr unsigned kBudget = 64;
-
-int dup_or_throw(int fd, std::string_view what) {
-    const int d = ::dup(fd);
-    if (d < 0) throw_errno(fmt::format("dup({})", what));
-    return d;
-}
-
-void drain_eventfd(int fd) noexcept {
-    uint64_t v = 0;
-    [[maybe_unused]] auto n = ::read(fd, &v, sizeof v);
-}
 
 // Written only by the device's one I/O thread at a time (a successor starts
 // after the join): a load and a store. Readers use relaxed loads.
@@ -81,26 +71,14 @@ void NetIoThread::run() noexcept {
         confine_this_thread(ConfinedThread::net_io);
         stop_sd_.async_wait(asio::posix::stream_descriptor::wait_read,
                             [this](const std::error_code&) { io_.stop(); });
-        arm_rx_notify();
-        arm_tx_notify();
+        arm_kick(rx_notify_sd_, rx_kicks_, rx_, &NetIoThread::receive);
+        arm_kick(tx_notify_sd_, tx_kicks_, tx_, &NetIoThread::transmit);
         arm_wake();
         resubmit(rx_resubmit_, tx_resubmit_);
         // Buffers may have been made available before the first kick, and
         // frames may be waiting in the tap.
-        asio::post(io_, [this] {
-            try {
-                transmit();
-            } catch (const VirtqueueError& e) {
-                ring_broken(tx_, e);
-            }
-        });
-        asio::post(io_, [this] {
-            try {
-                receive();
-            } catch (const VirtqueueError& e) {
-                ring_broken(rx_, e);
-            }
-        });
+        asio::post(io_, [this] { serve(tx_, &NetIoThread::transmit); });
+        asio::post(io_, [this] { serve(rx_, &NetIoThread::receive); });
         do
             park_point();
         while (io_.run_one() != 0);
@@ -118,51 +96,39 @@ void NetIoThread::park_point() {
 }
 
 std::string NetIoThread::describe(std::chrono::milliseconds timeout) {
-    auto answer = std::make_shared<std::promise<std::string>>();
-    auto future = answer->get_future();
-    asio::post(io_, [this, answer] {
-        answer->set_value(fmt::format(
-            "receiveq {}; transmitq {}; wakeups: {} receive kicks, {} transmit kicks, {} "
-            "backend; a frame {}waiting for a buffer",
-            rx_.vq.describe(), tx_.vq.describe(), rx_kicks_, tx_kicks_, backend_wakeups_,
-            frame_waiting_ ? "" : "not "));
-    });
-    if (future.wait_for(timeout) != std::future_status::ready)
-        return fmt::format("the net I/O thread did not answer within {} ms (parked or gone)",
-                           timeout.count());
-    return future.get();
+    return ask_io_thread(
+        io_,
+        [this] {
+            return fmt::format("receiveq {}; transmitq {}; wakeups: {} receive kicks, {} transmit "
+                               "kicks, {} backend; a frame {}waiting for a buffer",
+                               rx_.vq.describe(), tx_.vq.describe(), rx_kicks_, tx_kicks_,
+                               backend_wakeups_, frame_waiting_ ? "" : "not ");
+        },
+        timeout, "the net I/O thread", "parked or gone");
 }
 
-void NetIoThread::arm_rx_notify() {
-    rx_notify_sd_.async_wait(asio::posix::stream_descriptor::wait_read,
-                             [this](const std::error_code& ec) {
-                                 if (ec) return;
-                                 // Drain first: a kick after this point
-                                 // makes the fd readable again.
-                                 drain_eventfd(rx_notify_sd_.native_handle());
-                                 ++rx_kicks_;
-                                 try {
-                                     receive();
-                                 } catch (const VirtqueueError& e) {
-                                     ring_broken(rx_, e);
-                                 }
-                                 arm_rx_notify();
-                             });
+// A kick on `sd` (the queue's ioeventfd) serves the queue.
+void NetIoThread::arm_kick(asio::posix::stream_descriptor& sd, uint64_t& kicks, Queue& q,
+                           void (NetIoThread::*work)()) {
+    sd.async_wait(asio::posix::stream_descriptor::wait_read,
+                  [this, &sd, &kicks, &q, work](const std::error_code& ec) {
+                      if (ec) return;
+                      // Drain first: a kick after this point makes the fd
+                      // readable again.
+                      drain_eventfd(sd.native_handle());
+                      ++kicks;
+                      serve(q, work);
+                      arm_kick(sd, kicks, q, work);
+                  });
 }
 
-void NetIoThread::arm_tx_notify() {
-    tx_notify_sd_.async_wait(asio::posix::stream_descriptor::wait_read,
-                             [this](const std::error_code& ec) {
-                                 if (ec) return;
-                                 drain_eventfd(tx_notify_sd_.native_handle());
-                                 ++tx_kicks_;
-                                 try {
-                                     transmit();
-                                 } catch (const VirtqueueError& e) {
-                                     ring_broken(tx_, e);
-                                 }
-                                 arm_tx_notify();
-                             });
+// Runs `work` on `q`; a broken ring stops the device (ring_broken).
+void NetIoThread::serve(Queue& q, void (NetIoThread::*work)()) {
+    try {
+        (this->*work)();
+    } catch (const VirtqueueError& e) {
+        ring_broken(q, e);
+    }
 }
 
 // Only while no frame waits for a buffer: the backend is read only when the
@@ -175,11 +141,7 @@ void NetIoThread::arm_backend() {
                                backend_armed_ = false;
                                if (ec) return;
                                ++backend_wakeups_;
-                               try {
-                                   receive();
-                               } catch (const VirtqueueError& e) {
-                                   ring_broken(rx_, e);
-                               }
+                               serve(rx_, &NetIoThread::receive);
                            });
 }
 
@@ -280,13 +242,7 @@ void NetIoThread::receive() {
     }
     publish(rx_);
     if (!idle) {
-        asio::post(io_, [this] {
-            try {
-                receive();
-            } catch (const VirtqueueError& e) {
-                ring_broken(rx_, e);
-            }
-        });
+        asio::post(io_, [this] { serve(rx_, &NetIoThread::receive); });
         return;
     }
     arm_backend();
@@ -330,13 +286,7 @@ void NetIoThread::transmit() {
         }
         if (n >= kBudget) {
             publish(tx_);
-            asio::post(io_, [this] {
-                try {
-                    transmit();
-                } catch (const VirtqueueError& e) {
-                    ring_broken(tx_, e);
-                }
-            });
+            asio::post(io_, [this] { serve(tx_, &NetIoThread::transmit); });
             return;
         }
         if (!q.enable_notifications()) break;

@@ -104,8 +104,9 @@ class NetIoThread final {
     void check_abandoned() const {
         if (abandoned_.load(std::memory_order_acquire)) throw Abandoned{};
     }
-    void arm_rx_notify();
-    void arm_tx_notify();
+    void arm_kick(asio::posix::stream_descriptor& sd, uint64_t& kicks, Queue& q,
+                  void (NetIoThread::*work)());
+    void serve(Queue& q, void (NetIoThread::*work)());
     void arm_backend();
     void arm_wake();
     void resubmit(std::span<const uint16_t> rx, std::span<const uint16_t> tx);
