@@ -304,7 +304,7 @@ void Vm::resume() {
 
 void Vm::send_ctrl_alt_del() { i8042_->press_ctrl_alt_del(); }
 
-CheckpointStats Vm::checkpoint(const std::filesystem::path& dir) {
+CheckpointStats Vm::checkpoint(const std::filesystem::path& dir, bool then_resume) {
     std::lock_guard lock(control_mu_);
     const bool was_running = vcpus_started_ && !paused_;
     CheckpointStats stats;
@@ -343,7 +343,7 @@ CheckpointStats Vm::checkpoint(const std::filesystem::path& dir) {
     }
     stats.pause_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     unquiesce_all();
-    if (was_running) resume();
+    if (was_running && then_resume) resume();
     return stats;
 }
 
@@ -681,7 +681,9 @@ void Vm::take_checkpoint_now() {
         return;
     }
     try {
-        const auto stats = checkpoint(*config_.checkpoint_dir);
+        // --on-checkpoint exit: the guest stays paused until the process
+        // exits (see checkpoint()); a failed checkpoint resumes it.
+        const auto stats = checkpoint(*config_.checkpoint_dir, config_.continue_after_checkpoint);
         log::info("checkpoint written to {}: {} MiB of memory, {} requests in flight, guest paused {:.1f} ms",
                   config_.checkpoint_dir->string(), stats.memory_bytes >> 20, stats.inflight_requests,
                   stats.pause_ms);

@@ -79,8 +79,12 @@ public:
     // into config.checkpoint_dir while it runs (unless options say not to).
     VmExit run(const RunOptions& options = {});
 
-    // Pauses the guest, writes a snapshot to `dir`, and resumes it.
-    CheckpointStats checkpoint(const std::filesystem::path& dir);
+    // Pauses the guest, writes a snapshot to `dir`, and resumes it, unless
+    // `then_resume` is false: a VM that stops after its checkpoint must not
+    // run on, or its guest would write to its disks and answer on its network
+    // what the restored guest never did (a TCP peer that saw the ghost's
+    // acknowledgements never sends that data again).
+    CheckpointStats checkpoint(const std::filesystem::path& dir, bool then_resume = true);
     void pause();
     void resume();
     // Presses Ctrl-Alt-Del on the guest's PS/2 keyboard; throws ember::Error
