@@ -80,9 +80,12 @@ if [ "$mode" = rounds ]; then
     rc=$?
     echo "EMBER-NET round=$n rc=$rc bytes=$(wc -c </tmp/round 2>/dev/null) sha256=$(sha256sum </tmp/round 2>/dev/null | cut -d' ' -f1) up=$(cut -d' ' -f1 /proc/uptime)"
     if [ "$rc" != 0 ]; then
-      # What the guest's TCP counted (DIAG).
-      echo "EMBER-NET diag $(awk '/^TcpExt:/ { if (!h) { for (i = 2; i <= NF; i++) k[i] = $i; h = 1 } else for (i = 2; i <= NF; i++) if ($i != 0) printf "%s=%s ", k[i], $i }' /proc/net/netstat)"
-      echo "EMBER-NET diag-tcp $(awk '/^Tcp:/ { if (!h) { for (i = 2; i <= NF; i++) k[i] = $i; h = 1 } else for (i = 2; i <= NF; i++) printf "%s=%s ", k[i], $i }' /proc/net/snmp)"
+      # What the guest's TCP counted, for the scenario's log: a round that
+      # hangs after a restore shows here (with the host's side in its
+      # tcp-watch.txt) whether the guest kept out-of-order data it could not
+      # use (TCPOFOQueue, TCPDSACKOfoSent).
+      echo "EMBER-NET tcpext $(awk '/^TcpExt:/ { if (!h) { for (i = 2; i <= NF; i++) k[i] = $i; h = 1 } else for (i = 2; i <= NF; i++) if ($i != 0) printf "%s=%s ", k[i], $i }' /proc/net/netstat)"
+      echo "EMBER-NET tcp $(awk '/^Tcp:/ { if (!h) { for (i = 2; i <= NF; i++) k[i] = $i; h = 1 } else for (i = 2; i <= NF; i++) printf "%s=%s ", k[i], $i }' /proc/net/snmp)"
     fi
     rm -f /tmp/round
     if timeout 10 wget -q -Y off -O /tmp/done "http://$host:$port/rounds-done" 2>/dev/null; then

@@ -106,10 +106,11 @@ chmod +x "$www/cgi-bin/blob"
 made_tap=no
 httpd_pid=
 live_pid=
-samplers=
+filter_sampler=
+tcp_watch_pid=
 cleanup() {
   touch "$state/release" 2>/dev/null
-  [ -z "$samplers" ] || kill "$samplers" 2>/dev/null
+  for p in $filter_sampler $tcp_watch_pid; do kill "$p" 2>/dev/null; done
   if [ -n "$live_pid" ] && kill -0 "$live_pid" 2>/dev/null; then
     kill -KILL "$live_pid" 2>/dev/null
     wait "$live_pid" 2>/dev/null
@@ -166,7 +167,6 @@ filters="$WORK/seccomp-filters.txt"
 : >"$filters"
 sample_thread_status "$filters" '*' Seccomp_filters: &
 filter_sampler=$!
-samplers=$filter_sampler
 metrics="$WORK/net-metrics.json"
 rm -f "$metrics"
 run_bg net-guest run --kernel "$img/vmlinuz" --initrd "$img/initramfs.cpio.gz" --cpus 1 --mem "$GUEST_MEM" \
@@ -223,7 +223,7 @@ finish_bg
 live_pid=
 kill "$filter_sampler" 2>/dev/null
 wait "$filter_sampler" 2>/dev/null
-samplers=
+filter_sampler=
 echo "e2e: net-guest: rc=$RC"
 
 # net_field KEY FIELD: FIELD's value on the guest's first "EMBER-NET KEY" line.
@@ -301,21 +301,28 @@ check net-metrics
 # process, releases the CGI, and lets the guest end two rounds later. The
 # restored guest completes the stalled round and goes on, every round's
 # sha256 the blob's, no round lost or repeated, no reboot.
-# DIAG: the host's side of the connection.
+#
+# For a round that hangs, the host's view of the connection: every second,
+# the tap's carrier and neighbour entry and the port's sockets in
+# /proc/net/tcp (tx_queue: bytes not acknowledged; the retransmit timer and
+# count) into tcp-watch.txt, and the host's non-zero TcpExt counters before
+# and after. A guest that acknowledged data it then forgot shows as a socket
+# stuck with data in tx_queue and a retransmit count that keeps growing,
+# TCPSACKDiscard on the host and TCPDSACKOfoSent on the guest (its round
+# failing prints the guest's counters).
 tcp_watch() {
   while :; do
-    echo "== $(date +%s) $(cut -d' ' -f1 /proc/uptime) tap tx_dropped=$(cat /sys/class/net/$tap/statistics/tx_dropped) carrier=$(cat /sys/class/net/$tap/carrier 2>/dev/null) neigh: $(ip neigh show dev $tap 2>&1 | tr '\n' ' ')"
-    grep ':1F90' /proc/net/tcp
+    echo "== $(date +%s) $(cut -d' ' -f1 /proc/uptime) $tap carrier=$(cat "/sys/class/net/$tap/carrier" 2>/dev/null) neigh: $(ip neigh show dev "$tap" 2>&1 | tr '\n' ' ')"
+    grep ':1F90 ' /proc/net/tcp # port 8080
     sleep 1
   done
 }
-netstat_nz() {
+tcp_ext() {
   awk '/^TcpExt:/ { if (!h) { for (i = 2; i <= NF; i++) k[i] = $i; h = 1 } else for (i = 2; i <= NF; i++) if ($i != 0) printf "%s=%s ", k[i], $i }' /proc/net/netstat
 }
-echo "e2e: DIAG host TcpExt before: $(netstat_nz)"
+echo "e2e: the host's TcpExt counters before the rounds: $(tcp_ext)"
 tcp_watch >"$WORK/tcp-watch.txt" 2>&1 &
 tcp_watch_pid=$!
-tapcap_pid=
 ck="$SCRATCH/net-ck"
 rm -rf "$ck"
 rm -f "$state/arm" "$state/paused" "$state/release" "$www/rounds-done"
@@ -331,7 +338,7 @@ if wait_for "$OUT" 'EMBER-NET round=2 rc=' 240; then
     stalled=$(sed -n 's/^round=\([0-9]*\).*/\1/p' "$state/paused")
     # A second of trickle, so frames are on their way as the guest pauses.
     sleep 1
-    echo "e2e: DIAG $(date +%s) SIGUSR1"
+    echo "e2e: $(date +%s): round $stalled stalled halfway: SIGUSR1"
     kill -USR1 "$PID"
   else
     _unmet "no round stalled halfway within 60 s of arming the CGI"
@@ -348,21 +355,18 @@ expect_rc 0 && expect_stderr 'checkpoint written to' && expect_stderr 'checkpoin
 ck_ok=no
 [ -n "$REASON" ] || ck_ok=yes
 
-"$E2E_DIR/scenarios/tapcap-diag" "$tap" >"$WORK/tapcap.txt" 2>&1 &
-tapcap_pid=$!
 restore_filters="$WORK/seccomp-filters-restore.txt"
 : >"$restore_filters"
 rs_out=
 if [ "$ck_ok" = yes ]; then
   sample_thread_status "$restore_filters" '*' Seccomp_filters: &
   filter_sampler=$!
-  samplers=$filter_sampler
   run_bg net-restore restore "$ck" --console stdio
   live_pid=$PID
   rs_out=$OUT
   wait_for "$ERR" 'restored from' 60 || _unmet "the restore never said 'restored from'"
   touch "$state/release"
-  echo "e2e: DIAG $(date +%s) restored, released"
+  echo "e2e: $(date +%s): restored; the CGI released"
   last=$((stalled + 2))
   if wait_for "$OUT" "EMBER-NET round=$last rc=" 180; then
     touch "$www/rounds-done"
@@ -382,12 +386,14 @@ if [ "$ck_ok" = yes ]; then
   live_pid=
   kill "$filter_sampler" 2>/dev/null
   wait "$filter_sampler" 2>/dev/null
-  samplers=
+  filter_sampler=
   echo "e2e: net-restore: rc=$RC"
 fi
 touch "$state/release"
-kill "$tcp_watch_pid" "$tapcap_pid"
-echo "e2e: DIAG host TcpExt after: $(netstat_nz)"
+kill "$tcp_watch_pid"
+wait "$tcp_watch_pid" 2>/dev/null
+tcp_watch_pid=
+echo "e2e: the host's TcpExt counters after the rounds: $(tcp_ext)"
 
 # rounds SIDE FILE: the guest's rounds in FILE as lines "SIDE start N" and
 # "SIDE done N ok" (or "bad(...)" with what it printed when that is not the
