@@ -192,6 +192,10 @@ TEST_CASE("API: PUT /network-interfaces adds network devices; no rate limiters")
     // One tap per interface.
     r.fails("PUT", "/network-interfaces/eth2", R"({"iface_id": "eth2", "host_dev_name": "tap1"})",
             400, "use tap tap1");
+    // A replacement that is refused leaves the interface as it was.
+    r.fails("PUT", "/network-interfaces/eth1", R"({"iface_id": "eth1", "host_dev_name": "tap0"})",
+            400, "use tap tap0");
+    CHECK(r.get("/vm/config")["network-interfaces"][1]["host_dev_name"] == "tap1");
     r.ok("PUT", "/network-interfaces/eth1", R"({"iface_id": "eth1", "host_dev_name": "tap9"})");
     const auto nets = r.get("/vm/config")["network-interfaces"];
     REQUIRE(nets.size() == 2);

@@ -417,24 +417,26 @@ HttpResponse ApiRouter::put_entropy(const std::string& body) {
 HttpResponse ApiRouter::put_network_interface(const std::string& id, const std::string& body) {
     state_.require_not_started(fmt::format("add network interface '{}'", id));
     NetSpec n = parse_network_interface(body, id);
+    // The interfaces as they would be, checked whole (one tap per
+    // interface) before they replace the current ones: a refused PUT
+    // changes nothing, also when it would have replaced an interface.
+    std::vector<NetSpec> next = nets_;
     const auto same = [&](const NetSpec& o) { return o.id == n.id; };
-    if (auto it = std::find_if(nets_.begin(), nets_.end(), same); it != nets_.end()) {
+    if (auto it = std::find_if(next.begin(), next.end(), same); it != next.end()) {
         *it = std::move(n); // Firecracker: a second PUT replaces the interface
     } else {
-        if (nets_.size() >= platform::kMaxNets)
+        if (next.size() >= platform::kMaxNets)
             throw ApiError(fmt::format("PUT /network-interfaces/{}: ember supports at most {} "
                                        "network interfaces",
                                        id, platform::kMaxNets));
-        nets_.push_back(std::move(n));
+        next.push_back(std::move(n));
     }
-    std::vector<NetSpec> check = nets_;
     try {
-        resolve_net_ids(check); // one tap per interface
+        resolve_net_ids(next);
     } catch (const NetSpecError& e) {
-        nets_.erase(
-            std::find_if(nets_.begin(), nets_.end(), [&](const NetSpec& o) { return o.id == id; }));
         throw ApiError(fmt::format("PUT /network-interfaces/{}: {}", id, e.what()));
     }
+    nets_ = std::move(next);
     configured_ = true;
     return no_content();
 }
