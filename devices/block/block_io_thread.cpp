@@ -27,13 +27,6 @@ namespace {
 // Requests started between two publishes within one batch (process_avail).
 constexpr size_t kPublishEvery = 8;
 
-// A counter only this I/O thread writes (BlockStats: a successor starts after
-// the join): a load and a store, no locked read-modify-write on a path passed
-// once per request. Readers on other threads see it with relaxed loads.
-void bump(std::atomic<uint64_t>& counter) noexcept {
-    counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-}
-
 void signal_eventfd(int fd) noexcept {
     const uint64_t one = 1;
     [[maybe_unused]] auto n = ::write(fd, &one, sizeof one);

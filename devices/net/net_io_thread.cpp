@@ -23,11 +23,6 @@ namespace {
 // or a host flooding one direction cannot starve the other or a checkpoint).
 constexpr unsigned kBudget = 64;
 
-// Written only by the device's one I/O thread at a time (a successor starts
-// after the join): a load and a store. Readers use relaxed loads.
-void add(std::atomic<uint64_t>& counter, uint64_t n) noexcept {
-    counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-}
 } // namespace
 
 NetIoThread::NetIoThread(const Params& p)
@@ -222,15 +217,15 @@ void NetIoThread::receive() {
         }
         uint32_t written = 0;
         if (deliver(chain_)) {
-            add(stats_.rx_frames, 1);
-            add(stats_.rx_bytes, frame_len_);
+            bump(stats_.rx_frames);
+            bump(stats_.rx_bytes, frame_len_);
             written = static_cast<uint32_t>(kHeaderBytes + frame_len_);
         } else {
             // Every buffer of a Linux driver has the same size: the frame
             // would fit no other either. The buffer goes back empty (the
             // driver counts a length error), so no chain stays popped
             // between handlers, where a checkpoint would find it in flight.
-            add(stats_.rx_dropped, 1);
+            bump(stats_.rx_dropped);
             if (log::worth_logging(stats_.rx_dropped.load(std::memory_order_relaxed)))
                 log::warn("{}: a {}-byte frame from the tap does not fit the guest's {}-byte "
                           "receive buffer: dropped (raise the guest's buffers or lower the "
@@ -327,15 +322,15 @@ void NetIoThread::send(const DescriptorChain& chain) {
     if (r < 0) {
         // A tap that is down, or full (EAGAIN): the frame is dropped, as a
         // NIC whose link is down drops it. The guest's stack retransmits.
-        add(stats_.tx_errors, 1);
+        bump(stats_.tx_errors);
         const uint64_t errors = stats_.tx_errors.load(std::memory_order_relaxed);
         if (log::worth_logging(errors))
             log::warn("{}: sending a {}-byte frame failed: {} (dropped; failed sends so far: {})",
                       name_, len, std::strerror(errno), errors);
         return;
     }
-    add(stats_.tx_frames, 1);
-    add(stats_.tx_bytes, len);
+    bump(stats_.tx_frames);
+    bump(stats_.tx_bytes, len);
 }
 
 // The completion order of DESIGN.md "The two seeds": used elements, the
@@ -343,19 +338,14 @@ void NetIoThread::send(const DescriptorChain& chain) {
 // The quiesce signal is blocked throughout (the thread opens it only at
 // park points), so a checkpoint sees all of it or none.
 void NetIoThread::publish(Queue& q) {
-    if (q.vq.pending_used() == 0) return;
-    const auto batch = q.vq.write_used_elements();
-    q.region.link_batch(batch);
-    q.vq.publish_used_idx();
-    q.region.clear_batch(batch, q.vq.state().next_used);
-    if (q.vq.needs_interrupt()) {
-        add(stats_.interrupts, 1);
+    if (q.region.publish_batch(q.vq)) {
+        bump(stats_.interrupts);
         signals_.used_buffer_notification();
     }
 }
 
 void NetIoThread::count_bad(std::string_view why, uint16_t head, std::string_view queue) {
-    add(stats_.bad_requests, 1);
+    bump(stats_.bad_requests);
     const uint64_t n = stats_.bad_requests.load(std::memory_order_relaxed);
     if (log::worth_logging(n))
         log::warn("{}: {} chain {} refused: {}; completed with no bytes (bad requests so far: {})",

@@ -159,12 +159,7 @@ uint32_t VirtioRng::fill(const DescriptorChain& chain) {
 // It runs inside one MMIO exit, so a checkpoint sees all of it or none.
 void VirtioRng::publish() {
     auto& r = *running_;
-    if (r.queue.pending_used() == 0) return;
-    const auto batch = r.queue.write_used_elements();
-    r.region->link_batch(batch);
-    r.queue.publish_used_idx();
-    r.region->clear_batch(batch, r.queue.state().next_used);
-    if (r.queue.needs_interrupt()) { // §2.7.10: once per batch
+    if (r.region->publish_batch(r.queue)) { // §2.7.10: once per batch
         interrupts_.fetch_add(1, std::memory_order_relaxed);
         r.signals->used_buffer_notification();
     }

@@ -258,4 +258,13 @@ InflightRecovery InflightRegion::recover(const GuestMemory& mem, const QueueStat
     return r;
 }
 
+bool InflightRegion::publish_batch(Virtqueue& queue) {
+    if (queue.pending_used() == 0) return false;
+    const auto batch = queue.write_used_elements();
+    link_batch(batch);
+    queue.publish_used_idx();
+    clear_batch(batch, queue.state().next_used);
+    return queue.needs_interrupt();
+}
+
 } // namespace ember

@@ -110,6 +110,13 @@ class InflightRegion final {
     // After used.idx was release-stored: clear each entry of the batch, then
     // store the header's used_idx.
     void clear_batch(std::span<const virtio::VirtqUsedElem> batch, uint16_t used_idx);
+    // The whole completion of `queue`'s pending used elements, in the order
+    // of DESIGN.md "The two seeds": used elements, link_batch, used.idx,
+    // clear_batch. Returns whether the driver wants an interrupt for it
+    // (§2.7.10), which the caller then raises, last; false when nothing was
+    // pending. (The disk's I/O thread spells the steps out: it has fault
+    // points between them.)
+    bool publish_batch(Virtqueue& queue);
 
     // --- Readers (quiesced) ----------------------------------------------------------
     InflightHeader header() const noexcept;

@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -33,6 +34,14 @@ inline int dup_or_throw(int fd, std::string_view what) {
 inline void drain_eventfd(int fd) noexcept {
     uint64_t v = 0;
     [[maybe_unused]] auto n = ::read(fd, &v, sizeof v);
+}
+
+// Adds `n` to a counter only one I/O thread writes (a device's successor
+// thread starts after the join): a load and a store, no locked
+// read-modify-write on a path passed once per request or frame. Readers on
+// other threads see it with relaxed loads.
+inline void bump(std::atomic<uint64_t>& counter, uint64_t n = 1) noexcept {
+    counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
 }
 
 // Runs `describe` on the thread that runs `io` (its state is its own) and
