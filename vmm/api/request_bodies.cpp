@@ -339,6 +339,25 @@ SnapshotCreate parse_snapshot_create(std::string_view body) {
     return s;
 }
 
+namespace {
+// The entries of an optional list field of PUT /snapshot/load (`key`), each
+// an object read by `entry` (which calls finish() on it).
+template <class Entry>
+void each_override(JsonFields& f, std::string_view key, std::string_view what, Entry&& entry) {
+    const auto* list = f.optional_value(key);
+    if (list == nullptr) return;
+    if (!list->is_array())
+        throw ApiError(
+            fmt::format("{}: {} must be an array, not {}", what, key, list->type_name()));
+    for (const auto& item : *list) {
+        if (!item.is_object())
+            throw ApiError(fmt::format("{}: each {} entry must be an object", what, key));
+        JsonFields o(item, fmt::format("{} {}", what, key));
+        entry(o);
+    }
+}
+} // namespace
+
 SnapshotLoad parse_snapshot_load(std::string_view body) {
     constexpr std::string_view what = "PUT /snapshot/load";
     const auto json = parse_json_object(body, what);
@@ -368,45 +387,27 @@ SnapshotLoad parse_snapshot_load(std::string_view body) {
     only_false(f, "enable_diff_snapshots", "ember writes full checkpoints only");
     only_false(f, "track_dirty_pages", "ember writes full checkpoints only");
     only_false(f, "clock_realtime", "kvmclock resumes from the checkpoint");
-    if (const auto* overrides = f.optional_value("network_overrides")) {
-        if (!overrides->is_array())
-            throw ApiError(fmt::format("{}: network_overrides must be an array, not {}", what,
-                                       overrides->type_name()));
-        for (const auto& item : *overrides) {
-            if (!item.is_object())
-                throw ApiError(
-                    fmt::format("{}: each network_overrides entry must be an object", what));
-            JsonFields o(item, fmt::format("{} network_overrides", what));
-            auto id = o.required_string("iface_id");
-            auto tap = o.required_string("host_dev_name");
-            o.finish();
-            if (auto why = tap_name_problem(tap))
-                throw ApiError(fmt::format("{}: network_overrides {}: {}", what, id, *why));
-            if (!s.net_overrides.emplace(id, tap).second)
-                throw ApiError(
-                    fmt::format("{}: network_overrides names interface '{}' twice", what, id));
-        }
-    }
+    each_override(f, "network_overrides", what, [&](JsonFields& o) {
+        auto id = o.required_string("iface_id");
+        auto tap = o.required_string("host_dev_name");
+        o.finish();
+        if (auto why = tap_name_problem(tap))
+            throw ApiError(fmt::format("{}: network_overrides {}: {}", what, id, *why));
+        if (!s.net_overrides.emplace(id, tap).second)
+            throw ApiError(
+                fmt::format("{}: network_overrides names interface '{}' twice", what, id));
+    });
     if (f.optional_value("vsock_override"))
         throw ApiError(fmt::format("{}: vsock_override: ember has no vsock device", what));
-    if (const auto* overrides = f.optional_value("drive_overrides")) {
-        if (!overrides->is_array())
-            throw ApiError(fmt::format("{}: drive_overrides must be an array, not {}", what,
-                                       overrides->type_name()));
-        for (const auto& item : *overrides) {
-            if (!item.is_object())
-                throw ApiError(
-                    fmt::format("{}: each drive_overrides entry must be an object", what));
-            JsonFields o(item, fmt::format("{} drive_overrides", what));
-            auto id = o.required_string("drive_id");
-            std::filesystem::path path = o.required_string("path_on_host");
-            o.finish();
-            validate_drive_id(id);
-            require_host_file(path, what, "drive_overrides path_on_host");
-            if (!s.drive_overrides.emplace(id, path).second)
-                throw ApiError(fmt::format("{}: drive_overrides names drive '{}' twice", what, id));
-        }
-    }
+    each_override(f, "drive_overrides", what, [&](JsonFields& o) {
+        auto id = o.required_string("drive_id");
+        std::filesystem::path path = o.required_string("path_on_host");
+        o.finish();
+        validate_drive_id(id);
+        require_host_file(path, what, "drive_overrides path_on_host");
+        if (!s.drive_overrides.emplace(id, path).second)
+            throw ApiError(fmt::format("{}: drive_overrides names drive '{}' twice", what, id));
+    });
     f.finish();
     std::error_code ec;
     if (!std::filesystem::is_directory(s.dir, ec))
