@@ -108,6 +108,33 @@ ConfigFile read_config_file(const std::filesystem::path& path, const VmConfig& d
         }
     };
 
+    // A list section (drives, network-interfaces): each entry as the body of
+    // PUT `url` + its id, which is checked before it becomes part of a URL
+    // ("a/b" would be another path) and must be given once (a second PUT
+    // would replace the first entry).
+    const auto put_each = [&](const std::string& key, const nlohmann::json& value,
+                              const std::string& id_key, std::string_view no_id,
+                              const std::string& url, const auto& validate_id) {
+        if (value.is_null()) return;
+        if (!value.is_array()) fail(key, fmt::format("expected a list, found {}", a_type(value)));
+        std::set<std::string> ids;
+        for (size_t i = 0; i < value.size(); ++i) {
+            const auto& entry = value[i];
+            const auto where = fmt::format("{}[{}]", key, i);
+            const auto id = entry.is_object() ? entry.find(id_key) : entry.end();
+            if (id == entry.end() || !id->is_string()) fail(where, no_id);
+            const auto name = id->get<std::string>();
+            try {
+                validate_id(name);
+            } catch (const Error& e) {
+                fail(where, e.what());
+            }
+            if (!ids.insert(name).second)
+                fail(where, fmt::format("{} '{}' is given twice", id_key, name));
+            put(where, url + name, entry);
+        }
+    };
+
     ConfigFile out;
     for (const auto& [key, value] : root.items()) {
         if (key == "boot-source") {
@@ -115,51 +142,13 @@ ConfigFile read_config_file(const std::filesystem::path& path, const VmConfig& d
         } else if (key == "machine-config") {
             if (!value.is_null()) put(key, "/machine-config", value);
         } else if (key == "drives") {
-            if (value.is_null()) continue;
-            if (!value.is_array())
-                fail(key, fmt::format("expected a list, found {}", a_type(value)));
-            std::set<std::string> ids;
-            for (size_t i = 0; i < value.size(); ++i) {
-                const auto& d = value[i];
-                const auto where = fmt::format("drives[{}]", i);
-                const auto id = d.is_object() ? d.find("drive_id") : d.end();
-                if (id == d.end() || !id->is_string())
-                    fail(where, "every drive needs a \"drive_id\" string");
-                const auto name = id->get<std::string>();
-                // Checked before it becomes part of a URL ("a/b" would be
-                // another path); a second PUT would replace the first drive.
-                try {
-                    validate_drive_id(name);
-                } catch (const Error& e) {
-                    fail(where, e.what());
-                }
-                if (!ids.insert(name).second)
-                    fail(where, fmt::format("drive_id '{}' is given twice", name));
-                put(where, "/drives/" + name, d);
-            }
+            put_each(key, value, "drive_id", "every drive needs a \"drive_id\" string", "/drives/",
+                     [](const std::string& id) { validate_drive_id(id); });
         } else if (key == "network-interfaces") {
-            if (value.is_null()) continue;
-            if (!value.is_array())
-                fail(key, fmt::format("expected a list, found {}", a_type(value)));
-            std::set<std::string> ids;
-            for (size_t i = 0; i < value.size(); ++i) {
-                const auto& n = value[i];
-                const auto where = fmt::format("network-interfaces[{}]", i);
-                const auto id = n.is_object() ? n.find("iface_id") : n.end();
-                if (id == n.end() || !id->is_string())
-                    fail(where, "every interface needs an \"iface_id\" string");
-                const auto name = id->get<std::string>();
-                // Checked before it becomes part of a URL; a second PUT
-                // would replace the first interface.
-                try {
-                    check_net_spec(NetSpec{name, "tap", std::nullopt});
-                } catch (const Error& e) {
-                    fail(where, e.what());
-                }
-                if (!ids.insert(name).second)
-                    fail(where, fmt::format("iface_id '{}' is given twice", name));
-                put(where, "/network-interfaces/" + name, n);
-            }
+            put_each(key, value, "iface_id", "every interface needs an \"iface_id\" string",
+                     "/network-interfaces/", [](const std::string& id) {
+                         check_net_spec(NetSpec{id, "tap", std::nullopt});
+                     });
         } else if (key == "entropy") {
             if (!value.is_null()) put(key, "/entropy", value);
         } else if (key == "logger" || key == "metrics") {
