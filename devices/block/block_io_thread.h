@@ -38,9 +38,9 @@
 
 #include "devices/block/block_disk.h"
 #include "devices/block/block_request.h"
-#include "devices/block/disk_rate_limit.h"
 #include "devices/block/io_engine.h"
 #include "devices/virtio/inflight_region.h"
+#include "devices/virtio/live_rate_limit.h"
 #include "devices/virtio/quiesce.h"
 #include "devices/virtio/virtio_device.h"
 #include "devices/virtio/virtqueue.h"
@@ -96,7 +96,7 @@ class BlockIoThread final {
         const cpu_set_t& default_cpus;         // without iothread-cpu=: where the thread may run
         // The disk's rate limit (maybe none). It outlives this thread (the
         // device keeps it, so a reset does not refill it).
-        DiskRateLimit& rate_limit;
+        LiveRateLimit& rate_limit;
     };
     // Sets up the engine (io_uring, or sync as asked or as fallback) and
     // starts the thread. Throws ember::Error.
@@ -194,7 +194,7 @@ class BlockIoThread final {
     // Rate limiting: at most one chain is held back (popped and marked in
     // flight, so a checkpoint resubmits it); while it is, nothing more is
     // popped, and the timer brings it back.
-    DiskRateLimit& rate_limit_;
+    LiveRateLimit& rate_limit_;
     DescriptorChain held_;
     RequestCost held_cost_{};
     bool holding_{false};

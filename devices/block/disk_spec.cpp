@@ -9,28 +9,14 @@
 namespace ember {
 
 namespace {
-// bw=, iops= and their bursts: a whole number above 0; byte counts may end
-// in K, M, G or T (powers of 1024).
+// bw=, iops= and their bursts (parse_rate_count).
 uint64_t parse_rate(std::string_view text, std::string_view key, std::string_view value,
                     bool bytes) {
-    uint64_t n = 0;
-    const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
-    std::string_view rest(end, static_cast<size_t>(value.data() + value.size() - end));
-    unsigned shift = 0;
-    if (bytes && rest.size() == 1) {
-        const auto unit = std::string_view("KMGT").find(rest[0]);
-        if (unit != std::string_view::npos) {
-            shift = 10 * static_cast<unsigned>(unit + 1);
-            rest = {};
-        }
-    }
-    const bool fits = ec == std::errc{} && n <= (kMaxBucketTokens >> shift);
-    if (value.empty() || end == value.data() || !rest.empty() || !fits || n == 0)
-        throw DiskSpecError(
-            fmt::format("disk '{}': {} '{}' is not {} from 1 to {}{}", text, key, value,
-                        bytes ? "a number of bytes" : "a number of requests", kMaxBucketTokens,
-                        bytes ? " (K, M, G and T multiply by powers of 1024)" : ""));
-    return n << shift;
+    if (const auto n = parse_rate_count(value, bytes)) return *n;
+    throw DiskSpecError(fmt::format("disk '{}': {} '{}' is not {} from 1 to {}{}", text, key, value,
+                                    bytes ? "a number of bytes" : "a number of requests",
+                                    kMaxBucketTokens,
+                                    bytes ? " (K, M, G and T multiply by powers of 1024)" : ""));
 }
 } // namespace
 

@@ -8,7 +8,7 @@
 #include <string>
 #include <string_view>
 
-#include "devices/block/rate_limiter.h"
+#include "devices/virtio/rate_limiter.h"
 #include "vmm/errors.h"
 
 namespace ember {

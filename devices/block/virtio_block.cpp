@@ -132,7 +132,7 @@ IoRecovery VirtioBlock::restart_io() {
 }
 
 std::optional<RateLimitFill>
-VirtioBlock::rate_limit_fill(DiskRateLimit::Clock::time_point now) const {
+VirtioBlock::rate_limit_fill(LiveRateLimit::Clock::time_point now) const {
     // A request held back was not charged, and a restore resubmits it
     // without asking the buckets: its cost comes out of the saved fill, so
     // a checkpoint lends the guest nothing.

@@ -84,7 +84,7 @@ class VirtioBlock final : public VirtioDevice {
     RateLimit rate_limit() const { return rate_limit_.current(); }
     // The buckets' fill for a checkpoint (quiesced or not running; empty:
     // full) and back on a restore (before the I/O thread runs).
-    std::optional<RateLimitFill> rate_limit_fill(DiskRateLimit::Clock::time_point now) const;
+    std::optional<RateLimitFill> rate_limit_fill(LiveRateLimit::Clock::time_point now) const;
     void restore_rate_limit_fill(const RateLimitFill& fill) { rate_limit_.restore_fill(fill); }
 
   private:
@@ -97,7 +97,7 @@ class VirtioBlock final : public VirtioDevice {
     BlockStats stats_;
     // The disk's rate limit (--disk ...,bw=,iops=), kept by the device so
     // that a reset or a restarted I/O thread does not refill it.
-    DiskRateLimit rate_limit_;
+    LiveRateLimit rate_limit_;
     QueueObserver* observer_{nullptr};
     IoEngineFactory engine_factory_;
     // Where an I/O thread without iothread-cpu= may run: the mask of the

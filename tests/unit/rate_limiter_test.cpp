@@ -3,8 +3,8 @@
 // together (a request one refuses takes nothing from the other).
 #include <doctest/doctest.h>
 
-#include "devices/block/disk_rate_limit.h"
-#include "devices/block/rate_limiter.h"
+#include "devices/virtio/live_rate_limit.h"
+#include "devices/virtio/rate_limiter.h"
 
 using namespace ember;
 using namespace std::chrono_literals;
@@ -188,10 +188,10 @@ TEST_CASE("rate limiter: fills that no bucket of the limit can hold are named") 
 }
 
 TEST_CASE("disk rate limit: the fill a checkpoint reads, and a restore puts back") {
-    DiskRateLimit none(RateLimit{});
+    LiveRateLimit none(RateLimit{});
     CHECK_FALSE(none.fill(Clock::now()).has_value()); // no buckets: nothing to save
     const RateLimit limit{std::nullopt, TokenBucketSpec{3, 0, 3'600'000}};
-    DiskRateLimit d(limit);
+    LiveRateLimit d(limit);
     REQUIRE(d.limiter() != nullptr);
     CHECK(d.limiter()->take(1, 0, Clock::now()).count() == 0);
     const auto saved = d.fill(Clock::now());
@@ -203,7 +203,7 @@ TEST_CASE("disk rate limit: the fill a checkpoint reads, and a restore puts back
     CHECK_FALSE(d.fill(Clock::now()).has_value());
 
     // A restored disk's buckets hold the fill: two requests, not three.
-    DiskRateLimit r(limit);
+    LiveRateLimit r(limit);
     r.restore_fill(*saved);
     RateLimiter* l = r.limiter();
     REQUIRE(l != nullptr);
@@ -211,7 +211,7 @@ TEST_CASE("disk rate limit: the fill a checkpoint reads, and a restore puts back
     CHECK(l->take(1, 0, Clock::now()).count() == 0);
     CHECK(l->take(1, 0, Clock::now()).count() > 0);
     // A fill that does not fit the limit is refused, naming the limit.
-    DiskRateLimit bad(limit);
+    LiveRateLimit bad(limit);
     CHECK_THROWS_WITH(bad.restore_fill({std::nullopt, TokenBucketFill{4, 0, 0}}),
                       "rate limit (3 requests per 3600000 ms): ops bucket: its budget 4 is "
                       "more than its size 3");

@@ -1,4 +1,4 @@
-#include "devices/block/disk_rate_limit.h"
+#include "devices/virtio/live_rate_limit.h"
 
 #include <fmt/format.h>
 
@@ -6,11 +6,11 @@
 
 namespace ember {
 
-DiskRateLimit::DiskRateLimit(const RateLimit& limit) : limit_(limit) {
+LiveRateLimit::LiveRateLimit(const RateLimit& limit) : limit_(limit) {
     if (limit.enabled()) limiter_.emplace(limit, Clock::now());
 }
 
-void DiskRateLimit::replace(const RateLimit& limit) {
+void LiveRateLimit::replace(const RateLimit& limit) {
     {
         std::lock_guard lock(mu_);
         limit_ = limit;
@@ -21,12 +21,12 @@ void DiskRateLimit::replace(const RateLimit& limit) {
     update_.signal();
 }
 
-RateLimit DiskRateLimit::current() const {
+RateLimit LiveRateLimit::current() const {
     std::lock_guard lock(mu_);
     return limit_;
 }
 
-std::optional<RateLimitFill> DiskRateLimit::fill(Clock::time_point now, uint64_t ops,
+std::optional<RateLimitFill> LiveRateLimit::fill(Clock::time_point now, uint64_t ops,
                                                  uint64_t bytes) const {
     // Acquire: pairs with the release in replace(). The I/O thread's side
     // (applied_, limiter_) is stable: it is parked or gone.
@@ -34,7 +34,7 @@ std::optional<RateLimitFill> DiskRateLimit::fill(Clock::time_point now, uint64_t
     return limiter_->fill(now, ops, bytes);
 }
 
-void DiskRateLimit::restore_fill(const RateLimitFill& fill) {
+void LiveRateLimit::restore_fill(const RateLimitFill& fill) {
     std::lock_guard lock(mu_);
     if (auto problem = fill_problem(limit_, fill))
         throw Error(fmt::format("rate limit ({}): {}", describe(limit_), *problem));
@@ -45,11 +45,11 @@ void DiskRateLimit::restore_fill(const RateLimitFill& fill) {
         limiter_.reset();
 }
 
-void DiskRateLimit::charge(uint64_t ops, uint64_t bytes) {
+void LiveRateLimit::charge(uint64_t ops, uint64_t bytes) {
     if (RateLimiter* l = limiter()) l->charge(ops, bytes, Clock::now());
 }
 
-RateLimiter* DiskRateLimit::limiter() {
+RateLimiter* LiveRateLimit::limiter() {
     // Acquire: pairs with the release in replace().
     if (generation_.load(std::memory_order_acquire) != applied_) [[unlikely]] {
         std::lock_guard lock(mu_);

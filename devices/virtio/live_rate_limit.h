@@ -1,7 +1,8 @@
-// A disk's rate limit as its device keeps it: the buckets, used by the disk's
-// I/O thread (one at a time: a successor starts after the join), and a new
-// limit that another thread may hand in while the VM runs (PATCH /drives,
-// libember's Vm::set_rate_limit). The I/O thread takes a new limit before
+// A rate limit as its device keeps it (a disk's, or one direction of a
+// network device's): the buckets, used by the device's I/O thread (one at a
+// time: a successor starts after the join), and a new limit that another
+// thread may hand in while the VM runs (PATCH /drives, PATCH
+// /network-interfaces, libember). The I/O thread takes a new limit before
 // its next request, or at once through update_fd() when it holds a request
 // back under the old one.
 #pragma once
@@ -12,15 +13,15 @@
 #include <mutex>
 #include <optional>
 
-#include "devices/block/rate_limiter.h"
+#include "devices/virtio/rate_limiter.h"
 #include "vmm/unique_fd.h"
 
 namespace ember {
 
-class DiskRateLimit final {
+class LiveRateLimit final {
   public:
     using Clock = RateLimiter::Clock;
-    explicit DiskRateLimit(const RateLimit& limit);
+    explicit LiveRateLimit(const RateLimit& limit);
 
     // Any thread. The new limit's buckets start full (as a new disk's do).
     void replace(const RateLimit& limit);

@@ -1,5 +1,6 @@
-// A disk's rate limiter: two token buckets, one of bytes and one of requests,
-// with the meaning of Firecracker's drive "rate_limiter" (`size` tokens when
+// A rate limiter: two token buckets, one of bytes and one of requests (a
+// disk's) or frames (a network device's), with the meaning of Firecracker's
+// "rate_limiter" objects (`size` tokens when
 // full, refilled from empty to full in `refill_time` ms, and a
 // `one_time_burst` of extra tokens at the start that is never refilled), so
 // the same numbers limit a disk the same way in both.
@@ -12,6 +13,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace ember {
 
@@ -32,6 +34,12 @@ struct RateLimit {
     bool enabled() const noexcept { return bandwidth || ops; }
     bool operator==(const RateLimit&) const = default;
 };
+
+// A command line's rate or burst (bw=, iops=, rx-bw=, ...): a whole number
+// from 1 to kMaxBucketTokens; with `bytes`, it may end in K, M, G or T
+// (powers of 1024). Empty when `value` is not one; the caller's message
+// names the option.
+std::optional<uint64_t> parse_rate_count(std::string_view value, bool bytes);
 
 // Empty when the bucket is usable; otherwise what is wrong with it, for a
 // message that names where it came from.

@@ -1,10 +1,29 @@
-#include "devices/block/rate_limiter.h"
+#include "devices/virtio/rate_limiter.h"
 
 #include <algorithm>
+#include <charconv>
 
 #include <fmt/format.h>
 
 namespace ember {
+
+std::optional<uint64_t> parse_rate_count(std::string_view value, bool bytes) {
+    uint64_t n = 0;
+    const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+    std::string_view rest(end, static_cast<size_t>(value.data() + value.size() - end));
+    unsigned shift = 0;
+    if (bytes && rest.size() == 1) {
+        const auto unit = std::string_view("KMGT").find(rest[0]);
+        if (unit != std::string_view::npos) {
+            shift = 10 * static_cast<unsigned>(unit + 1);
+            rest = {};
+        }
+    }
+    const bool fits = ec == std::errc{} && n <= (kMaxBucketTokens >> shift);
+    if (value.empty() || end == value.data() || !rest.empty() || !fits || n == 0)
+        return std::nullopt;
+    return n << shift;
+}
 
 namespace {
 __extension__ using u128 = unsigned __int128; // -Wpedantic: a GCC and Clang extension
