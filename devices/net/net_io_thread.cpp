@@ -26,16 +26,20 @@ constexpr unsigned kBudget = 64;
 } // namespace
 
 NetIoThread::NetIoThread(const Params& p)
-    : mem_(p.memory), name_(p.name), signals_(p.signals),
-      stats_(p.stats), rx_{Virtqueue(p.memory, p.rx), p.rx_region}, tx_{Virtqueue(p.memory, p.tx),
-                                                                        p.tx_region},
+    : mem_(p.memory), name_(p.name), signals_(p.signals), stats_(p.stats), rx_limit_(p.rx_limit),
+      tx_limit_(p.tx_limit), rx_{Virtqueue(p.memory, p.rx), p.rx_region}, tx_{Virtqueue(p.memory,
+                                                                                        p.tx),
+                                                                              p.tx_region},
       frame_(kMaxFrame), rx_resubmit_(p.rx_resubmit.begin(), p.rx_resubmit.end()),
       tx_resubmit_(p.tx_resubmit.begin(), p.tx_resubmit.end()), quiesce_(MaskingMode::sigmask),
       backend_sd_(io_, dup_or_throw(p.backend_fd, "tap")),
       rx_notify_sd_(io_, dup_or_throw(p.rx_notify_fd, "receiveq notify eventfd")),
       tx_notify_sd_(io_, dup_or_throw(p.tx_notify_fd, "transmitq notify eventfd")),
       stop_sd_(io_, dup_or_throw(stop_event_.fd(), "stop eventfd")),
-      wake_sd_(io_, dup_or_throw(quiesce_.wake_fd(), "quiesce wake eventfd")) {
+      wake_sd_(io_, dup_or_throw(quiesce_.wake_fd(), "quiesce wake eventfd")),
+      rx_limit_sd_(io_, dup_or_throw(p.rx_limit.update_fd(), "receive rate limit eventfd")),
+      tx_limit_sd_(io_, dup_or_throw(p.tx_limit.update_fd(), "transmit rate limit eventfd")),
+      rx_timer_(io_), tx_timer_(io_) {
     if (p.rx_region.queue_size() != p.rx.size || p.tx_region.queue_size() != p.tx.size)
         throw Error(fmt::format("{}: in-flight regions do not match the queues", name_));
     thread_ = quiesce_.spawn([this] { run(); });
@@ -69,6 +73,8 @@ void NetIoThread::run() noexcept {
         arm_kick(rx_notify_sd_, rx_kicks_, rx_, &NetIoThread::receive);
         arm_kick(tx_notify_sd_, tx_kicks_, tx_, &NetIoThread::transmit);
         arm_wake();
+        arm_limit_update(rx_limit_sd_);
+        arm_limit_update(tx_limit_sd_);
         resubmit(rx_resubmit_, tx_resubmit_);
         // Buffers may have been made available before the first kick, and
         // frames may be waiting in the tap.
@@ -95,9 +101,13 @@ std::string NetIoThread::describe(std::chrono::milliseconds timeout) {
         io_,
         [this] {
             return fmt::format("receiveq {}; transmitq {}; wakeups: {} receive kicks, {} transmit "
-                               "kicks, {} backend; a frame {}waiting for a buffer",
+                               "kicks, {} backend; a frame {}waiting for {}{}",
                                rx_.vq.describe(), tx_.vq.describe(), rx_kicks_, tx_kicks_,
-                               backend_wakeups_, frame_waiting_ ? "" : "not ");
+                               backend_wakeups_, frame_waiting_ ? "" : "not ",
+                               rx_throttled_ ? "the receive rate limit" : "a buffer",
+                               tx_holding_ ? fmt::format("; the transmit rate limit holds head {}",
+                                                         held_tx_.head())
+                                           : std::string());
         },
         timeout, "the net I/O thread", "parked or gone");
 }
@@ -140,6 +150,53 @@ void NetIoThread::arm_backend() {
                            });
 }
 
+// A new limit (PATCH /network-interfaces, libember): what waits under the
+// old one asks the new one at once.
+void NetIoThread::arm_limit_update(asio::posix::stream_descriptor& sd) {
+    sd.async_wait(asio::posix::stream_descriptor::wait_read,
+                  [this, &sd](const std::error_code& ec) {
+                      if (ec) return;
+                      drain_eventfd(sd.native_handle());
+                      if (&sd == &rx_limit_sd_ && rx_throttled_) {
+                          rx_timer_.cancel(); // its handler sees the abort
+                          rx_throttled_ = false;
+                          serve(rx_, &NetIoThread::receive);
+                      } else if (&sd == &tx_limit_sd_ && tx_holding_) {
+                          tx_timer_.cancel();
+                          serve(tx_, &NetIoThread::transmit);
+                      }
+                      arm_limit_update(sd);
+                  });
+}
+
+std::chrono::nanoseconds NetIoThread::ask(LiveRateLimit& limit, uint64_t bytes) {
+    RateLimiter* limiter = limit.limiter(); // null: no limit (one atomic load)
+    return limiter ? limiter->take(1, bytes, std::chrono::steady_clock::now())
+                   : std::chrono::nanoseconds{0};
+}
+
+// The waiting frame waits for the receive buckets; the tap is not read
+// meanwhile (arm_backend), so the host's side queues, then drops, as it
+// would for a slow NIC.
+void NetIoThread::throttle_rx(std::chrono::nanoseconds wait) {
+    rx_throttled_ = true;
+    bump(stats_.rx_throttled);
+    rx_timer_.expires_after(wait);
+    rx_timer_.async_wait([this](const std::error_code& ec) {
+        if (ec) return;
+        rx_throttled_ = false;
+        serve(rx_, &NetIoThread::receive);
+    });
+}
+
+void NetIoThread::throttle_tx(std::chrono::nanoseconds wait) {
+    bump(stats_.tx_throttled);
+    tx_timer_.expires_after(wait);
+    tx_timer_.async_wait([this](const std::error_code& ec) {
+        if (!ec) serve(tx_, &NetIoThread::transmit);
+    });
+}
+
 void NetIoThread::arm_wake() {
     wake_sd_.async_wait(asio::posix::stream_descriptor::wait_read,
                         [this](const std::error_code& ec) {
@@ -150,30 +207,37 @@ void NetIoThread::arm_wake() {
                         });
 }
 
-// What a region says was in flight (after a restore): nothing, from one of
-// ember's checkpoints (header). From elsewhere: a receive buffer comes back
-// empty, which the driver drops as a short frame; a transmit chain was sent
-// when it was marked, so it is completed, not sent twice.
+// What a region says was in flight (after a restore). From one of ember's
+// checkpoints: at most the transmit chain the rate limit held (header),
+// which was not sent: it is sent now, without asking the buckets (its cost
+// is in the fill the checkpoint saved). A receive chain is never in flight
+// between handlers; one from elsewhere comes back empty, which the driver
+// drops as a short frame.
 void NetIoThread::resubmit(std::span<const uint16_t> rx, std::span<const uint16_t> tx) {
     for (auto* q : {&rx_, &tx_}) {
         const auto heads = q == &rx_ ? rx : tx;
         if (heads.empty()) continue;
         try {
-            for (uint16_t head : heads)
-                q->vq.add_used(q->vq.resubmit(head), 0);
+            for (uint16_t head : heads) {
+                DescriptorChain chain = q->vq.resubmit(head);
+                if (q == &tx_) send(chain);
+                q->vq.add_used(std::move(chain), 0);
+            }
         } catch (const VirtqueueError& e) {
             ring_broken(*q, e);
             continue;
         }
-        log::debug("{}: {} {} chains in flight at the checkpoint completed empty", name_,
-                   heads.size(), q == &rx_ ? "receive" : "transmit");
+        log::debug("{}: {} {} chains in flight at the checkpoint {}", name_, heads.size(),
+                   q == &rx_ ? "receive" : "transmit",
+                   q == &rx_ ? "completed empty" : "sent and completed");
         publish(*q);
     }
 }
 
 void NetIoThread::receive() {
     auto& q = rx_.vq;
-    if (q.broken()) return;
+    // Throttled: the waiting frame goes when rx_timer_ fires, not at a kick.
+    if (q.broken() || rx_throttled_) return;
     // Until nothing more can be done now (no frame, or no buffer), or the
     // budget is spent: then the rest waits for the other handlers' turn,
     // without waiting for a kick the guest may never send (with EVENT_IDX it
@@ -197,6 +261,15 @@ void NetIoThread::receive() {
             }
             frame_len_ = static_cast<size_t>(got);
             frame_waiting_ = true;
+            frame_admitted_ = false;
+        }
+        if (!frame_admitted_) {
+            if (const auto wait = ask(rx_limit_, frame_len_); wait.count() != 0) {
+                throttle_rx(wait);
+                idle = true;
+                break;
+            }
+            frame_admitted_ = true;
         }
         if (!q.pop(chain_)) {
             // EVENT_IDX: ask for a kick past what we saw; buffers that
@@ -234,8 +307,10 @@ void NetIoThread::receive() {
         }
         q.add_used(std::move(chain_), written);
         frame_waiting_ = false;
+        frame_admitted_ = false;
     }
     publish(rx_);
+    if (rx_throttled_) return; // rx_timer_ resumes
     if (!idle) {
         asio::post(io_, [this] { serve(rx_, &NetIoThread::receive); });
         return;
@@ -270,11 +345,24 @@ bool NetIoThread::deliver(const DescriptorChain& chain) {
 void NetIoThread::transmit() {
     auto& q = tx_.vq;
     if (q.broken()) return;
+    // The ring waits behind a held chain: frames leave in the guest's order.
+    if (tx_holding_ && !release_held_tx()) return;
     DescriptorChain chain;
     unsigned n = 0;
     for (;;) {
         while (n < kBudget && q.pop(chain)) {
             tx_.region.mark_popped(q, chain.head());
+            // A chain send() refuses costs nothing: it reaches no host.
+            if (const uint64_t bytes = frame_bytes(chain); bytes != 0) {
+                if (const auto wait = ask(tx_limit_, bytes); wait.count() != 0) {
+                    std::swap(held_tx_, chain); // both keep their storage
+                    held_tx_bytes_ = bytes;
+                    tx_holding_ = true;
+                    throttle_tx(wait);
+                    publish(tx_); // what went before it
+                    return;
+                }
+            }
             send(chain);
             q.add_used(std::move(chain), 0);
             ++n;
@@ -289,12 +377,30 @@ void NetIoThread::transmit() {
     publish(tx_);
 }
 
+bool NetIoThread::release_held_tx() {
+    if (const auto wait = ask(tx_limit_, held_tx_bytes_); wait.count() != 0) {
+        throttle_tx(wait); // early, or under a new limit
+        return false;
+    }
+    tx_holding_ = false;
+    send(held_tx_);
+    tx_.vq.add_used(std::move(held_tx_), 0);
+    return true;
+}
+
+uint64_t NetIoThread::frame_bytes(const DescriptorChain& chain) {
+    if (!chain.valid() || chain.writable_bytes() != 0 ||
+        chain.readable_bytes() < kHeaderBytes + kMinFrame ||
+        chain.readable_bytes() - kHeaderBytes > kMaxFrame)
+        return 0;
+    return chain.readable_bytes() - kHeaderBytes;
+}
+
 // The guest's header is skipped, not passed on (tap.h): the frame is what
 // follows its first 12 bytes.
 void NetIoThread::send(const DescriptorChain& chain) {
-    if (!chain.valid() || chain.writable_bytes() != 0 ||
-        chain.readable_bytes() < kHeaderBytes + kMinFrame ||
-        chain.readable_bytes() - kHeaderBytes > kMaxFrame) {
+    const size_t len = frame_bytes(chain);
+    if (len == 0) {
         count_bad(!chain.valid()                ? to_string(chain.error())
                   : chain.writable_bytes() != 0 ? "a device-writable buffer"
                   : chain.readable_bytes() < kHeaderBytes + kMinFrame
@@ -314,7 +420,6 @@ void NetIoThread::send(const DescriptorChain& chain) {
         iov_.push_back({in.data() + skip, in.size() - skip});
         skip = 0;
     }
-    const size_t len = chain.readable_bytes() - kHeaderBytes;
     ssize_t r;
     do
         r = ::writev(backend_sd_.native_handle(), iov_.data(), static_cast<int>(iov_.size()));

@@ -14,12 +14,21 @@
 // not read until the guest kicks receiveq (the tap queues, then drops, what
 // arrives meanwhile, as a NIC with a full ring would). Transmit: every chain
 // is sent as it is popped, then the batch published.
+//
+// Rate limits (rx_limit, tx_limit): a received frame is charged when it is
+// read; one the receive buckets lack tokens for waits in the bounce buffer,
+// and the tap is not read, until they refill. A frame to send is charged
+// when its chain is popped; one the transmit buckets lack tokens for is
+// held, popped and marked in flight, until they refill, and the transmit
+// ring waits behind it. That held chain is the only chain a checkpoint can
+// find in flight: a restore sends it.
 #pragma once
 
 #include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
@@ -28,7 +37,10 @@
 #include <asio/io_context.hpp>
 #include <asio/posix/stream_descriptor.hpp>
 
+#include <asio/steady_timer.hpp>
+
 #include "devices/virtio/inflight_region.h"
+#include "devices/virtio/live_rate_limit.h"
 #include "devices/virtio/quiesce.h"
 #include "devices/virtio/virtio_device.h"
 #include "devices/virtio/virtqueue.h"
@@ -49,6 +61,9 @@ struct NetStats {
     // with no bytes (receive) or not sent (transmit).
     std::atomic<uint64_t> bad_requests{0};
     std::atomic<uint64_t> interrupts{0};
+    // Times a frame waited for the rate limit's buckets to refill.
+    std::atomic<uint64_t> rx_throttled{0};
+    std::atomic<uint64_t> tx_throttled{0};
 };
 
 class NetIoThread final {
@@ -76,6 +91,10 @@ class NetIoThread final {
         InflightRegion& tx_region;
         std::span<const uint16_t> rx_resubmit; // in flight at a checkpoint
         std::span<const uint16_t> tx_resubmit;
+        // Kept by the device, so a reset does not refill them; a resubmitted
+        // transmit chain was charged when it was held (held_tx_bytes()).
+        LiveRateLimit& rx_limit;
+        LiveRateLimit& tx_limit;
     };
     explicit NetIoThread(const Params& p); // starts the thread; throws ember::Error
     ~NetIoThread();
@@ -91,6 +110,12 @@ class NetIoThread final {
     void unquiesce() noexcept { quiesce_.unpark(); }
     // Both queues and the backend in one line; asked of the thread itself.
     std::string describe(std::chrono::milliseconds timeout = std::chrono::seconds(1));
+    // The frame bytes of the transmit chain the rate limit holds back, if
+    // one is held: for a checkpoint's fill (the restore sends it without
+    // asking). Only while the thread is parked or stopped.
+    std::optional<uint64_t> held_tx_bytes() const noexcept {
+        return tx_holding_ ? std::optional<uint64_t>(held_tx_bytes_) : std::nullopt;
+    }
 
   private:
     struct Abandoned {};
@@ -109,11 +134,21 @@ class NetIoThread final {
     void serve(Queue& q, void (NetIoThread::*work)());
     void arm_backend();
     void arm_wake();
+    void arm_limit_update(asio::posix::stream_descriptor& sd);
+    // Takes one frame of `bytes` from `limit`'s buckets and returns 0, or
+    // takes nothing and returns how long until they should have it.
+    static std::chrono::nanoseconds ask(LiveRateLimit& limit, uint64_t bytes);
+    void throttle_rx(std::chrono::nanoseconds wait);
+    void throttle_tx(std::chrono::nanoseconds wait);
     void resubmit(std::span<const uint16_t> rx, std::span<const uint16_t> tx);
     // Both may throw VirtqueueError (a broken ring).
     void receive();
     void transmit();
     void send(const DescriptorChain& chain);
+    // Sends the held transmit chain when the buckets have it now.
+    bool release_held_tx();
+    // The frame bytes `chain` would send; 0 for a chain send() refuses.
+    static uint64_t frame_bytes(const DescriptorChain& chain);
     // Copies the waiting frame into `chain`; false when it does not fit.
     bool deliver(const DescriptorChain& chain);
     void publish(Queue& q);
@@ -124,11 +159,18 @@ class NetIoThread final {
     const std::string name_;
     DeviceSignals& signals_;
     NetStats& stats_;
+    LiveRateLimit& rx_limit_;
+    LiveRateLimit& tx_limit_;
     Queue rx_;
     Queue tx_;
     std::vector<uint8_t> frame_; // the bounce buffer, kMaxFrame bytes
     size_t frame_len_{0};
     bool frame_waiting_{false}; // frame_ holds a frame no buffer took yet
+    bool frame_admitted_{false}; // ... and the receive rate limit let it in
+    bool rx_throttled_{false};   // the waiting frame waits for rx_timer_
+    DescriptorChain held_tx_;    // popped, marked, waiting for the tx buckets
+    uint64_t held_tx_bytes_{0};
+    bool tx_holding_{false};
     bool backend_armed_{false};
     bool backend_failed_{false}; // a read failed other than with EAGAIN
     DescriptorChain chain_;      // the chain being served (its storage reused)
@@ -145,6 +187,10 @@ class NetIoThread final {
     asio::posix::stream_descriptor tx_notify_sd_;
     asio::posix::stream_descriptor stop_sd_;
     asio::posix::stream_descriptor wake_sd_;
+    asio::posix::stream_descriptor rx_limit_sd_; // a new receive limit came
+    asio::posix::stream_descriptor tx_limit_sd_;
+    asio::steady_timer rx_timer_;
+    asio::steady_timer tx_timer_;
     std::atomic<bool> named_{false};
     std::thread thread_;
 };

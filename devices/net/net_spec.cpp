@@ -42,8 +42,63 @@ std::string format_mac(const MacAddress& m) {
                        m[5]);
 }
 
+namespace {
+constexpr std::string_view kNetUsage =
+    "tap=NAME[,mac=AA:BB:CC:DD:EE:FF][,id=NAME][,rx-bw=BYTES][,rx-ops=N][,tx-bw=BYTES][,tx-ops=N]"
+    ", each rate with an optional -burst";
+
+// rx-bw, rx-ops, tx-bw, tx-ops and their -burst: per second, as a disk's
+// bw= and iops= (rate_limiter.h).
+struct RateOptions {
+    std::optional<uint64_t> value[2][2][2]; // [rx, tx][bw, ops][rate, burst]
+
+    // False when `key` is not one of them.
+    bool take(std::string_view text, std::string_view key, std::string_view value_text) {
+        for (int dir = 0; dir < 2; ++dir)
+            for (int kind = 0; kind < 2; ++kind)
+                for (int burst = 0; burst < 2; ++burst) {
+                    if (key != name(dir, kind, burst)) continue;
+                    auto& slot = value[dir][kind][burst];
+                    if (slot)
+                        throw NetSpecError(
+                            fmt::format("--net {}: option \"{}\" given twice", text, key));
+                    slot = parse_rate_count(value_text, kind == 0);
+                    if (!slot)
+                        throw NetSpecError(fmt::format(
+                            "--net {}: {} \"{}\" is not {} from 1 to {}{}", text, key, value_text,
+                            kind == 0 ? "a number of bytes" : "a number of frames",
+                            kMaxBucketTokens,
+                            kind == 0 ? " (K, M, G and T multiply by powers of 1024)" : ""));
+                    return true;
+                }
+        return false;
+    }
+    void apply(std::string_view text, NetSpec& spec) const {
+        for (int dir = 0; dir < 2; ++dir) {
+            RateLimit& limit = dir == 0 ? spec.rx_limit : spec.tx_limit;
+            for (int kind = 0; kind < 2; ++kind) {
+                const auto& rate = value[dir][kind][0];
+                const auto& burst = value[dir][kind][1];
+                if (!rate && burst)
+                    throw NetSpecError(fmt::format("--net {}: {}= needs {}= (the rate it bursts "
+                                                   "above)",
+                                                   text, name(dir, kind, 1), name(dir, kind, 0)));
+                if (rate)
+                    (kind == 0 ? limit.bandwidth : limit.ops) =
+                        TokenBucketSpec{*rate, burst.value_or(0), 1000};
+            }
+        }
+    }
+    static std::string name(int dir, int kind, int burst) {
+        return fmt::format("{}-{}{}", dir == 0 ? "rx" : "tx", kind == 0 ? "bw" : "ops",
+                           burst ? "-burst" : "");
+    }
+};
+} // namespace
+
 NetSpec parse_net_spec(std::string_view text) {
     NetSpec spec;
+    RateOptions rates;
     bool have_tap = false;
     size_t pos = 0;
     while (pos <= text.size()) {
@@ -56,9 +111,8 @@ NetSpec parse_net_spec(std::string_view text) {
         const std::string_view value =
             eq == std::string_view::npos ? std::string_view() : part.substr(eq + 1);
         if (eq == std::string_view::npos)
-            throw NetSpecError(fmt::format(
-                "--net {}: \"{}\" is not KEY=VALUE (tap=NAME[,mac=AA:BB:CC:DD:EE:FF][,id=NAME])",
-                text, part));
+            throw NetSpecError(
+                fmt::format("--net {}: \"{}\" is not KEY=VALUE ({})", text, part, kNetUsage));
         if (key == "tap") {
             spec.tap = std::string(value);
             have_tap = true;
@@ -71,11 +125,13 @@ NetSpec parse_net_spec(std::string_view text) {
         } else if (key == "id") {
             spec.id = std::string(value);
             if (spec.id.empty()) throw NetSpecError(fmt::format("--net {}: id= is empty", text));
-        } else {
-            throw NetSpecError(
-                fmt::format("--net {}: unknown option \"{}\" (known: tap, mac, id)", text, key));
+        } else if (!rates.take(text, key, value)) {
+            throw NetSpecError(fmt::format("--net {}: unknown option \"{}\" (known: tap, mac, id, "
+                                           "rx-bw, rx-ops, tx-bw, tx-ops, each rate's -burst)",
+                                           text, key));
         }
     }
+    rates.apply(text, spec);
     if (!have_tap)
         throw NetSpecError(
             fmt::format("--net {}: tap=NAME is required (the host's TAP interface)", text));
@@ -99,6 +155,14 @@ void check_net_spec(const NetSpec& spec) {
                     "network device id \"{}\": only letters, digits, '-', '_' and '.' are allowed",
                     spec.id));
     }
+    for (const auto* limit : {&spec.rx_limit, &spec.tx_limit})
+        for (const auto* bucket : {&limit->bandwidth, &limit->ops})
+            if (*bucket)
+                if (auto problem = bucket_problem(**bucket))
+                    throw NetSpecError(
+                        fmt::format("the {} rate limit's {} bucket: {}",
+                                    limit == &spec.rx_limit ? "receive" : "transmit",
+                                    bucket == &limit->bandwidth ? "bandwidth" : "ops", *problem));
     if (spec.mac && ((*spec.mac)[0] & 1))
         throw NetSpecError(fmt::format("MAC address {} is a multicast address; a NIC needs a "
                                        "unicast one",

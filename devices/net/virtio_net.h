@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -33,7 +34,15 @@ inline constexpr uint16_t kConfigSize = 8; // mac[6], status (le16)
 
 struct NetStatsSnapshot {
     uint64_t rx_frames, rx_bytes, tx_frames, tx_bytes, rx_dropped, tx_errors, bad_requests,
-        interrupts;
+        interrupts, rx_throttled, tx_throttled;
+};
+
+// What a network device's buckets hold, for a checkpoint: empty for a
+// direction whose buckets are full as a new limit's are (or that has none).
+struct NetRateLimitFills {
+    std::optional<RateLimitFill> rx;
+    std::optional<RateLimitFill> tx;
+    bool operator==(const NetRateLimitFills&) const = default;
 };
 
 class VirtioNet final : public VirtioDevice {
@@ -58,7 +67,20 @@ class VirtioNet final : public VirtioDevice {
     uint16_t config_size() const override { return virtio::net::kConfigSize; }
     std::string describe() override;
 
+    // As created: its rx_limit and tx_limit are the limits it started with
+    // (rx_rate_limit()/tx_rate_limit() are the current ones).
     const NetSpec& spec() const noexcept { return spec_; }
+    // The limits from now on, from any thread; the new buckets start full.
+    void set_rx_rate_limit(const RateLimit& limit) { rx_limit_.replace(limit); }
+    void set_tx_rate_limit(const RateLimit& limit) { tx_limit_.replace(limit); }
+    RateLimit rx_rate_limit() const { return rx_limit_.current(); }
+    RateLimit tx_rate_limit() const { return tx_limit_.current(); }
+    // Quiesced or not running: the fills for a checkpoint, with the held
+    // transmit frame charged (the restore sends it without asking).
+    NetRateLimitFills rate_limit_fills(LiveRateLimit::Clock::time_point now) const;
+    // A restore, before activate(). Throws Error when a fill does not fit
+    // its limit.
+    void restore_rate_limit_fills(const NetRateLimitFills& fills);
     int backend_fd() const noexcept { return backend_.get(); }
     NetStatsSnapshot stats() const noexcept;
 
@@ -68,6 +90,9 @@ class VirtioNet final : public VirtioDevice {
     UniqueFd backend_;
     uint16_t queue_size_;
     NetStats stats_;
+    // Kept here, not by the I/O thread, so a reset does not refill them.
+    LiveRateLimit rx_limit_;
+    LiveRateLimit tx_limit_;
     std::unique_ptr<NetIoThread> io_;
 };
 
