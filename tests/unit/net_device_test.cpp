@@ -38,12 +38,13 @@ std::vector<uint8_t> pattern(size_t n, uint8_t seed) {
 }
 
 struct NetRig {
-    explicit NetRig(std::optional<MacAddress> mac = kMac, uint16_t queue_size = 16)
+    explicit NetRig(std::optional<MacAddress> mac = kMac, uint16_t queue_size = 16,
+                    RateLimit rx_limit = {}, RateLimit tx_limit = {})
         : mem(GuestMemory::flat(16 << 20)) {
         int fds[2];
         REQUIRE(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) == 0);
         peer = UniqueFd(fds[1]);
-        NetSpec spec{"net0", "ember-test0", mac};
+        NetSpec spec{"net0", "ember-test0", mac, rx_limit, tx_limit};
         transport = std::make_unique<VirtioMmioTransport>(
             mem, std::make_unique<VirtioNet>(spec, UniqueFd(fds[0])), EventFd{});
         rx = std::make_unique<GuestDriver>(mem, *transport, opts(queue_size, 0x10'0000));
@@ -422,6 +423,160 @@ TEST_CASE("virtio-net: --net values, MAC addresses and tap names") {
     CHECK_THROWS_WITH_AS(resolve_net_ids(same_tap), doctest::Contains("its own"), NetSpecError);
     std::vector<NetSpec> many(kMaxNets + 1, parse_net_spec("tap=t"));
     CHECK_THROWS_WITH_AS(resolve_net_ids(many), doctest::Contains("at most 4"), NetSpecError);
+}
+
+TEST_CASE("virtio-net: --net rate limits") {
+    const auto s = parse_net_spec("tap=t,rx-bw=1M,rx-bw-burst=64K,tx-ops=100,rx-ops=5");
+    CHECK(s.rx_limit.bandwidth == TokenBucketSpec{1 << 20, 64 << 10, 1000});
+    CHECK(s.rx_limit.ops == TokenBucketSpec{5, 0, 1000});
+    CHECK(s.tx_limit.ops == TokenBucketSpec{100, 0, 1000});
+    CHECK_FALSE(s.tx_limit.bandwidth);
+    CHECK_FALSE(parse_net_spec("tap=t").rx_limit.enabled());
+    CHECK_THROWS_WITH_AS(parse_net_spec("tap=t,tx-bw=0"),
+                         doctest::Contains("tx-bw \"0\" is not a number of bytes"), NetSpecError);
+    CHECK_THROWS_WITH_AS(parse_net_spec("tap=t,rx-ops=1K"),
+                         doctest::Contains("rx-ops \"1K\" is not a number of frames"),
+                         NetSpecError);
+    CHECK_THROWS_WITH_AS(parse_net_spec("tap=t,tx-ops-burst=10"),
+                         doctest::Contains("tx-ops-burst= needs tx-ops="), NetSpecError);
+    CHECK_THROWS_WITH_AS(parse_net_spec("tap=t,rx-bw=1M,rx-bw=2M"),
+                         doctest::Contains("given twice"), NetSpecError);
+    NetSpec bad{"n", "t", std::nullopt, {}, RateLimit{TokenBucketSpec{10, 0, 0}, std::nullopt}};
+    CHECK_THROWS_WITH_AS(check_net_spec(bad),
+                         doctest::Contains("transmit rate limit's bandwidth bucket"), NetSpecError);
+}
+
+// The rate limits hold a frame back at least until its token is refilled:
+// the checks are lower bounds on time (a slow machine only adds to them) or
+// use refill times far beyond the test's waits.
+TEST_CASE("virtio-net: the transmit rate limit holds frames back, in order, until refilled") {
+    // Two frames at once, then one per 100 ms.
+    NetRig r(kMac, 16, {}, RateLimit{std::nullopt, TokenBucketSpec{2, 0, 200}});
+    r.init();
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<std::vector<uint8_t>> frames;
+    for (uint8_t i = 0; i < 4; ++i) {
+        frames.push_back(pattern(100 + i, i));
+        r.send_frame(frames.back(), false, false);
+    }
+    CHECK(r.host_receive() == frames[0]);
+    CHECK(r.host_receive() == frames[1]);
+    for (size_t i = 2; i < 4; ++i) {
+        CHECK(r.host_receive() == frames[i]);
+        const auto elapsed = std::chrono::steady_clock::now() - start;
+        CHECK(elapsed >= std::chrono::milliseconds(100 * (i - 1)) - 1ms);
+    }
+    REQUIRE(NetRig::reap(*r.tx, 4).size() == 4);
+    const auto st = r.net().stats();
+    CHECK(st.tx_frames == 4);
+    CHECK(st.tx_throttled >= 2);
+    CHECK(st.rx_throttled == 0);
+}
+
+TEST_CASE("virtio-net: the receive rate limit leaves frames in the tap until refilled") {
+    // One frame per 300 ms, in bytes: each 1000-byte frame takes a full bucket.
+    NetRig r(kMac, 16, RateLimit{TokenBucketSpec{1000, 0, 300}, std::nullopt});
+    r.init();
+    std::vector<GuestAddress> bufs;
+    for (int i = 0; i < 3; ++i) {
+        bufs.push_back(r.rx->alloc(kHdr + 1518));
+        r.rx->submit(r.rx->chain().writable(bufs.back(), kHdr + 1518).build());
+    }
+    r.rx->kick();
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<std::vector<uint8_t>> frames;
+    for (uint8_t i = 0; i < 3; ++i) {
+        frames.push_back(pattern(1000, i));
+        r.host_send(frames.back());
+    }
+    std::vector<VirtqUsedElem> used;
+    while (used.size() < 3) {
+        const auto got = NetRig::reap(*r.rx, 1);
+        REQUIRE(got.size() >= 1);
+        const auto elapsed = std::chrono::steady_clock::now() - start;
+        used.insert(used.end(), got.begin(), got.end());
+        // The n-th frame (from 0) needs n refills of 300 ms.
+        CHECK(elapsed >= std::chrono::milliseconds(300 * (used.size() - 1)) - 1ms);
+    }
+    for (size_t i = 0; i < 3; ++i) {
+        CHECK(used[i].len == kHdr + 1000);
+        CHECK(r.bytes(GuestAddress{bufs[i].value + kHdr}, 1000) == frames[i]);
+    }
+    CHECK(r.net().stats().rx_throttled >= 2);
+    CHECK(r.net().stats().rx_frames == 3);
+}
+
+TEST_CASE("virtio-net: a new limit applies at once to the frame held back") {
+    // One frame a minute: the second waits far longer than this test.
+    const RateLimit slow{std::nullopt, TokenBucketSpec{1, 0, 60000}};
+    NetRig r(kMac, 16, slow, slow);
+    r.init();
+    const auto a = pattern(200, 1), b = pattern(300, 2);
+    r.send_frame(a, false, false);
+    r.send_frame(b, false, false);
+    CHECK(r.host_receive() == a);
+    CHECK(r.host_receive(100).empty()); // held
+    CHECK(r.net().describe().find("transmit rate limit holds head") != std::string::npos);
+    r.net().set_tx_rate_limit({}); // lifted
+    CHECK(r.host_receive() == b);
+    CHECK(r.net().tx_rate_limit() == RateLimit{});
+
+    const GuestAddress buf1 = r.rx->alloc(kHdr + 1518), buf2 = r.rx->alloc(kHdr + 1518);
+    r.rx->submit(r.rx->chain().writable(buf1, kHdr + 1518).build());
+    r.rx->submit(r.rx->chain().writable(buf2, kHdr + 1518).build());
+    r.rx->kick();
+    r.host_send(a);
+    r.host_send(b);
+    REQUIRE(NetRig::reap(*r.rx, 1).size() == 1);
+    CHECK(NetRig::reap(*r.rx, 1, 100ms).empty()); // the second waits for the minute
+    // A faster limit, not none: the waiting frame asks it at once.
+    r.net().set_rx_rate_limit(RateLimit{std::nullopt, TokenBucketSpec{10, 0, 1000}});
+    REQUIRE(NetRig::reap(*r.rx, 1).size() == 1);
+    CHECK(r.bytes(GuestAddress{buf2.value + kHdr}, 300) == b);
+}
+
+TEST_CASE("virtio-net: a checkpoint with a frame held back: the restore sends it, once") {
+    const RateLimit slow{std::nullopt, TokenBucketSpec{1, 0, 60000}};
+    NetRig r(kMac, 16, {}, slow);
+    UniqueFd again(::dup(r.net().backend_fd()));
+    REQUIRE(again);
+    r.init();
+    const auto a = pattern(200, 1), b = pattern(300, 2), c = pattern(400, 3);
+    r.send_frame(a, false, false);
+    r.send_frame(b, false, false);
+    CHECK(r.host_receive() == a);
+    REQUIRE(NetRig::reap(*r.tx, 1).size() == 1);
+
+    r.transport->quiesce();
+    CHECK(r.transport->inflight_requests() == 1); // the held chain
+    const auto fills = r.net().rate_limit_fills(std::chrono::steady_clock::now());
+    CHECK_FALSE(fills.rx);
+    REQUIRE(fills.tx);
+    REQUIRE(fills.tx->ops);
+    CHECK(fills.tx->ops->budget == -1); // a, and b charged: the restore sends it unasked
+    const auto blob = r.transport->save_state();
+    r.transport->unquiesce();
+    r.transport->shutdown();
+    CHECK(r.host_receive(100).empty()); // the old device never sent it
+
+    auto dev = std::make_unique<VirtioNet>(r.net().spec(), std::move(again));
+    dev->restore_rate_limit_fills(fills);
+    auto restored = std::make_unique<VirtioMmioTransport>(r.mem, std::move(dev), EventFd{});
+    restored->restore_state(blob);
+    r.rx->rebind(*restored);
+    r.tx->rebind(*restored);
+    CHECK(r.host_receive() == b);
+    REQUIRE(NetRig::reap(*r.tx, 1).size() == 1);
+    CHECK(r.tx->used_idx() == 2);
+    // The restored buckets are in debt, not full: the next frame waits.
+    r.send_frame(c, false, false);
+    CHECK(r.host_receive(200).empty());
+    CHECK(static_cast<VirtioNet&>(restored->device()).stats().tx_frames == 1);
+
+    // A fill that does not fit the limit is refused with the device's name.
+    VirtioNet other(NetSpec{"net9", "t", std::nullopt}, UniqueFd(::dup(r.peer.get())));
+    CHECK_THROWS_WITH_AS(other.restore_rate_limit_fills(fills),
+                         doctest::Contains("virtio-net net9"), Error);
 }
 
 TEST_CASE("virtio-net: a tap that cannot be had is an error naming it") {
