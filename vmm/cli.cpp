@@ -205,8 +205,11 @@ Command parse_command_line(const std::vector<std::string>& args) {
                     " (repeatable, up to 8; bw= and iops= limit the guest per second)");
     run->add_option("--net", nets,
                     "virtio network device on a host TAP interface "
-                    "tap=NAME[,mac=AA:BB:CC:DD:EE:FF][,id=NAME] (repeatable, up to 4; without "
-                    "mac= the guest picks a random one)");
+                    "tap=NAME[,mac=AA:BB:CC:DD:EE:FF][,id=NAME][,rx-bw=BYTES][,rx-bw-burst=BYTES]"
+                    "[,rx-ops=N][,rx-ops-burst=N][,tx-bw=BYTES][,tx-bw-burst=BYTES][,tx-ops=N]"
+                    "[,tx-ops-burst=N] (repeatable, up to 4; without mac= the guest picks a "
+                    "random one; rx- and tx- limit what it receives and sends per second, in "
+                    "bytes and frames)");
     run->add_option("--console", console, "guest serial console: stdio, none or file:PATH")->default_str("stdio");
     run->add_flag("--virtio-cmdline", virtio_cmdline,
                   "also describe virtio-mmio devices with virtio_mmio.device= (for custom kernels)");

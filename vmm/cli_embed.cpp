@@ -78,7 +78,8 @@ embed::VmConfig to_embed(const VmConfig& c) {
         out.disks.push_back(std::move(disk));
     }
     for (const auto& n : c.nets)
-        out.nets.push_back({n.id, n.tap, n.mac ? format_mac(*n.mac) : std::string()});
+        out.nets.push_back({n.id, n.tap, n.mac ? format_mac(*n.mac) : std::string(),
+                            to_embed(n.rx_limit), to_embed(n.tx_limit)});
     out.console = console_of(c.console);
     out.virtio_cmdline = c.virtio_cmdline;
     out.entropy = c.entropy;

@@ -257,6 +257,9 @@ void Vm::restore_from(const SnapshotReader& snapshot) {
         if (auto fill = saved_rate_limit_fill(snapshot.config(), i, config_.disks[i].rate_limit))
             blocks_[i]->restore_rate_limit_fill(*fill);
     }
+    for (size_t i = 0; i < nets_.size(); ++i)
+        nets_[i]->restore_rate_limit_fills(
+            saved_net_rate_limit_fills(snapshot.config(), i, config_.nets[i]));
     // Devices after memory: restore validates the rings against guest RAM and
     // resubmits the in-flight requests before any vcpu runs.
     for (size_t i = 0; i < virtio_.size(); ++i) {
@@ -386,22 +389,32 @@ void Vm::capture_disks(const std::filesystem::path& dir, nlohmann::json& config)
     }
 }
 
+namespace {
+// What a bucket pair held, as a checkpoint saves it (saved_fill reads it).
+nlohmann::json rate_limit_fill_to_json(const RateLimitFill& fill) {
+    nlohmann::json j = nlohmann::json::object();
+    auto bucket = [&](const std::optional<TokenBucketFill>& b, const char* key) {
+        if (b)
+            j[key] = {{"budget", b->budget},
+                      {"one_time_burst", b->burst},
+                      {"partial_token_ns", b->carry_ns}};
+    };
+    bucket(fill.bandwidth, "bandwidth");
+    bucket(fill.ops, "ops");
+    return j;
+}
+} // namespace
+
 void Vm::save_rate_limit_fills(nlohmann::json& config) const {
     // Quiesced: no I/O thread takes from a bucket now. Absent: full.
     const auto now = std::chrono::steady_clock::now();
-    for (size_t i = 0; i < blocks_.size(); ++i) {
-        const auto fill = blocks_[i]->rate_limit_fill(now);
-        if (!fill) continue;
-        nlohmann::json j = nlohmann::json::object();
-        auto bucket = [&](const std::optional<TokenBucketFill>& b, const char* key) {
-            if (b)
-                j[key] = {{"budget", b->budget},
-                          {"one_time_burst", b->burst},
-                          {"partial_token_ns", b->carry_ns}};
-        };
-        bucket(fill->bandwidth, "bandwidth");
-        bucket(fill->ops, "ops");
-        config["disks"][i]["rate_limit_fill"] = std::move(j);
+    for (size_t i = 0; i < blocks_.size(); ++i)
+        if (const auto fill = blocks_[i]->rate_limit_fill(now))
+            config["disks"][i]["rate_limit_fill"] = rate_limit_fill_to_json(*fill);
+    for (size_t i = 0; i < nets_.size(); ++i) {
+        const auto fills = nets_[i]->rate_limit_fills(now);
+        if (fills.rx) config["nets"][i]["rx_rate_limit_fill"] = rate_limit_fill_to_json(*fills.rx);
+        if (fills.tx) config["nets"][i]["tx_rate_limit_fill"] = rate_limit_fill_to_json(*fills.tx);
     }
 }
 
@@ -450,6 +463,9 @@ nlohmann::json Vm::config_to_json(const VmConfig& c) {
         for (const auto& n : c.nets) {
             nlohmann::json net{{"id", n.id}, {"tap", n.tap}};
             if (n.mac) net["mac"] = format_mac(*n.mac);
+            // Absent: no limit. The current ones, after any live change.
+            if (n.rx_limit.enabled()) net["rx_rate_limit"] = rate_limit_to_json(n.rx_limit);
+            if (n.tx_limit.enabled()) net["tx_rate_limit"] = rate_limit_to_json(n.tx_limit);
             nets.push_back(std::move(net));
         }
         out["nets"] = std::move(nets);
@@ -466,6 +482,63 @@ constexpr std::string_view kWhere = "snapshot configuration";
 // Where a field of the saved configuration's disk `i` is, in errors.
 std::string disk_where(size_t i) {
     return fmt::format("{}, disk {}", kWhere, i);
+}
+std::string net_where(size_t i) {
+    return fmt::format("{}, network device {}", kWhere, i);
+}
+
+// The limit saved under `key` of a device's object (as rate_limit_to_json
+// writes it; `where` names the device in errors). Absent: no limit (also in
+// checkpoints from before rate limits).
+RateLimit saved_rate_limit(const nlohmann::json& device, const char* key,
+                           const std::string& where) {
+    if (!device.contains(key)) return {};
+    const auto limit = manifest_field<nlohmann::json>(device, key, where);
+    if (!limit.is_object())
+        throw SnapshotError(fmt::format("{}: '{}' is not an object (corrupt)", where, key));
+    const auto bucket = [&](const char* name) -> std::optional<TokenBucketSpec> {
+        if (!limit.contains(name)) return std::nullopt;
+        const auto b = manifest_field<nlohmann::json>(limit, name, where);
+        const auto at = fmt::format("{}, {} {}", where, key, name);
+        return TokenBucketSpec{manifest_field<uint64_t>(b, "size", at),
+                               manifest_field<uint64_t>(b, "one_time_burst", at),
+                               manifest_field<uint64_t>(b, "refill_time", at)};
+    };
+    return {bucket("bandwidth"), bucket("ops")};
+}
+
+// What the buckets of `limit` held, saved under `key` of a device's object;
+// checked against the limit (`whose` names it in errors, `ops_unit` what its
+// ops bucket counts). Absent: full.
+std::optional<RateLimitFill> saved_fill(const nlohmann::json& device, const char* key,
+                                        const std::string& where, const RateLimit& limit,
+                                        std::string_view whose, std::string_view ops_unit) {
+    if (!device.contains(key)) return std::nullopt;
+    const auto saved = manifest_field<nlohmann::json>(device, key, where);
+    if (!saved.is_object())
+        throw SnapshotError(fmt::format("{}: '{}' is not an object (corrupt)", where, key));
+    const auto bucket = [&](const char* name) -> std::optional<TokenBucketFill> {
+        if (!saved.contains(name)) return std::nullopt;
+        const auto b = manifest_field<nlohmann::json>(saved, name, where);
+        const auto at = fmt::format("{}, {} {}", where, key, name);
+        // Negative in debt: nlohmann would wrap a number out of int64's
+        // range into one that looks plausible.
+        const auto budget = manifest_field<nlohmann::json>(b, "budget", at);
+        const bool fits = budget.is_number_unsigned()
+                              ? budget.get<uint64_t>() <= uint64_t{INT64_MAX}
+                              : budget.is_number_integer();
+        if (!fits)
+            throw SnapshotError(fmt::format(
+                "{}: 'budget' is {}, not a whole number of tokens (corrupt)", at, budget.dump()));
+        return TokenBucketFill{budget.get<int64_t>(),
+                               manifest_field<uint64_t>(b, "one_time_burst", at),
+                               manifest_field<uint64_t>(b, "partial_token_ns", at)};
+    };
+    const RateLimitFill fill{bucket("bandwidth"), bucket("ops")};
+    if (auto problem = fill_problem(limit, fill))
+        throw SnapshotError(fmt::format("{}: '{}' does not fit {} ({}): {} (corrupt)", where, key,
+                                        whose, ember::describe(limit, ops_unit), *problem));
+    return fill;
 }
 } // namespace
 
@@ -489,10 +562,12 @@ VmConfig Vm::saved_config(const nlohmann::json& j) {
             if (!nets.is_array())
                 throw SnapshotError("snapshot configuration: 'nets' is not a list (corrupt)");
             for (size_t i = 0; i < nets.size(); ++i) {
-                const auto where = fmt::format("{}, network device {}", kWhere, i);
+                const auto where = net_where(i);
                 NetSpec n;
                 n.id = manifest_field<std::string>(nets[i], "id", where);
                 n.tap = manifest_field<std::string>(nets[i], "tap", where);
+                n.rx_limit = saved_rate_limit(nets[i], "rx_rate_limit", where);
+                n.tx_limit = saved_rate_limit(nets[i], "tx_rate_limit", where);
                 try {
                     if (nets[i].contains("mac"))
                         n.mac = parse_mac(manifest_field<std::string>(nets[i], "mac", where));
@@ -544,22 +619,7 @@ VmConfig Vm::saved_config(const nlohmann::json& j) {
             // Absent: not placed (also in checkpoints from before it existed).
             if (d.contains("iothread_cpu"))
                 s.iothread_cpu = manifest_field<uint32_t>(d, "iothread_cpu", where);
-            // Absent: no limit (also in checkpoints from before rate limits).
-            if (d.contains("rate_limit")) {
-                const auto limit = manifest_field<nlohmann::json>(d, "rate_limit", where);
-                if (!limit.is_object())
-                    throw SnapshotError(
-                        fmt::format("{}: 'rate_limit' is not an object (corrupt)", where));
-                const auto bucket = [&](const char* key) -> std::optional<TokenBucketSpec> {
-                    if (!limit.contains(key)) return std::nullopt;
-                    const auto b = manifest_field<nlohmann::json>(limit, key, where);
-                    const auto at = fmt::format("{}, rate_limit {}", where, key);
-                    return TokenBucketSpec{manifest_field<uint64_t>(b, "size", at),
-                                           manifest_field<uint64_t>(b, "one_time_burst", at),
-                                           manifest_field<uint64_t>(b, "refill_time", at)};
-                };
-                s.rate_limit = {bucket("bandwidth"), bucket("ops")};
-            }
+            s.rate_limit = saved_rate_limit(d, "rate_limit", where);
             c.disks.push_back(s);
         }
         return c;
@@ -579,35 +639,18 @@ std::string Vm::saved_disk_capture(const nlohmann::json& j, size_t i) {
 
 std::optional<RateLimitFill> Vm::saved_rate_limit_fill(const nlohmann::json& j, size_t i,
                                                        const RateLimit& limit) {
-    const auto& d = j.at("disks").at(i);
-    if (!d.contains("rate_limit_fill")) return std::nullopt;
-    const auto where = disk_where(i);
-    const auto saved = manifest_field<nlohmann::json>(d, "rate_limit_fill", where);
-    if (!saved.is_object())
-        throw SnapshotError(fmt::format("{}: 'rate_limit_fill' is not an object (corrupt)", where));
-    const auto bucket = [&](const char* key) -> std::optional<TokenBucketFill> {
-        if (!saved.contains(key)) return std::nullopt;
-        const auto b = manifest_field<nlohmann::json>(saved, key, where);
-        const auto at = fmt::format("{}, rate_limit_fill {}", where, key);
-        // Negative in debt: nlohmann would wrap a number out of int64's
-        // range into one that looks plausible.
-        const auto budget = manifest_field<nlohmann::json>(b, "budget", at);
-        const bool fits = budget.is_number_unsigned()
-                              ? budget.get<uint64_t>() <= uint64_t{INT64_MAX}
-                              : budget.is_number_integer();
-        if (!fits)
-            throw SnapshotError(fmt::format(
-                "{}: 'budget' is {}, not a whole number of tokens (corrupt)", at, budget.dump()));
-        return TokenBucketFill{budget.get<int64_t>(),
-                               manifest_field<uint64_t>(b, "one_time_burst", at),
-                               manifest_field<uint64_t>(b, "partial_token_ns", at)};
-    };
-    const RateLimitFill fill{bucket("bandwidth"), bucket("ops")};
-    if (auto problem = fill_problem(limit, fill))
-        throw SnapshotError(fmt::format(
-            "{}: 'rate_limit_fill' does not fit the disk's rate limit ({}): {} (corrupt)", where,
-            ember::describe(limit), *problem));
-    return fill;
+    return saved_fill(j.at("disks").at(i), "rate_limit_fill", disk_where(i), limit,
+                      "the disk's rate limit", "requests");
+}
+
+NetRateLimitFills Vm::saved_net_rate_limit_fills(const nlohmann::json& j, size_t i,
+                                                 const NetSpec& net) {
+    const auto& n = j.at("nets").at(i);
+    const auto where = net_where(i);
+    return {saved_fill(n, "rx_rate_limit_fill", where, net.rx_limit, "the receive rate limit",
+                       "frames"),
+            saved_fill(n, "tx_rate_limit_fill", where, net.tx_limit, "the transmit rate limit",
+                       "frames")};
 }
 
 VmConfig Vm::config_from_json(const nlohmann::json& j) {
@@ -629,6 +672,8 @@ VmConfig Vm::config_from_json(const nlohmann::json& j) {
             throw SnapshotError(fmt::format("snapshot configuration: {}", e.what()));
         }
     }
+    for (size_t i = 0; i < c.nets.size(); ++i)
+        saved_net_rate_limit_fills(j, i, c.nets[i]);
     return c;
 }
 
@@ -724,6 +769,36 @@ void Vm::set_disk_rate_limit(std::string_view id, const RateLimit& limit) {
     }
     throw Error(
         fmt::format("no disk has the id '{}' (the disks: {})", id, ids.empty() ? "none" : ids));
+}
+
+void Vm::set_net_rate_limit(std::string_view id, const std::optional<RateLimit>& rx,
+                            const std::optional<RateLimit>& tx) {
+    // A checkpoint saves config_ under the same lock.
+    std::lock_guard lock(control_mu_);
+    std::string ids;
+    for (size_t i = 0; i < config_.nets.size(); ++i) {
+        if (config_.nets[i].id != id) {
+            ids += (ids.empty() ? "" : ", ") + config_.nets[i].id;
+            continue;
+        }
+        NetSpec changed = config_.nets[i];
+        if (rx) changed.rx_limit = *rx;
+        if (tx) changed.tx_limit = *tx;
+        try {
+            check_net_spec(changed); // both usable before either is applied
+        } catch (const NetSpecError& e) {
+            throw Error(fmt::format("network device {}: {}", id, e.what()));
+        }
+        if (rx) nets_.at(i)->set_rx_rate_limit(*rx);
+        if (tx) nets_.at(i)->set_tx_rate_limit(*tx);
+        config_.nets[i] = std::move(changed);
+        log::info("network device {}: receive rate limit now {}, transmit rate limit now {}", id,
+                  ember::describe(config_.nets[i].rx_limit, "frames"),
+                  ember::describe(config_.nets[i].tx_limit, "frames"));
+        return;
+    }
+    throw Error(fmt::format("no network device has the id '{}' (the network devices: {})", id,
+                            ids.empty() ? "none" : ids));
 }
 
 std::string Vm::describe() {

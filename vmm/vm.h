@@ -92,8 +92,9 @@ public:
     void send_ctrl_alt_del();
 
     static nlohmann::json config_to_json(const VmConfig& config);
-    // A disk's limit as checkpoints and GET /vm/config show it, with the
-    // field names of Firecracker's rate_limiter ({} for no limit).
+    // A disk's or network device's limit as checkpoints and GET /vm/config
+    // show it, with the field names of Firecracker's rate_limiter ({} for no
+    // limit).
     static nlohmann::json rate_limit_to_json(const RateLimit& limit);
     // The configuration a checkpoint saved, every field's type checked
     // (SnapshotError naming the field), but not whether this host can run it
@@ -111,6 +112,10 @@ public:
     // checkpoint has none (full buckets, also in checkpoints from before).
     static std::optional<RateLimitFill> saved_rate_limit_fill(const nlohmann::json& j, size_t i,
                                                               const RateLimit& limit);
+    // The same for network device `i` (saved as `net`): what its receive
+    // and transmit buckets held.
+    static NetRateLimitFills saved_net_rate_limit_fills(const nlohmann::json& j, size_t i,
+                                                        const NetSpec& net);
 
     ExitMonitor& exits() noexcept { return exits_; }
     // Safe from any thread, at any point of the VM's life: relaxed reads of
@@ -120,6 +125,10 @@ public:
     // in later checkpoints. Throws Error (no such disk, a bucket that cannot
     // work).
     void set_disk_rate_limit(std::string_view id, const RateLimit& limit);
+    // The same for the network device whose id is `id`: its receive and
+    // transmit limits, each kept when unset.
+    void set_net_rate_limit(std::string_view id, const std::optional<RateLimit>& rx,
+                            const std::optional<RateLimit>& tx);
 
   private:
     void setup_memory();
@@ -136,7 +145,8 @@ public:
     void quiesce_all();
     void drain_io();
     void capture_disks(const std::filesystem::path& dir, nlohmann::json& config);
-    // Into the checkpoint's configuration: what each disk's buckets hold.
+    // Into the checkpoint's configuration: what each disk's and network
+    // device's buckets hold.
     void save_rate_limit_fills(nlohmann::json& config) const;
     void shutdown();
 

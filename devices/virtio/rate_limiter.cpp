@@ -84,15 +84,15 @@ std::string describe(const TokenBucketSpec& spec, std::string_view unit) {
     return s;
 }
 
-std::string describe(const RateLimit& limit) {
+std::string describe(const RateLimit& limit, std::string_view ops_unit) {
     if (!limit.enabled()) return "no limit";
     std::string s;
     if (limit.bandwidth) s = describe(*limit.bandwidth, "bytes");
-    if (limit.ops) s += (s.empty() ? "" : ", ") + describe(*limit.ops, "requests");
+    if (limit.ops) s += (s.empty() ? "" : ", ") + describe(*limit.ops, ops_unit);
     return s;
 }
 
-std::string describe(const RateLimit& limit, const RateLimitFill& fill) {
+std::string describe(const RateLimit& limit, const RateLimitFill& fill, std::string_view ops_unit) {
     const auto one = [](const std::optional<TokenBucketSpec>& spec,
                         const std::optional<TokenBucketFill>& f, std::string_view unit) {
         if (!spec) return std::string{};
@@ -104,7 +104,7 @@ std::string describe(const RateLimit& limit, const RateLimitFill& fill) {
         return s;
     };
     const std::string bw = one(limit.bandwidth, fill.bandwidth, "bytes");
-    const std::string ops = one(limit.ops, fill.ops, "requests");
+    const std::string ops = one(limit.ops, fill.ops, ops_unit);
     return bw.empty() || ops.empty() ? bw + ops : bw + ", " + ops;
 }
 

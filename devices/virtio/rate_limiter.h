@@ -75,10 +75,12 @@ std::optional<std::string> fill_problem(const RateLimit& limit, const RateLimitF
 
 // "1048576 bytes per 1000 ms (one-time burst 4096)", for logs.
 std::string describe(const TokenBucketSpec& spec, std::string_view unit);
-// Both buckets, or "no limit".
-std::string describe(const RateLimit& limit);
+// Both buckets, or "no limit". `ops_unit` names what the ops bucket counts
+// (a network device's counts frames).
+std::string describe(const RateLimit& limit, std::string_view ops_unit = "requests");
 // "524288 of 1048576 bytes left, 3 of 100 requests left", for snapshot-info.
-std::string describe(const RateLimit& limit, const RateLimitFill& fill);
+std::string describe(const RateLimit& limit, const RateLimitFill& fill,
+                     std::string_view ops_unit = "requests");
 
 class TokenBucket final {
   public:

@@ -53,10 +53,11 @@ struct TokenBucketConfig {
 // What a disk's guest may do per unit of time; an absent bucket is no limit.
 // Reads and writes take their data bytes and one request; flushes, discards
 // and write-zeroes one request; GET_ID, unknown types and chains without a
-// header nothing.
+// header nothing. A network device's limits count frames and their bytes
+// (NetConfig).
 struct RateLimitConfig {
     std::optional<TokenBucketConfig> bandwidth; // bytes
-    std::optional<TokenBucketConfig> ops;       // requests
+    std::optional<TokenBucketConfig> ops;       // requests (a network device's: frames)
 };
 
 // One virtio-blk disk (virtio-mmio). The guest sees the disks as /dev/vda,
@@ -103,6 +104,12 @@ struct NetConfig {
     // The guest's MAC, "AA:BB:CC:DD:EE:FF" (unicast). Empty: the guest's
     // driver picks a random one.
     std::string mac;
+    // What the guest may receive and send (Firecracker's rx_rate_limiter and
+    // tx_rate_limiter), in bytes and frames. A received frame over the limit
+    // waits in the tap (the host's queue may then drop later ones); a frame
+    // to send waits in the device, and a checkpoint keeps it.
+    RateLimitConfig rx_rate_limit{};
+    RateLimitConfig tx_rate_limit{};
 };
 
 // Where the guest's serial console (ttyS0, COM1) goes.
@@ -282,6 +289,8 @@ struct NetMetrics {
     uint64_t tx_errors = 0;    // the tap refused them (e.g. down)
     uint64_t bad_requests = 0; // malformed chains, wrong buffers
     uint64_t interrupts = 0;
+    uint64_t rx_throttled = 0; // frames the receive rate limit held back for a while
+    uint64_t tx_throttled = 0; // frames the transmit rate limit held back for a while
 };
 struct Metrics {
     State state = State::created;
@@ -356,6 +365,11 @@ class Vm final {
     // Later checkpoints record the new limit. An empty RateLimitConfig lifts
     // it. Not after the VM exited.
     void set_rate_limit(std::string_view disk_id, const RateLimitConfig& limit);
+    // The same for the network device `net_id` (NetConfig::id, or "netN"):
+    // its receive and transmit limits, each left as it is when unset. A
+    // frame held under the old limit is asked again at once.
+    void set_net_rate_limit(std::string_view net_id, const std::optional<RateLimitConfig>& rx,
+                            const std::optional<RateLimitConfig>& tx);
 
     State state() const;
     // The VM's counters, read without pausing it; allowed in every state

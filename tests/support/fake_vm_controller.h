@@ -40,6 +40,17 @@ class FakeVmController final : public api::VmController {
         rate_limits.emplace_back(drive_id, limit);
     }
     std::vector<std::pair<std::string, RateLimit>> rate_limits;
+    void set_net_rate_limit(const std::string& iface_id, std::optional<RateLimit> rx,
+                            std::optional<RateLimit> tx) override {
+        call("net-rate-limit");
+        net_rate_limits.push_back({iface_id, rx, tx});
+    }
+    struct NetRateLimitCall {
+        std::string iface_id;
+        std::optional<RateLimit> rx, tx;
+        bool operator==(const NetRateLimitCall&) const = default;
+    };
+    std::vector<NetRateLimitCall> net_rate_limits;
 
     std::vector<std::string> calls;
     std::optional<VmConfig> started;

@@ -159,6 +159,25 @@ TEST_CASE("config file: \"network-interfaces\" adds network devices in file orde
     CHECK(has(f.error(j), "\"network-interfaces\": expected a list, found a string"));
 }
 
+TEST_CASE("config file: a network interface's rx_rate_limiter and tx_rate_limiter, as PUT takes "
+          "them") {
+    Files f;
+    auto j = f.firecracker_example();
+    j["network-interfaces"] = {
+        {{"iface_id", "eth0"},
+         {"host_dev_name", "tap0"},
+         {"rx_rate_limiter",
+          {{"bandwidth", {{"size", 1048576}, {"one_time_burst", 65536}, {"refill_time", 1000}}}}},
+         {"tx_rate_limiter", {{"ops", {{"size", 100}, {"refill_time", 1000}}}}}}};
+    const auto c = read_config_file(f.write(j), VmConfig{}).config;
+    REQUIRE(c.nets.size() == 1);
+    CHECK(c.nets[0].rx_limit == RateLimit{TokenBucketSpec{1048576, 65536, 1000}, std::nullopt});
+    CHECK(c.nets[0].tx_limit == RateLimit{std::nullopt, TokenBucketSpec{100, 0, 1000}});
+    j["network-interfaces"][0]["tx_rate_limiter"] = {{"ops", {{"size", 100}}}};
+    CHECK(has(f.error(j), "\"network-interfaces[0]\": PUT /network-interfaces/eth0: "
+                          "tx_rate_limiter.ops: missing required field 'refill_time'"));
+}
+
 TEST_CASE("config file: only boot-source is needed; logger and metrics are handed back") {
     Files f;
     nlohmann::json j{

@@ -140,7 +140,9 @@ TEST_CASE("metrics line: each network device's counters under its id, only when 
                                        .tx_bytes = 5,
                                        .tx_errors = 6,
                                        .bad_requests = 7,
-                                       .interrupts = 8});
+                                       .interrupts = 8,
+                                       .rx_throttled = 9,
+                                       .tx_throttled = 10});
     CHECK(metrics_json(m, std::chrono::system_clock::time_point{})["net"] ==
           nlohmann::json{{"eth0",
                           {{"tap", "tap0"},
@@ -151,7 +153,9 @@ TEST_CASE("metrics line: each network device's counters under its id, only when 
                            {"tx_bytes", 5},
                            {"tx_errors", 6},
                            {"bad_requests", 7},
-                           {"interrupts", 8}}}});
+                           {"interrupts", 8},
+                           {"rx_throttled", 9},
+                           {"tx_throttled", 10}}}});
 }
 
 TEST_CASE("metrics file: created, then appended one line at a time") {

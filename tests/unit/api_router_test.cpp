@@ -162,7 +162,7 @@ TEST_CASE("API: PUT /entropy adds the entropy device; it has no rate limiter") {
     r.fails("PUT", "/entropy", "{}", 400, "cannot add the entropy device: the VM is running");
 }
 
-TEST_CASE("API: PUT /network-interfaces adds network devices; no rate limiters") {
+TEST_CASE("API: PUT /network-interfaces adds network devices") {
     Rig r;
     r.boot_source();
     CHECK_FALSE(r.get("/vm/config").contains("network-interfaces"));
@@ -176,16 +176,13 @@ TEST_CASE("API: PUT /network-interfaces adds network devices; no rate limiters")
             400, "multicast");
     r.fails("PUT", "/network-interfaces/eth0",
             R"({"iface_id": "eth0", "host_dev_name": "a-tap-name-too-long"})", 400, "at most 15");
-    r.fails(
-        "PUT", "/network-interfaces/eth0",
-        R"({"iface_id": "eth0", "host_dev_name": "tap0", "rx_rate_limiter": {"ops": {"size": 1, "refill_time": 1}}})",
-        400, "no rx_rate_limiter");
     r.fails("PUT", "/network-interfaces/eth0",
             R"({"iface_id": "eth0", "host_dev_name": "tap0", "speed": 1})", 400, "speed");
     r.fails("PUT", "/network-interfaces/e%20", R"({"iface_id": "e%20", "host_dev_name": "tap0"})",
             400, "only letters");
-    r.fails("GET", "/network-interfaces/eth0", "", 405, "PUT");
-    r.fails("PATCH", "/network-interfaces/eth0", "{}", 400, "no rate limiters");
+    r.fails("GET", "/network-interfaces/eth0", "", 405, "PUT, PATCH");
+    r.fails("PATCH", "/network-interfaces/eth0", R"({"iface_id": "eth0"})", 400,
+            "there is no network interface 'eth0' to update");
     r.ok("PUT", "/network-interfaces/eth0", eth0);
     r.ok("PUT", "/network-interfaces/eth1",
          R"({"iface_id": "eth1", "host_dev_name": "tap1", "tx_rate_limiter": null})");
@@ -215,6 +212,159 @@ TEST_CASE("API: PUT /network-interfaces adds network devices; no rate limiters")
     CHECK(format_mac(*r.vm.started->nets[0].mac) == "06:00:ac:10:00:02");
     CHECK_FALSE(r.vm.started->nets[1].mac);
     r.fails("PUT", "/network-interfaces/eth0", eth0, 400, "the VM is running");
+}
+
+namespace {
+nlohmann::json interface_body(const std::string& id, const std::string& tap) {
+    return {{"iface_id", id}, {"host_dev_name", tap}};
+}
+} // namespace
+
+TEST_CASE("API: network interfaces: rx_rate_limiter and tx_rate_limiter reach the device") {
+    Rig r;
+    r.boot_source();
+    auto limited = [](const char* key, nlohmann::json limiter) {
+        auto j = interface_body("eth0", "tap0");
+        j[key] = std::move(limiter);
+        return j.dump();
+    };
+    // The drive's rate_limiter object, its errors named by the field.
+    r.fails("PUT", "/network-interfaces/eth0", limited("rx_rate_limiter", 5), 400,
+            "PUT /network-interfaces/eth0: rx_rate_limiter must be an object");
+    r.fails("PUT", "/network-interfaces/eth0", limited("tx_rate_limiter", {{"ops", "many"}}), 400,
+            "PUT /network-interfaces/eth0: tx_rate_limiter.ops must be an object");
+    r.fails("PUT", "/network-interfaces/eth0",
+            limited("rx_rate_limiter", {{"bandwidth", {{"size", 4096}}}}), 400,
+            "rx_rate_limiter.bandwidth: missing required field 'refill_time'");
+    r.fails("PUT", "/network-interfaces/eth0",
+            limited("tx_rate_limiter", {{"ops", {{"size", -1}, {"refill_time", 100}}}}), 400,
+            "'size'");
+    r.fails("PUT", "/network-interfaces/eth0",
+            limited("rx_rate_limiter", {{"frames", {{"size", 10}, {"refill_time", 100}}}}), 400,
+            "unknown field 'frames'");
+    CHECK_FALSE(r.get("/vm/config").contains("network-interfaces")); // nothing added
+    auto eth0 = interface_body("eth0", "tap0");
+    eth0["rx_rate_limiter"] = {
+        {"bandwidth", {{"size", 1048576}, {"one_time_burst", 4096}, {"refill_time", 1000}}}};
+    eth0["tx_rate_limiter"] = {{"ops", {{"size", 100}, {"refill_time", 1000}}}};
+    r.ok("PUT", "/network-interfaces/eth0", eth0.dump());
+    // As for drives: a bucket of size 0 or refill_time 0 limits nothing.
+    auto eth1 = interface_body("eth1", "tap1");
+    eth1["rx_rate_limiter"] = {{"bandwidth", {{"size", 0}, {"refill_time", 100}}}};
+    r.ok("PUT", "/network-interfaces/eth1", eth1.dump());
+    const auto nets = r.get("/vm/config")["network-interfaces"];
+    CHECK(nets[0]["rx_rate_limiter"] ==
+          nlohmann::json{
+              {"bandwidth", {{"size", 1048576}, {"one_time_burst", 4096}, {"refill_time", 1000}}}});
+    CHECK(nets[0]["tx_rate_limiter"] ==
+          nlohmann::json{{"ops", {{"size", 100}, {"one_time_burst", 0}, {"refill_time", 1000}}}});
+    CHECK(nets[1] == interface_body("eth1", "tap1"));
+    r.ok("PUT", "/actions", R"({"action_type": "InstanceStart"})");
+    REQUIRE(r.vm.started);
+    REQUIRE(r.vm.started->nets.size() == 2);
+    CHECK(r.vm.started->nets[0].rx_limit ==
+          RateLimit{TokenBucketSpec{1048576, 4096, 1000}, std::nullopt});
+    CHECK(r.vm.started->nets[0].tx_limit == RateLimit{std::nullopt, TokenBucketSpec{100, 0, 1000}});
+    CHECK_FALSE(r.vm.started->nets[1].rx_limit.enabled());
+    CHECK_FALSE(r.vm.started->nets[1].tx_limit.enabled());
+}
+
+TEST_CASE("API: PATCH /network-interfaces before the start changes the interface to be built") {
+    Rig r;
+    r.boot_source();
+    auto eth0 = interface_body("eth0", "tap0");
+    eth0["tx_rate_limiter"] = {{"ops", {{"size", 100}, {"refill_time", 1000}}}};
+    r.ok("PUT", "/network-interfaces/eth0", eth0.dump());
+    r.fails("PATCH", "/network-interfaces/eth1", interface_body("eth1", "tap1").dump(), 400,
+            "host_dev_name cannot be changed with PATCH");
+    r.fails("PATCH", "/network-interfaces/eth1", R"({"iface_id": "eth1"})", 400,
+            "PATCH /network-interfaces/eth1: there is no network interface 'eth1' to update (add "
+            "it with PUT /network-interfaces/eth1)");
+    // A bucket left out is kept, a limiter left out (or null) too.
+    r.ok("PATCH", "/network-interfaces/eth0",
+         R"({"iface_id": "eth0", "rx_rate_limiter": {"ops": {"size": 5, "refill_time": 10}},
+             "tx_rate_limiter": {"bandwidth": {"size": 4096, "refill_time": 100}}})");
+    r.ok("PATCH", "/network-interfaces/eth0", R"({"iface_id": "eth0", "rx_rate_limiter": null})");
+    const auto net = r.get("/vm/config")["network-interfaces"][0];
+    CHECK(net["rx_rate_limiter"]["ops"]["size"] == 5);
+    CHECK(net["tx_rate_limiter"]["ops"]["size"] == 100);
+    CHECK(net["tx_rate_limiter"]["bandwidth"]["size"] == 4096);
+    r.ok("PATCH", "/network-interfaces/eth0",
+         R"({"iface_id": "eth0", "rx_rate_limiter": {"ops": {"size": 0, "refill_time": 0}}})");
+    CHECK_FALSE(r.get("/vm/config")["network-interfaces"][0].contains("rx_rate_limiter"));
+    CHECK(r.vm.net_rate_limits.empty()); // no VM yet to ask
+    r.ok("PUT", "/actions", R"({"action_type": "InstanceStart"})");
+    REQUIRE(r.vm.started);
+    CHECK_FALSE(r.vm.started->nets[0].rx_limit.enabled());
+    CHECK(r.vm.started->nets[0].tx_limit ==
+          RateLimit{TokenBucketSpec{4096, 0, 100}, TokenBucketSpec{100, 0, 1000}});
+}
+
+TEST_CASE("API: PATCH /network-interfaces changes a started VM's rate limits, bucket by bucket") {
+    Rig r;
+    r.boot_source();
+    auto eth0 = interface_body("eth0", "tap0");
+    eth0["rx_rate_limiter"] = {{"ops", {{"size", 500}, {"refill_time", 1000}}}};
+    r.ok("PUT", "/network-interfaces/eth0", eth0.dump());
+    r.ok("PUT", "/actions", R"({"action_type": "InstanceStart"})");
+    const auto patch = [](const std::string& id, const char* key, nlohmann::json limiter) {
+        return nlohmann::json{{"iface_id", id}, {key, std::move(limiter)}}.dump();
+    };
+    const nlohmann::json bw = {{"bandwidth", {{"size", 4096}, {"refill_time", 100}}}};
+    using Call = FakeVmController::NetRateLimitCall;
+    // The receive limit keeps its ops bucket; the transmit one is not asked about.
+    r.ok("PATCH", "/network-interfaces/eth0", patch("eth0", "rx_rate_limiter", bw));
+    const RateLimit both{TokenBucketSpec{4096, 0, 100}, TokenBucketSpec{500, 0, 1000}};
+    REQUIRE(r.vm.net_rate_limits.size() == 1);
+    CHECK(r.vm.net_rate_limits[0] == Call{"eth0", both, std::nullopt});
+    CHECK(r.get("/vm/config")["network-interfaces"][0]["rx_rate_limiter"]["bandwidth"]["size"] ==
+          4096);
+    r.ok("PATCH", "/network-interfaces/eth0", patch("eth0", "tx_rate_limiter", bw));
+    CHECK(r.vm.net_rate_limits.back() ==
+          Call{"eth0", std::nullopt, RateLimit{both.bandwidth, std::nullopt}});
+    CHECK(r.get("/vm/config")["network-interfaces"][0]["rx_rate_limiter"] ==
+          Vm::rate_limit_to_json(both));
+    // Only iface_id: nothing to change, the VM is not asked.
+    r.ok("PATCH", "/network-interfaces/eth0", R"({"iface_id": "eth0"})");
+    CHECK(r.vm.net_rate_limits.size() == 2);
+    r.fails("PATCH", "/network-interfaces/eth0",
+            R"({"iface_id": "eth0", "guest_mac": "06:00:ac:10:00:09"})", 400,
+            "guest_mac cannot be changed with PATCH, only rx_rate_limiter and tx_rate_limiter");
+    r.fails("PATCH", "/network-interfaces/eth0", R"({"iface_id": "eth1"})", 400,
+            "iface_id 'eth1' in the body differs from the path's 'eth0'");
+    r.fails("PATCH", "/network-interfaces/eth0", R"({"rx_rate_limiter": {}})", 400, "iface_id");
+    r.fails("PATCH", "/network-interfaces/eth0",
+            patch("eth0", "tx_rate_limiter", {{"ops", {{"size", 10}}}}), 400,
+            "PATCH /network-interfaces/eth0: tx_rate_limiter.ops: missing required field "
+            "'refill_time'");
+    r.fails("PATCH", "/network-interfaces/eth0", R"({"iface_id": "eth0", "speed": 1})", 400,
+            "unknown field 'speed'");
+    r.fails("PATCH", "/network-interfaces/e%20", R"({"iface_id": "e%20"})", 400, "only letters");
+    // An interface the router was not told about (a VM loaded from a
+    // snapshot): whole limiters, or it could not keep what is left out.
+    r.fails("PATCH", "/network-interfaces/loaded", patch("loaded", "rx_rate_limiter", bw), 400,
+            "give both bandwidth and ops in each rate limiter");
+    const nlohmann::json whole = {{"bandwidth", {{"size", 0}, {"refill_time", 0}}},
+                                  {"ops", {{"size", 7}, {"refill_time", 10}}}};
+    r.ok("PATCH", "/network-interfaces/loaded", patch("loaded", "tx_rate_limiter", whole));
+    CHECK(r.vm.net_rate_limits.back() ==
+          Call{"loaded", std::nullopt, RateLimit{std::nullopt, TokenBucketSpec{7, 0, 10}}});
+    // What the VM refuses (no such device there) is a 400 with its message.
+    r.vm.fail_with = "no network device has the id 'loaded' (the network devices: eth0)";
+    r.fails("PATCH", "/network-interfaces/loaded", patch("loaded", "tx_rate_limiter", whole), 400,
+            "no network device has the id 'loaded'");
+    CHECK(r.vm.net_rate_limits.size() == 3);
+}
+
+TEST_CASE("API: PATCH /network-interfaces after the guest stopped is refused") {
+    Rig r;
+    r.boot_source();
+    r.ok("PUT", "/network-interfaces/eth0", interface_body("eth0", "tap0").dump());
+    r.ok("PUT", "/actions", R"({"action_type": "InstanceStart"})");
+    r.router.vm_stopped();
+    r.fails("PATCH", "/network-interfaces/eth0", R"({"iface_id": "eth0"})", 400,
+            "cannot update network interface 'eth0'");
+    CHECK(r.vm.net_rate_limits.empty());
 }
 
 TEST_CASE("API: defaults without machine-config, and PARTUUID roots") {
@@ -572,6 +722,9 @@ TEST_CASE("API: snapshot/load restores into a fresh instance") {
         disk.id = "rootfs";
         disk.rate_limit.ops = TokenBucketSpec{500, 0, 1000};
         saved.disks = {disk};
+        NetSpec net{"eth0", "tap0", std::nullopt};
+        net.tx_limit.bandwidth = TokenBucketSpec{1 << 20, 0, 1000};
+        saved.nets = {net};
         SnapshotWriter w(dir);
         w.add_value("sample", uint64_t{1});
         w.finish(ember::Vm::config_to_json(saved));
@@ -595,6 +748,13 @@ TEST_CASE("API: snapshot/load restores into a fresh instance") {
             R"({"drive_id": "rootfs", "rate_limiter": {"bandwidth": {"size": 4096, "refill_time": 10}}})");
         CHECK(r.vm.rate_limits.back().second ==
               RateLimit{TokenBucketSpec{4096, 0, 10}, TokenBucketSpec{500, 0, 1000}});
+        // The same for a network interface's limits.
+        CHECK(cfg["network-interfaces"][0]["tx_rate_limiter"]["bandwidth"]["size"] == 1 << 20);
+        r.ok(
+            "PATCH", "/network-interfaces/eth0",
+            R"({"iface_id": "eth0", "tx_rate_limiter": {"ops": {"size": 10, "refill_time": 10}}})");
+        CHECK(r.vm.net_rate_limits.back().tx ==
+              RateLimit{TokenBucketSpec{1 << 20, 0, 1000}, TokenBucketSpec{10, 0, 10}});
     }
     SUBCASE("resume_vm") {
         r.ok("PUT", "/snapshot/load",

@@ -67,6 +67,18 @@ TEST_CASE("CLI: --net") {
     fails({"tap=t0", "tap=t1", "tap=t2", "tap=t3", "tap=t4"},
           "5 network devices given; ember supports at most 4");
     fails({"tap=t0", "tap=t0"}, "two network devices use tap t0");
+    // Rate limits: per second, bytes with K/M/G/T, frames as a number.
+    auto limited = parse({"run", "--kernel", "/proc/self/exe", "--net",
+                          "tap=tap0,rx-bw=1M,tx-ops=100,tx-ops-burst=500"});
+    const auto& n = std::get<RunRequest>(limited).config.nets.at(0);
+    CHECK(n.rx_limit == RateLimit{TokenBucketSpec{1 << 20, 0, 1000}, std::nullopt});
+    CHECK(n.tx_limit == RateLimit{std::nullopt, TokenBucketSpec{100, 500, 1000}});
+    fails({"tap=t,rx-bw=0"}, "--net tap=t,rx-bw=0: rx-bw \"0\" is not a number of bytes from 1 to");
+    fails({"tap=t,tx-ops=x"},
+          "--net tap=t,tx-ops=x: tx-ops \"x\" is not a number of frames from 1");
+    fails({"tap=t,tx-ops=1K"}, "tx-ops \"1K\" is not a number of frames");
+    fails({"tap=t,rx-bw-burst=1M"}, "--net tap=t,rx-bw-burst=1M: rx-bw-burst= needs rx-bw=");
+    fails({"tap=t,rx-iops=5"}, "unknown option \"rx-iops\"");
 }
 
 TEST_CASE("CLI: restore --net ID=TAP") {

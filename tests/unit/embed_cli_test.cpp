@@ -144,6 +144,34 @@ TEST_CASE("ember run through libember: defaults, and no --checkpoint-dir leaves 
     CHECK(in.cmdline == kDefaultCmdline);
 }
 
+TEST_CASE("ember run through libember: --net rate limits reach the device's configuration") {
+    Dir d;
+    const auto run = parse<RunRequest>({"run", "--kernel", d / "vmlinuz", "--net",
+                                        "tap=tap0,id=eth0,rx-bw=1M,rx-bw-burst=64K,tx-ops=100",
+                                        "--net", "tap=tap1"});
+    const embed::VmConfig pub = to_embed(run);
+    REQUIRE(pub.nets.size() == 2);
+    const auto& eth0 = pub.nets[0];
+    REQUIRE(eth0.rx_rate_limit.bandwidth);
+    CHECK(eth0.rx_rate_limit.bandwidth->size == 1 << 20);
+    CHECK(eth0.rx_rate_limit.bandwidth->one_time_burst == 64 << 10);
+    CHECK(eth0.rx_rate_limit.bandwidth->refill_time_ms == 1000);
+    CHECK_FALSE(eth0.rx_rate_limit.ops);
+    REQUIRE(eth0.tx_rate_limit.ops);
+    CHECK(eth0.tx_rate_limit.ops->size == 100);
+    CHECK_FALSE(eth0.tx_rate_limit.bandwidth);
+    CHECK_FALSE(pub.nets[1].rx_rate_limit.bandwidth);
+    CHECK_FALSE(pub.nets[1].tx_rate_limit.ops);
+    // And on to what the VM is built from: the same as the CLI parsed.
+    const auto in = embed::to_internal(pub);
+    REQUIRE(in.nets.size() == 2);
+    for (size_t i = 0; i < 2; ++i) {
+        CHECK(in.nets[i].rx_limit == run.config.nets[i].rx_limit);
+        CHECK(in.nets[i].tx_limit == run.config.nets[i].tx_limit);
+    }
+    CHECK(in.nets[0].rx_limit.enabled());
+}
+
 TEST_CASE("ember restore through libember: overrides, checkpoint options, --paused, faults") {
     Dir d;
     const auto r = parse<RestoreRequest>(

@@ -410,6 +410,132 @@ TEST_CASE("embed config: a checkpoint's bucket fill is read, and refused when it
               "a fill for a bandwidth bucket the limit does not have"));
 }
 
+TEST_CASE("embed config: a network device's rate limits are checked, converted, and carried "
+          "through a checkpoint") {
+    Files f;
+    auto c = f.config();
+    c.nets.push_back({.id = "eth0", .tap = "tap0", .mac = ""});
+    c.nets.back().rx_rate_limit.ops = embed::TokenBucketConfig{.size = 0, .refill_time_ms = 100};
+    CHECK(error_of(c) == "network device eth0: the receive rate limit's ops bucket: its size must "
+                         "be more than 0");
+    c.nets.back().rx_rate_limit.ops.reset();
+    c.nets.back().tx_rate_limit.bandwidth =
+        embed::TokenBucketConfig{.size = 4096, .refill_time_ms = 0};
+    CHECK(error_of(c) == "network device eth0: the transmit rate limit's bandwidth bucket: its "
+                         "refill time must be more than 0 ms");
+    c.nets.back().rx_rate_limit.bandwidth = embed::TokenBucketConfig{1 << 20, 4096, 1000};
+    c.nets.back().tx_rate_limit = {};
+    c.nets.back().tx_rate_limit.ops = embed::TokenBucketConfig{100, 0, 1000};
+    const VmConfig in = embed::to_internal(c);
+    const RateLimit rx{TokenBucketSpec{1 << 20, 4096, 1000}, std::nullopt};
+    const RateLimit tx{std::nullopt, TokenBucketSpec{100, 0, 1000}};
+    REQUIRE(in.nets.size() == 1);
+    CHECK(in.nets[0].rx_limit == rx);
+    CHECK(in.nets[0].tx_limit == tx);
+
+    VmConfig saved = one_disk_config(f);
+    saved.nets = {NetSpec{"eth0", "tap0", std::nullopt}, NetSpec{"eth1", "tap1", std::nullopt}};
+    CHECK_FALSE(ember::Vm::config_to_json(saved)["nets"][0].contains("rx_rate_limit"));
+    CHECK_FALSE(ember::Vm::config_to_json(saved)["nets"][0].contains("tx_rate_limit"));
+    saved.nets[0].rx_limit = rx;
+    saved.nets[1].tx_limit = tx;
+    auto j = ember::Vm::config_to_json(saved);
+    // A disk's rate_limit object, under each direction's name.
+    CHECK(j["nets"][0]["rx_rate_limit"] == ember::Vm::rate_limit_to_json(rx));
+    CHECK_FALSE(j["nets"][0].contains("tx_rate_limit"));
+    CHECK(j["nets"][1]["tx_rate_limit"]["ops"]["refill_time"] == 1000);
+    {
+        const auto back = ember::Vm::config_from_json(j).nets;
+        CHECK(back.at(0).rx_limit == rx);
+        CHECK_FALSE(back.at(0).tx_limit.enabled());
+        CHECK_FALSE(back.at(1).rx_limit.enabled());
+        CHECK(back.at(1).tx_limit == tx);
+    }
+    const auto refused = [&](nlohmann::json k) -> std::string {
+        try {
+            ember::Vm::config_from_json(k);
+        } catch (const SnapshotError& e) {
+            return e.what();
+        }
+        return "accepted";
+    };
+    auto k = j;
+    k["nets"][1]["tx_rate_limit"] = "100/s";
+    CHECK(refused(k) == "snapshot configuration, network device 1: 'tx_rate_limit' is not an "
+                        "object (corrupt)");
+    k = j;
+    k["nets"][0]["rx_rate_limit"]["bandwidth"].erase("refill_time");
+    CHECK(refused(k) == "snapshot configuration, network device 0, rx_rate_limit bandwidth has no "
+                        "'refill_time' (corrupt)");
+    k = j;
+    k["nets"][0]["rx_rate_limit"]["bandwidth"]["size"] = "1M";
+    CHECK(refused(k) == "snapshot configuration, network device 0, rx_rate_limit bandwidth: "
+                        "'size' is the string \"1M\", of the wrong type (corrupt)");
+    k = j;
+    k["nets"][1]["tx_rate_limit"]["ops"]["size"] = 0;
+    CHECK(refused(k) == "snapshot configuration, network device 1: the transmit rate limit's ops "
+                        "bucket: its size must be more than 0 (corrupt)");
+}
+
+TEST_CASE("embed config: a checkpoint's network device bucket fills are read, and refused when "
+          "they cannot be") {
+    Files f;
+    VmConfig saved = one_disk_config(f);
+    NetSpec net{"eth0", "tap0", std::nullopt};
+    net.rx_limit = {TokenBucketSpec{1 << 20, 0, 1000}, std::nullopt};
+    net.tx_limit = {std::nullopt, TokenBucketSpec{100, 10, 1000}};
+    saved.nets = {net};
+    auto j = ember::Vm::config_to_json(saved);
+    // Absent (full buckets; checkpoints from before): nothing to restore.
+    CHECK(ember::Vm::saved_net_rate_limit_fills(j, 0, net) == NetRateLimitFills{});
+    j["nets"][0]["rx_rate_limit_fill"] = {
+        {"bandwidth", {{"budget", -1500}, {"one_time_burst", 0}, {"partial_token_ns", 9}}}};
+    j["nets"][0]["tx_rate_limit_fill"] = {
+        {"ops", {{"budget", 42}, {"one_time_burst", 3}, {"partial_token_ns", 0}}}};
+    const NetRateLimitFills want{RateLimitFill{TokenBucketFill{-1500, 0, 9}, std::nullopt},
+                                 RateLimitFill{std::nullopt, TokenBucketFill{42, 3, 0}}};
+    CHECK(ember::Vm::saved_net_rate_limit_fills(j, 0, net) == want);
+    CHECK_NOTHROW(ember::Vm::config_from_json(j));
+    // Each damage named, at config_from_json already (before anything is built).
+    const auto refused = [&](const char* key, const nlohmann::json& bad) -> std::string {
+        auto k = j;
+        k["nets"][0][key] = bad;
+        try {
+            ember::Vm::config_from_json(k);
+        } catch (const SnapshotError& e) {
+            return e.what();
+        }
+        return "accepted";
+    };
+    CHECK(refused("rx_rate_limit_fill", 7) == "snapshot configuration, network device 0: "
+                                              "'rx_rate_limit_fill' is not an object (corrupt)");
+    auto bad = j["nets"][0]["tx_rate_limit_fill"];
+    bad["ops"].erase("partial_token_ns");
+    CHECK(refused("tx_rate_limit_fill", bad) ==
+          "snapshot configuration, network device 0, tx_rate_limit_fill ops has no "
+          "'partial_token_ns' (corrupt)");
+    bad = j["nets"][0]["tx_rate_limit_fill"];
+    bad["ops"]["budget"] = uint64_t{1} << 63;
+    CHECK(has(refused("tx_rate_limit_fill", bad),
+              "tx_rate_limit_fill ops: 'budget' is 9223372036854775808, not a whole number of "
+              "tokens (corrupt)"));
+    bad = j["nets"][0]["tx_rate_limit_fill"];
+    bad["ops"]["budget"] = 101;
+    CHECK(refused("tx_rate_limit_fill", bad) ==
+          "snapshot configuration, network device 0: 'tx_rate_limit_fill' does not fit the "
+          "transmit rate limit (100 frames per 1000 ms (one-time burst 10)): ops bucket: its "
+          "budget 101 is more than its size 100 (corrupt)");
+    // A fill for a direction, or a bucket, that has no limit.
+    CHECK(has(refused("tx_rate_limit_fill", j["nets"][0]["rx_rate_limit_fill"]),
+              "a fill for a bandwidth bucket the limit does not have"));
+    auto unlimited = j;
+    unlimited["nets"][0].erase("rx_rate_limit");
+    CHECK_THROWS_WITH_AS(ember::Vm::config_from_json(unlimited),
+                         doctest::Contains("'rx_rate_limit_fill' does not fit the receive rate "
+                                           "limit (no limit)"),
+                         SnapshotError);
+}
+
 TEST_CASE("embed config: a checkpoint's configuration with a field missing or of the wrong type "
           "names it") {
     Files f;

@@ -284,6 +284,28 @@ TEST_CASE("describe_snapshot: the configuration as saved; a field missing or of 
     c["nets"][0]["mac"] = "06:00:ac:10:00:02";
     c["nets"][1]["tap"] = "tap0";
     CHECK(error(c).find("two network devices use tap tap0") != std::string::npos);
+    // A network device's rate limits, and what their buckets held.
+    c["nets"][1]["tap"] = "tap1";
+    c["nets"][0]["rx_rate_limit"] = {
+        {"bandwidth", {{"size", 1048576}, {"one_time_burst", 0}, {"refill_time", 1000}}}};
+    c["nets"][0]["tx_rate_limit"] = {
+        {"ops", {{"size", 100}, {"one_time_burst", 0}, {"refill_time", 1000}}}};
+    c["nets"][0]["tx_rate_limit_fill"] = {
+        {"ops", {{"budget", -1}, {"one_time_burst", 0}, {"partial_token_ns", 0}}}};
+    write(c);
+    CHECK(describe_snapshot(SnapshotReader(d.path))
+              .find("  net      id=eth0 tap tap0 (MAC 06:00:ac:10:00:02, receive rate limit "
+                    "1048576 bytes per 1000 ms; at the checkpoint 1048576 of 1048576 bytes left, "
+                    "transmit rate limit 100 frames per 1000 ms; at the checkpoint -1 of 100 "
+                    "frames left)\n  net      id=eth1 tap tap1 (MAC chosen by the guest)\n") !=
+          std::string::npos);
+    c["nets"][0]["tx_rate_limit_fill"]["ops"]["budget"] = 101;
+    CHECK(error(c) == "snapshot configuration, network device 0: 'tx_rate_limit_fill' does not "
+                      "fit the transmit rate limit (100 frames per 1000 ms): ops bucket: its "
+                      "budget 101 is more than its size 100 (corrupt)");
+    c["nets"][0]["rx_rate_limit"] = "1M";
+    CHECK(error(c) == "snapshot configuration, network device 0: 'rx_rate_limit' is not an object "
+                      "(corrupt)");
     c["nets"] = "eth0";
     CHECK(error(c) == "snapshot configuration: 'nets' is not a list (corrupt)");
     // Described anywhere: no check of the disks' files or of this host's CPUs.

@@ -134,11 +134,8 @@ HttpResponse ApiRouter::dispatch(const HttpRequest& r) {
     if (p.starts_with(kNetPrefix) && p.size() > kNetPrefix.size() &&
         p.find('/', kNetPrefix.size()) == std::string::npos) {
         if (m == "PUT") return put_network_interface(p.substr(kNetPrefix.size()), r.body);
-        if (m == "PATCH")
-            throw ApiError(fmt::format("PATCH {}: ember's network devices have no rate limiters "
-                                       "to update",
-                                       p));
-        method_not_allowed(r, "PUT");
+        if (m == "PATCH") return patch_network_interface(p.substr(kNetPrefix.size()), r.body);
+        method_not_allowed(r, "PUT, PATCH");
     }
     if (p == "/actions") {
         if (m == "PUT") return put_action(r.body);
@@ -220,6 +217,8 @@ HttpResponse ApiRouter::get_vm_config() const {
         for (const auto& n : nets_) {
             nlohmann::json j = {{"iface_id", n.id}, {"host_dev_name", n.tap}};
             if (n.mac) j["guest_mac"] = format_mac(*n.mac);
+            if (n.rx_limit.enabled()) j["rx_rate_limiter"] = Vm::rate_limit_to_json(n.rx_limit);
+            if (n.tx_limit.enabled()) j["tx_rate_limiter"] = Vm::rate_limit_to_json(n.tx_limit);
             nets.push_back(std::move(j));
         }
         out["network-interfaces"] = std::move(nets);
@@ -438,6 +437,47 @@ HttpResponse ApiRouter::put_network_interface(const std::string& id, const std::
     }
     nets_ = std::move(next);
     configured_ = true;
+    return no_content();
+}
+
+HttpResponse ApiRouter::patch_network_interface(const std::string& id, const std::string& body) {
+    const NetUpdate u = parse_network_interface_update(body, id);
+    const std::string what = fmt::format("PATCH /network-interfaces/{}", id);
+    const auto it =
+        std::find_if(nets_.begin(), nets_.end(), [&](const NetSpec& n) { return n.id == id; });
+    if (state_.state() == VmState::not_started) {
+        // Before the start the router holds every interface: the next
+        // InstanceStart builds the device with the new limits.
+        if (it == nets_.end())
+            throw ApiError(fmt::format("{}: there is no network interface '{}' to update (add it "
+                                       "with PUT /network-interfaces/{})",
+                                       what, id, id));
+        if (u.rx_rate_limiter) it->rx_limit = u.rx_rate_limiter->applied_to(it->rx_limit);
+        if (u.tx_rate_limiter) it->tx_limit = u.tx_rate_limiter->applied_to(it->tx_limit);
+        return no_content();
+    }
+    state_.require_started(fmt::format("update network interface '{}'", id));
+    if (!u.rx_rate_limiter && !u.tx_rate_limiter) return no_content();
+    // An interface the router does not know (a loaded VM whose manifest it
+    // could not read): it cannot keep a bucket the body leaves out. The VM
+    // refuses an id it does not have.
+    const bool known = it != nets_.end();
+    const auto whole = [](const std::optional<RateLimitUpdate>& l) {
+        return !l || (l->bandwidth && l->ops);
+    };
+    if (!known && (!whole(u.rx_rate_limiter) || !whole(u.tx_rate_limiter)))
+        throw ApiError(fmt::format("{}: the interface's current limits are not known here (the VM "
+                                   "was loaded from a snapshot): give both bandwidth and ops in "
+                                   "each rate limiter (size 0 for no limit)",
+                                   what));
+    std::optional<RateLimit> rx, tx;
+    if (u.rx_rate_limiter) rx = u.rx_rate_limiter->applied_to(known ? it->rx_limit : RateLimit{});
+    if (u.tx_rate_limiter) tx = u.tx_rate_limiter->applied_to(known ? it->tx_limit : RateLimit{});
+    controller_.set_net_rate_limit(id, rx, tx);
+    if (known) {
+        if (rx) it->rx_limit = *rx;
+        if (tx) it->tx_limit = *tx;
+    }
     return no_content();
 }
 

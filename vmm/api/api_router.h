@@ -80,6 +80,7 @@ class ApiRouter final {
     HttpResponse put_metrics(const std::string& body);
     HttpResponse put_entropy(const std::string& body);
     HttpResponse put_network_interface(const std::string& id, const std::string& body);
+    HttpResponse patch_network_interface(const std::string& id, const std::string& body);
     HttpResponse put_logger(const std::string& body);
     HttpResponse flush_metrics();
     void require_no_metrics(std::string_view what) const;

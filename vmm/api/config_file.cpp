@@ -29,6 +29,10 @@ class NoVm final : public VmController {
     void send_ctrl_alt_del() override { refuse(); }
     std::optional<embed::Metrics> metrics() override { return std::nullopt; }
     void set_rate_limit(const std::string&, const RateLimit&) override { refuse(); }
+    void set_net_rate_limit(const std::string&, std::optional<RateLimit>,
+                            std::optional<RateLimit>) override {
+        refuse();
+    }
 
   private:
     [[noreturn]] static void refuse() { throw Error("no VM while a config file is read"); }

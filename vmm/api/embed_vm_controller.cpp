@@ -99,6 +99,15 @@ void EmbedVmController::set_rate_limit(const std::string& drive_id, const RateLi
     live_vm("change a rate limit").set_rate_limit(drive_id, to_embed(limit));
 }
 
+void EmbedVmController::set_net_rate_limit(const std::string& iface_id, std::optional<RateLimit> rx,
+                                           std::optional<RateLimit> tx) {
+    const auto embedded = [](const std::optional<RateLimit>& l) {
+        return l ? std::optional(to_embed(*l)) : std::nullopt;
+    };
+    std::lock_guard lock(mu_);
+    live_vm("change a rate limit").set_net_rate_limit(iface_id, embedded(rx), embedded(tx));
+}
+
 void EmbedVmController::send_ctrl_alt_del() {
     std::lock_guard lock(mu_);
     live_vm("send Ctrl-Alt-Del").send_ctrl_alt_del();

@@ -37,6 +37,8 @@ class EmbedVmController final : public VmController {
     void send_ctrl_alt_del() override;
     std::optional<embed::Metrics> metrics() override;
     void set_rate_limit(const std::string& drive_id, const RateLimit& limit) override;
+    void set_net_rate_limit(const std::string& iface_id, std::optional<RateLimit> rx,
+                            std::optional<RateLimit> tx) override;
 
     // `ember run --api-sock`: starts a VM the command line already built.
     // Pair with ApiRouter::attach_running.

@@ -76,7 +76,9 @@ nlohmann::json metrics_json(const std::optional<embed::Metrics>& metrics,
                           {"tx_bytes", n.tx_bytes},
                           {"tx_errors", n.tx_errors},
                           {"bad_requests", n.bad_requests},
-                          {"interrupts", n.interrupts}};
+                          {"interrupts", n.interrupts},
+                          {"rx_throttled", n.rx_throttled},
+                          {"tx_throttled", n.tx_throttled}};
         j["net"] = std::move(nets);
     }
     // Only for a VM with the device, as Firecracker's "entropy" group.

@@ -123,14 +123,15 @@ std::string body_drive_id(JsonFields& f, std::string_view path_id) {
 }
 } // namespace
 
-RateLimitUpdate parse_rate_limiter_update(const nlohmann::json& value, std::string_view what) {
-    const std::string where = fmt::format("{}: rate_limiter", what);
+RateLimitUpdate parse_rate_limiter_update(const nlohmann::json& value, std::string_view what,
+                                          std::string_view key) {
+    const std::string where = fmt::format("{}: {}", what, key);
     if (!value.is_object()) throw ApiError(fmt::format("{} must be an object", where));
     JsonFields f(value, where);
-    auto bucket = [&](std::string_view key) -> std::optional<std::optional<TokenBucketSpec>> {
-        const auto* b = f.optional_value(key);
+    auto bucket = [&](std::string_view name) -> std::optional<std::optional<TokenBucketSpec>> {
+        const auto* b = f.optional_value(name);
         if (b == nullptr) return std::nullopt; // left out
-        const std::string at = fmt::format("{}.{}", where, key);
+        const std::string at = fmt::format("{}.{}", where, name);
         if (!b->is_object()) throw ApiError(fmt::format("{} must be an object", at));
         JsonFields g(*b, at);
         TokenBucketSpec spec{g.required_uint("size", kMaxBucketTokens),
@@ -151,8 +152,9 @@ RateLimit RateLimitUpdate::applied_to(const RateLimit& current) const {
     return {bandwidth ? *bandwidth : current.bandwidth, ops ? *ops : current.ops};
 }
 
-RateLimit parse_rate_limiter(const nlohmann::json& value, std::string_view what) {
-    return parse_rate_limiter_update(value, what).applied_to({});
+RateLimit parse_rate_limiter(const nlohmann::json& value, std::string_view what,
+                             std::string_view key) {
+    return parse_rate_limiter_update(value, what, key).applied_to({});
 }
 
 DriveUpdate parse_drive_update(std::string_view body, std::string_view path_id) {
@@ -252,35 +254,70 @@ void parse_entropy_config(std::string_view body) {
     f.finish();
 }
 
-NetSpec parse_network_interface(std::string_view body, std::string_view path_id) {
-    const std::string what = fmt::format("PUT /network-interfaces/{}", path_id);
-    NetSpec n;
-    n.id = std::string(path_id);
+namespace {
+// The {iface_id} of a network-interfaces URL, checked before anything else
+// (it names the interface in every later message).
+void check_iface_id(std::string_view what, std::string_view path_id) {
     try {
-        check_net_spec(NetSpec{n.id, "tap", std::nullopt}); // the id, before anything else
+        check_net_spec(NetSpec{std::string(path_id), "tap", std::nullopt});
     } catch (const NetSpecError& e) {
         throw ApiError(fmt::format("{}: {}", what, e.what()));
     }
+}
+
+// A network-interfaces body's iface_id, which must be the one in the path.
+std::string body_iface_id(JsonFields& f, std::string_view path_id) {
+    auto id = f.required_string("iface_id");
+    if (id != path_id)
+        throw ApiError(fmt::format("{}: iface_id '{}' in the body differs from the path's '{}'",
+                                   f.what(), id, path_id));
+    return id;
+}
+} // namespace
+
+NetSpec parse_network_interface(std::string_view body, std::string_view path_id) {
+    const std::string what = fmt::format("PUT /network-interfaces/{}", path_id);
+    check_iface_id(what, path_id);
     const auto json = parse_json_object(body, what);
     JsonFields f(json, what);
-    const auto body_id = f.required_string("iface_id");
-    if (body_id != path_id)
-        throw ApiError(fmt::format("{}: iface_id '{}' in the body differs from the path's '{}'",
-                                   what, body_id, path_id));
+    NetSpec n;
+    n.id = body_iface_id(f, path_id);
     n.tap = f.required_string("host_dev_name");
+    if (const auto* limit = f.optional_value("rx_rate_limiter"))
+        n.rx_limit = parse_rate_limiter(*limit, what, "rx_rate_limiter");
+    if (const auto* limit = f.optional_value("tx_rate_limiter"))
+        n.tx_limit = parse_rate_limiter(*limit, what, "tx_rate_limiter");
     try {
         if (auto mac = f.optional_string("guest_mac")) n.mac = parse_mac(*mac);
         check_net_spec(n);
     } catch (const NetSpecError& e) {
         throw ApiError(fmt::format("{}: {}", what, e.what()));
     }
-    for (const char* key : {"rx_rate_limiter", "tx_rate_limiter"})
-        if (const auto* limiter = f.optional_value(key); limiter && !limiter->is_null())
-            throw ApiError(fmt::format("{}: ember's network devices have no {} yet; leave it out "
-                                       "(or null)",
-                                       what, key));
     f.finish();
     return n;
+}
+
+NetUpdate parse_network_interface_update(std::string_view body, std::string_view path_id) {
+    const std::string what = fmt::format("PATCH /network-interfaces/{}", path_id);
+    check_iface_id(what, path_id);
+    const auto json = parse_json_object(body, what);
+    JsonFields f(json, what);
+    NetUpdate u;
+    u.iface_id = body_iface_id(f, path_id);
+    // Firecracker's PATCH takes the rate limiters only, too: a guest's NIC
+    // keeps its tap and its MAC while it runs.
+    for (const char* key : {"host_dev_name", "guest_mac"})
+        if (f.optional_value(key))
+            throw ApiError(fmt::format("{}: {} cannot be changed with PATCH, only rx_rate_limiter "
+                                       "and tx_rate_limiter (before InstanceStart, PUT the "
+                                       "interface again)",
+                                       what, key));
+    if (const auto* limit = f.optional_value("rx_rate_limiter"))
+        u.rx_rate_limiter = parse_rate_limiter_update(*limit, what, "rx_rate_limiter");
+    if (const auto* limit = f.optional_value("tx_rate_limiter"))
+        u.tx_rate_limiter = parse_rate_limiter_update(*limit, what, "tx_rate_limiter");
+    f.finish();
+    return u;
 }
 
 std::filesystem::path parse_metrics_config(std::string_view body) {

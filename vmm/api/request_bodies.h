@@ -44,19 +44,24 @@ struct DriveConfig {
     RateLimit rate_limit{}; // rate_limiter
 };
 
-// A drive's "rate_limiter" object: optional "bandwidth" and "ops" buckets of
-// {size, one_time_burst (optional), refill_time (ms)}. As in Firecracker, a
-// bucket whose size or refill_time is 0 is no limit.
-RateLimit parse_rate_limiter(const nlohmann::json& value, std::string_view what);
+// A drive's "rate_limiter" object (and a network interface's
+// "rx_rate_limiter" and "tx_rate_limiter": `key` names the field in
+// messages): optional "bandwidth" and "ops" buckets of {size, one_time_burst
+// (optional), refill_time (ms)}. As in Firecracker, a bucket whose size or
+// refill_time is 0 is no limit.
+RateLimit parse_rate_limiter(const nlohmann::json& value, std::string_view what,
+                             std::string_view key = "rate_limiter");
 
-// The same object in PATCH /drives, where a bucket left out keeps the
-// current one (Firecracker's BucketUpdate: none, disabled, or a new one).
+// The same object in PATCH /drives and PATCH /network-interfaces, where a
+// bucket left out keeps the current one (Firecracker's BucketUpdate: none,
+// disabled, or a new one).
 struct RateLimitUpdate {
     std::optional<std::optional<TokenBucketSpec>> bandwidth;
     std::optional<std::optional<TokenBucketSpec>> ops;
     RateLimit applied_to(const RateLimit& current) const;
 };
-RateLimitUpdate parse_rate_limiter_update(const nlohmann::json& value, std::string_view what);
+RateLimitUpdate parse_rate_limiter_update(const nlohmann::json& value, std::string_view what,
+                                          std::string_view key = "rate_limiter");
 
 // PATCH /drives/{id} on a started VM: the rate limiter only (ember cannot
 // change a running disk's file).
@@ -73,8 +78,19 @@ enum class VmStateChange { pause, resume };
 // limiter (see VirtioRng): a "rate_limiter" other than null is refused.
 void parse_entropy_config(std::string_view body);
 // PUT /network-interfaces/{id}: Firecracker's NetworkInterface (iface_id,
-// host_dev_name, guest_mac); rate limiters other than null are refused.
+// host_dev_name, guest_mac, rx_rate_limiter, tx_rate_limiter; a limiter
+// left out or null is no limit).
 NetSpec parse_network_interface(std::string_view body, std::string_view path_id);
+
+// PATCH /network-interfaces/{id}: Firecracker's PartialNetworkInterface, the
+// rate limiters only (a limiter left out or null is kept; so is a bucket
+// left out of one). The tap and the MAC cannot change on a running guest.
+struct NetUpdate {
+    std::string iface_id;
+    std::optional<RateLimitUpdate> rx_rate_limiter;
+    std::optional<RateLimitUpdate> tx_rate_limiter;
+};
+NetUpdate parse_network_interface_update(std::string_view body, std::string_view path_id);
 
 // PUT /metrics: where metrics lines go (a file or a named pipe).
 std::filesystem::path parse_metrics_config(std::string_view body);

@@ -54,6 +54,11 @@ class VmController {
     // Replaces the rate limit of the disk with that id (PATCH /drives), while
     // running or paused.
     virtual void set_rate_limit(const std::string& drive_id, const RateLimit& limit) = 0;
+    // Replaces the receive and transmit rate limits (unset: kept) of the
+    // network device with that id (PATCH /network-interfaces), while running
+    // or paused.
+    virtual void set_net_rate_limit(const std::string& iface_id, std::optional<RateLimit> rx,
+                                    std::optional<RateLimit> tx) = 0;
 };
 
 } // namespace ember::api

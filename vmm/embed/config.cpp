@@ -178,8 +178,11 @@ std::vector<fault::FaultSpec> to_internal(const std::vector<std::string>& faults
     }
     for (const auto& n : c.nets) {
         NetSpec spec{n.id, n.tap, std::nullopt};
+        spec.rx_limit = to_internal(n.rx_rate_limit);
+        spec.tx_limit = to_internal(n.tx_rate_limit);
         try {
             if (!n.mac.empty()) spec.mac = parse_mac(n.mac);
+            check_net_spec(spec); // the rate limits' buckets too
         } catch (const NetSpecError& e) {
             throw Error(
                 fmt::format("network device {}: {}", n.id.empty() ? n.tap : n.id, e.what()));

@@ -86,6 +86,13 @@ class Vm::Impl final {
         vm_->set_disk_rate_limit(disk_id, limit);
     }
 
+    void set_net_rate_limit(std::string_view net_id, const std::optional<RateLimit>& rx,
+                            const std::optional<RateLimit>& tx) {
+        std::lock_guard lock(mu_);
+        if (exit_now() || !vm_) throw Error("the VM has exited");
+        vm_->set_net_rate_limit(net_id, rx, tx);
+    }
+
     CheckpointInfo checkpoint(const std::filesystem::path& dir, AfterCheckpoint then) {
         std::lock_guard lock(mu_);
         checked(Action::checkpoint);
@@ -195,7 +202,9 @@ class Vm::Impl final {
                               .tx_bytes = n.stats.tx_bytes,
                               .tx_errors = n.stats.tx_errors,
                               .bad_requests = n.stats.bad_requests,
-                              .interrupts = n.stats.interrupts});
+                              .interrupts = n.stats.interrupts,
+                              .rx_throttled = n.stats.rx_throttled,
+                              .tx_throttled = n.stats.tx_throttled});
         if (const auto& e = in.entropy)
             m.entropy = EntropyMetrics{.requests = e->requests,
                                        .bytes = e->bytes,
@@ -331,6 +340,15 @@ CheckpointInfo Vm::checkpoint(const std::filesystem::path& dir, AfterCheckpoint 
 void Vm::set_rate_limit(std::string_view disk_id, const RateLimitConfig& limit) {
     const auto what = fmt::format("cannot set the rate limit of disk '{}'", disk_id);
     as_ember_error(what.c_str(), [&] { impl().set_rate_limit(disk_id, to_internal(limit)); });
+}
+void Vm::set_net_rate_limit(std::string_view net_id, const std::optional<RateLimitConfig>& rx,
+                            const std::optional<RateLimitConfig>& tx) {
+    const auto internal = [](const std::optional<RateLimitConfig>& l) {
+        return l ? std::optional(to_internal(*l)) : std::nullopt;
+    };
+    const auto what = fmt::format("cannot set the rate limits of network device '{}'", net_id);
+    as_ember_error(what.c_str(),
+                   [&] { impl().set_net_rate_limit(net_id, internal(rx), internal(tx)); });
 }
 
 void Vm::send_ctrl_alt_del() {
