@@ -350,6 +350,35 @@ finish_bg() {
   retry_if_nested_fault "$_bg_log"
 }
 
+# api METHOD PATH [BODY]: one request on ember's control socket $SOCK, with
+# the curl a scenario's .host staged in $CURL_DIR (L1 has BusyBox only; see
+# api-socket.host); sets STATUS and BODY and appends both to $WORK/api.log.
+api() {
+  if [ -n "${3:-}" ]; then
+    STATUS=$(timeout 120 "$CURL_DIR/lib/ld-linux-x86-64.so.2" --library-path "$CURL_DIR/lib" "$CURL_DIR/bin/curl" -s \
+      -o "$WORK/response" -w '%{http_code}' --unix-socket "$SOCK" -X "$1" "http://localhost$2" \
+      -H 'Accept: application/json' -H 'Content-Type: application/json' -d "$3")
+  else
+    STATUS=$(timeout 120 "$CURL_DIR/lib/ld-linux-x86-64.so.2" --library-path "$CURL_DIR/lib" "$CURL_DIR/bin/curl" -s \
+      -o "$WORK/response" -w '%{http_code}' --unix-socket "$SOCK" -X "$1" "http://localhost$2" \
+      -H 'Accept: application/json')
+  fi
+  BODY=$(cat "$WORK/response" 2>/dev/null)
+  echo "api: $1 $2 ${3:-} -> $STATUS $BODY" | tee -a "$WORK/api.log"
+}
+
+# await_bg SECS: waits up to SECS seconds for the background ember (PID, from
+# run_bg) to end; status 1 when it still runs (the caller stops it, then
+# finish_bg).
+await_bg() {
+  _ab_n=0
+  while kill -0 "$PID" 2>/dev/null; do
+    [ "$_ab_n" -lt "$1" ] || return 1
+    sleep 1
+    _ab_n=$((_ab_n + 1))
+  done
+}
+
 # checkpoint_paused LOG SNAPSHOT DIR [ARG...]: restores SNAPSHOT paused (no
 # vcpu runs, no device starts) and checkpoints it at once into DIR with
 # SIGUSR1; sets RC like run_ember. ARGs go to `ember restore`.

@@ -2,8 +2,9 @@
 # on a host tap): finds the interface virtio_net drives, gives it
 # 172.30.0.2/24 and pings the host's side of the tap (172.30.0.1). Then, by
 # ember.net.mode=:
-#   full (default)  fetches a file from the host's httpd, then serves a file
-#                   of its own until the host says it has it (/done)
+#   full (default)  fetches a file from the host's httpd (and says how many
+#                   seconds that took), then serves a file of its own until
+#                   the host says it has it (/done)
 #   ping            nothing more
 #   rounds          fetches the host's 1 MiB blob (through its CGI, which the
 #                   host can make stall mid-transfer for a checkpoint) again
@@ -100,9 +101,11 @@ fi
 
 # -Y off: no proxy from the environment. BusyBox's own -T crashes (1.35), so
 # timeout bounds the transfer.
+t0=$(cut -d' ' -f1 /proc/uptime)
 timeout 120 wget -q -Y off -O /tmp/host-blob "http://$host:$port/blob"
 rc=$?
-echo "EMBER-NET fetched rc=$rc bytes=$(wc -c </tmp/host-blob 2>/dev/null) sha256=$(sha256sum </tmp/host-blob 2>/dev/null | cut -d' ' -f1)"
+t1=$(cut -d' ' -f1 /proc/uptime)
+echo "EMBER-NET fetched rc=$rc bytes=$(wc -c </tmp/host-blob 2>/dev/null) sha256=$(sha256sum </tmp/host-blob 2>/dev/null | cut -d' ' -f1) secs=$(awk "BEGIN { print $t1 - $t0 }")"
 
 mkdir -p /tmp/www
 head -c 1048576 /dev/urandom >/tmp/www/blob

@@ -20,6 +20,7 @@
 . "$E2E_DIR/lib.sh"
 
 host="$WORK/../../host/api-socket"
+CURL_DIR=$host # for api (lib.sh)
 img="$IMAGES/cloud"
 snap="$SCRATCH/snapshot"
 if [ ! -x "$host/bin/curl" ]; then
@@ -34,20 +35,6 @@ fill_left() {
     sed -n 's/.*id=fill .*at the checkpoint \(-\{0,1\}[0-9]*\) of 1000 requests left.*/\1/p'
 }
 
-# api METHOD PATH [BODY]: one request on $SOCK; sets STATUS and BODY.
-api() {
-  if [ -n "${3:-}" ]; then
-    STATUS=$(timeout 120 "$host/lib/ld-linux-x86-64.so.2" --library-path "$host/lib" "$host/bin/curl" -s \
-      -o "$WORK/response" -w '%{http_code}' --unix-socket "$SOCK" -X "$1" "http://localhost$2" \
-      -H 'Accept: application/json' -H 'Content-Type: application/json' -d "$3")
-  else
-    STATUS=$(timeout 120 "$host/lib/ld-linux-x86-64.so.2" --library-path "$host/lib" "$host/bin/curl" -s \
-      -o "$WORK/response" -w '%{http_code}' --unix-socket "$SOCK" -X "$1" "http://localhost$2" \
-      -H 'Accept: application/json')
-  fi
-  BODY=$(cat "$WORK/response" 2>/dev/null)
-  echo "api: $1 $2 ${3:-} -> $STATUS $BODY" | tee -a "$WORK/api.log"
-}
 
 # expect_status CODE: the last request answered CODE.
 expect_status() {

@@ -84,12 +84,7 @@ rm -f "$WORK/share-load"
 # The last restored process runs the verifier to its end once asked to stop.
 printf STOP | dd of="$mailbox" conv=notrunc 2>/dev/null
 wait_for "$OUT" 'EMBER-CKPT verify-end' 300 || _unmet "the verifier did not end within 300 s of STOP"
-n=0
-while kill -0 "$PID" 2>/dev/null && [ "$n" -lt 60 ]; do
-  sleep 1
-  n=$((n + 1))
-done
-kill "$PID" 2>/dev/null
+await_bg 60 || kill "$PID" 2>/dev/null
 finish_bg
 expect_rc 0 && expect_stdout 'VERIFY PASS' && expect_stdout 'EMBER-CKPT verify-end rc=0' && expect_stderr 'powered off'
 check checkpoint-disk-verify-pass

@@ -17,7 +17,9 @@
 # half sent and restored in a new process, on the same tap: the round in
 # flight completes, later ones follow, each bit-exact, and snapshot-info
 # names the tap and MAC. A third boots from a Firecracker configuration file
-# whose network-interfaces section gives it the device. Making a tap needs
+# whose network-interfaces section gives it the device. A fourth makes the
+# first one's exchange through rate limits (rx-bw=, tx-bw=): it takes at
+# least as long as they allow, and loses nothing. Making a tap needs
 # root (CAP_NET_ADMIN): L1 runs everything as root; directly on a host without
 # it the guest part is skipped. The tap is deleted at the end.
 . "$E2E_DIR/lib.sh"
@@ -174,12 +176,15 @@ run_bg net-guest run --kernel "$img/vmlinuz" --initrd "$img/initramfs.cpio.gz" -
 live_pid=$PID
 # The guest serves its file once it has pinged and fetched ours; it may also
 # end early (no interface).
-waited=0
-while ! grep -a -q -E 'EMBER-NET serving |EMBER-GUEST EXIT' "$OUT" 2>/dev/null; do
-  { kill -0 "$PID" 2>/dev/null && [ "$waited" -lt 240 ]; } || break
-  sleep 1
-  waited=$((waited + 1))
-done
+await_serving() {
+  _as_n=0
+  while ! grep -a -q -E 'EMBER-NET serving |EMBER-GUEST EXIT' "$OUT" 2>/dev/null; do
+    { kill -0 "$PID" 2>/dev/null && [ "$_as_n" -lt 240 ]; } || break
+    sleep 1
+    _as_n=$((_as_n + 1))
+  done
+}
+await_serving
 echo "e2e: $tap while the guest runs: carrier=$(cat "/sys/class/net/$tap/carrier" 2>/dev/null) tun_flags=$(cat "/sys/class/net/$tap/tun_flags" 2>/dev/null)"
 guest_file="$SCRATCH/guest-blob"
 host_fetch="the guest never said it was serving"
@@ -210,12 +215,7 @@ OUT=$guest_out ERR=$guest_err TIMED_OUT=no ELAPSED=0
 
 # The guest polls for /done on our httpd, then powers off.
 touch "$www/done"
-waited=0
-while kill -0 "$PID" 2>/dev/null && [ "$waited" -lt 60 ]; do
-  sleep 1
-  waited=$((waited + 1))
-done
-if kill -0 "$PID" 2>/dev/null; then
+if ! await_bg 60; then
   echo "e2e: the guest did not power off within 60 s of /done: stopping ember"
   kill -TERM "$PID" 2>/dev/null
 fi
@@ -249,6 +249,7 @@ check net-ping
   [ "$(net_field fetched sha256)" = "$host_sum" ]; } ||
   _unmet "the guest's fetch: '$(net_line fetched)', expected rc=0 bytes=1048576 sha256=$host_sum"
 check net-guest-fetch
+echo "e2e: without a rate limit the guest fetched 1 MiB in $(net_field fetched secs) s"
 
 # The host's copy of the guest's blob.
 guest_sum=$(net_field serving sha256)
@@ -373,12 +374,7 @@ if [ "$ck_ok" = yes ]; then
   else
     _unmet "the restored guest did not complete round $last within 180 s"
   fi
-  waited=0
-  while kill -0 "$PID" 2>/dev/null && [ "$waited" -lt 60 ]; do
-    sleep 1
-    waited=$((waited + 1))
-  done
-  if kill -0 "$PID" 2>/dev/null; then
+  if ! await_bg 60; then
     _unmet "the restored guest did not power off within 60 s"
     kill -TERM "$PID" 2>/dev/null
   fi
@@ -519,3 +515,108 @@ expect_rc 0 && expect_stdout 'EMBER-GUEST EXIT rc=0' && expect_stderr_i 'power(e
   fi
 }
 check net-config-file
+
+# Rate limits: a guest with --net ...,rx-bw=128K,tx-bw=128K makes the same
+# exchange as the first. Each MiB needs more than 1 MiB of frames, and the
+# buckets start with 128 KiB: at 128 KiB per second each way takes at least
+# 7 s (the guest's fetch timed by its own clock, the host's by L1's), both
+# files arrive bit-exact (frames held back are not lost; the tap's frames
+# wait), and the metrics count frames held back in both directions. Then
+# PATCH /network-interfaces on its control socket lifts the transmit limit:
+# GET /vm/config shows only the receive one, and the host fetches the file
+# again in under 4 s, which the old limit would not allow (unlimited, the
+# first guest's MiB took about 0.2 s here).
+rl_metrics="$WORK/net-rate-metrics.json"
+rm -f "$rl_metrics" "$www/done"
+CURL_DIR="$WORK/../../host/net"
+SOCK="$SCRATCH/net-api.sock"
+run_bg net-rate-limit run --kernel "$img/vmlinuz" --initrd "$img/initramfs.cpio.gz" --cpus 1 \
+  --mem "$GUEST_MEM" --console stdio --cmdline "$(guest_cmdline net)" \
+  --net "tap=$tap,mac=$mac,rx-bw=128K,tx-bw=128K" --metrics-path "$rl_metrics" --api-sock "$SOCK"
+live_pid=$PID
+await_serving
+# host_fetch LOG: the host fetches the guest's blob into $guest_file; sets
+# host_fetch (ok, or why not) and host_secs (by L1's clock).
+host_fetch() {
+  t0=$(cut -d' ' -f1 /proc/uptime)
+  if timeout 120 busybox wget -q -Y off -O "$guest_file" "http://$guest_ip:$port/blob" >"$WORK/$1" 2>&1; then
+    host_fetch=ok
+  else
+    host_fetch="busybox wget http://$guest_ip:$port/blob failed with status $?: $(head -n 2 "$WORK/$1" | tr '\n' ' ')"
+  fi
+  t1=$(cut -d' ' -f1 /proc/uptime)
+  host_secs=$(awk "BEGIN { print $t1 - $t0 }")
+}
+host_fetch="the guest never said it was serving"
+host_secs=
+limited_sum=
+lifted="the guest never said it was serving"
+if grep -a -q 'EMBER-NET serving ' "$OUT"; then
+  host_fetch host-wget-limited.log
+  limited_fetch=$host_fetch limited_secs=$host_secs
+  limited_sum=$(sha256sum <"$guest_file" | cut -d' ' -f1)
+  lifted=
+  if [ ! -x "$CURL_DIR/bin/curl" ]; then
+    lifted="net.host did not stage curl (see host/net.log)"
+  else
+    api PATCH /network-interfaces/net0 '{"iface_id": "net0", "tx_rate_limiter": {"bandwidth": {"size": 0, "refill_time": 0}}}'
+    [ "$STATUS" = 204 ] || lifted="PATCH /network-interfaces/net0 answered $STATUS: $BODY"
+    api GET /vm/config
+    case $BODY in
+      *'"rx_rate_limiter"'*'"tx_rate_limiter"'* | *'"tx_rate_limiter"'*)
+        lifted="${lifted:-GET /vm/config after the PATCH still shows a tx_rate_limiter: $BODY}" ;;
+      *'"rx_rate_limiter"'*) ;;
+      *) lifted="${lifted:-GET /vm/config after the PATCH lost the rx_rate_limiter: $BODY}" ;;
+    esac
+    host_fetch host-wget-lifted.log
+    echo "e2e: with the transmit limit lifted the host fetched 1 MiB in ${host_secs:-?} s"
+    if [ -z "$lifted" ]; then
+      if [ "$host_fetch" != ok ]; then
+        lifted="after the PATCH: $host_fetch"
+      elif [ "$(sha256sum <"$guest_file" | cut -d' ' -f1)" != "$limited_sum" ]; then
+        lifted="after the PATCH the host's copy of the guest's blob differs from the first"
+      elif ! awk "BEGIN { exit !($host_secs < 4) }"; then
+        lifted="after the PATCH lifting tx_rate_limiter the host took $host_secs s for 1 MiB (at 128 KiB/s it needs at least 7)"
+      fi
+    fi
+  fi
+  host_fetch=$limited_fetch host_secs=$limited_secs
+fi
+touch "$www/done"
+if ! await_bg 60; then
+  echo "e2e: the rate-limited guest did not power off within 60 s of /done: stopping ember"
+  kill -TERM "$PID" 2>/dev/null
+fi
+finish_bg
+live_pid=
+guest_secs=$(net_field fetched secs)
+echo "e2e: at 128 KiB/s the guest fetched 1 MiB in ${guest_secs:-?} s, the host in ${host_secs:-?} s"
+rl_last=$(tail -n 1 "$rl_metrics" 2>/dev/null)
+echo "e2e: metrics: $rl_last"
+expect_rc 0 && expect_stdout 'EMBER-NET done=yes' && {
+  { [ "$(net_field fetched rc)" = 0 ] && [ "$(net_field fetched sha256)" = "$host_sum" ]; } ||
+    _unmet "the guest's fetch: '$(net_line fetched)', expected rc=0 sha256=$host_sum"
+} && {
+  guest_sum=$(net_field serving sha256)
+  if [ "$host_fetch" != ok ]; then
+    _unmet "$host_fetch"
+  elif [ "${limited_sum:-}" != "$guest_sum" ]; then
+    _unmet "the host's copy of the guest's blob (sha256 ${limited_sum:-?}) differs from what the guest served (sha256 ${guest_sum:-?})"
+  fi
+} && {
+  awk "BEGIN { exit !($guest_secs >= 7) }" 2>/dev/null ||
+    _unmet "the guest fetched 1 MiB in '${guest_secs}' s through rx-bw=128K; it cannot take less than 7 s"
+} && {
+  awk "BEGIN { exit !($host_secs >= 7) }" 2>/dev/null ||
+    _unmet "the host fetched 1 MiB from the guest in '${host_secs}' s through tx-bw=128K; it cannot take less than 7 s"
+} && {
+  for k in rx_throttled tx_throttled; do
+    [ "$(net_metric "$rl_metrics" net0 $k)" -gt 0 ] 2>/dev/null ||
+      _unmet "net.net0.$k is '$(net_metric "$rl_metrics" net0 $k)': no frame was held back"
+  done
+  [ "$(net_metric "$rl_metrics" net0 bad_requests)" = 0 ] ||
+    _unmet "net.net0.bad_requests is '$(net_metric "$rl_metrics" net0 bad_requests)'"
+}
+check net-rate-limit
+[ -z "$lifted" ] || _unmet "$lifted"
+check net-rate-limit-patch
