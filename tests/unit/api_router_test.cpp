@@ -169,7 +169,7 @@ TEST_CASE("API: PUT /network-interfaces adds network devices") {
     const char* eth0 =
         R"({"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "06:00:AC:10:00:02"})";
     r.fails("PUT", "/network-interfaces/eth0", R"({"iface_id": "eth1", "host_dev_name": "tap0"})",
-            400, "differs from the path's 'eth0'");
+            400, "does not match 'eth0' in the path");
     r.fails("PUT", "/network-interfaces/eth0", R"({"iface_id": "eth0"})", 400, "host_dev_name");
     r.fails("PUT", "/network-interfaces/eth0",
             R"({"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "01:00:5e:00:00:01"})",
@@ -331,7 +331,7 @@ TEST_CASE("API: PATCH /network-interfaces changes a started VM's rate limits, bu
             R"({"iface_id": "eth0", "guest_mac": "06:00:ac:10:00:09"})", 400,
             "guest_mac cannot be changed with PATCH, only rx_rate_limiter and tx_rate_limiter");
     r.fails("PATCH", "/network-interfaces/eth0", R"({"iface_id": "eth1"})", 400,
-            "iface_id 'eth1' in the body differs from the path's 'eth0'");
+            "iface_id 'eth1' in the body does not match 'eth0' in the path");
     r.fails("PATCH", "/network-interfaces/eth0", R"({"rx_rate_limiter": {}})", 400, "iface_id");
     r.fails("PATCH", "/network-interfaces/eth0",
             patch("eth0", "tx_rate_limiter", {{"ops", {{"size", 10}}}}), 400,

@@ -113,12 +113,12 @@ MachineConfig parse_machine_config(std::string_view body, const MachineConfig* b
 }
 
 namespace {
-// A drive body's drive_id, which must be the one in the path.
-std::string body_drive_id(JsonFields& f, std::string_view path_id) {
-    auto id = f.required_string("drive_id");
+// A body's id field (drive_id, iface_id), which must be the one in the path.
+std::string body_id(JsonFields& f, const char* key, std::string_view path_id) {
+    auto id = f.required_string(key);
     if (id != path_id)
-        throw ApiError(fmt::format("{}: drive_id '{}' in the body does not match '{}' in the path",
-                                   f.what(), id, path_id));
+        throw ApiError(fmt::format("{}: {} '{}' in the body does not match '{}' in the path",
+                                   f.what(), key, id, path_id));
     return id;
 }
 } // namespace
@@ -163,7 +163,7 @@ DriveUpdate parse_drive_update(std::string_view body, std::string_view path_id) 
     const auto json = parse_json_object(body, what);
     JsonFields f(json, what);
     DriveUpdate u;
-    u.drive_id = body_drive_id(f, path_id);
+    u.drive_id = body_id(f, "drive_id", path_id);
     if (f.optional_value("path_on_host"))
         throw ApiError(fmt::format("{}: ember cannot change the file of a running VM's drive "
                                    "(path_on_host); only rate_limiter",
@@ -180,7 +180,7 @@ DriveConfig parse_drive(std::string_view body, std::string_view path_id) {
     const auto json = parse_json_object(body, what);
     JsonFields f(json, what);
     DriveConfig d;
-    d.drive_id = body_drive_id(f, path_id);
+    d.drive_id = body_id(f, "drive_id", path_id);
     d.is_root_device = f.required_bool("is_root_device");
     d.path_on_host = f.required_string("path_on_host");
     require_host_file(d.path_on_host, what, "path_on_host");
@@ -264,15 +264,6 @@ void check_iface_id(std::string_view what, std::string_view path_id) {
         throw ApiError(fmt::format("{}: {}", what, e.what()));
     }
 }
-
-// A network-interfaces body's iface_id, which must be the one in the path.
-std::string body_iface_id(JsonFields& f, std::string_view path_id) {
-    auto id = f.required_string("iface_id");
-    if (id != path_id)
-        throw ApiError(fmt::format("{}: iface_id '{}' in the body differs from the path's '{}'",
-                                   f.what(), id, path_id));
-    return id;
-}
 } // namespace
 
 NetSpec parse_network_interface(std::string_view body, std::string_view path_id) {
@@ -281,7 +272,7 @@ NetSpec parse_network_interface(std::string_view body, std::string_view path_id)
     const auto json = parse_json_object(body, what);
     JsonFields f(json, what);
     NetSpec n;
-    n.id = body_iface_id(f, path_id);
+    n.id = body_id(f, "iface_id", path_id);
     n.tap = f.required_string("host_dev_name");
     if (const auto* limit = f.optional_value("rx_rate_limiter"))
         n.rx_limit = parse_rate_limiter(*limit, what, "rx_rate_limiter");
@@ -303,7 +294,7 @@ NetUpdate parse_network_interface_update(std::string_view body, std::string_view
     const auto json = parse_json_object(body, what);
     JsonFields f(json, what);
     NetUpdate u;
-    u.iface_id = body_iface_id(f, path_id);
+    u.iface_id = body_id(f, "iface_id", path_id);
     // Firecracker's PATCH takes the rate limiters only, too: a guest's NIC
     // keeps its tap and its MAC while it runs.
     for (const char* key : {"host_dev_name", "guest_mac"})
