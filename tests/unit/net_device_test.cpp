@@ -597,12 +597,17 @@ TEST_CASE("virtio-net: a tap that cannot be had is an error naming it") {
 // comes back empty), every other receive chain comes back empty, and no
 // byte of the receive arena changes but the header and frame written into a
 // good chain; a broken ring sets DEVICE_NEEDS_RESET and a reset recovers.
-TEST_CASE("virtio-net hostile guest: random chains and broken rings") {
+//
+// With rate limits (`limits`): the same, and now and then a batch changes
+// them while frames wait (the new buckets start full, so nothing stalls).
+namespace {
+void hostile_guest(const RateLimit& rx_limit, const RateLimit& tx_limit, uint64_t default_batches,
+                   bool change_limits) {
     const uint64_t seed = env_or("EMBER_FUZZ_SEED", 11);
-    const uint64_t batches = env_or("EMBER_FUZZ_BATCHES", 200);
+    const uint64_t batches = env_or("EMBER_FUZZ_BATCHES", default_batches);
     INFO("seed ", seed, " (EMBER_FUZZ_SEED)");
     Rng rng(seed);
-    NetRig r(kMac, 64);
+    NetRig r(kMac, 64, rx_limit, tx_limit);
     r.init();
     // Transmit data at 14 MiB, receive buffers at 15 MiB, above the drivers'
     // heaps (each reset lays out new indirect tables there); some pieces
@@ -691,6 +696,11 @@ TEST_CASE("virtio-net hostile guest: random chains and broken rings") {
         }
         r.tx->hold_avail(false);
         r.tx->kick();
+        if (change_limits && chance(rng, 0.1)) {
+            // Tighter or looser while the batch waits on the old buckets.
+            const RateLimit tx{std::nullopt, TokenBucketSpec{pick(rng, 1, 6), 0, pick(rng, 1, 20)}};
+            r.net().set_tx_rate_limit(chance(rng, 0.3) ? RateLimit{} : tx);
+        }
         const auto tx_used = NetRig::reap(*r.tx, ntx); // throws on a head twice or unknown
         REQUIRE(tx_used.size() == ntx);
         for (const auto& f : want_frames) {
@@ -734,6 +744,11 @@ TEST_CASE("virtio-net hostile guest: random chains and broken rings") {
         r.rx->kick();
         for (const auto& f : frames)
             r.host_send(f);
+        if (change_limits && chance(rng, 0.1)) {
+            const RateLimit rx{TokenBucketSpec{pick(rng, 500, 5000), 0, pick(rng, 1, 10)},
+                               std::nullopt};
+            r.net().set_rx_rate_limit(chance(rng, 0.3) ? RateLimit{} : rx);
+        }
         const auto rx_used = NetRig::reap(*r.rx, chains.size());
         REQUIRE(rx_used.size() == chains.size());
         // The expected arena: frames matched to good chains in ring order.
@@ -775,5 +790,21 @@ TEST_CASE("virtio-net hostile guest: random chains and broken rings") {
     CHECK(s.tx_frames == sent);
     CHECK(s.rx_frames == delivered);
     CHECK(s.rx_dropped == dropped);
-    MESSAGE("sent ", sent, ", delivered ", delivered, ", dropped ", dropped, ", bad ", bad);
+    MESSAGE("sent ", sent, ", delivered ", delivered, ", dropped ", dropped, ", bad ", bad,
+            ", throttled ", s.rx_throttled, " received and ", s.tx_throttled, " sent");
+    if (rx_limit.enabled()) CHECK(s.rx_throttled > 0);
+    if (tx_limit.enabled()) CHECK(s.tx_throttled > 0);
+}
+} // namespace
+
+TEST_CASE("virtio-net hostile guest: random chains and broken rings") {
+    hostile_guest({}, {}, 200, false);
+}
+
+// Buckets so small that most batches wait on them: 4 frames per 10 ms out,
+// 4000 bytes per 5 ms in (some frames larger than the bucket, which go only
+// from a full one and leave it in debt).
+TEST_CASE("virtio-net hostile guest under rate limits, changed while frames wait") {
+    hostile_guest(RateLimit{TokenBucketSpec{4000, 0, 5}, std::nullopt},
+                  RateLimit{std::nullopt, TokenBucketSpec{4, 0, 10}}, 80, true);
 }
