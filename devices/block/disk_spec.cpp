@@ -13,10 +13,8 @@ namespace {
 uint64_t parse_rate(std::string_view text, std::string_view key, std::string_view value,
                     bool bytes) {
     if (const auto n = parse_rate_count(value, bytes)) return *n;
-    throw DiskSpecError(fmt::format("disk '{}': {} '{}' is not {} from 1 to {}{}", text, key, value,
-                                    bytes ? "a number of bytes" : "a number of requests",
-                                    kMaxBucketTokens,
-                                    bytes ? " (K, M, G and T multiply by powers of 1024)" : ""));
+    throw DiskSpecError(fmt::format("disk '{}': {} '{}' is not {}", text, key, value,
+                                    rate_count_expected(bytes, "requests")));
 }
 } // namespace
 
@@ -118,7 +116,7 @@ DiskSpec parse_disk_spec(std::string_view text) {
                                                 text, name, name));
             return std::nullopt;
         }
-        return TokenBucketSpec{*rate, burst.value_or(0), 1000};
+        return per_second_bucket(*rate, burst);
     };
     spec.rate_limit.bandwidth = bucket(bw, bw_burst, "bw");
     spec.rate_limit.ops = bucket(iops, iops_burst, "iops");

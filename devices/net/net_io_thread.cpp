@@ -220,7 +220,7 @@ void NetIoThread::resubmit(std::span<const uint16_t> rx, std::span<const uint16_
         try {
             for (uint16_t head : heads) {
                 DescriptorChain chain = q->vq.resubmit(head);
-                if (q == &tx_) send(chain);
+                if (q == &tx_) send(chain, frame_bytes(chain));
                 q->vq.add_used(std::move(chain), 0);
             }
         } catch (const VirtqueueError& e) {
@@ -352,8 +352,9 @@ void NetIoThread::transmit() {
     for (;;) {
         while (n < kBudget && q.pop(chain)) {
             tx_.region.mark_popped(q, chain.head());
-            // A chain send() refuses costs nothing: it reaches no host.
-            if (const uint64_t bytes = frame_bytes(chain); bytes != 0) {
+            const uint64_t bytes = frame_bytes(chain);
+            // A refused chain (0 bytes) costs nothing: it reaches no host.
+            if (bytes != 0) {
                 if (const auto wait = ask(tx_limit_, bytes); wait.count() != 0) {
                     std::swap(held_tx_, chain); // both keep their storage
                     held_tx_bytes_ = bytes;
@@ -363,7 +364,7 @@ void NetIoThread::transmit() {
                     return;
                 }
             }
-            send(chain);
+            send(chain, bytes);
             q.add_used(std::move(chain), 0);
             ++n;
         }
@@ -383,30 +384,29 @@ bool NetIoThread::release_held_tx() {
         return false;
     }
     tx_holding_ = false;
-    send(held_tx_);
+    send(held_tx_, held_tx_bytes_);
     tx_.vq.add_used(std::move(held_tx_), 0);
     return true;
 }
 
+std::string_view NetIoThread::tx_refusal(const DescriptorChain& chain) {
+    if (!chain.valid()) return to_string(chain.error());
+    if (chain.writable_bytes() != 0) return "a device-writable buffer";
+    if (chain.readable_bytes() < kHeaderBytes + kMinFrame)
+        return "shorter than the virtio-net header and an Ethernet header";
+    if (chain.readable_bytes() - kHeaderBytes > kMaxFrame) return "a frame larger than 64 KiB";
+    return {};
+}
+
 uint64_t NetIoThread::frame_bytes(const DescriptorChain& chain) {
-    if (!chain.valid() || chain.writable_bytes() != 0 ||
-        chain.readable_bytes() < kHeaderBytes + kMinFrame ||
-        chain.readable_bytes() - kHeaderBytes > kMaxFrame)
-        return 0;
-    return chain.readable_bytes() - kHeaderBytes;
+    return tx_refusal(chain).empty() ? chain.readable_bytes() - kHeaderBytes : 0;
 }
 
 // The guest's header is skipped, not passed on (tap.h): the frame is what
 // follows its first 12 bytes.
-void NetIoThread::send(const DescriptorChain& chain) {
-    const size_t len = frame_bytes(chain);
+void NetIoThread::send(const DescriptorChain& chain, uint64_t len) {
     if (len == 0) {
-        count_bad(!chain.valid()                ? to_string(chain.error())
-                  : chain.writable_bytes() != 0 ? "a device-writable buffer"
-                  : chain.readable_bytes() < kHeaderBytes + kMinFrame
-                      ? "shorter than the virtio-net header and an Ethernet header"
-                      : "a frame larger than 64 KiB",
-                  chain.head(), "transmitq");
+        count_bad(tx_refusal(chain), chain.head(), "transmitq");
         return;
     }
     iov_.clear();

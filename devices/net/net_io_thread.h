@@ -31,6 +31,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -144,10 +145,13 @@ class NetIoThread final {
     // Both may throw VirtqueueError (a broken ring).
     void receive();
     void transmit();
-    void send(const DescriptorChain& chain);
+    // `len`: frame_bytes(chain); 0 counts the chain as bad instead.
+    void send(const DescriptorChain& chain, uint64_t len);
     // Sends the held transmit chain when the buckets have it now.
     bool release_held_tx();
-    // The frame bytes `chain` would send; 0 for a chain send() refuses.
+    // Why a transmit chain cannot be sent (empty: it can).
+    static std::string_view tx_refusal(const DescriptorChain& chain);
+    // The frame bytes `chain` would send; 0 for a refused one.
     static uint64_t frame_bytes(const DescriptorChain& chain);
     // Copies the waiting frame into `chain`; false when it does not fit.
     bool deliver(const DescriptorChain& chain);

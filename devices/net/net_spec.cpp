@@ -64,11 +64,9 @@ struct RateOptions {
                             fmt::format("--net {}: option \"{}\" given twice", text, key));
                     slot = parse_rate_count(value_text, kind == 0);
                     if (!slot)
-                        throw NetSpecError(fmt::format(
-                            "--net {}: {} \"{}\" is not {} from 1 to {}{}", text, key, value_text,
-                            kind == 0 ? "a number of bytes" : "a number of frames",
-                            kMaxBucketTokens,
-                            kind == 0 ? " (K, M, G and T multiply by powers of 1024)" : ""));
+                        throw NetSpecError(fmt::format("--net {}: {} \"{}\" is not {}", text, key,
+                                                       value_text,
+                                                       rate_count_expected(kind == 0, "frames")));
                     return true;
                 }
         return false;
@@ -84,8 +82,7 @@ struct RateOptions {
                                                    "above)",
                                                    text, name(dir, kind, 1), name(dir, kind, 0)));
                 if (rate)
-                    (kind == 0 ? limit.bandwidth : limit.ops) =
-                        TokenBucketSpec{*rate, burst.value_or(0), 1000};
+                    (kind == 0 ? limit.bandwidth : limit.ops) = per_second_bucket(*rate, burst);
             }
         }
     }

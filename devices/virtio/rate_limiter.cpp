@@ -25,6 +25,17 @@ std::optional<uint64_t> parse_rate_count(std::string_view value, bool bytes) {
     return n << shift;
 }
 
+std::string rate_count_expected(bool bytes, std::string_view ops_unit) {
+    return bytes ? fmt::format("a number of bytes from 1 to {} (K, M, G and T multiply by powers "
+                               "of 1024)",
+                               kMaxBucketTokens)
+                 : fmt::format("a number of {} from 1 to {}", ops_unit, kMaxBucketTokens);
+}
+
+TokenBucketSpec per_second_bucket(uint64_t rate, std::optional<uint64_t> burst) {
+    return TokenBucketSpec{rate, burst.value_or(0), 1000};
+}
+
 namespace {
 __extension__ using u128 = unsigned __int128; // -Wpedantic: a GCC and Clang extension
 

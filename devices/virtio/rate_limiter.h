@@ -40,6 +40,11 @@ struct RateLimit {
 // (powers of 1024). Empty when `value` is not one; the caller's message
 // names the option.
 std::optional<uint64_t> parse_rate_count(std::string_view value, bool bytes);
+// What parse_rate_count takes, for its callers' refusals: "a number of bytes
+// from 1 to N (K, M, ...)" or "a number of `ops_unit` from 1 to N".
+std::string rate_count_expected(bool bytes, std::string_view ops_unit);
+// A command line's rate (per second) and its one-time burst as a bucket.
+TokenBucketSpec per_second_bucket(uint64_t rate, std::optional<uint64_t> burst);
 
 // Empty when the bucket is usable; otherwise what is wrong with it, for a
 // message that names where it came from.
