@@ -445,23 +445,20 @@ HttpResponse ApiRouter::patch_network_interface(const std::string& id, const std
     const std::string what = fmt::format("PATCH /network-interfaces/{}", id);
     const auto it =
         std::find_if(nets_.begin(), nets_.end(), [&](const NetSpec& n) { return n.id == id; });
-    if (state_.state() == VmState::not_started) {
-        // Before the start the router holds every interface: the next
-        // InstanceStart builds the device with the new limits.
-        if (it == nets_.end())
-            throw ApiError(fmt::format("{}: there is no network interface '{}' to update (add it "
-                                       "with PUT /network-interfaces/{})",
-                                       what, id, id));
-        if (u.rx_rate_limiter) it->rx_limit = u.rx_rate_limiter->applied_to(it->rx_limit);
-        if (u.tx_rate_limiter) it->tx_limit = u.tx_rate_limiter->applied_to(it->tx_limit);
-        return no_content();
-    }
-    state_.require_started(fmt::format("update network interface '{}'", id));
+    const bool known = it != nets_.end();
+    // Before the start the router holds every interface: the next
+    // InstanceStart builds the device with the new limits. After it, the
+    // running device takes them.
+    const bool started = state_.state() != VmState::not_started;
+    if (!started && !known)
+        throw ApiError(fmt::format("{}: there is no network interface '{}' to update (add it "
+                                   "with PUT /network-interfaces/{})",
+                                   what, id, id));
+    if (started) state_.require_started(fmt::format("update network interface '{}'", id));
     if (!u.rx_rate_limiter && !u.tx_rate_limiter) return no_content();
     // An interface the router does not know (a loaded VM whose manifest it
     // could not read): it cannot keep a bucket the body leaves out. The VM
     // refuses an id it does not have.
-    const bool known = it != nets_.end();
     const auto whole = [](const std::optional<RateLimitUpdate>& l) {
         return !l || (l->bandwidth && l->ops);
     };
@@ -473,7 +470,7 @@ HttpResponse ApiRouter::patch_network_interface(const std::string& id, const std
     std::optional<RateLimit> rx, tx;
     if (u.rx_rate_limiter) rx = u.rx_rate_limiter->applied_to(known ? it->rx_limit : RateLimit{});
     if (u.tx_rate_limiter) tx = u.tx_rate_limiter->applied_to(known ? it->tx_limit : RateLimit{});
-    controller_.set_net_rate_limit(id, rx, tx);
+    if (started) controller_.set_net_rate_limit(id, rx, tx);
     if (known) {
         if (rx) it->rx_limit = *rx;
         if (tx) it->tx_limit = *tx;
