@@ -123,6 +123,18 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 143' TERM INT
 
+# collect_guest: collects the guest's ember (finish_bg; the caller ended or
+# stopped it) and stops the filter sampler started with it, if one runs.
+collect_guest() {
+  finish_bg
+  live_pid=
+  if [ -n "$filter_sampler" ]; then
+    kill "$filter_sampler" 2>/dev/null
+    wait "$filter_sampler" 2>/dev/null
+  fi
+  filter_sampler=
+}
+
 # The tap (persistent, made with BusyBox's tunctl: L1 has no iproute2) and the
 # host's httpd on its address. A tap left by an earlier run that was killed
 # goes first.
@@ -219,11 +231,7 @@ if ! await_bg 60; then
   echo "e2e: the guest did not power off within 60 s of /done: stopping ember"
   kill -TERM "$PID" 2>/dev/null
 fi
-finish_bg
-live_pid=
-kill "$filter_sampler" 2>/dev/null
-wait "$filter_sampler" 2>/dev/null
-filter_sampler=
+collect_guest
 echo "e2e: net-guest: rc=$RC"
 
 # net_field KEY FIELD: FIELD's value on the guest's first "EMBER-NET KEY" line.
@@ -349,8 +357,7 @@ else
   _unmet "the guest never completed round 2"
   kill -TERM "$PID" 2>/dev/null
 fi
-finish_bg
-live_pid=
+collect_guest
 echo "e2e: net-ckpt: rc=$RC; round $stalled stalled; $(grep -a 'checkpoint written to' "$ERR")"
 expect_rc 0 && expect_stderr 'checkpoint written to' && expect_stderr 'checkpoint taken; exiting'
 ck_ok=no
@@ -378,11 +385,7 @@ if [ "$ck_ok" = yes ]; then
     _unmet "the restored guest did not power off within 60 s"
     kill -TERM "$PID" 2>/dev/null
   fi
-  finish_bg
-  live_pid=
-  kill "$filter_sampler" 2>/dev/null
-  wait "$filter_sampler" 2>/dev/null
-  filter_sampler=
+  collect_guest
   echo "e2e: net-restore: rc=$RC"
 fi
 touch "$state/release"
@@ -587,8 +590,7 @@ if ! await_bg 60; then
   echo "e2e: the rate-limited guest did not power off within 60 s of /done: stopping ember"
   kill -TERM "$PID" 2>/dev/null
 fi
-finish_bg
-live_pid=
+collect_guest
 guest_secs=$(net_field fetched secs)
 echo "e2e: at 128 KiB/s the guest fetched 1 MiB in ${guest_secs:-?} s, the host in ${host_secs:-?} s"
 rl_last=$(tail -n 1 "$rl_metrics" 2>/dev/null)
