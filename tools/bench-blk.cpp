@@ -352,10 +352,18 @@ RunResult run_ember(const Options& o, bool direct, bool write, unsigned qd, Mask
         Chain chain;
     };
     std::vector<Slot> slots(qd);
+    // Random bytes, as fio writes: zeros cost a disk that compresses or
+    // skips zero pages (zram) far less than fio's data (3.0x fio's IOPS on
+    // zram with zeros, a comparison of data, not of ember).
+    std::mt19937_64 data_rng(3);
+    std::vector<uint8_t> data(4096);
     for (auto& s : slots) {
         s.hdr = d.alloc(16);
         s.chain.buffers = {
             {s.hdr, 16, false}, {d.alloc(4096, 4096), 4096, !write}, {d.alloc(1), 1, true}};
+        for (auto& b : data)
+            b = static_cast<uint8_t>(data_rng());
+        mem.write_bytes(s.chain.buffers[1].addr, data);
     }
     std::vector<int> slot_of_head(256, -1);
     std::mt19937_64 rng(7);

@@ -55,6 +55,14 @@ limited=$(awk '$1 == "randwrite" && $4 == 32 { print $5 }' "$tmp/limited")
 [ -n "$limited" ] && [ "$limited" -gt 0 ] 2>/dev/null && [ "$limited" -le 2200 ] ||
   fail "--iops 2000 gave '$limited' IOPS"
 
+# ember writes random bytes, as fio does, not zeros (which a disk that
+# compresses or skips zero pages stores for nothing): a file of zeros gets
+# bytes that are not zero.
+head -c 1048576 /dev/zero >"$tmp/zeros.img"
+run "$tmp/zeros" --file "$tmp/zeros.img" --qd 32 --rw randwrite
+cmp -s -n 1048576 "$tmp/zeros.img" /dev/zero && fail "ember's writes left a file of zeros all zeros"
+echo "ok: ember's writes are not zeros"
+
 # An existing file is used whole, whatever --size says.
 run "$tmp/second" --file "$tmp/disk.img" --size 512 --qd 32
 grep -q "using $tmp/disk.img (8 MiB)" "$tmp/second" || fail "an existing --file was not used whole: $(head -n 1 "$tmp/second")"
