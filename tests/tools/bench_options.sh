@@ -5,13 +5,15 @@
 # runs. Before, bench-blk aborted on "--seconds abc" (std::stod's exception,
 # exit 134) and took "--qd 32x" as 32, "--repeat 0" as 1 and a negative
 # --seconds as a zero-length run.
-#   bench_options.sh BENCH_BLK BENCH_CHECKPOINT CRASH_NATIVE
-blk=${1:?usage: bench_options.sh BENCH_BLK BENCH_CHECKPOINT CRASH_NATIVE}
+# tools/bench-zram too, which makes zram devices: a usage error touches none.
+#   bench_options.sh BENCH_BLK BENCH_CHECKPOINT CRASH_NATIVE BENCH_ZRAM
+blk=${1:?usage: bench_options.sh BENCH_BLK BENCH_CHECKPOINT CRASH_NATIVE BENCH_ZRAM}
 ckpt=${2:?}
 crash=${3:?}
+zram=${4:?}
 . "$(dirname "$0")/check.sh"
 
-for prog in "$blk" "$ckpt" "$crash"; do
+for prog in "$blk" "$ckpt" "$crash" "$zram"; do
   name=$(basename "$prog")
   "$prog" --help >"$tmp/out" 2>"$tmp/err"
   rc=$?
@@ -62,5 +64,16 @@ for args in "--runs 0" "--runs 5x" "--qd 65" "--seed -1" "--hang-ms abc"; do
   # shellcheck disable=SC2086
   expect_usage_error "$crash" "$flag" $args
 done
+
+zram_before=$(ls -d /sys/block/zram* 2>/dev/null)
+expect_usage_error "$zram" "SIZE_MIB must be 600-65536" up 5
+expect_usage_error "$zram" "SIZE_MIB must be 600-65536" up 65537
+expect_usage_error "$zram" "SIZE_MIB must be 600-65536" up 1e3
+expect_usage_error "$zram" "SIZE_MIB must be 600-65536" up 000000001024
+expect_usage_error "$zram" "one SIZE_MIB at most" up 1024 2048
+expect_usage_error "$zram" "up or down, not 'frob'" frob
+expect_usage_error "$zram" "up or down, not ''"
+expect_usage_error "$zram" "down takes no arguments" down now
+[ "$(ls -d /sys/block/zram* 2>/dev/null)" = "$zram_before" ] || fail "a refused bench-zram changed the zram devices"
 
 finish "bench options"
