@@ -20,6 +20,16 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// What config_from_json says of a damaged configuration, or "accepted".
+std::string config_refusal(const nlohmann::json& j) {
+    try {
+        ember::Vm::config_from_json(j);
+    } catch (const SnapshotError& e) {
+        return e.what();
+    }
+    return "accepted";
+}
+
 // A private directory with files that look enough like a kernel, an initrd
 // and disks for the checks (they are never booted).
 struct Files {
@@ -376,15 +386,10 @@ TEST_CASE("embed config: a checkpoint's bucket fill is read, and refused when it
     CHECK(*fill == RateLimitFill{TokenBucketFill{-8192, 0, 77}, TokenBucketFill{99, 3, 0}});
     CHECK_NOTHROW(ember::Vm::config_from_json(j));
     // Each damage named, at config_from_json already (before anything is built).
-    const auto refused = [&](const nlohmann::json& bad) -> std::string {
+    const auto refused = [&](const nlohmann::json& bad) {
         auto k = j;
         k["disks"][0]["rate_limit_fill"] = bad;
-        try {
-            ember::Vm::config_from_json(k);
-        } catch (const SnapshotError& e) {
-            return e.what();
-        }
-        return "accepted";
+        return config_refusal(k);
     };
     CHECK(refused(7) ==
           "snapshot configuration, disk 0: 'rate_limit_fill' is not an object (corrupt)");
@@ -451,30 +456,25 @@ TEST_CASE("embed config: a network device's rate limits are checked, converted, 
         CHECK_FALSE(back.at(1).rx_limit.enabled());
         CHECK(back.at(1).tx_limit == tx);
     }
-    const auto refused = [&](nlohmann::json k) -> std::string {
-        try {
-            ember::Vm::config_from_json(k);
-        } catch (const SnapshotError& e) {
-            return e.what();
-        }
-        return "accepted";
-    };
     auto k = j;
     k["nets"][1]["tx_rate_limit"] = "100/s";
-    CHECK(refused(k) == "snapshot configuration, network device 1: 'tx_rate_limit' is not an "
-                        "object (corrupt)");
+    CHECK(config_refusal(k) ==
+          "snapshot configuration, network device 1: 'tx_rate_limit' is not an "
+          "object (corrupt)");
     k = j;
     k["nets"][0]["rx_rate_limit"]["bandwidth"].erase("refill_time");
-    CHECK(refused(k) == "snapshot configuration, network device 0, rx_rate_limit bandwidth has no "
-                        "'refill_time' (corrupt)");
+    CHECK(config_refusal(k) ==
+          "snapshot configuration, network device 0, rx_rate_limit bandwidth has no "
+          "'refill_time' (corrupt)");
     k = j;
     k["nets"][0]["rx_rate_limit"]["bandwidth"]["size"] = "1M";
-    CHECK(refused(k) == "snapshot configuration, network device 0, rx_rate_limit bandwidth: "
-                        "'size' is the string \"1M\", of the wrong type (corrupt)");
+    CHECK(config_refusal(k) == "snapshot configuration, network device 0, rx_rate_limit bandwidth: "
+                               "'size' is the string \"1M\", of the wrong type (corrupt)");
     k = j;
     k["nets"][1]["tx_rate_limit"]["ops"]["size"] = 0;
-    CHECK(refused(k) == "snapshot configuration, network device 1: the transmit rate limit's ops "
-                        "bucket: its size must be more than 0 (corrupt)");
+    CHECK(config_refusal(k) ==
+          "snapshot configuration, network device 1: the transmit rate limit's ops "
+          "bucket: its size must be more than 0 (corrupt)");
 }
 
 TEST_CASE("embed config: a checkpoint's network device bucket fills are read, and refused when "
@@ -497,15 +497,10 @@ TEST_CASE("embed config: a checkpoint's network device bucket fills are read, an
     CHECK(ember::Vm::saved_net_rate_limit_fills(j, 0, net) == want);
     CHECK_NOTHROW(ember::Vm::config_from_json(j));
     // Each damage named, at config_from_json already (before anything is built).
-    const auto refused = [&](const char* key, const nlohmann::json& bad) -> std::string {
+    const auto refused = [&](const char* key, const nlohmann::json& bad) {
         auto k = j;
         k["nets"][0][key] = bad;
-        try {
-            ember::Vm::config_from_json(k);
-        } catch (const SnapshotError& e) {
-            return e.what();
-        }
-        return "accepted";
+        return config_refusal(k);
     };
     CHECK(refused("rx_rate_limit_fill", 7) == "snapshot configuration, network device 0: "
                                               "'rx_rate_limit_fill' is not an object (corrupt)");
@@ -541,36 +536,28 @@ TEST_CASE("embed config: a checkpoint's configuration with a field missing or of
     Files f;
     const auto good = ember::Vm::config_to_json(one_disk_config(f));
     REQUIRE_NOTHROW(ember::Vm::config_from_json(good));
-    const auto error = [](const nlohmann::json& j) -> std::string {
-        try {
-            ember::Vm::config_from_json(j);
-        } catch (const SnapshotError& e) {
-            return e.what();
-        }
-        return "accepted";
-    };
     auto j = good;
     j["cpus"] = "x";
-    CHECK(error(j) ==
+    CHECK(config_refusal(j) ==
           "snapshot configuration: 'cpus' is the string \"x\", of the wrong type (corrupt)");
     j = good;
     j.erase("mem_bytes");
-    CHECK(error(j) == "snapshot configuration has no 'mem_bytes' (corrupt)");
+    CHECK(config_refusal(j) == "snapshot configuration has no 'mem_bytes' (corrupt)");
     j = good;
     j["disks"] = 3;
-    CHECK(error(j) == "snapshot configuration: 'disks' is not a list (corrupt)");
+    CHECK(config_refusal(j) == "snapshot configuration: 'disks' is not a list (corrupt)");
     j = good;
     j["disks"][0]["readonly"] = 1;
     CHECK(
-        error(j) ==
+        config_refusal(j) ==
         "snapshot configuration, disk 0: 'readonly' is the number 1, of the wrong type (corrupt)");
     j = good;
     j["disks"][0]["cache"] = "None"; // would have been taken as writeback
-    CHECK(error(j) ==
+    CHECK(config_refusal(j) ==
           "snapshot configuration, disk 0: 'cache' is 'None', not none or writeback (corrupt)");
     j = good;
     j["disks"][0]["engine"] = "io_uring";
-    CHECK(error(j) ==
+    CHECK(config_refusal(j) ==
           "snapshot configuration, disk 0: 'engine' is 'io_uring', not sync or uring (corrupt)");
     for (const char* cache : {"none", "writeback"}) {
         j = good;
@@ -583,7 +570,7 @@ TEST_CASE("embed config: a checkpoint's configuration with a field missing or of
     CHECK(ember::Vm::config_from_json(j).disks.at(0).engine == DiskSpec::Engine::sync);
     j = good;
     j["disks"][0] = "disk.img";
-    CHECK(error(j) == "snapshot configuration, disk 0 has no 'path' (corrupt)");
+    CHECK(config_refusal(j) == "snapshot configuration, disk 0 has no 'path' (corrupt)");
 }
 
 TEST_CASE("embed config: vcpu_cpus is checked, and carried through a checkpoint") {
